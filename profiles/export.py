@@ -1,0 +1,107 @@
+"""The profile export format: one user's profile and full preference history as JSON.
+
+Schema ``personalizer.profile-export``, version 1::
+
+    {
+      "schema": "personalizer.profile-export",
+      "schema_version": 1,
+      "exported_at": "2026-11-24T18:00:00.000000Z",
+      "profile": {                      # every field of personalizer.profiles.Profile
+        "user_id": "alice",
+        "coefficients": {"brevity": 0.8, "warmth": -0.2},
+        "covariance": [[0.1, 0.0], [0.0, 0.2]],          # or null; rows follow coefficients
+        "reward_set_id": "attributes", "reward_set_version": "1",
+        "summary": "Prefers short, direct answers.",
+        "preference_count": 1, "version": 3,
+        "created_at": "...", "updated_at": "..."
+      },
+      "preferences": [                  # oldest first, every field of Preference
+        {"prompt": "...", "chosen": "...", "rejected": "...", "reason": null,
+         "source": "feedback", "created_at": "..."}
+      ]
+    }
+
+Readers refuse a ``schema_version`` newer than :data:`EXPORT_SCHEMA_VERSION` with
+:class:`~personalizer.errors.UnsupportedSchemaVersion`; unknown fields are refused, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from personalizer.errors import InvalidProfileData, UnsupportedSchemaVersion
+
+from .models import Preference, Profile, utcnow
+
+__all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_export"]
+
+EXPORT_SCHEMA = "personalizer.profile-export"
+EXPORT_SCHEMA_VERSION = 1
+
+
+class ProfileExport(BaseModel):
+    """A validated export document (see the module docstring for the JSON layout)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_: Literal["personalizer.profile-export"] = Field(
+        default=EXPORT_SCHEMA, alias="schema"
+    )
+    schema_version: Literal[1] = EXPORT_SCHEMA_VERSION
+    exported_at: datetime = Field(default_factory=utcnow)
+    profile: Profile
+    preferences: list[Preference] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _counts_match(self) -> ProfileExport:
+        if self.profile.preference_count != len(self.preferences):
+            raise ValueError(
+                f"profile.preference_count is {self.profile.preference_count} but the file "
+                f"holds {len(self.preferences)} preferences; the export is incomplete or edited"
+            )
+        return self
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The document as plain JSON types, with ``schema`` spelled as in the file."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
+    """Validate an export given as a dict or JSON text.
+
+    Raises :class:`InvalidProfileData` (naming the first problem) for anything that is not a
+    version-1 export, and :class:`UnsupportedSchemaVersion` for a newer version.
+    """
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidProfileData(f"profile export is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise InvalidProfileData(
+            f"profile export must be a JSON object, not {type(data).__name__}"
+        )
+    if data.get("schema") != EXPORT_SCHEMA:
+        raise InvalidProfileData(
+            f"not a personalizer profile export: 'schema' is {data.get('schema')!r}, "
+            f"expected {EXPORT_SCHEMA!r}"
+        )
+    version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > EXPORT_SCHEMA_VERSION:
+        raise UnsupportedSchemaVersion(
+            f"this export uses schema version {version}, but this personalizer reads up to "
+            f"version {EXPORT_SCHEMA_VERSION}; upgrade personalizer to import it"
+        )
+    try:
+        return ProfileExport.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}"
+            for e in exc.errors()[:3]
+        )
+        raise InvalidProfileData(f"invalid profile export: {problems}") from None

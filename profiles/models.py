@@ -1,0 +1,179 @@
+"""Profile and preference data models, and the user-id rule.
+
+A :class:`Profile` holds what personalizer knows about one user: coefficients over a named,
+versioned set of base rewards with their covariance (PReF), a readable summary (PLUS), and
+counts. :class:`Preference` is one pairwise judgement in the user's history.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from personalizer.errors import InvalidUserId
+
+__all__ = ["Preference", "Profile", "utcnow", "validate_user_id"]
+
+USER_ID_MAX = 128
+_USER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]*")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (microseconds kept)."""
+    return datetime.now(timezone.utc)
+
+
+def validate_user_id(user_id: object) -> str:
+    """Return ``user_id`` if it is a valid user id, else raise :class:`InvalidUserId`.
+
+    A user id is 1-128 characters: ASCII letters, digits and ``. _ @ + : -``, starting with a
+    letter or digit (so ``alice``, ``u-42``, ``alice@example.com`` are fine).
+    """
+    if not isinstance(user_id, str):
+        raise InvalidUserId(f"user id must be a string, not {type(user_id).__name__}")
+    if not user_id:
+        raise InvalidUserId("user id is empty; pass a non-empty id such as 'alice' or 'u-42'")
+    if len(user_id) > USER_ID_MAX:
+        raise InvalidUserId(
+            f"user id is {len(user_id)} characters long; the limit is {USER_ID_MAX}"
+            " (hash long external ids first)"
+        )
+    if not _USER_ID_RE.fullmatch(user_id):
+        raise InvalidUserId(
+            f"user id {user_id!r} has characters outside A-Z a-z 0-9 . _ @ + : - "
+            "or does not start with a letter or digit"
+        )
+    return user_id
+
+
+def _check_user_id(value: str) -> str:
+    try:
+        return validate_user_id(value)
+    except InvalidUserId as exc:  # pydantic reports ValueErrors as validation errors
+        raise ValueError(str(exc)) from None
+
+
+UserId = Annotated[str, AfterValidator(_check_user_id)]
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a timezone (use UTC)")
+    return value.astimezone(timezone.utc)
+
+
+class Preference(BaseModel):
+    """One pairwise judgement: for ``prompt`` the user preferred ``chosen`` over ``rejected``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(description="What the user asked (or the question shown).")
+    chosen: str = Field(description="The response the user preferred.")
+    rejected: str = Field(description="The response the user liked less.")
+    reason: str | None = Field(default=None, max_length=4000, description="Why, if they said.")
+    source: str = Field(
+        default="feedback",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="Where it came from: 'feedback', 'onboarding', 'import', ...",
+    )
+    created_at: datetime = Field(default_factory=utcnow, description="When it was recorded.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Preference:
+        if self.chosen == self.rejected:
+            raise ValueError(
+                "chosen and rejected are the same text; a preference needs two different responses"
+            )
+        return self
+
+    _utc = field_validator("created_at")(_as_utc)
+
+
+class Profile(BaseModel):
+    """Everything personalizer keeps about one user (besides the preference history).
+
+    ``coefficients`` are keyed by base-reward name and refer to the reward set
+    ``reward_set_id`` at ``reward_set_version``; ``covariance`` (if known) is a square matrix
+    whose rows and columns follow the order of ``coefficients``. ``version`` increases by one
+    with every stored change and is what optimistic concurrency checks.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: UserId
+    coefficients: dict[str, float] = Field(
+        default_factory=dict, description="Weight per base reward (PReF coefficients)."
+    )
+    covariance: list[list[float]] | None = Field(
+        default=None, description="Posterior covariance of the coefficients, in their order."
+    )
+    reward_set_id: str | None = Field(
+        default=None, max_length=200, description="Id of the reward set the coefficients use."
+    )
+    reward_set_version: str | None = Field(
+        default=None, max_length=100, description="Version of that reward set."
+    )
+    summary: str = Field(
+        default="", max_length=20000, description="Readable summary of the user's preferences."
+    )
+    preference_count: int = Field(default=0, ge=0, description="Preferences in the history.")
+    version: int = Field(default=0, ge=0, description="0 until stored; +1 on every change.")
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    _utc = field_validator("created_at", "updated_at")(_as_utc)
+
+    @field_validator("coefficients")
+    @classmethod
+    def _finite_coefficients(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, c in value.items():
+            if not name or len(name) > 100:
+                raise ValueError(f"base-reward name {name!r} must be 1-100 characters")
+            _finite(c, f"coefficient {name!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if self.covariance is not None:
+            n = len(self.coefficients)
+            if len(self.covariance) != n or any(len(row) != n for row in self.covariance):
+                raise ValueError(
+                    f"covariance must be {n}x{n} to match the {n} coefficients"
+                )
+            for i, row in enumerate(self.covariance):
+                for j, v in enumerate(row):
+                    _finite(v, f"covariance[{i}][{j}]")
+                if row[i] < 0:
+                    raise ValueError(f"covariance[{i}][{i}] is a variance and cannot be negative")
+        if (self.reward_set_id is None) != (self.reward_set_version is None):
+            raise ValueError("reward_set_id and reward_set_version go together: set both or neither")
+        if self.coefficients and self.reward_set_id is None:
+            raise ValueError(
+                "coefficients need the reward set they refer to: set reward_set_id and "
+                "reward_set_version"
+            )
+        return self
+
+    def stddev(self, name: str) -> float | None:
+        """Posterior standard deviation of one coefficient, or None without a covariance."""
+        if self.covariance is None:
+            return None
+        i = list(self.coefficients).index(name)
+        return math.sqrt(max(self.covariance[i][i], 0.0))

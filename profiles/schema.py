@@ -1,0 +1,55 @@
+"""The SQLite schema, as sqlite-utils migrations (each in a transaction, safe to re-run).
+
+Add a step by appending a decorated function; never edit one that has shipped. Every table
+holding a user's data has a ``user_id`` column and is listed in :data:`USER_TABLES`, children
+before parents, so export, import and delete cover it.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = ["MIGRATIONS", "USER_TABLES"]
+
+MIGRATIONS = Migrations("personalizer")
+
+# Every table with per-user rows, children first (delete order).
+USER_TABLES: tuple[str, ...] = ("preferences", "profiles")
+
+
+@MIGRATIONS()
+def m001_profiles_and_preferences(db: Database) -> None:
+    db["profiles"].create(  # type: ignore[union-attr]
+        {
+            "user_id": str,
+            "version": int,
+            "reward_set_id": str,
+            "reward_set_version": str,
+            "coefficients": str,  # JSON object, name -> float, order kept
+            "covariance": str,  # JSON matrix or NULL
+            "summary": str,
+            "preference_count": int,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="user_id",
+        not_null={"version", "coefficients", "summary", "preference_count", "created_at",
+                  "updated_at"},
+    )
+    db["preferences"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "user_id": str,
+            "prompt": str,
+            "chosen": str,
+            "rejected": str,
+            "reason": str,
+            "source": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"user_id", "prompt", "chosen", "rejected", "source", "created_at"},
+        foreign_keys=[("user_id", "profiles", "user_id")],
+    )
+    db["preferences"].create_index(["user_id", "id"])  # type: ignore[union-attr]

@@ -1,0 +1,49 @@
+"""personalizer: personalize LLM answers per user at decoding time.
+
+>>> from personalizer import Personalizer
+"""
+
+from .client import Personalizer
+from .errors import (
+    BackendError,
+    InvalidInput,
+    InvalidProfileData,
+    InvalidUserId,
+    MissingDependency,
+    NotADatabase,
+    PersonalizerError,
+    ProfileExists,
+    ProfileNotFound,
+    SchemaTooNew,
+    StoreBusy,
+    StoreError,
+    UnsupportedSchemaVersion,
+    VersionConflict,
+)
+from .types import Generation, Generator, Message, Timings, as_messages
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "Generation",
+    "Generator",
+    "InvalidInput",
+    "InvalidProfileData",
+    "InvalidUserId",
+    "Message",
+    "MissingDependency",
+    "NotADatabase",
+    "PersonalizerError",
+    "Personalizer",
+    "ProfileExists",
+    "ProfileNotFound",
+    "SchemaTooNew",
+    "StoreBusy",
+    "StoreError",
+    "Timings",
+    "UnsupportedSchemaVersion",
+    "VersionConflict",
+    "__version__",
+    "as_messages",
+]

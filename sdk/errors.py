@@ -1,0 +1,131 @@
+"""The one exception tree of personalizer.
+
+Every error the SDK raises on purpose is a :class:`PersonalizerError`; library and provider
+errors (sqlite3, pydantic, HTTP clients) are converted at the boundary, so callers can catch
+one class and messages say what to do next::
+
+    PersonalizerError
+    ├── InvalidInput (ValueError)          bad arguments, ids, texts or files
+    │   ├── InvalidUserId                  user id too long, empty or with odd characters
+    │   └── InvalidProfileData             an import that is not a valid profile export
+    │       └── UnsupportedSchemaVersion   an export written by a newer personalizer
+    ├── ProfileNotFound (LookupError)      no profile for that user id
+    ├── ProfileExists                      create/import over an existing profile
+    ├── StoreError                         the profile store cannot do its job
+    │   ├── NotADatabase                   the file is not an SQLite database
+    │   ├── StoreBusy                      locked by other writers for longer than the timeout
+    │   ├── SchemaTooNew                   the database was written by a newer personalizer
+    │   └── VersionConflict                optimistic-concurrency check failed; re-read and retry
+    ├── BackendError                       a generator or reward model failed
+    └── MissingDependency (ImportError)    an optional extra is not installed
+
+This module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "InvalidInput",
+    "InvalidProfileData",
+    "InvalidUserId",
+    "MissingDependency",
+    "NotADatabase",
+    "PersonalizerError",
+    "ProfileExists",
+    "ProfileNotFound",
+    "SchemaTooNew",
+    "StoreBusy",
+    "StoreError",
+    "UnsupportedSchemaVersion",
+    "VersionConflict",
+]
+
+
+class PersonalizerError(Exception):
+    """Base class of every error personalizer raises on purpose."""
+
+
+class InvalidInput(PersonalizerError, ValueError):
+    """An argument, text or file given to the SDK is not acceptable."""
+
+
+class InvalidUserId(InvalidInput):
+    """A user id is empty, too long or contains characters outside the allowed set."""
+
+
+class InvalidProfileData(InvalidInput):
+    """Data offered for import is not a valid personalizer profile export."""
+
+
+class UnsupportedSchemaVersion(InvalidProfileData):
+    """A profile export uses a schema version this release cannot read."""
+
+
+class ProfileNotFound(PersonalizerError, LookupError):
+    """No profile is stored for the requested user id."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__(
+            f"no profile for user {user_id!r}; create one first "
+            "(Personalizer.create_profile, or record a preference, which creates it)"
+        )
+
+
+class ProfileExists(PersonalizerError):
+    """A profile already exists where a new one was to be created."""
+
+    def __init__(self, user_id: str, hint: str = "") -> None:
+        self.user_id = user_id
+        super().__init__(f"a profile for user {user_id!r} already exists{hint}")
+
+
+class StoreError(PersonalizerError):
+    """The profile store failed; stored data is left as it was."""
+
+
+class NotADatabase(StoreError):
+    """The store path exists but is not an SQLite database."""
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked by other writers for longer than the busy timeout."""
+
+
+class SchemaTooNew(StoreError):
+    """The database holds schema migrations this release does not know."""
+
+
+class VersionConflict(StoreError):
+    """A profile changed since it was read (optimistic concurrency check failed).
+
+    Re-read the profile and apply the change again; ``SQLiteProfileStore.modify`` does this
+    for you.
+    """
+
+    def __init__(self, user_id: str, expected: int, found: int) -> None:
+        self.user_id = user_id
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"profile {user_id!r} is at version {found}, not {expected}: it was changed "
+            "by someone else since you read it; re-read it and apply your change again "
+            "(store.modify(user_id, change) retries for you)"
+        )
+
+
+class BackendError(PersonalizerError):
+    """A generator or reward backend failed or returned something unusable."""
+
+
+class MissingDependency(PersonalizerError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the {package!r} package, which is not installed; "
+            f"install it with `pip install 'personalizer[{extra}]'`"
+        )

@@ -1,0 +1,59 @@
+"""Public test doubles: use them in your own tests the way httpx users use MockTransport."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from .errors import BackendError
+from .types import Generation, Message, Timings, as_messages
+
+__all__ = ["ScriptedGenerator"]
+
+
+class ScriptedGenerator:
+    """A :class:`~personalizer.types.Generator` that answers from a script.
+
+    ``replies`` is either a list of texts returned in order (a :class:`BackendError` once they
+    run out) or a function from the message list to the reply. Every call is recorded in
+    ``calls`` as ``(messages, options)``.
+
+    >>> g = ScriptedGenerator(["Hi!"])
+    >>> g.generate("hello").text
+    'Hi!'
+    """
+
+    def __init__(self, replies: Iterable[str] | Callable[[list[Message]], str]) -> None:
+        self._reply_fn = replies if callable(replies) else None
+        self._queue = [] if callable(replies) else list(replies)
+        self.calls: list[tuple[list[Message], dict[str, Any]]] = []
+
+    def _next(self, messages: list[Message]) -> str:
+        if self._reply_fn is not None:
+            return self._reply_fn(messages)
+        if not self._queue:
+            raise BackendError(
+                f"ScriptedGenerator ran out of replies after {len(self.calls) - 1} calls; "
+                "give it more replies or a function"
+            )
+        return self._queue.pop(0)
+
+    def generate(self, messages: Sequence[Message] | str, **options: Any) -> Generation:
+        start = time.perf_counter()
+        msgs = as_messages(messages)
+        self.calls.append((msgs, dict(options)))
+        text = self._next(msgs)
+        return Generation(
+            text=text,
+            completion_tokens=len(text.split()),
+            finish_reason="stop",
+            timings=Timings(total_s=time.perf_counter() - start),
+            model="scripted",
+        )
+
+    def stream(self, messages: Sequence[Message] | str, **options: Any) -> Iterator[str]:
+        text = self.generate(messages, **options).text
+        pieces = text.split(" ")
+        for i, piece in enumerate(pieces):
+            yield piece if i == 0 else " " + piece

@@ -1,0 +1,112 @@
+"""Data models and protocols at the seams between the parts of personalizer.
+
+Generators (local models, hosted APIs) implement :class:`Generator`; they take chat
+:class:`Message` lists and return a :class:`Generation`. This module imports nothing of ours
+except the error tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidInput
+
+__all__ = ["Generation", "Generator", "Message", "Timings", "as_messages"]
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    """One chat turn."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Role = Field(description="Who speaks: 'system', 'user' or 'assistant'.")
+    content: str = Field(description="The text of the turn.")
+
+
+class Timings(BaseModel):
+    """Wall-clock seconds spent producing a generation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    total_s: float = Field(ge=0, description="From the call to the last token.")
+    first_token_s: float | None = Field(
+        default=None, ge=0, description="From the call to the first token, when known."
+    )
+
+
+class Generation(BaseModel):
+    """What a generator returns: the text and how it was produced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(description="The generated answer.")
+    completion_tokens: int = Field(ge=0, description="Tokens generated.")
+    prompt_tokens: int | None = Field(default=None, ge=0, description="Tokens in the prompt.")
+    finish_reason: Literal["stop", "length"] | None = Field(
+        default=None, description="'stop' at end of turn or a stop string, 'length' at the limit."
+    )
+    timings: Timings = Field(description="Wall-clock timings.")
+    model: str | None = Field(default=None, description="Model id or path, when known.")
+    steering: Mapping[str, Any] | None = Field(
+        default=None,
+        description="What steering was applied (strategy, strength, reward set), or None.",
+    )
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Anything that answers a chat: a local model, a hosted API, a scripted test double.
+
+    ``options`` are generator-specific (max new tokens, steering, ...); a generator that cannot
+    honour an option raises :class:`~personalizer.errors.InvalidInput` or
+    :class:`~personalizer.errors.BackendError` instead of ignoring it.
+    """
+
+    def generate(self, messages: Sequence[Message], **options: Any) -> Generation:
+        """Answer ``messages`` in one piece."""
+        ...
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
+        """Answer ``messages`` as text pieces whose concatenation equals ``generate``'s text."""
+        ...
+
+
+MessagesLike = str | Message | Mapping[str, Any] | Iterable[Message | Mapping[str, Any]]
+
+
+def as_messages(messages: MessagesLike) -> list[Message]:
+    """Normalise a string, a message, a dict or a list of them into a list of :class:`Message`.
+
+    A bare string is one user turn. Raises :class:`InvalidInput` naming the bad item.
+    """
+    if isinstance(messages, (str, Message, Mapping)):
+        messages = [messages]  # type: ignore[list-item]
+    out: list[Message] = []
+    for i, item in enumerate(messages):  # type: ignore[union-attr]
+        if isinstance(item, Message):
+            out.append(item)
+            continue
+        if isinstance(item, str):
+            out.append(Message(role="user", content=item))
+            continue
+        try:
+            out.append(Message.model_validate(item))
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"message {i} is not a chat message ({_first_error(exc)}); "
+                "pass {'role': 'user'|'assistant'|'system', 'content': '...'}"
+            ) from None
+    if not out:
+        raise InvalidInput("no messages given; pass at least one user message")
+    return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "value"
+    return f"{where}: {err['msg']}"

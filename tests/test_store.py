@@ -1,0 +1,292 @@
+"""SQLiteProfileStore on real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import pref, user_rows
+
+from personalizer.errors import (
+    InvalidInput,
+    InvalidProfileData,
+    InvalidUserId,
+    NotADatabase,
+    PersonalizerError,
+    ProfileExists,
+    ProfileNotFound,
+    SchemaTooNew,
+    StoreError,
+    UnsupportedSchemaVersion,
+    VersionConflict,
+)
+from personalizer.profiles import Profile, SQLiteProfileStore
+
+
+def _tasteful(p: Profile) -> Profile:
+    return p.model_copy(update={
+        "coefficients": {"verbosity": -0.8, "warmth": 0.3},
+        "covariance": [[0.2, 0.01], [0.01, 0.1]],
+        "reward_set_id": "attributes", "reward_set_version": "1",
+        "summary": "Short and warm.",
+    })
+
+
+def test_create_get_and_versions(store: SQLiteProfileStore) -> None:
+    created = store.create("alice")
+    assert created.version == 1
+    assert store.get("alice") == created
+    with pytest.raises(ProfileExists, match="alice"):
+        store.create("alice")
+    updated = store.update(_tasteful(store.get("alice")))
+    assert updated.version == 2
+    again = store.get("alice")
+    assert again == updated
+    assert list(again.coefficients) == ["verbosity", "warmth"]  # order kept for the covariance
+    assert again.stddev("warmth") == pytest.approx(0.1 ** 0.5)
+
+
+def test_stale_update_raises_conflict_and_changes_nothing(store: SQLiteProfileStore) -> None:
+    store.create("alice")
+    first = store.get("alice")
+    second = store.get("alice")
+    store.update(first.model_copy(update={"summary": "first writer"}))
+    with pytest.raises(VersionConflict, match="re-read"):
+        store.update(second.model_copy(update={"summary": "second writer"}))
+    assert store.get("alice").summary == "first writer"
+
+
+def test_modify_reapplies_after_conflict(store: SQLiteProfileStore) -> None:
+    store.create("alice")
+    calls = []
+
+    def change(p: Profile) -> Profile:
+        calls.append(p.version)
+        if len(calls) == 1:  # somebody else writes between our read and our update
+            store.update(p.model_copy(update={"summary": "interloper"}))
+        return p.model_copy(update={"summary": p.summary + "+mine"})
+
+    result = store.modify("alice", change)
+    assert calls == [1, 2]
+    assert result.summary == "interloper+mine"
+
+
+def test_update_revalidates_model_copy(store: SQLiteProfileStore) -> None:
+    p = store.create("alice")
+    bad = p.model_copy(update={"coefficients": {"x": float("nan")}, "reward_set_id": "s",
+                               "reward_set_version": "1"})
+    with pytest.raises(InvalidInput, match="finite"):
+        store.update(bad)
+    assert store.get("alice") == p
+
+
+def test_append_preferences_counts_and_order(store: SQLiteProfileStore) -> None:
+    profile = store.append_preferences("bob", [pref(0), pref(1)])  # creates the profile
+    assert profile.preference_count == 2
+    profile = store.append_preference("bob", pref(2, reason="too long", source="onboarding"))
+    assert profile.preference_count == 3 and profile.version == 3
+    history = store.preferences("bob")
+    assert [p.prompt for p in history] == ["question 0", "question 1", "question 2"]
+    assert history[2].reason == "too long" and history[2].source == "onboarding"
+    with pytest.raises(ProfileNotFound):
+        store.append_preference("carol", pref(), create=False)
+
+
+def test_list_profiles_pages(store: SQLiteProfileStore) -> None:
+    for i in range(7):
+        store.create(f"user-{i}")
+    seen, after = [], None
+    while True:
+        page = store.list_profiles(limit=3, after=after)
+        seen += [p.user_id for p in page.profiles]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == [f"user-{i}" for i in range(7)]
+    assert store.count() == 7
+    with pytest.raises(InvalidInput):
+        store.list_profiles(limit=0)
+
+
+def test_export_delete_import_round_trip(store: SQLiteProfileStore) -> None:
+    store.append_preferences("alice", [pref(i) for i in range(5)])
+    store.modify("alice", _tasteful)
+    before = store.get("alice")
+    history = store.preferences("alice")
+    exported = store.export_profile("alice")
+    text = json.dumps(exported)  # the export is plain JSON
+
+    store.delete("alice")
+    with pytest.raises(ProfileNotFound):
+        store.get("alice")
+    restored = store.import_profile(text)
+    assert restored == before
+    assert store.get("alice") == before
+    assert store.preferences("alice") == history
+    assert store.export_profile("alice")["profile"] == exported["profile"]
+
+
+def test_import_refuses_existing_unless_replace(store: SQLiteProfileStore) -> None:
+    store.append_preferences("alice", [pref(0)])
+    exported = store.export_profile("alice")
+    store.append_preferences("alice", [pref(1), pref(2)])
+    with pytest.raises(ProfileExists, match="replace=True"):
+        store.import_profile(exported)
+    assert store.get("alice").preference_count == 3  # untouched
+    store.import_profile(exported, replace=True)
+    assert store.get("alice").preference_count == 1
+    assert len(store.preferences("alice")) == 1
+
+
+def test_delete_removes_every_row_of_that_user_only(store: SQLiteProfileStore,
+                                                    db_path: Path) -> None:
+    for user in ("alice", "bob", "carol"):
+        store.append_preferences(user, [pref(i) for i in range(4)])
+        store.modify(user, _tasteful)
+    def others() -> dict:
+        return {u: {k: v for k, v in store.export_profile(u).items() if k != "exported_at"}
+                for u in ("alice", "carol")}
+
+    before = others()
+    assert store.delete("bob") == 5  # 4 preferences + 1 profile row
+    assert set(user_rows(db_path, "bob").values()) == {0}
+    assert user_rows(db_path, "alice") == {"preferences": 4, "profiles": 1}
+    assert others() == before
+    with pytest.raises(ProfileNotFound):
+        store.delete("bob")
+
+
+def test_deleted_text_does_not_linger_in_the_files(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    marker = "zebra-unique-secret-7c1e"
+    with SQLiteProfileStore(path) as store:
+        store.append_preferences("bob", [pref(0)])
+        store.append_preference("bob", pref(1).model_copy(update={"reason": marker}))
+        store.append_preferences("alice", [pref(2)])
+        store.delete("bob")
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+        assert marker.encode() not in raw
+        assert store.get("alice").preference_count == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "a" * 129, "with space", "semi;colon", "../etc", "-leading", "名前", "x'; DROP TABLE"],
+)
+def test_bad_user_ids_are_refused(store: SQLiteProfileStore, bad: str) -> None:
+    with pytest.raises(InvalidUserId):
+        store.get(bad)
+    with pytest.raises(InvalidUserId):
+        store.create(bad)
+    with pytest.raises(InvalidUserId):
+        store.append_preference(bad, pref())
+
+
+def test_good_user_ids_are_accepted(store: SQLiteProfileStore) -> None:
+    for good in ("a", "u-42", "alice@example.com", "tenant:7.user_9+x", "A" * 128):
+        store.create(good)
+        assert store.get(good).user_id == good
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "match"),
+    [
+        ("{not json", InvalidProfileData, "not valid JSON"),
+        ("[1, 2]", InvalidProfileData, "JSON object"),
+        ('{"schema": "something-else"}', InvalidProfileData, "not a personalizer"),
+        ('{"schema": "personalizer.profile-export", "schema_version": 99}',
+         UnsupportedSchemaVersion, "upgrade personalizer"),
+        ('{"schema": "personalizer.profile-export", "schema_version": 1}',
+         InvalidProfileData, "profile"),
+    ],
+)
+def test_malformed_imports(store: SQLiteProfileStore, payload: str, error: type,
+                           match: str) -> None:
+    with pytest.raises(error, match=match):
+        store.import_profile(payload)
+    assert store.count() == 0
+
+
+def test_import_with_wrong_fields_is_refused_and_writes_nothing(
+        store: SQLiteProfileStore) -> None:
+    store.append_preferences("alice", [pref(0), pref(1)])
+    good = store.export_profile("alice")
+    store.delete("alice")
+    cases = [
+        {**good, "extra": 1},
+        {**good, "profile": {**good["profile"], "user_id": "bad id"}},
+        {**good, "profile": {**good["profile"], "preference_count": 5}},
+        {**good, "profile": {**good["profile"], "coefficients": {"a": "x"}}},
+        {**good, "preferences": [{**good["preferences"][0], "chosen": "same",
+                                  "rejected": "same"}, good["preferences"][1]]},
+    ]
+    for case in cases:
+        with pytest.raises(InvalidProfileData):
+            store.import_profile(case)
+    assert store.count() == 0
+
+
+def test_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 100)
+    with pytest.raises(NotADatabase, match="not an SQLite database"):
+        SQLiteProfileStore(path)
+    assert path.read_text().startswith("these are my notes")  # untouched
+    with pytest.raises(NotADatabase, match="directory"):
+        SQLiteProfileStore(tmp_path)
+    with pytest.raises(StoreError, match="folder exist"):
+        SQLiteProfileStore(tmp_path / "missing" / "p.db")
+
+
+def test_errors_are_all_personalizer_errors(store: SQLiteProfileStore) -> None:
+    for call in (lambda: store.get("nobody"), lambda: store.get(""),
+                 lambda: store.import_profile("{")):
+        with pytest.raises(PersonalizerError):
+            call()
+
+
+def test_store_opens_in_wal_with_secure_delete(store: SQLiteProfileStore) -> None:
+    conn = store._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+
+
+def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
+    with SQLiteProfileStore(db_path) as s:
+        s.append_preferences("alice", [pref(0)])
+    for _ in range(2):  # reopening applies nothing twice and loses nothing
+        with SQLiteProfileStore(db_path) as s:
+            assert s.get("alice").preference_count == 1
+    conn = sqlite3.connect(db_path)
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
+    assert names == ["m001_profiles_and_preferences"]
+    conn.close()
+
+
+def test_database_from_a_newer_release_is_refused(db_path: Path) -> None:
+    SQLiteProfileStore(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                 "VALUES ('personalizer', 'm999_from_the_future', '2030-01-01')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="upgrade personalizer"):
+        SQLiteProfileStore(db_path)
+
+
+def test_in_memory_store_works() -> None:
+    with SQLiteProfileStore(":memory:") as s:
+        s.append_preferences("alice", [pref(0)])
+        assert s.get("alice").preference_count == 1
+
+
+def test_env_var_sets_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERSONALIZER_DB", str(tmp_path / "from-env.db"))
+    with SQLiteProfileStore() as s:
+        assert s.path == str(tmp_path / "from-env.db")
+        s.create("alice")
+    assert (tmp_path / "from-env.db").exists()
