@@ -1,0 +1,136 @@
+"""The CLI, driven through click's runner and once through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import pref, user_rows
+
+from personalizer.cli import main
+from personalizer.profiles import SQLiteProfileStore
+
+
+@pytest.fixture
+def filled(db_path: Path) -> Path:
+    with SQLiteProfileStore(db_path) as store:
+        store.append_preferences("alice", [pref(0), pref(1)])
+        store.modify("alice", lambda p: p.model_copy(update={
+            "coefficients": {"verbosity": -0.9, "warmth": 0.4},
+            "covariance": [[0.04, 0.0], [0.0, 0.09]],
+            "reward_set_id": "attributes", "reward_set_version": "1",
+            "summary": "Prefers short answers.",
+        }))
+        store.append_preferences("bob", [pref(2)])
+    return db_path
+
+
+def run(*args: str, input: str | None = None):  # noqa: A002, ANN201
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def test_list_and_show(filled: Path) -> None:
+    out = run("profiles", "list", "--db", str(filled))
+    assert out.exit_code == 0, out.output
+    assert "alice" in out.output and "bob" in out.output
+    out = run("profiles", "show", "alice", "--db", str(filled))
+    assert out.exit_code == 0, out.output
+    assert "verbosity" in out.output and "-0.900" in out.output and "0.300" in out.output
+    assert "█" in out.output and "Prefers short answers." in out.output
+    out = run("profiles", "show", "alice", "--json", "--db", str(filled))
+    assert json.loads(out.output)["coefficients"] == {"verbosity": -0.9, "warmth": 0.4}
+
+
+def test_list_pages(filled: Path) -> None:
+    out = run("profiles", "list", "--limit", "1", "--db", str(filled))
+    assert "alice" in out.output and "bob" not in out.output and "--after alice" in out.output
+    out = run("profiles", "list", "--limit", "1", "--after", "alice", "--db", str(filled))
+    assert "bob" in out.output and "alice" not in out.output
+
+
+def test_export_delete_import(filled: Path, tmp_path: Path) -> None:
+    before = run("profiles", "show", "alice", "--json", "--db", str(filled)).output
+    target = tmp_path / "alice.json"
+    assert run("profiles", "export", "alice", "-o", str(target), "--db", str(filled)).exit_code == 0
+    assert json.loads(target.read_text())["profile"]["user_id"] == "alice"
+
+    refused = run("profiles", "delete", "alice", "--db", str(filled), input="n\n")
+    assert refused.exit_code != 0 and user_rows(filled, "alice")["profiles"] == 1
+
+    out = run("profiles", "delete", "alice", "--yes", "--db", str(filled))
+    assert out.exit_code == 0 and "3 rows" in out.output
+    assert set(user_rows(filled, "alice").values()) == {0}
+
+    out = run("profiles", "import", str(target), "--db", str(filled))
+    assert out.exit_code == 0, out.output
+    assert run("profiles", "show", "alice", "--json", "--db", str(filled)).output == before
+    out = run("profiles", "import", str(target), "--db", str(filled))
+    assert out.exit_code == 1 and "--replace" in out.output
+    assert run("profiles", "import", str(target), "--replace", "--db", str(filled)).exit_code == 0
+
+
+def test_export_to_stdout_and_import_from_stdin(filled: Path, tmp_path: Path) -> None:
+    text = run("profiles", "export", "bob", "--db", str(filled)).output
+    other = tmp_path / "other.db"
+    out = run("profiles", "import", "-", "--db", str(other), input=text)
+    assert out.exit_code == 0, out.output
+    assert "imported bob (1 preferences)" in out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("profiles", "show", "nobody"), "ProfileNotFound"),
+        (("profiles", "show", "bad id!"), "InvalidUserId"),
+        (("profiles", "delete", "nobody", "--yes"), "ProfileNotFound"),
+    ],
+)
+def test_errors_are_one_line_not_tracebacks(filled: Path, args: tuple[str, ...],
+                                            message: str) -> None:
+    out = run(*args, "--db", str(filled))
+    assert out.exit_code == 1
+    assert message in out.output and "Traceback" not in out.output
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    notdb = tmp_path / "notes.txt"
+    notdb.write_text("hello")
+    out = run("profiles", "list", "--db", str(notdb))
+    assert out.exit_code == 1 and "NotADatabase" in out.output
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{oops")
+    out = run("profiles", "import", str(bad_json), "--db", str(tmp_path / "p.db"))
+    assert out.exit_code == 1 and "not valid JSON" in out.output
+
+
+def test_db_from_environment(filled: Path) -> None:
+    out = CliRunner().invoke(main, ["profiles", "list"], env={"PERSONALIZER_DB": str(filled)})
+    assert "alice" in out.output
+
+
+def test_demo_creates_two_opposite_users(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    for _ in range(2):  # idempotent
+        out = run("demo", "--db", str(db))
+        assert out.exit_code == 0, out.output
+    with SQLiteProfileStore(db) as store:
+        terse, thorough = store.get("demo-terse"), store.get("demo-thorough")
+    assert terse.coefficients["verbosity"] < 0 < thorough.coefficients["verbosity"]
+    assert terse.preference_count == thorough.preference_count == 1
+
+
+def test_installed_entry_point(filled: Path) -> None:
+    exe = shutil.which("personalizer") or str(Path(__import__("sys").executable).parent
+                                               / "personalizer")
+    proc = subprocess.run([exe, "profiles", "show", "alice", "--db", str(filled)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "verbosity" in proc.stdout
+    proc = subprocess.run([exe, "profiles", "show", "ghost", "--db", str(filled)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "ProfileNotFound" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,45 @@
+"""Seams: messages, generations and the public scripted generator."""
+
+from __future__ import annotations
+
+import pytest
+
+from personalizer import Generation, Generator, InvalidInput, Message, as_messages
+from personalizer.errors import BackendError
+from personalizer.testing import ScriptedGenerator
+
+
+def test_as_messages_normalises() -> None:
+    assert as_messages("hi") == [Message(role="user", content="hi")]
+    msgs = as_messages([{"role": "system", "content": "be brief"}, "hello"])
+    assert [m.role for m in msgs] == ["system", "user"]
+    with pytest.raises(InvalidInput, match="message 0"):
+        as_messages([{"role": "robot", "content": "x"}])
+    with pytest.raises(InvalidInput, match="no messages"):
+        as_messages([])
+
+
+def test_messages_are_immutable_and_strict() -> None:
+    m = Message(role="user", content="x")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error
+        m.content = "y"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        Message(role="user", content="x", name="bob")  # type: ignore[call-arg]
+
+
+def test_scripted_generator_is_a_generator() -> None:
+    g = ScriptedGenerator(["one two three", "four"])
+    assert isinstance(g, Generator)
+    gen = g.generate([Message(role="user", content="q")], max_new_tokens=5)
+    assert isinstance(gen, Generation) and gen.text == "one two three"
+    assert gen.completion_tokens == 3 and gen.finish_reason == "stop"
+    assert g.calls[0][1] == {"max_new_tokens": 5}
+    assert "".join(g.stream("q")) == "four"
+    with pytest.raises(BackendError, match="ran out"):
+        g.generate("q")
+
+
+def test_scripted_generator_with_a_function() -> None:
+    g = ScriptedGenerator(lambda msgs: msgs[-1].content.upper())
+    assert g.generate("shout").text == "SHOUT"
+    assert "".join(g.stream("a b  c")) == "A B  C"
