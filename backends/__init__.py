@@ -1,7 +1,19 @@
 """Stateless compute: generators (local Hugging Face models, hosted APIs) and reward models.
 
-Backends know a user only through the steering handed to them; they never import
-``personalizer.profiles`` or the facade.
+Backends know a user only through the coefficients and options handed to them; they never
+import ``personalizer.profiles`` or the facade. Torch-based parts load on first use.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["GenerationOptions", "LocalGenerator"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import local
+
+        return getattr(local, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,8 +7,9 @@ one class and messages say what to do next::
     PersonalizerError
     ├── InvalidInput (ValueError)          bad arguments, ids, texts or files
     │   ├── InvalidUserId                  user id too long, empty or with odd characters
-    │   └── InvalidProfileData             an import that is not a valid profile export
-    │       └── UnsupportedSchemaVersion   an export written by a newer personalizer
+    │   ├── InvalidProfileData             an import that is not a valid profile export
+    │   │   └── UnsupportedSchemaVersion   an export written by a newer personalizer
+    │   └── RewardSetMismatch              coefficients that belong to another reward set
     ├── ProfileNotFound (LookupError)      no profile for that user id
     ├── ProfileExists                      create/import over an existing profile
     ├── StoreError                         the profile store cannot do its job
@@ -34,6 +35,7 @@ __all__ = [
     "PersonalizerError",
     "ProfileExists",
     "ProfileNotFound",
+    "RewardSetMismatch",
     "SchemaTooNew",
     "StoreBusy",
     "StoreError",
@@ -60,6 +62,13 @@ class InvalidProfileData(InvalidInput):
 
 class UnsupportedSchemaVersion(InvalidProfileData):
     """A profile export uses a schema version this release cannot read."""
+
+
+class RewardSetMismatch(InvalidInput):
+    """Coefficients refer to another reward set, another version of it, or other rewards.
+
+    Coefficients mean nothing against another set; they are refused, never reinterpreted.
+    """
 
 
 class ProfileNotFound(PersonalizerError, LookupError):
