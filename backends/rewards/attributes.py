@@ -71,7 +71,8 @@ def _pyphen() -> Any:
 
 @functools.lru_cache(maxsize=65536)
 def syllables(word: str) -> int:
-    """Syllables of one English word, from pyphen's hyphenation points (at least 1)."""
+    """Syllables of one English word from pyphen's hyphenation points (at least 1; long words
+    are slightly undercounted, as hyphenation skips some syllable breaks)."""
     w = word.lower().strip("'’")
     if not w:
         return 0
