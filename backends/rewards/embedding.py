@@ -108,6 +108,6 @@ class EmbeddingHeads:
             names = json.loads(meta["names"])
             descriptions = json.loads(meta["descriptions"])
             with_prompt = json.loads(meta.get("with_prompt", "false"))
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, st.SafetensorError) as exc:
             raise InvalidInput(f"{path} is not a personalizer heads file: {exc}") from None
         return cls(encoder, weight, bias, names, descriptions, with_prompt=with_prompt)
