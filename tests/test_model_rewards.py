@@ -42,6 +42,12 @@ def test_classifier_batch_equals_one_at_a_time(chat: bool) -> None:
     batched = reward.score_many("How do I boil an egg?", RESPONSES)
     single = _one_by_one(reward, "How do I boil an egg?", RESPONSES)
     np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-5)
+    # reference: the score head on the hidden state of each sequence's real last token
+    with torch.no_grad():
+        for response, got in zip(RESPONSES, batched, strict=True):
+            ids = torch.tensor([reward._encode("How do I boil an egg?", response)])
+            hidden = model.transformer(ids).last_hidden_state[0, -1]
+            assert got[0] == pytest.approx(model.score(hidden).item(), abs=1e-5)
     assert len({round(r[0], 6) for r in batched}) == len(RESPONSES)  # the text matters
     assert model.config.pad_token_id == pad_before  # restored after the call
 
