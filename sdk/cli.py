@@ -143,7 +143,7 @@ def delete(db: str, user: str, yes: bool) -> None:
 @main.command()
 @DB_OPTION
 def demo(db: str) -> None:
-    """Run the demo: two users with opposite tastes, stored and shown.
+    """Run the demo: SmolLM2 answers, reranked for two users with opposite tastes.
 
     Example: personalizer demo --db demo.db
     """

@@ -112,15 +112,34 @@ def test_db_from_environment(filled: Path) -> None:
     assert "alice" in out.output
 
 
-def test_demo_creates_two_opposite_users(tmp_path: Path) -> None:
+def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
+    import tiny
+    from rich.console import Console
+
+    from personalizer.backends import LocalGenerator
+    from personalizer.demo import DEMO_PROMPTS, run_demo
+
     db = tmp_path / "demo.db"
-    for _ in range(2):  # idempotent
-        out = run("demo", "--db", str(db))
-        assert out.exit_code == 0, out.output
+    console = Console(record=True, width=120)
+    for _ in range(2):  # idempotent: the demo users are re-created
+        run_demo(str(db), console=console, max_new_tokens=12,
+                 generator_factory=lambda: LocalGenerator(tiny.gpt2(), tiny.tokenizer()))
     with SQLiteProfileStore(db) as store:
         terse, thorough = store.get("demo-terse"), store.get("demo-thorough")
+        history = store.preferences("demo-terse")
     assert terse.coefficients["verbosity"] < 0 < thorough.coefficients["verbosity"]
-    assert terse.preference_count == thorough.preference_count == 1
+    assert terse.reward_set_id == "attributes" and terse.reward_set_version.startswith("1-")
+    assert 1 <= len(history) <= len(DEMO_PROMPTS)
+    assert {h.prompt for h in history} <= set(DEMO_PROMPTS)
+    text = console.export_text()
+    assert "demo-terse" in text and "ms/token" in text
+
+
+@pytest.mark.slow
+def test_demo_command_with_smollm2(tmp_path: Path) -> None:
+    out = run("demo", "--db", str(tmp_path / "demo.db"))
+    assert out.exit_code == 0, out.output
+    assert "demo-thorough" in out.output and "SmolLM2" in out.output
 
 
 def test_installed_entry_point(filled: Path) -> None:
