@@ -38,6 +38,7 @@ test: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/rewards.py
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm

@@ -10,6 +10,7 @@ import pytest
 
 import personalizer
 import personalizer.backends
+import personalizer.backends.rewards
 import personalizer.errors
 import personalizer.profiles
 from personalizer.errors import MissingDependency, PersonalizerError
@@ -17,7 +18,8 @@ from personalizer.errors import MissingDependency, PersonalizerError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", [personalizer, personalizer.profiles, personalizer.errors])
+@pytest.mark.parametrize("module", [personalizer, personalizer.profiles, personalizer.errors,
+                                    personalizer.backends, personalizer.backends.rewards])
 def test_all_is_sorted_and_complete(module) -> None:  # noqa: ANN001
     names = module.__all__
     assert names == sorted(names), f"{module.__name__}.__all__ is not sorted"
@@ -89,7 +91,9 @@ def test_torch_is_not_imported_by_the_core() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, personalizer, personalizer.profiles, personalizer.cli; "
+    code = ("import sys, personalizer, personalizer.profiles, personalizer.cli, "
+            "personalizer.backends, personalizer.backends.rewards; "
+            "personalizer.backends.rewards.attribute_reward_set().features('q', ['a b']); "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
