@@ -138,3 +138,18 @@ def test_embedding_heads_score_save_and_load(encoder: SentenceEncoder, tmp_path:
         EmbeddingHeads.load(tmp_path / "junk.safetensors", encoder)
     with pytest.raises(InvalidInput, match="weight must be"):
         EmbeddingHeads(encoder, np.zeros((2, 10)), None, ["a", "b"])
+
+
+def test_a_model_that_outputs_nan_is_an_error() -> None:
+    from personalizer.errors import BackendError
+
+    model = tiny.gpt2_classifier()
+    with torch.no_grad():
+        model.score.weight.fill_(float("nan"))
+    with pytest.raises(BackendError, match="non-finite"):
+        ClassifierReward(model, tiny.tokenizer()).score("q", ["a"])
+    lm = tiny.gpt2()
+    with torch.no_grad():
+        lm.transformer.ln_f.weight.fill_(float("nan"))
+    with pytest.raises(BackendError, match="non-finite"):
+        ConfidenceReward(LocalGenerator(lm, tiny.tokenizer())).score("q", ["a b"])

@@ -93,6 +93,9 @@ class ClassifierReward:
                                         attention_mask=mask.to(self.device)).logits
                 finally:
                     self.model.config.pad_token_id = saved
+            if not torch.isfinite(logits).all():
+                raise BackendError(f"classifier {self.names[0]!r} returned a non-finite score; "
+                                   "a NaN or inf is an error, not a score")
             out += logits.float().cpu().tolist()
         return out
 

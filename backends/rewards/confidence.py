@@ -18,6 +18,7 @@ from personalizer.types import Message
 
 from .. import _hf
 from ._batching import chunks, right_pad
+from .base import check_scores
 
 __all__ = ["ConfidenceReward"]
 
@@ -61,4 +62,4 @@ class ConfidenceReward:
                 else:
                     value = (-math.log(span.shape[-1]) - span.mean(dim=-1)).mean()
                 out.append(float(value))
-        return out
+        return check_scores(out, self.name, len(bodies))
