@@ -158,18 +158,23 @@ def cache_kwarg(model: Any) -> str:
 def chat_prompt(tokenizer: Any, messages: Sequence[Message], *,
                 add_generation_prompt: bool = True) -> list[int]:
     """Token ids of ``messages`` through the tokenizer's chat template, or, for a model without
-    one, the turns as ``role: content`` lines ending with ``assistant:``."""
+    one, the turns as ``role: content`` lines ending with ``assistant:``.
+
+    When the last message is an assistant turn, the model continues that turn (a prefill)
+    instead of starting a new one.
+    """
     turns = [{"role": m.role, "content": m.content} for m in messages]
+    prefill = bool(messages) and messages[-1].role == "assistant"
     if getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(
-            turns, add_generation_prompt=add_generation_prompt, tokenize=True,
-            return_dict=False,
+            turns, add_generation_prompt=add_generation_prompt and not prefill, tokenize=True,
+            return_dict=False, continue_final_message=prefill,
         )
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
         return [int(i) for i in ids]
     text = "\n".join(f"{m.role}: {m.content}" for m in messages)
-    if add_generation_prompt:
+    if add_generation_prompt and not prefill:
         text += "\nassistant:"
     return [int(i) for i in tokenizer(text, add_special_tokens=True)["input_ids"]]
 

@@ -108,6 +108,32 @@ class LocalGenerator:
         """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text."""
         return iter(_Run(self, as_messages(messages), parse_options(options, self.defaults)))
 
+    def option_logprobs(self, messages: MessagesLike, options: Sequence[str]) -> list[float]:
+        """Log-probability of each option text continuing ``messages`` (one batched forward).
+
+        With a final assistant message the options continue that turn (a prefill); this is
+        how a local judge reads its score distribution instead of parsing free text.
+        """
+        from .rewards._batching import right_pad
+
+        torch = self._torch
+        head = self.prompt_ids(messages)
+        bodies = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        if not options or any(not b for b in bodies):
+            raise InvalidInput("options must be non-empty texts")
+        ids, mask = right_pad([head + list(b) for b in bodies],
+                              self.tokenizer.pad_token_id or 0, torch)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device),
+                                attention_mask=mask.to(self.device)).logits.float()
+        logp = logits.log_softmax(dim=-1)
+        out = []
+        for i, body in enumerate(bodies):
+            span = logp[i, len(head) - 1:len(head) - 1 + len(body)]
+            target = torch.tensor(list(body), device=span.device)[:, None]
+            out.append(float(span.gather(-1, target).sum()))
+        return out
+
     # -- decoding ----------------------------------------------------------------------
 
     def new_cache(self) -> Any:

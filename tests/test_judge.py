@@ -104,11 +104,37 @@ def test_judge_on_a_real_tiny_local_model() -> None:
     from personalizer.backends import LocalGenerator
 
     gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer())
-    judge = JudgeReward(gen, max_retries=1, generation_options={"max_new_tokens": 8})
+    strict = JudgeReward(gen, max_retries=1, finish="parse",
+                         generation_options={"max_new_tokens": 8})
     # a random tiny LM writes no parseable score: the judge must say so, with its raw text
     with pytest.raises(BackendError, match="last output"):
-        judge.score("q", ["a"])
-    # the same LM forced to answer in format (stop string + a scripted prefix model) parses
-    scripted_gen = ScriptedGenerator(lambda m: gen.generate(m, max_new_tokens=4).text
-                                     + "\nScore: 6")
-    assert JudgeReward(scripted_gen).score("q", ["a", "b"]) == [6.0, 6.0]
+        strict.score("q", ["a"])
+    # finish="auto" reads the score from the LM's own probabilities after its critique
+    auto = JudgeReward(gen, generation_options={"max_new_tokens": 8})
+    out = auto.judge("q", ["an answer", "another answer"])
+    assert all(1.0 <= j.score <= 10.0 for j in out)
+    assert out[0].score != out[1].score  # the answer text changes the distribution
+    assert "(expected value)" in out[0].rationales[0]
+    assert auto.score("q", ["an answer"]) == [pytest.approx(out[0].score)]  # deterministic
+    pair = JudgeReward(gen, mode="pairwise", generation_options={"max_new_tokens": 8})
+    a, b = pair.score("q", ["an answer", "another answer"])
+    assert 0.0 < a < 1.0 and a + b == pytest.approx(1.0)
+
+
+def test_option_logprobs_match_a_manual_computation() -> None:
+    import tiny
+    import torch
+
+    from personalizer.backends import LocalGenerator
+
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer())
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Score:"}]
+    lps = gen.option_logprobs(msgs, [" 1/10", " 7/10"])
+    head = gen.prompt_ids(msgs)
+    body = gen.tokenizer(" 7/10", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = gen.model(torch.tensor([head + body])).logits.log_softmax(-1)[0]
+    manual = sum(logp[len(head) - 1 + i, t].item() for i, t in enumerate(body))
+    assert lps[1] == pytest.approx(manual, abs=1e-4)
+    # a final assistant message is continued, not followed by a new assistant turn
+    assert gen.tokenizer.decode(gen.prompt_ids(msgs)).endswith("assistant: Score:")

@@ -9,10 +9,17 @@
 can judge (local or hosted). An unparseable judgement is retried, then reported as a
 :class:`~personalizer.errors.BackendError` with the raw text; it is never scored 0. Every
 judgement keeps its rationale so a product can show why an answer won.
+
+Small local judges rarely keep to a format. When the generator can score option texts
+(``option_logprobs``, as :class:`~personalizer.backends.LocalGenerator` does), ``finish="auto"``
+reads the verdict from the model's probabilities instead: after the critique it prefills
+``Score:`` and takes the expected score over ``1/10 .. 10/10`` (G-Eval style), or prefills
+``Verdict:`` and takes ``P([[A]])``. ``finish="parse"`` never does this.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -68,6 +75,15 @@ def parse_verdict(text: str) -> Literal["A", "B"] | None:
     return None if raw is None else raw.upper()  # type: ignore[return-value]
 
 
+def _verdict_value(text: str) -> float | None:
+    verdict = parse_verdict(text)
+    return None if verdict is None else (1.0 if verdict == "A" else 0.0)
+
+
+_SCORE_FINISHER = ("Score:", [f" {k}/10" for k in range(1, 11)], [float(k) for k in range(1, 11)])
+_VERDICT_FINISHER = ("Verdict:", [" [[A]]", " [[B]]"], [1.0, 0.0])
+
+
 class Judgement(BaseModel):
     """One response's judged score, the per-sample values and the judge's texts."""
 
@@ -109,15 +125,19 @@ class JudgeReward:
                  "pointwise", samples: int = 1, aggregate: Literal["mean", "vote"] = "mean",
                  principles: str | None = None, max_retries: int = 2,
                  generation_options: dict[str, Any] | None = None, name: str = "judge",
-                 description: str | None = None) -> None:
+                 description: str | None = None,
+                 finish: Literal["auto", "parse"] = "auto") -> None:
         if mode not in ("pointwise", "pairwise"):
             raise InvalidInput("mode must be 'pointwise' or 'pairwise'")
         if aggregate not in ("mean", "vote"):
             raise InvalidInput("aggregate must be 'mean' or 'vote'")
+        if finish not in ("auto", "parse"):
+            raise InvalidInput("finish must be 'auto' or 'parse'")
         if samples < 1 or max_retries < 0:
             raise InvalidInput("samples must be >= 1 and max_retries >= 0")
         self.generator, self.mode, self.samples = generator, mode, samples
         self.aggregate, self.principles, self.max_retries = aggregate, principles, max_retries
+        self.finish = finish
         default_opts = {"do_sample": True, "temperature": 0.8} if samples > 1 else {}
         self.generation_options = dict(generation_options or default_opts)
         self.name = name
@@ -130,7 +150,8 @@ class JudgeReward:
         return JudgeReward(self.generator, mode=self.mode, samples=self.samples,
                            aggregate=self.aggregate, principles=principles,
                            max_retries=self.max_retries,
-                           generation_options=self.generation_options, name=self.name)
+                           generation_options=self.generation_options, name=self.name,
+                           finish=self.finish)
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -147,7 +168,9 @@ class JudgeReward:
         return (f"This user's preferences: {self.principles}\nJudge with them in mind.\n\n"
                 if self.principles else "")
 
-    def _ask(self, text: str, parse: Any, expected: str) -> tuple[Any, str]:
+    def _ask(self, text: str, parse: Any, expected: str,
+             finisher: tuple[str, list[str], list[float]]) -> tuple[float, str]:
+        """Ask once (retrying unparseable output); returns the value and the judge's text."""
         messages = [Message(role="system", content=_SYSTEM), Message(role="user", content=text)]
         last = ""
         for attempt in range(self.max_retries + 1):
@@ -159,10 +182,25 @@ class JudgeReward:
             value = parse(last)
             if value is not None:
                 return value, last
+            if self.finish == "auto" and hasattr(self.generator, "option_logprobs"):
+                return self._by_likelihood(messages, last, finisher)
         raise BackendError(
             f"could not parse the judge's output after {self.max_retries + 1} attempts "
             f"(expected {expected}); last output: {last[:500]!r}"
         )
+
+    def _by_likelihood(self, messages: list[Message], rationale: str,
+                       finisher: tuple[str, list[str], list[float]]) -> tuple[float, str]:
+        """Prefill the verdict cue after the critique; expected value over the options."""
+        cue, options, values = finisher
+        prefilled = [*messages, Message(role="assistant", content=f"{rationale.rstrip()}\n\n{cue}")]
+        logps = self.generator.option_logprobs(prefilled, options)  # type: ignore[attr-defined]
+        top = max(logps)
+        weights = [math.exp(lp - top) for lp in logps]
+        value = sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights)
+        if not math.isfinite(value):
+            raise BackendError(f"judge probabilities are not finite: {logps}")
+        return value, f"{rationale.rstrip()}\n\n{cue} {value:.2f} (expected value)"
 
     def _combine(self, values: list[float]) -> float:
         if self.aggregate == "mean":
@@ -177,7 +215,8 @@ class JudgeReward:
                                  response=response)
         values, texts = [], []
         for _ in range(self.samples):
-            value, raw = self._ask(text, parse_score, "a final line like 'Score: 7'")
+            value, raw = self._ask(text, parse_score, "a final line like 'Score: 7'",
+                                   _SCORE_FINISHER)
             values.append(value)
             texts.append(raw)
         return Judgement(score=self._combine(values), samples=values, rationales=texts)
@@ -196,8 +235,9 @@ class JudgeReward:
                                         prompt=prompt, a=responses[i], b=responses[j])
                 a_wins = []
                 for _ in range(self.samples):
-                    verdict, raw = self._ask(text, parse_verdict, "a final [[A]] or [[B]]")
-                    a_wins.append(1.0 if verdict == "A" else 0.0)
+                    a_share, raw = self._ask(text, _verdict_value, "a final [[A]] or [[B]]",
+                                             _VERDICT_FINISHER)
+                    a_wins.append(a_share)
                     texts[i].append(raw)
                     texts[j].append(raw)
                 share = self._combine(a_wins) if self.aggregate == "mean" else (
