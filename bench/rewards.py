@@ -4,8 +4,9 @@
 
 Rows: the nine attribute scorers together, 8 embedding heads on the shipped MiniLM, a random
 GPT-2-small-shaped (12 layers, 768 wide, 50257 vocab) sequence classifier, and the
-reasoning-before-scoring judge on SmolLM2-135M-Instruct at samples=1 and samples=4 (the judge
-also reports how many judgements it could parse: a 135M model often ignores the format).
+reasoning-before-scoring judge on SmolLM2-135M-Instruct at samples=1 and samples=4 (64-token
+critiques; the judge reports how many verdicts it parsed from text, the rest were read from the
+model's score probabilities: a 135M model rarely keeps to the format).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from personalizer.backends.rewards import (  # noqa: E402
     SentenceEncoder,
     attribute_reward_set,
 )
-from personalizer.errors import BackendError  # noqa: E402
 
 SENTENCES = [
     "Keep a fixed bedtime and wake up at the same hour every day.",
@@ -81,7 +81,7 @@ def bench_tokenizer(texts: list[str]):  # noqa: ANN201
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--judge-responses", type=int, default=16)
-    ap.add_argument("--judge-tokens", type=int, default=96)
+    ap.add_argument("--judge-tokens", type=int, default=64)
     ap.add_argument("--skip-judge", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -119,23 +119,21 @@ def main() -> None:
         gen = LocalGenerator.smollm2()
         subset = texts[:args.judge_responses]
         for samples in (1, 4):
-            judge = JudgeReward(gen, samples=samples, max_retries=0,
+            judge = JudgeReward(gen, samples=samples, max_retries=0,  # finish="auto"
                                 generation_options={"max_new_tokens": args.judge_tokens,
                                                     **({"do_sample": True, "temperature": 0.8}
                                                        if samples > 1 else {})})
-            parsed = 0
+            judgements = []
 
             def run(judge: JudgeReward = judge) -> None:
-                nonlocal parsed
                 for t in subset:
-                    try:
-                        judge.score(PROMPT, [t])
-                        parsed += 1
-                    except BackendError:
-                        pass
+                    judgements.extend(judge.judge(PROMPT, [t]))
 
             r = rate(run, len(subset))
-            rows.append((f"SmolLM2 judge, samples={samples} ({parsed}/{len(subset)} parsed)", r))
+            texts = [x for j in judgements for x in j.rationales]
+            parsed = sum("(expected value)" not in x for x in texts)
+            rows.append((f"SmolLM2 judge, samples={samples} ({parsed}/{len(texts)} parsed "
+                         "from text)", r))
 
     width = max(len(name) for name, _ in rows) + 2
     print(f"{'backend':<{width}}{'responses/s':>12}")
