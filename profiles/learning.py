@@ -9,10 +9,13 @@ Pure NumPy functions on feature vectors: no I/O, inputs never modified. A prefer
 * :func:`preference_probability`: the predictive ``P(chosen > rejected)`` integrating over the
   posterior (probit approximation ``sigmoid(mu . d / sqrt(1 + pi/8 d^T S d))``), calibrated
   where a point estimate is over-confident.
-* :func:`information_gain`: expected information about ``c`` from asking pair ``d``, under the
-  Laplace approximation: ``0.5 log(1 + w d^T S d)`` with ``w = p (1 - p)`` at the predictive
-  ``p``. :func:`pref_rule` is PReF's published rule, ``sigmoid'(mu . d)^2 d^T A^-1 d``, kept
-  for comparison.
+* :func:`information_gain`: expected information about ``c`` from the answer to pair ``d``
+  (the mutual information between answer and coefficients, "BALD"): the entropy of the
+  predicted answer minus the expected entropy given ``c``, in closed form for a Gaussian
+  posterior (Houlsby et al. 2011, with the logistic curve taken as a probit of scale
+  sqrt(pi/8)). It favours pairs whose outcome the posterior is unsure of *because* ``c`` is
+  uncertain, not pairs that are merely noisy. :func:`pref_rule` is PReF's published rule,
+  ``sigmoid'(mu . d)^2 d^T A^-1 d``, kept for comparison.
 * :func:`population_prior`: the empirical-Bayes prior from existing users' posteriors.
 """
 
@@ -113,12 +116,30 @@ def preference_probability(post: Posterior, diffs: np.ndarray) -> np.ndarray:
     return _sigmoid(mu / np.sqrt(1.0 + math.pi / 8.0 * var))
 
 
+_C2 = math.pi * math.log(2.0) / 2.0  # Houlsby et al.: h(Phi(f)) ~ exp(-f^2 / (pi ln 2))
+
+
+def _binary_entropy_bits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
 def information_gain(post: Posterior, diffs: np.ndarray) -> np.ndarray:
-    """Expected information (nats) about the coefficients from asking each pair."""
+    """Expected information (bits) about the coefficients from the answer to each pair."""
     d = _as_diffs(diffs, post.dim)
-    p = preference_probability(post, d)
-    var = np.einsum("ij,jk,ik->i", d, post.cov, d)
-    return 0.5 * np.log1p(p * (1.0 - p) * var)
+    k2 = math.pi / 8.0  # sigmoid(z) ~ Phi(sqrt(pi/8) z)
+    mu = k2**0.5 * (d @ post.mean)
+    var = k2 * np.einsum("ij,jk,ik->i", d, post.cov, d)
+    predictive = _normal_cdf(mu / np.sqrt(1.0 + var))
+    expected_noise = np.sqrt(_C2 / (var + _C2)) * np.exp(-(mu**2) / (2.0 * (var + _C2)))
+    return np.maximum(_binary_entropy_bits(predictive) - expected_noise, 0.0)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + _erf(np.asarray(x, float) / math.sqrt(2.0)).astype(float))
 
 
 def pref_rule(post: Posterior, diffs: np.ndarray) -> np.ndarray:
