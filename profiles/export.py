@@ -1,10 +1,11 @@
 """The profile export format: one user's profile and full preference history as JSON.
 
-Schema ``personalizer.profile-export``, version 1::
+Schema ``personalizer.profile-export``, version 2 (version 1 files, which have no
+``onboarding`` key, are still read)::
 
     {
       "schema": "personalizer.profile-export",
-      "schema_version": 1,
+      "schema_version": 2,
       "exported_at": "2026-11-24T18:00:00.000000Z",
       "profile": {                      # every field of personalizer.profiles.Profile
         "user_id": "alice",
@@ -18,7 +19,8 @@ Schema ``personalizer.profile-export``, version 1::
       "preferences": [                  # oldest first, every field of Preference
         {"prompt": "...", "chosen": "...", "rejected": "...", "reason": null,
          "source": "feedback", "created_at": "..."}
-      ]
+      ],
+      "onboarding": null                # or the OnboardingState: pool, asked ids, pending id
     }
 
 Readers refuse a ``schema_version`` newer than :data:`EXPORT_SCHEMA_VERSION` with
@@ -36,12 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from personalizer.errors import InvalidProfileData, UnsupportedSchemaVersion
 
-from .models import Preference, Profile, utcnow
+from .models import OnboardingState, Preference, Profile, utcnow
 
 __all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_export"]
 
 EXPORT_SCHEMA = "personalizer.profile-export"
-EXPORT_SCHEMA_VERSION = 1
+EXPORT_SCHEMA_VERSION = 2
 
 
 class ProfileExport(BaseModel):
@@ -52,10 +54,11 @@ class ProfileExport(BaseModel):
     schema_: Literal["personalizer.profile-export"] = Field(
         default=EXPORT_SCHEMA, alias="schema"
     )
-    schema_version: Literal[1] = EXPORT_SCHEMA_VERSION
+    schema_version: Literal[1, 2] = EXPORT_SCHEMA_VERSION
     exported_at: datetime = Field(default_factory=utcnow)
     profile: Profile
     preferences: list[Preference] = Field(default_factory=list)
+    onboarding: OnboardingState | None = None
 
     @model_validator(mode="after")
     def _counts_match(self) -> ProfileExport:
@@ -75,7 +78,7 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
     """Validate an export given as a dict or JSON text.
 
     Raises :class:`InvalidProfileData` (naming the first problem) for anything that is not a
-    version-1 export, and :class:`UnsupportedSchemaVersion` for a newer version.
+    version-1 or version-2 export, and :class:`UnsupportedSchemaVersion` for a newer version.
     """
     if isinstance(data, (str, bytes)):
         try:

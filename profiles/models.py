@@ -23,7 +23,7 @@ from pydantic import (
 
 from personalizer.errors import InvalidUserId
 
-__all__ = ["Preference", "Profile", "utcnow", "validate_user_id"]
+__all__ = ["OnboardingState", "Preference", "Profile", "utcnow", "validate_user_id"]
 
 USER_ID_MAX = 128
 _USER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]*")
@@ -177,3 +177,20 @@ class Profile(BaseModel):
             return None
         i = list(self.coefficients).index(name)
         return math.sqrt(max(self.covariance[i][i], 0.0))
+
+
+class OnboardingState(BaseModel):
+    """Where a user's onboarding stands, so that it can be resumed after a restart."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reward_set_id: str = Field(max_length=200)
+    reward_set_version: str = Field(max_length=100)
+    pool_id: str = Field(max_length=100, description="Digest of the question pool used.")
+    asked: list[str] = Field(default_factory=list, description="Ids of answered questions.")
+    pending: str | None = Field(default=None, description="Id of the question now shown.")
+    max_questions: int = Field(ge=1, le=1000)
+    finished: bool = False
+    started_at: datetime = Field(default_factory=utcnow)
+
+    _utc = field_validator("started_at")(_as_utc)

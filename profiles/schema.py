@@ -15,7 +15,7 @@ __all__ = ["MIGRATIONS", "USER_TABLES"]
 MIGRATIONS = Migrations("personalizer")
 
 # Every table with per-user rows, children first (delete order).
-USER_TABLES: tuple[str, ...] = ("preferences", "profiles")
+USER_TABLES: tuple[str, ...] = ("preferences", "onboarding", "profiles")
 
 
 @MIGRATIONS()
@@ -53,3 +53,13 @@ def m001_profiles_and_preferences(db: Database) -> None:
         foreign_keys=[("user_id", "profiles", "user_id")],
     )
     db["preferences"].create_index(["user_id", "id"])  # type: ignore[union-attr]
+
+
+@MIGRATIONS()
+def m002_onboarding(db: Database) -> None:
+    db["onboarding"].create(  # type: ignore[union-attr]
+        {"user_id": str, "state": str, "updated_at": str},  # state: OnboardingState JSON
+        pk="user_id",
+        not_null={"state", "updated_at"},
+        foreign_keys=[("user_id", "profiles", "user_id")],
+    )

@@ -38,10 +38,10 @@ from personalizer.errors import (
 
 from .base import ProfilePage
 from .export import ProfileExport, parse_export
-from .models import Preference, Profile, utcnow, validate_user_id
+from .models import OnboardingState, Preference, Profile, utcnow, validate_user_id
 from .schema import MIGRATIONS, USER_TABLES
 
-__all__ = ["DEFAULT_DB", "SQLiteProfileStore", "default_db_path"]
+__all__ = ["DEFAULT_DB", "SQLiteProfileStore", "UserTransaction", "default_db_path"]
 
 DEFAULT_DB = "profiles.db"
 
@@ -288,32 +288,26 @@ class SQLiteProfileStore:
         Creates the profile if missing (unless ``create=False``), bumps ``preference_count``
         and the version. Returns the stored profile.
         """
+        with self.transaction(user_id, create=create) as tx:
+            tx.append(preferences)
+        return tx.result
+
+    @contextmanager
+    def transaction(self, user_id: str, *, create: bool = True) -> Iterator[UserTransaction]:
+        """One atomic change to one user: read, append preferences, change the profile and the
+        onboarding state, all committed together (or not at all, on an exception).
+
+        >>> with store.transaction("alice") as tx:            # doctest: +SKIP
+        ...     tx.append([pref])
+        ...     tx.update(coefficients=..., covariance=...)
+        >>> tx.result                                          # doctest: +SKIP
+        """
         validate_user_id(user_id)
-        prefs = [_revalidate(p) for p in preferences]
         with self._write() as conn:
-            if create:
-                current = self._get_or_create(conn, user_id)
-            else:
-                current = self._get(conn, user_id)
-            conn.executemany(
-                f"INSERT INTO preferences (user_id, {_PREFERENCE_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(user_id, *_preference_row(p)) for p in prefs],
-            )
-            stored = current.model_copy(
-                update={
-                    "preference_count": current.preference_count + len(prefs),
-                    "version": current.version + 1,
-                    "updated_at": utcnow(),
-                }
-            )
-            conn.execute(
-                "UPDATE profiles SET preference_count = ?, version = ?, updated_at = ? "
-                "WHERE user_id = ?",
-                (stored.preference_count, stored.version, stored.updated_at.isoformat(),
-                 user_id),
-            )
-        return stored
+            current = self._get_or_create(conn, user_id) if create else self._get(conn, user_id)
+            tx = UserTransaction(conn, current)
+            yield tx
+            tx._flush()
 
     def append_preference(self, user_id: str, preference: Preference, *,
                           create: bool = True) -> Profile:
@@ -335,7 +329,9 @@ class SQLiteProfileStore:
         with self._read() as conn:  # one snapshot: the count matches the rows
             profile = self._get(conn, user_id)
             prefs = self._preferences(conn, user_id)
-        return ProfileExport(profile=profile, preferences=prefs).to_json_dict()
+            onboarding = _read_onboarding(conn, user_id)
+        return ProfileExport(profile=profile, preferences=prefs,
+                             onboarding=onboarding).to_json_dict()
 
     def import_profile(self, data: Mapping[str, Any] | str | bytes, *,
                        replace: bool = False) -> Profile:
@@ -359,6 +355,8 @@ class SQLiteProfileStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(profile.user_id, *_preference_row(p)) for p in doc.preferences],
             )
+            if doc.onboarding is not None:
+                _write_onboarding(conn, profile.user_id, doc.onboarding)
         return profile
 
     def delete(self, user_id: str) -> int:
@@ -420,11 +418,7 @@ class SQLiteProfileStore:
             f"SELECT {_PREFERENCE_COLUMNS} FROM preferences WHERE user_id = ? ORDER BY id",
             (user_id,),
         ).fetchall()
-        return [
-            Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
-                       created_at=datetime.fromisoformat(r[5]))
-            for r in rows
-        ]
+        return [_preference_from_row(r) for r in rows]
 
     def _delete_rows(self, conn: sqlite3.Connection, user_id: str) -> int:
         removed = 0
@@ -432,6 +426,99 @@ class SQLiteProfileStore:
             cur = conn.execute(f"DELETE FROM [{table}] WHERE user_id = ?", (user_id,))
             removed += cur.rowcount
         return removed
+
+
+class UserTransaction:
+    """The handle of :meth:`SQLiteProfileStore.transaction` (all writes land at commit)."""
+
+    def __init__(self, conn: sqlite3.Connection, profile: Profile) -> None:
+        self._conn = conn
+        self.profile = profile  # as read at the start of the transaction
+        self._appended: list[Preference] = []
+        self._changes: dict[str, Any] = {}
+        self._onboarding: OnboardingState | None | bool = False  # False: untouched
+        self.result: Profile = profile
+
+    @property
+    def preferences(self) -> list[Preference]:
+        """The user's stored history (before this transaction's appends), oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_PREFERENCE_COLUMNS} FROM preferences WHERE user_id = ? ORDER BY id",
+            (self.profile.user_id,)).fetchall()
+        return [_preference_from_row(r) for r in rows]
+
+    @property
+    def onboarding(self) -> OnboardingState | None:
+        if self._onboarding is not False:
+            return self._onboarding  # type: ignore[return-value]
+        return _read_onboarding(self._conn, self.profile.user_id)
+
+    def append(self, preferences: Sequence[Preference]) -> None:
+        self._appended += [_revalidate(p) for p in preferences]
+
+    def update(self, **fields: Any) -> None:
+        """Stage changes to coefficients, covariance, reward set or summary."""
+        allowed = {"coefficients", "covariance", "reward_set_id", "reward_set_version",
+                   "summary"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidInput(f"cannot change {sorted(unknown)} of a profile; changeable: "
+                               f"{sorted(allowed)}")
+        self._changes.update(fields)
+
+    def set_onboarding(self, state: OnboardingState | None) -> None:
+        self._onboarding = state
+
+    def _flush(self) -> None:
+        if not (self._appended or self._changes or self._onboarding is not False):
+            return
+        p = self.profile
+        uid = p.user_id
+        if self._appended:
+            self._conn.executemany(
+                f"INSERT INTO preferences (user_id, {_PREFERENCE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(uid, *_preference_row(x)) for x in self._appended],
+            )
+        new = _revalidate(p.model_copy(update={
+            **self._changes,
+            "preference_count": p.preference_count + len(self._appended),
+            "version": p.version + 1,
+            "updated_at": utcnow(),
+        }))
+        self._conn.execute(
+            "UPDATE profiles SET version = ?, reward_set_id = ?, reward_set_version = ?, "
+            "coefficients = ?, covariance = ?, summary = ?, preference_count = ?, "
+            "updated_at = ? WHERE user_id = ? AND version = ?",
+            (new.version, new.reward_set_id, new.reward_set_version,
+             json.dumps(new.coefficients), _json_or_none(new.covariance), new.summary,
+             new.preference_count, new.updated_at.isoformat(), uid, p.version),
+        )
+        if self._onboarding is not False:
+            if self._onboarding is None:
+                self._conn.execute("DELETE FROM onboarding WHERE user_id = ?", (uid,))
+            else:
+                _write_onboarding(self._conn, uid, self._onboarding)  # type: ignore[arg-type]
+        self.result = new
+
+
+def _read_onboarding(conn: sqlite3.Connection, user_id: str) -> OnboardingState | None:
+    row = conn.execute("SELECT state FROM onboarding WHERE user_id = ?", (user_id,)).fetchone()
+    return None if row is None else OnboardingState.model_validate_json(row[0])
+
+
+def _write_onboarding(conn: sqlite3.Connection, user_id: str, state: OnboardingState) -> None:
+    conn.execute(
+        "INSERT INTO onboarding (user_id, state, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT(user_id) DO UPDATE SET state = excluded.state, "
+        "updated_at = excluded.updated_at",
+        (user_id, state.model_dump_json(), utcnow().isoformat()),
+    )
+
+
+def _preference_from_row(r: Sequence[Any]) -> Preference:
+    return Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
+                      created_at=datetime.fromisoformat(r[5]))
 
 
 def _revalidate(model: Any) -> Any:

@@ -152,7 +152,7 @@ def test_delete_removes_every_row_of_that_user_only(store: SQLiteProfileStore,
     before = others()
     assert store.delete("bob") == 5  # 4 preferences + 1 profile row
     assert set(user_rows(db_path, "bob").values()) == {0}
-    assert user_rows(db_path, "alice") == {"preferences": 4, "profiles": 1}
+    assert user_rows(db_path, "alice") == {"preferences": 4, "profiles": 1, "onboarding": 0}
     assert others() == before
     with pytest.raises(ProfileNotFound):
         store.delete("bob")
@@ -263,7 +263,7 @@ def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     names = [r[0] for r in conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
-    assert names == ["m001_profiles_and_preferences"]
+    assert names == ["m001_profiles_and_preferences", "m002_onboarding"]
     conn.close()
 
 
@@ -290,3 +290,49 @@ def test_env_var_sets_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert s.path == str(tmp_path / "from-env.db")
         s.create("alice")
     assert (tmp_path / "from-env.db").exists()
+
+
+def test_version_1_exports_still_import(store: SQLiteProfileStore) -> None:
+    store.append_preferences("alice", [pref(0)])
+    doc = store.export_profile("alice")
+    assert doc["schema_version"] == 2 and doc["onboarding"] is None
+    store.delete("alice")
+    v1 = {k: v for k, v in doc.items() if k != "onboarding"} | {"schema_version": 1}
+    assert store.import_profile(v1).preference_count == 1
+
+
+def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from personalizer.profiles.schema import MIGRATIONS
+
+    old = Database(db_path)
+    MIGRATIONS.apply(old, stop_before="m002_onboarding")
+    old["profiles"].insert({"user_id": "early", "version": 1, "coefficients": "{}",
+                            "summary": "from v0.1", "preference_count": 0,
+                            "created_at": "2026-01-01T00:00:00+00:00",
+                            "updated_at": "2026-01-01T00:00:00+00:00"})
+    old.close()
+    with SQLiteProfileStore(db_path) as s:
+        assert s.get("early").summary == "from v0.1"
+        assert s.export_profile("early")["onboarding"] is None
+
+
+def test_transaction_is_all_or_nothing(store: SQLiteProfileStore) -> None:
+    store.append_preferences("alice", [pref(0)])
+    before = store.export_profile("alice")
+    with pytest.raises(RuntimeError), store.transaction("alice") as tx:
+        tx.append([pref(1)])
+        tx.update(summary="half-done")
+        raise RuntimeError("crash in the middle")
+    after = store.export_profile("alice")
+    assert {k: v for k, v in after.items() if k != "exported_at"} == \
+        {k: v for k, v in before.items() if k != "exported_at"}
+    with store.transaction("alice") as tx:
+        assert [p.prompt for p in tx.preferences] == ["question 0"]
+        with pytest.raises(InvalidInput, match="cannot change"):
+            tx.update(version=99)
+        tx.append([pref(1)])
+        tx.update(summary="done")
+    assert tx.result.summary == "done" and tx.result.preference_count == 2
+    assert store.get("alice") == tx.result
