@@ -5,20 +5,35 @@
 
 from .base import ProfilePage, ProfileStore
 from .export import EXPORT_SCHEMA, EXPORT_SCHEMA_VERSION, ProfileExport, parse_export
-from .models import Preference, Profile, validate_user_id
-from .sqlite import DEFAULT_DB, SQLiteProfileStore, default_db_path
+from .learner import ProfileLearner
+from .learning import Posterior
+from .models import OnboardingState, Preference, Profile, validate_user_id
+from .onboarding import Onboarding, PoolItem, Question, default_reward_set, question_bank
+from .simulate import TASTES, SimulatedUser
+from .sqlite import DEFAULT_DB, SQLiteProfileStore, UserTransaction, default_db_path
 
 __all__ = [
     "DEFAULT_DB",
     "EXPORT_SCHEMA",
     "EXPORT_SCHEMA_VERSION",
+    "Onboarding",
+    "OnboardingState",
+    "PoolItem",
+    "Posterior",
     "Preference",
     "Profile",
     "ProfileExport",
+    "ProfileLearner",
     "ProfilePage",
     "ProfileStore",
+    "Question",
     "SQLiteProfileStore",
+    "SimulatedUser",
+    "TASTES",
+    "UserTransaction",
     "default_db_path",
+    "default_reward_set",
     "parse_export",
+    "question_bank",
     "validate_user_id",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -46,6 +47,9 @@ class ProfileStore(Protocol):
     ) -> Profile: ...
 
     def preferences(self, user_id: str) -> list[Preference]: ...
+
+    def transaction(self, user_id: str, *, create: bool = True
+                    ) -> AbstractContextManager[Any]: ...
 
     def export_profile(self, user_id: str) -> dict[str, Any]: ...
 

@@ -9,7 +9,27 @@ import numpy as np
 
 from personalizer.errors import InvalidInput
 
-__all__ = ["SimulatedUser", "calibrate_beta", "sample_coefficients"]
+__all__ = ["TASTES", "SimulatedUser", "calibrate_beta", "sample_coefficients", "taste_vector"]
+
+# Named tastes over the attribute scorers (missing names weigh 0), for demos and the CLI.
+TASTES: dict[str, dict[str, float]] = {
+    "terse": {"verbosity": -2.0, "hedging": -1.0, "structure": 0.5},
+    "thorough": {"verbosity": 2.0, "examples": 1.0, "warmth": 0.5},
+    "lists": {"structure": 2.5, "verbosity": -0.5},
+    "warm": {"warmth": 2.0, "emoji": 0.5, "formality": -1.0},
+    "technical": {"technical_depth": 2.0, "reading_level": 1.0, "warmth": -0.5},
+}
+
+
+def taste_vector(taste: str | dict[str, float], names: tuple[str, ...]) -> np.ndarray:
+    """A named taste (or a name -> weight dict) as coefficients in ``names`` order."""
+    weights = TASTES.get(taste) if isinstance(taste, str) else taste
+    if weights is None:
+        raise InvalidInput(f"unknown taste {taste!r}; known: {', '.join(sorted(TASTES))}")
+    unknown = set(weights) - set(names)
+    if unknown:
+        raise InvalidInput(f"taste uses rewards {sorted(unknown)} that the set lacks")
+    return np.array([weights.get(n, 0.0) for n in names])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

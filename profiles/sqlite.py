@@ -435,6 +435,7 @@ class UserTransaction:
         self._conn = conn
         self.profile = profile  # as read at the start of the transaction
         self._appended: list[Preference] = []
+        self._removed = 0
         self._changes: dict[str, Any] = {}
         self._onboarding: OnboardingState | None | bool = False  # False: untouched
         self.result: Profile = profile
@@ -469,8 +470,19 @@ class UserTransaction:
     def set_onboarding(self, state: OnboardingState | None) -> None:
         self._onboarding = state
 
+    def remove(self, index: int) -> None:
+        """Delete the ``index``-th stored preference (0 = oldest) now."""
+        row = self._conn.execute(
+            "SELECT id FROM preferences WHERE user_id = ? ORDER BY id LIMIT 1 OFFSET ?",
+            (self.profile.user_id, index)).fetchone()
+        if row is None or index < 0:
+            raise InvalidInput(f"no preference at index {index}")
+        self._conn.execute("DELETE FROM preferences WHERE id = ?", (row[0],))
+        self._removed += 1
+
     def _flush(self) -> None:
-        if not (self._appended or self._changes or self._onboarding is not False):
+        if not (self._appended or self._removed or self._changes
+                or self._onboarding is not False):
             return
         p = self.profile
         uid = p.user_id
@@ -482,7 +494,7 @@ class UserTransaction:
             )
         new = _revalidate(p.model_copy(update={
             **self._changes,
-            "preference_count": p.preference_count + len(self._appended),
+            "preference_count": p.preference_count + len(self._appended) - self._removed,
             "version": p.version + 1,
             "updated_at": utcnow(),
         }))

@@ -140,6 +140,58 @@ def delete(db: str, user: str, yes: bool) -> None:
     click.echo(f"deleted {user}: {removed} rows removed")
 
 
+def _short(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@main.command()
+@DB_OPTION
+@click.argument("user")
+@click.option("--simulate", "taste", default=None,
+              help="Answer for a simulated user of this taste: terse, thorough, lists, warm, "
+                   "technical.")
+@click.option("--questions", default=10, show_default=True, help="At most this many.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the simulated answers.")
+@click.option("--restart", is_flag=True, help="Start over (earlier answers are kept).")
+def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
+            restart: bool) -> None:
+    """Onboard USER: pairwise questions chosen by active learning; answer 1 or 2.
+
+    The session is saved after every answer: run the command again to resume.
+
+    Example: personalizer onboard alice --simulate terse --questions 10
+    """
+    from personalizer.profiles import SimulatedUser, default_reward_set
+    from personalizer.profiles.simulate import taste_vector
+
+    rewards = default_reward_set()
+    simulated = None
+    if taste is not None:
+        simulated = SimulatedUser(taste_vector(taste, rewards.names), beta=2.0, seed=seed)
+    console = _console()
+    with Personalizer(db, rewards=rewards) as p:
+        session = p.onboarding(user, max_questions=questions, restart=restart)
+        step = len(session.state.asked)
+        while not session.done:
+            q = session.next_question()
+            step += 1
+            console.print(f"\n[bold]Question {step}[/] — {q.prompt}")
+            for i, option in enumerate(q.options, start=1):
+                console.print(f"  [cyan]{i})[/] {_short(option)}")
+            if simulated is not None:
+                f = rewards.features(q.prompt, list(q.options))
+                choice = simulated.answer(f[0], f[1]) + 1
+                console.print(f"  → {choice} (simulated '{taste}' user)")
+            else:
+                choice = click.prompt("  Which do you prefer?", type=click.Choice(["1", "2"]),
+                                      show_choices=True)
+            session.answer(q.id, int(choice) - 1)
+        console.print(f"\n[bold]Onboarding of {user} complete[/] "
+                      f"({len(session.state.asked)} answers).\n")
+        console.print(profile_view(p.profile(user)))
+
+
 @main.command()
 @DB_OPTION
 def demo(db: str) -> None:

@@ -6,16 +6,17 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from personalizer.profiles import (
+    Onboarding,
     Preference,
     Profile,
+    ProfileLearner,
     ProfilePage,
     ProfileStore,
     SQLiteProfileStore,
     validate_user_id,
 )
+from personalizer.profiles.learner import make_preference
 
 from .errors import InvalidInput
 
@@ -27,6 +28,9 @@ class Personalizer:
 
     ``db`` is a path to the embedded SQLite store (default ``$PERSONALIZER_DB`` or
     ``profiles.db``) or any :class:`~personalizer.profiles.ProfileStore` you built yourself.
+    ``rewards`` is the :class:`~personalizer.backends.rewards.RewardSet` that profiles'
+    coefficients are learned over (for example
+    :func:`personalizer.profiles.default_reward_set`); without it preferences are only stored.
 
     >>> p = Personalizer(db=":memory:")
     >>> p.record_preference("alice", "Hi?", chosen="Hi!", rejected="Hello there, friend!")
@@ -34,7 +38,8 @@ class Personalizer:
     Profile(user_id='alice', ...)
     """
 
-    def __init__(self, db: str | os.PathLike[str] | ProfileStore | None = None) -> None:
+    def __init__(self, db: str | os.PathLike[str] | ProfileStore | None = None, *,
+                 rewards: Any = None) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
             self.store: ProfileStore = SQLiteProfileStore(db)
             self._owns_store = True
@@ -45,6 +50,8 @@ class Personalizer:
             raise InvalidInput(
                 f"db must be a path or a ProfileStore, not {type(db).__name__}"
             )
+        self.rewards = rewards
+        self._learner = ProfileLearner(self.store, rewards) if rewards is not None else None
 
     def close(self) -> None:
         """Close the store if this object opened it."""
@@ -75,17 +82,36 @@ class Personalizer:
                           reason: str | None = None, source: str = "feedback") -> Profile:
         """Remember that ``user_id`` preferred ``chosen`` over ``rejected`` for ``prompt``.
 
-        Creates the profile on first use. Returns the updated profile.
+        Creates the profile on first use. With ``rewards``, the coefficients' posterior is
+        updated in the same transaction. Returns the updated profile.
         """
         validate_user_id(user_id)
-        try:
-            pref = Preference(prompt=prompt, chosen=chosen, rejected=rejected, reason=reason,
-                              source=source)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "preference"
-            raise InvalidInput(f"invalid preference: {where}: {err['msg']}") from None
+        if self._learner is not None:
+            return self._learner.record_preference(user_id, prompt, chosen, rejected,
+                                                   reason=reason, source=source)
+        pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
         return self.store.append_preferences(user_id, [pref])
+
+    def delete_preference(self, user_id: str, index: int) -> Profile:
+        """Remove one preference (0 = oldest) and learn the coefficients again without it."""
+        return self._need_learner("delete_preference").delete_preference(user_id, index)
+
+    def preference_probability(self, user_id: str, prompt: str, a: str, b: str) -> float:
+        """The calibrated chance that the user prefers answer ``a`` over ``b``."""
+        return self._need_learner("preference_probability").preference_probability(
+            user_id, prompt, a, b)
+
+    def onboarding(self, user_id: str, pool: Any = None, **options: Any) -> Onboarding:
+        """Start or resume the user's onboarding (active-learning pairwise questions)."""
+        self._need_learner("onboarding")
+        return Onboarding(self.store, self.rewards, user_id, pool, **options)
+
+    def _need_learner(self, what: str) -> ProfileLearner:
+        if self._learner is None:
+            raise InvalidInput(
+                f"{what} needs a reward set: Personalizer(db, rewards=...), for example "
+                "rewards=personalizer.profiles.default_reward_set()")
+        return self._learner
 
     def preferences(self, user_id: str) -> list[Preference]:
         """The user's preference history, oldest first."""

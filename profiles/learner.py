@@ -1,0 +1,170 @@
+"""``ProfileLearner``: keeps each profile's coefficients the posterior of its preference history.
+
+Glue between the store, a reward set and the pure functions of :mod:`.learning`. Recording a
+preference appends it and updates the posterior in one transaction (an online Laplace update
+from the current posterior); deleting one refits from the remaining history. A user without
+coefficients starts from the population prior: the spread of coefficients over the other
+stored users of the same reward set, once at least 20 exist (else ``N(0, prior_scale^2 I)``).
+The prior is an aggregate computed on demand, so a deleted user stops counting at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from personalizer.errors import InvalidInput, RewardSetMismatch, VersionConflict
+
+from .base import ProfileStore
+from .learning import Posterior, fit_posterior, population_prior, preference_probability
+from .models import Preference, Profile, validate_user_id
+
+__all__ = ["ProfileLearner", "make_preference"]
+
+
+def make_preference(prompt: str, chosen: str, rejected: str, *, reason: str | None = None,
+                    source: str = "feedback") -> Preference:
+    """A validated :class:`Preference`, or :class:`InvalidInput` naming the problem."""
+    try:
+        return Preference(prompt=prompt, chosen=chosen, rejected=rejected, reason=reason,
+                          source=source)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "preference"
+        raise InvalidInput(f"invalid preference: {where}: {err['msg']}") from None
+
+
+class ProfileLearner:
+    """Learns profiles' coefficients over one reward set from their preferences."""
+
+    def __init__(self, store: ProfileStore, reward_set: Any, *, prior_scale: float = 1.0,
+                 min_population: int = 20) -> None:
+        if prior_scale <= 0:
+            raise InvalidInput("prior_scale must be positive")
+        self.store, self.rewards = store, reward_set
+        self.prior_scale, self.min_population = prior_scale, min_population
+
+    # -- priors and posteriors -----------------------------------------------------------
+
+    def prior(self, *, exclude: str | None = None) -> Posterior:
+        """The population prior for a newcomer (other users of this reward set)."""
+        posts: list[Posterior] = []
+        after = None
+        while True:
+            page = self.store.list_profiles(limit=1000, after=after)
+            for p in page.profiles:
+                if p.user_id != exclude and self._matches(p) and p.covariance is not None:
+                    posts.append(self._to_posterior(p))
+            if page.next_after is None:
+                break
+            after = page.next_after
+        fallback = Posterior.standard(len(self.rewards), self.prior_scale)
+        return population_prior(posts, min_users=self.min_population, fallback=fallback)
+
+    def _matches(self, p: Profile) -> bool:
+        return (p.reward_set_id == self.rewards.id
+                and p.reward_set_version == self.rewards.version)
+
+    def _to_posterior(self, p: Profile) -> Posterior:
+        mean = self.rewards.coefficient_vector(p.coefficients, reward_set_id=p.reward_set_id,
+                                               reward_set_version=p.reward_set_version)
+        n = len(mean)
+        cov = np.asarray(p.covariance) if p.covariance is not None else \
+            np.eye(n) * self.prior_scale**2
+        return Posterior(mean, cov)
+
+    def posterior(self, profile: Profile, *, prior: Posterior | None = None) -> Posterior:
+        """The profile's posterior; its prior if it has no coefficients yet.
+
+        Coefficients over another reward set are refused (:class:`RewardSetMismatch`): call
+        :meth:`refit` to learn them again from the history against this set.
+        """
+        if not profile.coefficients:
+            return prior if prior is not None else self.prior(exclude=profile.user_id)
+        if not self._matches(profile):
+            raise RewardSetMismatch(
+                f"{profile.user_id!r} has coefficients over reward set "
+                f"{profile.reward_set_id!r} v{profile.reward_set_version}, not "
+                f"{self.rewards.id!r} v{self.rewards.version}; call refit({profile.user_id!r}) "
+                "to learn them again from the history"
+            )
+        return self._to_posterior(profile)
+
+    def fields(self, post: Posterior) -> dict[str, Any]:
+        """Profile fields that store a posterior."""
+        return {
+            "coefficients": dict(zip(self.rewards.names, map(float, post.mean), strict=True)),
+            "covariance": np.asarray(post.cov).tolist(),
+            "reward_set_id": self.rewards.id,
+            "reward_set_version": self.rewards.version,
+        }
+
+    def diff(self, prompt: str, chosen: str, rejected: str) -> np.ndarray:
+        """``phi(chosen) - phi(rejected)`` under the reward set."""
+        f = self.rewards.features(prompt, [chosen, rejected])
+        return f[0] - f[1]
+
+    # -- operations ----------------------------------------------------------------------
+
+    def record_preference(self, user_id: str, prompt: str, chosen: str, rejected: str, *,
+                          reason: str | None = None, source: str = "feedback") -> Profile:
+        """Append a preference and update the posterior, in one transaction."""
+        validate_user_id(user_id)
+        pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
+        d = self.diff(prompt, chosen, rejected)  # outside the write lock: may be slow
+        prior = self._prior_if_new(user_id)
+        with self.store.transaction(user_id) as tx:
+            post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])
+            tx.append([pref])
+            tx.update(**self.fields(post))
+        return tx.result
+
+    def _prior_if_new(self, user_id: str) -> Posterior | None:
+        try:
+            current = self.store.get(user_id)
+        except LookupError:
+            return self.prior(exclude=user_id)
+        return None if current.coefficients else self.prior(exclude=user_id)
+
+    def refit(self, user_id: str) -> Profile:
+        """Learn the coefficients again from the whole history, against this reward set."""
+        return self._refit(user_id, drop=None)
+
+    def delete_preference(self, user_id: str, index: int) -> Profile:
+        """Remove the ``index``-th preference (0 = oldest) and refit from the rest."""
+        return self._refit(user_id, drop=index)
+
+    def _refit(self, user_id: str, drop: int | None, attempts: int = 5) -> Profile:
+        for _ in range(attempts):
+            profile = self.store.get(user_id)
+            history = self.store.preferences(user_id)
+            if drop is not None and not 0 <= drop < len(history):
+                raise InvalidInput(f"{user_id!r} has {len(history)} preferences; index {drop} "
+                                   "is out of range")
+            keep = [p for i, p in enumerate(history) if i != drop]
+            diffs = np.array([self.diff(p.prompt, p.chosen, p.rejected) for p in keep])
+            post = fit_posterior(self.prior(exclude=user_id),
+                                 diffs.reshape(len(keep), len(self.rewards)))
+            with self.store.transaction(user_id, create=False) as tx:
+                if tx.profile.version != profile.version:
+                    continue  # changed meanwhile: nothing is written, read again
+                if drop is not None:
+                    tx.remove(drop)
+                tx.update(**self.fields(post))
+            return tx.result
+        raise VersionConflict(user_id, profile.version, profile.version + 1)
+
+    def preference_probability(self, user_id: str, prompt: str, a: str, b: str) -> float:
+        """The calibrated chance that ``user_id`` prefers ``a`` over ``b`` for ``prompt``."""
+        profile = self.store.get(user_id)
+        post = self.posterior(profile)
+        return float(preference_probability(post, self.diff(prompt, a, b)[None, :])[0])
+
+    def predict_many(self, profile: Profile, prompt: str,
+                     pairs: Sequence[tuple[str, str]]) -> list[float]:
+        post = self.posterior(profile)
+        d = np.array([self.diff(prompt, a, b) for a, b in pairs])
+        return preference_probability(post, d).tolist()

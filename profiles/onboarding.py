@@ -1,0 +1,223 @@
+"""Onboarding: ~10 pairwise questions chosen by active learning, resumable from SQLite.
+
+>>> ob = Onboarding(store, reward_set, "alice")       # doctest: +SKIP
+>>> while not ob.done:                                # doctest: +SKIP
+...     q = ob.next_question()                        # q.prompt, q.options = (a, b)
+...     ob.answer(q.id, 0)                            # the user preferred options[0]
+>>> ob.profile.coefficients                           # doctest: +SKIP
+
+Each question is the pair, among the pool's unasked pairs, whose answer carries the most
+expected information about the user's coefficients (:func:`.learning.information_gain`).
+The session stops after ``max_questions`` answers, when the pool runs out, or once at least
+``min_questions`` are answered and no remaining question is worth ``stop_gain`` bits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from personalizer.errors import InvalidInput
+
+from .base import ProfileStore
+from .learner import ProfileLearner, make_preference
+from .learning import fit_posterior, information_gain, select_question
+from .models import OnboardingState, Profile, validate_user_id
+
+__all__ = ["Onboarding", "PoolItem", "Question", "default_reward_set", "question_bank"]
+
+
+class PoolItem(BaseModel):
+    """A prompt with 2-8 alternative responses; every pair of them is a candidate question."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    responses: list[str] = Field(min_length=2, max_length=8)
+
+    @field_validator("responses")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("responses of one prompt must all differ (an identical pair "
+                             "carries no information)")
+        return value
+
+
+class Question(BaseModel):
+    """One pairwise question: which of ``options`` does the user prefer for ``prompt``?"""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    prompt: str
+    options: tuple[str, str]
+
+
+@lru_cache(maxsize=1)
+def question_bank() -> tuple[PoolItem, ...]:
+    """The default question bank shipped with the package (8 prompts x 4 styles: 48 pairs)."""
+    text = resources.files("personalizer.profiles").joinpath("data/question_bank.json")
+    data = json.loads(text.read_text(encoding="utf-8"))
+    return tuple(PoolItem.model_validate(q) for q in data["questions"])
+
+
+@lru_cache(maxsize=1)
+def default_reward_set() -> Any:
+    """The attribute scorers, normalised on the question bank's responses (frozen)."""
+    from personalizer.backends.rewards import attribute_reward_set
+
+    return attribute_reward_set().fit_normalization(
+        (item.prompt, r) for item in question_bank() for r in item.responses)
+
+
+def _pool_items(pool: Sequence[PoolItem | dict[str, Any]] | None) -> list[PoolItem]:
+    if pool is None:
+        return list(question_bank())
+    try:
+        items = [p if isinstance(p, PoolItem) else PoolItem.model_validate(p) for p in pool]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InvalidInput(f"invalid question pool: {'.'.join(map(str, err['loc']))}: "
+                           f"{err['msg']}") from None
+    if not items:
+        raise InvalidInput("the question pool is empty")
+    return items
+
+
+class Onboarding:
+    """A resumable onboarding session for one user (state kept in the profile store)."""
+
+    def __init__(self, store: ProfileStore, reward_set: Any, user_id: str,
+                 pool: Sequence[PoolItem | dict[str, Any]] | None = None, *,
+                 max_questions: int = 10, min_questions: int = 4, stop_gain: float = 0.02,
+                 restart: bool = False) -> None:
+        validate_user_id(user_id)
+        if not 1 <= min_questions <= max_questions:
+            raise InvalidInput("need 1 <= min_questions <= max_questions")
+        self.store, self.rewards, self.user_id = store, reward_set, user_id
+        self.learner = ProfileLearner(store, reward_set)
+        self.min_questions, self.stop_gain = min_questions, stop_gain
+        items = _pool_items(pool)
+        self.pool_id = hashlib.sha256(json.dumps(
+            [i.model_dump() for i in items]).encode()).hexdigest()[:16]
+        self._questions: list[Question] = []
+        diffs = []
+        for item in items:
+            feats = reward_set.features(item.prompt, item.responses)
+            for a in range(len(item.responses)):
+                for b in range(a + 1, len(item.responses)):
+                    qid = hashlib.sha256(json.dumps(
+                        [item.prompt, item.responses[a], item.responses[b]]).encode()
+                    ).hexdigest()[:12]
+                    self._questions.append(Question(
+                        id=qid, prompt=item.prompt,
+                        options=(item.responses[a], item.responses[b])))
+                    diffs.append(feats[a] - feats[b])
+        self._diffs = np.array(diffs)
+        self._index = {q.id: i for i, q in enumerate(self._questions)}
+        self._start(max_questions, restart)
+
+    def _start(self, max_questions: int, restart: bool) -> None:
+        with self.store.transaction(self.user_id) as tx:
+            state = tx.onboarding
+            same = state is not None and (state.pool_id, state.reward_set_id,
+                                          state.reward_set_version) == (
+                self.pool_id, self.rewards.id, self.rewards.version)
+            if state is not None and not same and not restart:
+                raise InvalidInput(
+                    f"{self.user_id!r} has an onboarding started with another question pool "
+                    "or reward set; pass restart=True to start over (answers are kept)")
+            if state is None or restart:
+                tx.set_onboarding(OnboardingState(
+                    reward_set_id=self.rewards.id, reward_set_version=self.rewards.version,
+                    pool_id=self.pool_id, max_questions=max_questions))
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> OnboardingState:
+        with self.store.transaction(self.user_id, create=False) as tx:
+            state = tx.onboarding
+        if state is None:
+            raise InvalidInput(f"{self.user_id!r} has no onboarding in progress")
+        return state
+
+    @property
+    def profile(self) -> Profile:
+        return self.store.get(self.user_id)
+
+    @property
+    def done(self) -> bool:
+        return self.state.finished
+
+    @property
+    def remaining(self) -> int:
+        return len(self._questions) - len(self.state.asked)
+
+    def _asked(self, state: OnboardingState) -> set[int]:
+        return {self._index[q] for q in state.asked if q in self._index}
+
+    def _finished(self, state: OnboardingState, profile: Profile) -> bool:
+        asked = self._asked(state)
+        if len(state.asked) >= state.max_questions or len(asked) >= len(self._questions):
+            return True
+        if len(state.asked) < self.min_questions:
+            return False
+        gains = information_gain(self.learner.posterior(profile), self._diffs)
+        gains[list(asked)] = 0.0
+        return float(gains.max()) < self.stop_gain
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def next_question(self) -> Question:
+        """The question to show now (the same one until it is answered)."""
+        state = self.state
+        if state.finished:
+            raise InvalidInput(f"onboarding of {self.user_id!r} is finished "
+                               f"({len(state.asked)} answers); check .done before asking")
+        if state.pending is not None:
+            return self._questions[self._index[state.pending]]
+        profile = self.profile
+        i = select_question(self.learner.posterior(profile), self._diffs,
+                            asked=self._asked(state))
+        question = self._questions[i]
+        with self.store.transaction(self.user_id) as tx:
+            tx.set_onboarding(state.model_copy(update={"pending": question.id}))
+        return question
+
+    def answer(self, question_id: str, preferred_index: int) -> Profile:
+        """Record that the user preferred ``options[preferred_index]`` of that question."""
+        if preferred_index not in (0, 1):
+            raise InvalidInput("preferred_index must be 0 (first option) or 1 (second)")
+        if question_id not in self._index:
+            raise InvalidInput(f"unknown question id {question_id!r} for this pool")
+        i = self._index[question_id]
+        q = self._questions[i]
+        chosen, rejected = q.options[preferred_index], q.options[1 - preferred_index]
+        d = self._diffs[i] if preferred_index == 0 else -self._diffs[i]
+        pref = make_preference(q.prompt, chosen, rejected, source="onboarding")
+        prior = self.learner._prior_if_new(self.user_id)
+        with self.store.transaction(self.user_id) as tx:
+            state = tx.onboarding
+            if state is None or state.finished:
+                raise InvalidInput(f"no onboarding of {self.user_id!r} is in progress")
+            if question_id in state.asked:
+                raise InvalidInput(f"question {question_id!r} was already answered")
+            post = self.learner.posterior(tx.profile, prior=prior)
+            new_post = fit_posterior(post, d[None, :])
+            tx.append([pref])
+            tx.update(**self.learner.fields(new_post))
+            new_state = state.model_copy(update={"asked": [*state.asked, question_id],
+                                                 "pending": None})
+            provisional = tx.profile.model_copy(update=self.learner.fields(new_post))
+            tx.set_onboarding(new_state.model_copy(
+                update={"finished": self._finished(new_state, provisional)}))
+        return tx.result
