@@ -97,9 +97,11 @@ class Onboarding:
 
     def __init__(self, store: ProfileStore, reward_set: Any, user_id: str,
                  pool: Sequence[PoolItem | dict[str, Any]] | None = None, *,
-                 max_questions: int = 10, min_questions: int = 4, stop_gain: float = 0.02,
-                 restart: bool = False) -> None:
+                 max_questions: int = 10, min_questions: int | None = None,
+                 stop_gain: float = 0.02, restart: bool = False) -> None:
         validate_user_id(user_id)
+        if min_questions is None:
+            min_questions = min(4, max_questions)
         if not 1 <= min_questions <= max_questions:
             raise InvalidInput("need 1 <= min_questions <= max_questions")
         self.store, self.rewards, self.user_id = store, reward_set, user_id

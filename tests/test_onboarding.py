@@ -1,0 +1,191 @@
+"""Onboarding and the profile learner on real SQLite files and the shipped question bank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import user_rows
+
+from personalizer import Personalizer
+from personalizer.cli import main
+from personalizer.errors import InvalidInput, RewardSetMismatch
+from personalizer.profiles import (
+    Onboarding,
+    ProfileLearner,
+    SimulatedUser,
+    SQLiteProfileStore,
+    default_reward_set,
+    question_bank,
+)
+from personalizer.profiles.simulate import taste_vector
+
+
+@pytest.fixture(scope="module")
+def rewards():  # noqa: ANN201
+    return default_reward_set()
+
+
+def answer_all(ob: Onboarding, user: SimulatedUser, rewards, limit: int = 100) -> None:  # noqa: ANN001
+    for _ in range(limit):
+        if ob.done:
+            return
+        q = ob.next_question()
+        f = rewards.features(q.prompt, list(q.options))
+        ob.answer(q.id, user.answer(f[0], f[1]))
+
+
+def test_question_bank_has_30_plus_distinct_questions() -> None:
+    bank = question_bank()
+    pairs = sum(len(item.responses) * (len(item.responses) - 1) // 2 for item in bank)
+    assert pairs >= 30
+    assert all(3 <= len(item.responses) <= 6 for item in bank)
+
+
+def test_onboarding_learns_a_terse_user(db_path: Path, rewards) -> None:  # noqa: ANN001
+    with SQLiteProfileStore(db_path) as store:
+        ob = Onboarding(store, rewards, "terse-user", max_questions=10)
+        answer_all(ob, SimulatedUser(taste_vector("terse", rewards.names), beta=2.0), rewards)
+        profile = ob.profile
+        history = store.preferences("terse-user")
+        assert ob.done and len(ob.state.asked) == profile.preference_count == len(history) <= 10
+        assert len(set(ob.state.asked)) == len(ob.state.asked)  # no question twice
+    assert {h.source for h in history} == {"onboarding"}
+    assert profile.coefficients["verbosity"] < 0
+    prior_var = np.trace(np.eye(len(rewards)))
+    assert np.trace(np.array(profile.covariance)) < prior_var  # uncertainty went down
+
+
+def test_onboarding_resumes_after_a_restart(db_path: Path, rewards) -> None:  # noqa: ANN001
+    user = SimulatedUser(taste_vector("lists", rewards.names), beta=2.0, seed=1)
+    with SQLiteProfileStore(db_path) as store:
+        ob = Onboarding(store, rewards, "resumer")
+        for _ in range(3):
+            q = ob.next_question()
+            f = rewards.features(q.prompt, list(q.options))
+            ob.answer(q.id, user.answer(f[0], f[1]))
+        pending = ob.next_question()
+        assert ob.next_question() == pending  # shown again until answered
+    with SQLiteProfileStore(db_path) as store:  # a new process, same file
+        again = Onboarding(store, rewards, "resumer")
+        assert len(again.state.asked) == 3
+        assert again.next_question() == pending
+        answer_all(again, user, rewards)
+        assert again.done and again.profile.preference_count == len(again.state.asked)
+        with pytest.raises(InvalidInput, match="another question pool"):
+            Onboarding(store, rewards, "resumer", pool=[{"prompt": "p", "responses": ["a", "b"]}])
+
+
+def test_small_pool_runs_out_and_bad_answers_are_refused(store, rewards) -> None:  # noqa: ANN001
+    pool = [{"prompt": "Hi?", "responses": ["Hello.", "Hello there, my dear friend!"]}]
+    ob = Onboarding(store, rewards, "small", pool=pool, min_questions=1)
+    q = ob.next_question()
+    with pytest.raises(InvalidInput, match="preferred_index"):
+        ob.answer(q.id, 2)
+    with pytest.raises(InvalidInput, match="unknown question"):
+        ob.answer("nope", 0)
+    ob.answer(q.id, 0)
+    assert ob.done and ob.remaining == 0
+    with pytest.raises(InvalidInput, match="finished"):
+        ob.next_question()
+    with pytest.raises(InvalidInput, match="must all differ"):
+        Onboarding(store, rewards, "dupes", pool=[{"prompt": "p", "responses": ["a", "a"]}])
+    with pytest.raises(InvalidInput, match="empty"):
+        Onboarding(store, rewards, "empty", pool=[])
+
+
+def test_onboarding_state_is_exported_imported_and_deleted(db_path: Path, rewards) -> None:  # noqa: ANN001
+    with SQLiteProfileStore(db_path) as store:
+        ob = Onboarding(store, rewards, "mover")
+        q = ob.next_question()
+        ob.answer(q.id, 0)
+        pending = ob.next_question()
+        doc = store.export_profile("mover")
+        assert doc["onboarding"]["pending"] == pending.id
+        assert user_rows(db_path, "mover")["onboarding"] == 1
+        store.delete("mover")
+        assert set(user_rows(db_path, "mover").values()) == {0}
+        store.import_profile(doc)
+        assert Onboarding(store, rewards, "mover").next_question() == pending
+
+
+def test_record_preference_updates_the_posterior_in_one_go(store, rewards) -> None:  # noqa: ANN001
+    learner = ProfileLearner(store, rewards)
+    item = question_bank()[0]
+    short, listy, warm, technical = item.responses
+    p1 = learner.record_preference("ann", item.prompt, chosen=short, rejected=warm)
+    assert p1.preference_count == 1 and p1.reward_set_version == rewards.version
+    p2 = learner.record_preference("ann", item.prompt, chosen=short, rejected=technical)
+    assert p2.version == p1.version + 1
+    assert p2.coefficients["verbosity"] < p1.coefficients["verbosity"] < 0
+    assert learner.preference_probability("ann", item.prompt, short, warm) > 0.6
+    p3 = learner.delete_preference("ann", 1)
+    assert p3.preference_count == 1
+    assert p3.coefficients["verbosity"] == pytest.approx(p1.coefficients["verbosity"], rel=1e-6)
+    with pytest.raises(InvalidInput, match="out of range"):
+        learner.delete_preference("ann", 5)
+
+
+def test_coefficients_of_another_set_need_a_refit(store, rewards) -> None:  # noqa: ANN001
+    from personalizer.backends.rewards import attribute_reward_set
+
+    other = attribute_reward_set()  # unnormalised: another version
+    item = question_bank()[1]
+    ProfileLearner(store, other).record_preference("bo", item.prompt, item.responses[0],
+                                                   item.responses[2])
+    learner = ProfileLearner(store, rewards)
+    with pytest.raises(RewardSetMismatch, match="refit"):
+        learner.record_preference("bo", item.prompt, item.responses[0], item.responses[3])
+    refit = learner.refit("bo")
+    assert refit.reward_set_version == rewards.version and refit.preference_count == 1
+
+
+def test_population_prior_starts_newcomers_where_people_are(store, rewards) -> None:  # noqa: ANN001
+    learner = ProfileLearner(store, rewards)
+    taste = {name: 0.0 for name in rewards.names} | {"verbosity": -1.5}
+    cov = np.eye(len(rewards)) * 0.1
+    for i in range(19):
+        store.create(f"old-{i}")
+        store.modify(f"old-{i}", lambda p: p.model_copy(update=learner.fields(
+            __import__("personalizer.profiles.learning", fromlist=["Posterior"]).Posterior(
+                np.array(list(taste.values())), cov))))
+    assert np.allclose(learner.prior(exclude="new").mean, 0.0)  # 19 < 20: the fixed prior
+    store.create("old-19")
+    store.modify("old-19", lambda p: p.model_copy(update=learner.fields(
+        __import__("personalizer.profiles.learning", fromlist=["Posterior"]).Posterior(
+            np.array(list(taste.values())), cov))))
+    prior = learner.prior(exclude="new")
+    assert prior.mean[rewards.names.index("verbosity")] == pytest.approx(-1.5)
+    store.delete("old-3")  # a deleted user no longer counts: back below 20
+    assert np.allclose(learner.prior(exclude="new").mean, 0.0)
+
+
+def test_facade_needs_rewards_for_learning(tmp_path: Path, rewards) -> None:  # noqa: ANN001
+    with Personalizer(tmp_path / "p.db") as p:
+        with pytest.raises(InvalidInput, match="rewards="):
+            p.onboarding("x")
+    with Personalizer(tmp_path / "p.db", rewards=rewards) as p:
+        item = question_bank()[2]
+        prof = p.record_preference("y", item.prompt, item.responses[0], item.responses[2])
+        assert prof.coefficients and prof.covariance
+        assert 0 < p.preference_probability("y", item.prompt, item.responses[0],
+                                            item.responses[2]) < 1
+        assert p.onboarding("y").next_question().prompt
+
+
+def test_cli_onboard_simulated_and_interactive(tmp_path: Path) -> None:
+    db = str(tmp_path / "p.db")
+    out = CliRunner().invoke(main, ["onboard", "sim", "--simulate", "terse", "--questions", "6",
+                                    "--db", db])
+    assert out.exit_code == 0, out.output
+    assert "Question 6" in out.output and "complete (6 answers)" in out.output
+    with SQLiteProfileStore(db) as store:
+        assert store.get("sim").coefficients["verbosity"] < 0
+    out = CliRunner().invoke(main, ["onboard", "human", "--questions", "3", "--db", db],
+                             input="1\n2\n1\n")
+    assert out.exit_code == 0, out.output
+    assert "complete (3 answers)" in out.output
+    bad = CliRunner().invoke(main, ["onboard", "sim2", "--simulate", "grumpy", "--db", db])
+    assert bad.exit_code == 1 and "unknown taste" in bad.output
