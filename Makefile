@@ -39,6 +39,8 @@ test: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/rewards.py
+	$(BIN)/python bench/onboarding.py
+	$(BIN)/python bench/heads.py
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm

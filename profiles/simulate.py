@@ -9,7 +9,14 @@ import numpy as np
 
 from personalizer.errors import InvalidInput
 
-__all__ = ["TASTES", "SimulatedUser", "calibrate_beta", "sample_coefficients", "taste_vector"]
+__all__ = [
+    "TASTES",
+    "SimulatedUser",
+    "calibrate_beta",
+    "sample_coefficients",
+    "synthetic_texts",
+    "taste_vector",
+]
 
 # Named tastes over the attribute scorers (missing names weigh 0), for demos and the CLI.
 TASTES: dict[str, dict[str, float]] = {
@@ -89,3 +96,40 @@ def calibrate_beta(coefficients: np.ndarray, diffs: np.ndarray, agreement: float
         else:
             hi = mid
     return (lo * hi) ** 0.5
+
+
+def synthetic_texts(n: int, *, seed: int = 0) -> list[str]:
+    """``n`` varied answers recombined from the question bank's sentences: 1-6 sentences,
+    as prose or as a list, sometimes with a warm opener, a hedge, an example or an emoji, so
+    that the base attributes vary independently. Offline and fast (for tests and benchmarks)."""
+    import re
+
+    from .onboarding import question_bank
+
+    rng = np.random.default_rng(seed)
+    sentences = sorted({s.strip(" -0123456789.") for item in question_bank()
+                        for r in item.responses for s in re.split(r"(?<=[.!?])\s+|\n", r)
+                        if len(s.split()) >= 3})
+    openers = ["Great question!", "I'm happy to help!", "Sure.", "Honestly,", ""]
+    hedges = ["It might depend on your situation.", "Perhaps this could help.",
+              "I think this generally works."]
+    examples = ["For example, start small.", "For instance, try it tomorrow."]
+    emoji = [" 🙂", " 🎉", " 👍"]
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(1, 7))
+        body = [sentences[i] for i in rng.choice(len(sentences), size=k, replace=False)]
+        if rng.random() < 0.3:
+            body.append(hedges[int(rng.integers(len(hedges)))])
+        if rng.random() < 0.3:
+            body.append(examples[int(rng.integers(len(examples)))])
+        if rng.random() < 0.4:
+            text = "\n".join(f"- {s}" for s in body)
+        else:
+            text = " ".join(body)
+        opener = openers[int(rng.integers(len(openers)))]
+        text = f"{opener} {text}".strip() if opener else text
+        if rng.random() < 0.2:
+            text += emoji[int(rng.integers(len(emoji)))]
+        out.append(text)
+    return out

@@ -1,0 +1,50 @@
+"""Learning base reward features (linear heads) from many simulated users' preferences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from personalizer.errors import InvalidInput
+from personalizer.profiles.features import learn_heads
+from personalizer.profiles.simulate import sample_coefficients
+
+
+def _simulate(n_texts: int = 2000, dim: int = 32, j: int = 3, users: int = 300,
+              per_user: int = 60, seed: int = 0):  # noqa: ANN202
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((n_texts, dim)).astype(np.float32)
+    true_w = rng.standard_normal((j, dim)) / np.sqrt(dim)
+    phi = emb @ true_w.T
+    coeffs = sample_coefficients(users, j, seed=seed + 1) * 3
+    who = np.repeat(np.arange(users), per_user)
+    a, b = rng.integers(0, n_texts, who.size), rng.integers(0, n_texts, who.size)
+    margins = ((phi[a] - phi[b]) * coeffs[who]).sum(1)
+    first = rng.random(who.size) < 1 / (1 + np.exp(-margins))
+    chosen, rejected = np.where(first, a, b), np.where(first, b, a)
+    train = rng.random(who.size) < 0.75
+    return emb, true_w, who, a, b, chosen, rejected, train, margins > 0
+
+
+def test_learned_heads_recover_the_true_feature_space() -> None:
+    emb, true_w, who, a, b, chosen, rejected, train, truth = _simulate()
+    heads = learn_heads(emb, who[train], chosen[train], rejected[train], 3, seed=0)
+    feats = heads.features(emb)
+    pred = ((feats[a] - feats[b]) * heads.user_coefficients[who]).sum(1) > 0
+    accuracy = np.mean(pred[~train] == truth[~train])
+    assert accuracy > 0.8
+    # the learned heads span the true heads' space: regress true features on learned ones
+    true_phi = emb @ true_w.T
+    fit, *_ = np.linalg.lstsq(feats, true_phi, rcond=None)
+    r2 = 1 - ((true_phi - feats @ fit) ** 2).sum(0) / ((true_phi - true_phi.mean(0)) ** 2).sum(0)
+    assert r2.min() > 0.8
+
+
+def test_learn_heads_refuses_bad_input() -> None:
+    emb = np.zeros((10, 4), np.float32)
+    with pytest.raises(InvalidInput, match="n_heads"):
+        learn_heads(emb, np.array([0]), np.array([1]), np.array([2]), 9)
+    with pytest.raises(InvalidInput, match="out of range"):
+        learn_heads(emb, np.array([0]), np.array([1]), np.array([20]), 2)
+    with pytest.raises(InvalidInput, match="equal-length"):
+        learn_heads(emb, np.array([0, 1]), np.array([1]), np.array([2]), 2)
