@@ -8,7 +8,14 @@ from .export import EXPORT_SCHEMA, EXPORT_SCHEMA_VERSION, ProfileExport, parse_e
 from .learner import ProfileLearner
 from .learning import Posterior
 from .models import OnboardingState, Preference, Profile, validate_user_id
-from .onboarding import Onboarding, PoolItem, Question, default_reward_set, question_bank
+from .onboarding import (
+    Onboarding,
+    PoolItem,
+    Question,
+    default_reward_set,
+    generate_pool,
+    question_bank,
+)
 from .simulate import TASTES, SimulatedUser
 from .sqlite import DEFAULT_DB, SQLiteProfileStore, UserTransaction, default_db_path
 
@@ -33,6 +40,7 @@ __all__ = [
     "UserTransaction",
     "default_db_path",
     "default_reward_set",
+    "generate_pool",
     "parse_export",
     "question_bank",
     "validate_user_id",

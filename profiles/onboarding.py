@@ -31,7 +31,23 @@ from .learner import ProfileLearner, make_preference
 from .learning import fit_posterior, information_gain, select_question
 from .models import OnboardingState, Profile, validate_user_id
 
-__all__ = ["Onboarding", "PoolItem", "Question", "default_reward_set", "question_bank"]
+__all__ = [
+    "ANSWER_STYLES",
+    "Onboarding",
+    "PoolItem",
+    "Question",
+    "default_reward_set",
+    "generate_pool",
+    "question_bank",
+]
+
+# Style instructions that make a generator's answers differ along the base attributes.
+ANSWER_STYLES: tuple[tuple[str, str | None], ...] = (
+    ("plain", None),
+    ("one sentence", "Answer in one short sentence."),
+    ("list", "Answer with a short bulleted list of three items and no introduction."),
+    ("detailed", "Answer warmly and in detail, and include a concrete example."),
+)
 
 
 class PoolItem(BaseModel):
@@ -76,6 +92,27 @@ def default_reward_set() -> Any:
 
     return attribute_reward_set().fit_normalization(
         (item.prompt, r) for item in question_bank() for r in item.responses)
+
+
+def generate_pool(generator: Any, prompts: Sequence[str], *,
+                  styles: Sequence[tuple[str, str | None]] = ANSWER_STYLES,
+                  max_new_tokens: int = 96) -> list[PoolItem]:
+    """A question pool written by ``generator``: one answer per style instruction for each
+    prompt (prompts whose answers come out identical are dropped)."""
+    items = []
+    for prompt in prompts:
+        answers: list[str] = []
+        for _, instruction in styles:
+            messages = ([{"role": "system", "content": instruction}] if instruction else [])
+            messages.append({"role": "user", "content": prompt})
+            text = generator.generate(messages, max_new_tokens=max_new_tokens).text.strip()
+            if text and text not in answers:
+                answers.append(text)
+        if len(answers) >= 2:
+            items.append(PoolItem(prompt=prompt, responses=answers))
+    if not items:
+        raise InvalidInput("the generator produced no prompt with two different answers")
+    return items
 
 
 def _pool_items(pool: Sequence[PoolItem | dict[str, Any]] | None) -> list[PoolItem]:

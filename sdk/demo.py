@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from personalizer.profiles import Profile
+from personalizer.profiles.onboarding import ANSWER_STYLES
 
 from .client import Personalizer
 from .errors import ProfileNotFound
@@ -24,13 +25,6 @@ from .render import profile_view
 __all__ = ["DEMO_PROMPTS", "DEMO_USERS", "run_demo"]
 
 DEMO_PROMPTS = ("How do I get better sleep?", "How should I start learning to cook?")
-# Candidates differ in style, so that users with different tastes have something to choose.
-CANDIDATE_STYLES: tuple[tuple[str, str | None], ...] = (
-    ("plain", None),
-    ("one sentence", "Answer in one short sentence."),
-    ("list", "Answer with a short bulleted list of three items and no introduction."),
-    ("detailed", "Answer warmly and in detail, and include a concrete example."),
-)
 
 # Opposite tastes over the attribute scorers (coefficients on normalised features).
 DEMO_USERS: dict[str, tuple[dict[str, float], str]] = {
@@ -63,7 +57,7 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96,
     answers: dict[str, list[tuple[str, str, float]]] = {}
     for prompt in DEMO_PROMPTS:
         answers[prompt] = []
-        for style, instruction in CANDIDATE_STYLES:
+        for style, instruction in ANSWER_STYLES:  # candidates differ in style
             messages = ([{"role": "system", "content": instruction}] if instruction else [])
             messages.append({"role": "user", "content": prompt})
             out = gen.generate(messages, max_new_tokens=max_new_tokens)  # type: ignore[attr-defined]

@@ -189,3 +189,34 @@ def test_cli_onboard_simulated_and_interactive(tmp_path: Path) -> None:
     assert "complete (3 answers)" in out.output
     bad = CliRunner().invoke(main, ["onboard", "sim2", "--simulate", "grumpy", "--db", db])
     assert bad.exit_code == 1 and "unknown taste" in bad.output
+
+
+def test_generate_pool_with_a_generator(store, rewards) -> None:  # noqa: ANN001
+    from personalizer.profiles import generate_pool
+    from personalizer.testing import ScriptedGenerator
+
+    def reply(messages):  # noqa: ANN001, ANN202
+        style = messages[0].content if messages[0].role == "system" else "plain"
+        return f"{messages[-1].content} -> answer in style: {style}"
+
+    pool = generate_pool(ScriptedGenerator(reply), ["Q1?", "Q2?"])
+    assert [len(item.responses) for item in pool] == [4, 4]
+    ob = Onboarding(store, rewards, "gen-user", pool=pool)
+    assert ob.next_question().prompt in {"Q1?", "Q2?"}
+    with pytest.raises(InvalidInput, match="no prompt"):
+        generate_pool(ScriptedGenerator(lambda m: "same"), ["Q?"])
+
+
+def test_causal_lm_encoder_feeds_learned_heads() -> None:
+    import tiny
+
+    from personalizer.backends import LocalGenerator
+    from personalizer.backends.rewards import CausalLMEncoder, EmbeddingHeads, RewardSet
+
+    enc = CausalLMEncoder(LocalGenerator(tiny.gpt2(), tiny.tokenizer()), pooling="last")
+    e = enc.encode(["short", "a longer text here", ""])
+    assert e.shape == (3, 64) and np.isfinite(e).all()
+    single = enc.encode(["a longer text here"])
+    np.testing.assert_allclose(e[1], single[0], rtol=1e-4, atol=1e-5)  # padding-independent
+    heads = EmbeddingHeads(enc, np.ones((2, 64)), None, ["h0", "h1"])
+    assert RewardSet("lm-heads", [heads]).features("q", ["a", "b"]).shape == (2, 2)

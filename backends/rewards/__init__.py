@@ -20,6 +20,7 @@ from .judge import JudgeReward, Judgement, parse_score, parse_verdict
 
 __all__ = [
     "AttributeScorer",
+    "CausalLMEncoder",
     "ClassifierReward",
     "ConfidenceReward",
     "EmbeddingHeads",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CausalLMEncoder": ".embedding",
     "ClassifierReward": ".classifier",
     "ConfidenceReward": ".confidence",
     "EmbeddingHeads": ".embedding",

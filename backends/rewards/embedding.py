@@ -21,7 +21,7 @@ from personalizer.errors import BackendError, InvalidInput, MissingDependency
 from .. import _hf
 from ._batching import chunks
 
-__all__ = ["EmbeddingHeads", "SentenceEncoder", "minilm_path"]
+__all__ = ["CausalLMEncoder", "EmbeddingHeads", "SentenceEncoder", "minilm_path"]
 
 
 def minilm_path() -> Path:
@@ -64,10 +64,52 @@ class SentenceEncoder:
         return out
 
 
+class CausalLMEncoder:
+    """Texts -> a causal LM's own last hidden state (mean over tokens, or the last token).
+
+    Heads on these states are "shared-trunk" rewards: during decoding the LM computes the
+    states anyway, so scoring costs one small matrix product. ``generator`` is a
+    :class:`~personalizer.backends.LocalGenerator`.
+    """
+
+    def __init__(self, generator: Any, *, pooling: str = "mean", max_length: int = 512,
+                 batch_size: int = 16) -> None:
+        if pooling not in ("mean", "last"):
+            raise InvalidInput("pooling must be 'mean' or 'last'")
+        self.generator, self.pooling = generator, pooling
+        self.max_length, self.batch_size = max_length, batch_size
+        self.dim = int(generator.model.config.hidden_size)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        torch = _hf.torch_module()
+        from ._batching import right_pad
+
+        gen = self.generator
+        tok = gen.tokenizer
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start, batch in chunks(list(texts), self.batch_size):
+            rows = [tok(t, add_special_tokens=False)["input_ids"][-self.max_length:] or
+                    [tok.eos_token_id] for t in batch]
+            ids, mask = right_pad(rows, tok.pad_token_id or 0, torch)
+            with torch.inference_mode():
+                hidden = gen.model(input_ids=ids.to(gen.device),
+                                   attention_mask=mask.to(gen.device),
+                                   output_hidden_states=True).hidden_states[-1].float()
+            m = mask.to(hidden.device).unsqueeze(-1).float()
+            if self.pooling == "mean":
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+            else:
+                last = mask.sum(1) - 1
+                pooled = hidden[torch.arange(len(rows)), last.to(hidden.device)]
+            out[start:start + len(batch)] = pooled.cpu().numpy()
+        return out
+
+
 class EmbeddingHeads:
     """J linear reward heads over a :class:`SentenceEncoder` (a multi-output reward model)."""
 
-    def __init__(self, encoder: SentenceEncoder, weight: np.ndarray, bias: np.ndarray | None,
+    def __init__(self, encoder: SentenceEncoder | CausalLMEncoder, weight: np.ndarray,
+                 bias: np.ndarray | None,
                  names: Sequence[str], descriptions: Sequence[str] | None = None, *,
                  with_prompt: bool = False) -> None:
         w = np.asarray(weight, dtype=np.float32)
@@ -98,7 +140,8 @@ class EmbeddingHeads:
         st.save_file({"weight": self.weight, "bias": self.bias}, str(path), metadata=meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], encoder: SentenceEncoder) -> EmbeddingHeads:
+    def load(cls, path: str | os.PathLike[str],
+             encoder: SentenceEncoder | CausalLMEncoder) -> EmbeddingHeads:
         """Read heads saved by :meth:`save`, for use with ``encoder``."""
         st = require("safetensors", extra="local", feature="loading reward heads")
         try:
