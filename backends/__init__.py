@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GenerationOptions", "LocalGenerator"]
+from .steering import Steering
+
+__all__ = ["GenerationOptions", "LocalGenerator", "Steering"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in ("GenerationOptions", "LocalGenerator"):
         from . import local
 
         return getattr(local, name)

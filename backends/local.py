@@ -19,6 +19,7 @@ from personalizer.errors import BackendError, InvalidInput
 from personalizer.types import Generation, Message, MessagesLike, Timings, as_messages
 
 from . import _hf
+from .steering import Steering
 
 __all__ = ["GenerationOptions", "LocalGenerator"]
 
@@ -65,7 +66,7 @@ class LocalGenerator:
     def __init__(self, model: str | os.PathLike[str] | Any, tokenizer: Any = None, *,
                  gguf_file: str | None = None, dtype: str | Any = "float32",
                  device: str = "cpu", cache_dir: Path | None = None,
-                 defaults: GenerationOptions | None = None) -> None:
+                 defaults: GenerationOptions | None = None, rewards: Any = None) -> None:
         torch = _hf.torch_module()
         if isinstance(model, (str, os.PathLike)):
             self.model, self.tokenizer = _hf.load_causal_lm(
@@ -78,6 +79,7 @@ class LocalGenerator:
             self.model, self.tokenizer = model.eval(), tokenizer
             self.name = getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.defaults = defaults or GenerationOptions()
+        self.rewards = rewards  # the RewardSet that Steering coefficients refer to
         self.device = next(self.model.parameters()).device
         self.eos_ids = _hf.eos_ids(self.model, self.tokenizer)
         self._cache_kwarg = _hf.cache_kwarg(self.model)
@@ -98,15 +100,33 @@ class LocalGenerator:
         """The prompt's token ids (chat template applied, generation prompt added)."""
         return _hf.chat_prompt(self.tokenizer, as_messages(messages))
 
-    def generate(self, messages: MessagesLike, **options: Any) -> Generation:
-        """Answer ``messages``; options as in :class:`GenerationOptions`."""
-        run = _Run(self, as_messages(messages), parse_options(options, self.defaults))
+    def generate(self, messages: MessagesLike, *, steering: Steering | None = None,
+                 **options: Any) -> Generation:
+        """Answer ``messages``; options as in :class:`GenerationOptions`.
+
+        With ``steering``, decoding is reward-guided (ARGS) toward that user's reward over
+        this generator's ``rewards`` set.
+        """
+        run = self._run(messages, steering, options)
         text = "".join(run)
         return run.result(text)
 
-    def stream(self, messages: MessagesLike, **options: Any) -> Iterator[str]:
+    def stream(self, messages: MessagesLike, *, steering: Steering | None = None,
+               **options: Any) -> Iterator[str]:
         """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text."""
-        return iter(_Run(self, as_messages(messages), parse_options(options, self.defaults)))
+        return iter(self._run(messages, steering, options))
+
+    def _run(self, messages: MessagesLike, steering: Steering | None,
+             options: dict[str, Any]) -> _Run:
+        msgs = as_messages(messages)
+        opts = parse_options(options, self.defaults)
+        if steering is not None:
+            if not isinstance(steering, Steering):
+                raise InvalidInput("steering must be a personalizer.backends.Steering")
+            if self.rewards is None:
+                raise InvalidInput("steering needs the reward set its coefficients refer to: "
+                                   "LocalGenerator(..., rewards=reward_set)")
+        return _Run(self, msgs, opts, steering)
 
     def option_logprobs(self, messages: MessagesLike, options: Sequence[str]) -> list[float]:
         """Log-probability of each option text continuing ``messages`` (one batched forward).
@@ -175,9 +195,11 @@ class _Run:
     """One generation: iterate for text pieces; counts and timings are kept for ``result``."""
 
     def __init__(self, gen: LocalGenerator, messages: list[Message],
-                 opts: GenerationOptions) -> None:
-        self.gen, self.opts = gen, opts
+                 opts: GenerationOptions, steering: Steering | None = None) -> None:
+        self.gen, self.opts, self.steering = gen, opts, steering
         self.prompt = gen.prompt_ids(messages)
+        self.prompt_text = next((m.content for m in reversed(messages) if m.role == "user"),
+                                messages[-1].content)
         self.start = time.perf_counter()
         self.first_token_s: float | None = None
         self.n_tokens = 0
@@ -187,7 +209,14 @@ class _Run:
         tok, stops = self.gen.tokenizer, self.opts.stop
         ids: list[int] = []
         emitted = 0
-        for tid in self.gen.token_ids(self.prompt, self.opts):
+        if self.steering is None:
+            source = self.gen.token_ids(self.prompt, self.opts)
+        else:
+            from .steered import args_token_ids
+
+            source = args_token_ids(self.gen, self.prompt, self.prompt_text, self.opts,
+                                    self.steering, self.gen.rewards)
+        for tid in source:
             self.n_tokens += 1
             if self.first_token_s is None:
                 self.first_token_s = time.perf_counter() - self.start
@@ -219,6 +248,7 @@ class _Run:
             finish_reason=self.finish,  # type: ignore[arg-type]
             timings=Timings(total_s=total, first_token_s=self.first_token_s),
             model=self.gen.name,
+            steering=None if self.steering is None else self.steering.record(),
         )
 
 

@@ -31,7 +31,10 @@ __all__ = [
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
-_LIST_LINE = re.compile(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+|#{1,6}\s+|\|.*\|\s*$)")
+# A list item, heading or table row; a bare marker ("-", "1", "1.", "#") counts too, so that a
+# prefix that has just started an item already scores as structured.
+_LIST_LINE = re.compile(r"^\s*(?:[-*+•](?:\s+|$)|\d+(?:[.)](?:\s+|$)|$)|#{1,6}(?:\s+|$)"
+                        r"|\|.*\|\s*$)")
 _CONTRACTION = re.compile(r"\b\w+['’](?:t|re|ll|m|ve|d|s)\b", re.I)
 _EMOJI = re.compile(
     "[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F000-\U0001F2FF\U0001F900-\U0001F9FF]"

@@ -1,0 +1,105 @@
+"""Reward-guided decoding (ARGS) on a :class:`~personalizer.backends.LocalGenerator`.
+
+This is the general, text-level path: each step the top-k candidate tokens are appended to
+the decoded prefix and the k texts are scored by the reward set in one batched call (every
+``score_every`` steps; between scoring steps the choice is plain top-k). Cost per scored step:
+k detokenisations plus one reward-set call on k texts, on top of one LM forward.
+
+Whole-answer attributes (length, list structure) say little about a prefix: every candidate
+adds about one word. With ``whole_answer="lookahead"`` the loop, at each sentence end, also
+weighs stopping now against one more (greedily drafted) sentence, both scored as finished
+answers: ``logit(eos) + w r(prefix)`` against ``logit(best) + w r(prefix + sentence)``. The
+draft costs up to ``lookahead_tokens`` plain decoding steps per sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from personalizer.errors import BackendError
+
+from .args import args_scores, args_select, top_candidates
+from .steering import Steering
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .local import GenerationOptions, LocalGenerator
+
+__all__ = ["args_token_ids"]
+
+_SENTENCE_END = re.compile(r"[.!?:)]\s*$|\n\s*$")
+
+
+def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: str,
+                   opts: GenerationOptions, steering: Steering, rewards: Any) -> Iterator[int]:
+    """Yield the token ids ARGS chooses, until an end-of-turn id or the token limit."""
+    torch = gen._torch
+    coef = rewards.coefficient_vector(steering.coefficients,
+                                      reward_set_id=steering.reward_set_id,
+                                      reward_set_version=steering.reward_set_version)
+    tok = gen.tokenizer
+    eos = tok.eos_token_id if tok.eos_token_id in gen.eos_ids else min(gen.eos_ids)
+    w = steering.strength
+    rng = None
+    if steering.do_sample:
+        rng = torch.Generator()
+        rng.manual_seed(steering.seed if steering.seed is not None
+                        else int(torch.randint(0, 2**62, ()).item()))
+
+    def user_reward(texts: list[str]) -> np.ndarray:
+        return rewards.features(prompt_text, texts) @ coef
+
+    ids: list[int] = []
+    with torch.inference_mode():
+        cache = gen.new_cache()
+        out = gen.forward(torch.tensor([list(prompt_ids)], device=gen.device), cache,
+                          logits_to_keep=1)
+        for step in range(opts.max_new_tokens):
+            logits = out.logits[0, -1].float().cpu()
+            if not torch.isfinite(logits).any():
+                raise BackendError(f"{gen.name} produced no finite logits")
+            values, cands = top_candidates(logits, steering.top_k)
+            rewards_t = torch.zeros_like(values)
+            if w > 0 and step % steering.score_every == 0:
+                texts = [tok.decode(ids + [int(c)], skip_special_tokens=True) for c in cands]
+                rewards_t = torch.tensor(user_reward(texts), dtype=torch.float32)
+            scores = args_scores(values, rewards_t, w)
+            tid = args_select(cands, scores, vocab_size=logits.shape[-1],
+                              do_sample=steering.do_sample, temperature=steering.temperature,
+                              generator=rng)
+            if (w > 0 and steering.whole_answer == "lookahead" and ids
+                    and tid not in gen.eos_ids and _ends_sentence(tok.decode(ids))):
+                if _should_stop(gen, prompt_ids, ids, tid, logits, eos, w, user_reward,
+                                steering.lookahead_tokens):
+                    tid = eos
+            yield tid
+            if tid in gen.eos_ids:
+                return
+            ids.append(tid)
+            out = gen.forward(torch.tensor([[tid]], device=gen.device), cache)
+
+
+def _ends_sentence(text: str) -> bool:
+    return bool(text.strip()) and bool(_SENTENCE_END.search(text))
+
+
+def _should_stop(gen: LocalGenerator, prompt_ids: Sequence[int], ids: list[int], go: int,
+                 logits: Any, eos: int, w: float, user_reward: Any, budget: int) -> bool:
+    """Stop here, or go on with one more sentence? Both scored as finished answers."""
+    from .local import GenerationOptions
+
+    tok = gen.tokenizer
+    draft: list[int] = [go]
+    for tid in gen.token_ids([*prompt_ids, *ids, go], GenerationOptions(max_new_tokens=budget)):
+        if tid in gen.eos_ids:
+            break
+        draft.append(tid)
+        if len(draft) >= 3 and _ends_sentence(tok.decode(draft)):
+            break
+    stop_text = tok.decode(ids, skip_special_tokens=True)
+    go_text = tok.decode(ids + draft, skip_special_tokens=True)
+    r_stop, r_go = user_reward([stop_text, go_text])
+    return float(logits[eos]) + w * r_stop > float(logits[go]) + w * r_go

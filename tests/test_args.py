@@ -1,0 +1,144 @@
+"""ARGS: pure tensor functions on synthetic tensors, then the loop on tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tiny
+import torch
+
+from personalizer.backends import LocalGenerator, Steering
+from personalizer.backends.args import args_scores, args_select, top_candidates
+from personalizer.backends.rewards import AttributeScorer, RewardSet
+from personalizer.errors import InvalidInput, RewardSetMismatch
+
+# -- pure functions ---------------------------------------------------------------------------
+
+
+def test_args_scores_add_weighted_rewards_without_touching_inputs() -> None:
+    logits = torch.tensor([2.0, 1.0, 0.5])
+    rewards = torch.tensor([0.0, 3.0, -1.0])
+    before = (logits.clone(), rewards.clone())
+    assert torch.equal(args_scores(logits, rewards, 0.0), logits)
+    assert torch.allclose(args_scores(logits, rewards, 0.5), torch.tensor([2.0, 2.5, 0.0]))
+    assert torch.equal(logits, before[0]) and torch.equal(rewards, before[1])
+    with pytest.raises(ValueError):
+        args_scores(logits, rewards[:2], 1.0)
+
+
+def test_greedy_select_takes_the_best_score() -> None:
+    ids = torch.tensor([7, 3, 9])
+    assert args_select(ids, torch.tensor([0.1, 0.9, 0.5]), vocab_size=10, do_sample=False) == 3
+
+
+def test_sampling_matches_transformers_top_k_sampling() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(50)
+    k, temperature = 5, 0.7
+    for seed in range(20):
+        values, ids = top_candidates(logits, k)
+        ours = args_select(ids, args_scores(values, torch.zeros(k), 0.0), vocab_size=50,
+                           do_sample=True, temperature=temperature,
+                           generator=torch.Generator().manual_seed(seed))
+        # transformers: temperature, then top-k to -inf, softmax, multinomial
+        scaled = logits / temperature
+        kth = torch.topk(scaled, k).values[-1]
+        probs = scaled.masked_fill(scaled < kth, float("-inf")).softmax(-1)
+        ref = torch.multinomial(probs[None], 1, generator=torch.Generator().manual_seed(seed))
+        assert ours == int(ref)
+
+
+# -- the loop on tiny models ------------------------------------------------------------------
+
+E_COUNT = AttributeScorer("e_count", "more letter e", lambda t: float(t.count("e")))
+REWARDS = RewardSet("letters", [E_COUNT])
+PROMPTS = ["Hello there", "How are you today?", "Tell me about sleep", "Drink water"]
+
+
+def steering(strength: float, c: float = 1.0, **kw) -> Steering:  # noqa: ANN003
+    return Steering(coefficients={"e_count": c}, reward_set_id=REWARDS.id,
+                    reward_set_version=REWARDS.version, strength=strength, **kw)
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def gen(request) -> LocalGenerator:  # noqa: ANN001
+    model = tiny.gpt2() if request.param == "gpt2" else tiny.llama()
+    return LocalGenerator(model, tiny.tokenizer(), rewards=REWARDS)
+
+
+def test_w0_greedy_equals_plain_greedy_token_for_token(gen: LocalGenerator) -> None:
+    for prompt in PROMPTS:
+        ids = gen.prompt_ids(prompt)
+        ref = gen.model.generate(torch.tensor([ids]), max_new_tokens=20, do_sample=False,
+                                 pad_token_id=0, eos_token_id=sorted(gen.eos_ids))
+        steered = gen.generate(prompt, max_new_tokens=20, steering=steering(0.0))
+        plain = gen.generate(prompt, max_new_tokens=20)
+        assert steered.text == plain.text
+        assert steered.text == gen.tokenizer.decode(ref[0, len(ids):], skip_special_tokens=True)
+        assert steered.completion_tokens == plain.completion_tokens
+
+
+def test_w0_sampling_equals_transformers_generate_with_the_same_seed(gen: LocalGenerator) -> None:
+    for seed in range(3):
+        ids = gen.prompt_ids(PROMPTS[seed])
+        torch.manual_seed(seed)
+        ref = gen.model.generate(torch.tensor([ids]), max_new_tokens=15, do_sample=True,
+                                 top_k=6, temperature=0.8, top_p=1.0, pad_token_id=0,
+                                 eos_token_id=sorted(gen.eos_ids))
+        out = gen.generate(PROMPTS[seed], max_new_tokens=15,
+                           steering=steering(0.0, do_sample=True, top_k=6, temperature=0.8,
+                                             seed=seed))
+        want = gen.tokenizer.decode(ref[0, len(ids):], skip_special_tokens=True)
+        assert out.text == want
+
+
+def test_steering_raises_the_reward(gen: LocalGenerator) -> None:
+    def mean_reward(strength: float) -> float:
+        texts = [gen.generate(p, max_new_tokens=20, steering=steering(strength)).text
+                 for p in PROMPTS]
+        return float(np.mean([E_COUNT.fn(t) for t in texts]))
+
+    plain, steered = mean_reward(0.0), mean_reward(2.0)
+    assert steered > plain + 1.0
+    away = float(np.mean([E_COUNT.fn(gen.generate(p, max_new_tokens=20,
+                                                  steering=steering(2.0, c=-1.0)).text)
+                          for p in PROMPTS]))
+    assert away < plain or away == 0.0
+
+
+def test_switching_user_is_a_new_steering_not_a_reload(gen: LocalGenerator,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    def no_loading(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
+    model = gen.model
+    likes_e = gen.generate(PROMPTS[0], max_new_tokens=20, steering=steering(3.0, c=1.0))
+    hates_e = gen.generate(PROMPTS[0], max_new_tokens=20, steering=steering(3.0, c=-1.0))
+    assert gen.model is model
+    assert likes_e.text.count("e") > hates_e.text.count("e")
+    assert likes_e.steering is not None and likes_e.steering["strength"] == 3.0
+    assert "coefficients" not in likes_e.steering
+
+
+def test_stream_equals_generate_when_steered(gen: LocalGenerator) -> None:
+    s = steering(2.0, do_sample=True, seed=4)
+    assert "".join(gen.stream(PROMPTS[1], max_new_tokens=20, steering=s)) == \
+        gen.generate(PROMPTS[1], max_new_tokens=20, steering=s).text
+
+
+def test_bad_steering_is_refused(gen: LocalGenerator) -> None:
+    wrong = Steering(coefficients={"e_count": 1.0}, reward_set_id="letters",
+                     reward_set_version="1-deadbeef")
+    with pytest.raises(RewardSetMismatch):
+        gen.generate(PROMPTS[0], max_new_tokens=5, steering=wrong)
+    bare = LocalGenerator(gen.model, gen.tokenizer)
+    with pytest.raises(InvalidInput, match="rewards="):
+        bare.generate(PROMPTS[0], max_new_tokens=5, steering=steering(1.0))
+    with pytest.raises(ValueError):
+        steering(-1.0)
+    with pytest.raises(ValueError):
+        Steering(coefficients={"e_count": float("nan")}, reward_set_id="x",
+                 reward_set_version="1")
