@@ -24,6 +24,7 @@ from personalizer.errors import BackendError
 
 from .args import args_scores, args_select, top_candidates
 from .steering import Steering
+from .tree import TextScorer, TokenScorer, TreeRewardScorer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .local import GenerationOptions, LocalGenerator
@@ -52,6 +53,8 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
     def user_reward(texts: list[str]) -> np.ndarray:
         return rewards.features(prompt_text, texts) @ coef
 
+    scorer = make_scorer(gen, rewards, coef, steering.scoring, user_reward)
+    scorer.start(prompt_ids)
     ids: list[int] = []
     with torch.inference_mode():
         cache = gen.new_cache()
@@ -64,8 +67,7 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
             values, cands = top_candidates(logits, steering.top_k)
             rewards_t = torch.zeros_like(values)
             if w > 0 and step % steering.score_every == 0:
-                texts = [tok.decode(ids + [int(c)], skip_special_tokens=True) for c in cands]
-                rewards_t = torch.tensor(user_reward(texts), dtype=torch.float32)
+                rewards_t = scorer.score(cands)
             scores = args_scores(values, rewards_t, w)
             tid = args_select(cands, scores, vocab_size=logits.shape[-1],
                               do_sample=steering.do_sample, temperature=steering.temperature,
@@ -79,7 +81,27 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
             if tid in gen.eos_ids:
                 return
             ids.append(tid)
+            scorer.accept(tid)
             out = gen.forward(torch.tensor([[tid]], device=gen.device), cache)
+
+
+def make_scorer(gen: LocalGenerator, rewards: Any, coef: np.ndarray, scoring: str,
+                user_reward: Any) -> TokenScorer:
+    """The tree-attention scorer when the reward set is one classifier RM with the LM's
+    vocabulary (``scoring="auto"`` or ``"tree"``), else the text-level scorer."""
+    from .rewards.classifier import ClassifierReward
+
+    tree_ok = (len(rewards.rewards) == 1 and isinstance(rewards.rewards[0], ClassifierReward)
+               and rewards.rewards[0].tokenizer.get_vocab() == gen.tokenizer.get_vocab())
+    if scoring == "tree" and not tree_ok:
+        raise BackendError("tree scoring needs a reward set made of one ClassifierReward "
+                           "that shares the LM's tokenizer; use scoring='text'")
+    if scoring == "text" or not tree_ok:
+        return TextScorer(gen.tokenizer, user_reward)
+    norm = rewards.normalization
+    weights = coef / norm.scale
+    return TreeRewardScorer(rewards.rewards[0].model, weights.tolist(),
+                            offset=-float((coef * norm.mean / norm.scale).sum()))
 
 
 def _ends_sentence(text: str) -> bool:

@@ -40,6 +40,11 @@ class Steering(BaseModel):
         description="At sentence ends, weigh stopping against one more sentence, scored as "
                     "finished answers (a prefix says nothing about length or structure).")
     lookahead_tokens: int = Field(default=48, ge=4, le=512)
+    scoring: Literal["auto", "text", "tree"] = Field(
+        default="auto",
+        description="'tree': one cached tree-attention pass of a classifier RM per step "
+                    "(needs the LM's tokenizer); 'text': score decoded candidate texts; "
+                    "'auto': tree when possible.")
     strategy: Literal["args"] = "args"
 
     @field_validator("coefficients")

@@ -142,3 +142,57 @@ def test_bad_steering_is_refused(gen: LocalGenerator) -> None:
     with pytest.raises(ValueError):
         Steering(coefficients={"e_count": float("nan")}, reward_set_id="x",
                  reward_set_version="1")
+
+
+# -- tree-attention scoring with a separate reward model --------------------------------------
+
+
+def _rm_setup(seed: int = 3):  # noqa: ANN202
+    from personalizer.backends.rewards import ClassifierReward
+
+    rm = tiny.gpt2_classifier(seed=seed)
+    rs = RewardSet("rm", [ClassifierReward(rm, tiny.tokenizer(), name="rm")])
+    rs = rs.fit_normalization(("q", t) for t in ["a b c", "hello there", "drink water", "xyz"])
+    return rm, rs
+
+
+@pytest.mark.parametrize("lm_name", ["gpt2", "llama"])
+def test_tree_scoring_picks_the_tokens_of_a_no_cache_reference(lm_name: str) -> None:
+    rm, rs = _rm_setup()
+    lm = tiny.gpt2(seed=5) if lm_name == "gpt2" else tiny.llama(seed=5)
+    gen = LocalGenerator(lm, tiny.tokenizer(), rewards=rs)
+    w, k = 4.0, 5
+    s = Steering(coefficients={"rm": 1.0}, reward_set_id=rs.id, reward_set_version=rs.version,
+                 strength=w, top_k=k, whole_answer="off", scoring="tree")
+    scale, mean = float(rs.normalization.scale[0]), float(rs.normalization.mean[0])
+    for prompt in PROMPTS[:2]:
+        prompt_ids = gen.prompt_ids(prompt)
+        ids: list[int] = []
+        with torch.no_grad():
+            for _ in range(12):  # the reference: full forwards, no cache, one candidate at a time
+                logits = lm(torch.tensor([prompt_ids + ids])).logits[0, -1]
+                values, cands = torch.topk(logits, k)
+                r = torch.stack([rm.score(rm.base_model(torch.tensor(
+                    [prompt_ids + ids + [int(c)]])).last_hidden_state)[0, -1, 0] for c in cands])
+                best = int(cands[int(torch.argmax(values + w * (r - mean) / scale))])
+                if best in gen.eos_ids:
+                    break
+                ids.append(best)
+        out = gen.generate(prompt, max_new_tokens=12, steering=s)
+        assert out.text == gen.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_tree_and_text_scoring_agree_on_what_they_both_see() -> None:
+    from personalizer.backends.steered import make_scorer
+    from personalizer.backends.tree import TextScorer, TreeRewardScorer
+
+    rm, rs = _rm_setup()
+    gen = LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), rewards=rs)
+    coef = np.array([1.0])
+    assert isinstance(make_scorer(gen, rs, coef, "auto", None), TreeRewardScorer)
+    assert isinstance(make_scorer(gen, rs, coef, "text", None), TextScorer)
+    other = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS)
+    from personalizer.errors import BackendError
+
+    with pytest.raises(BackendError, match="tree scoring needs"):
+        make_scorer(other, REWARDS, coef, "tree", None)
