@@ -18,7 +18,8 @@ from personalizer.profiles import (
 )
 from personalizer.profiles.learner import make_preference
 
-from .errors import InvalidInput
+from .errors import BackendError, InvalidInput
+from .types import Generation, Generator, MessagesLike
 
 __all__ = ["Personalizer"]
 
@@ -39,7 +40,7 @@ class Personalizer:
     """
 
     def __init__(self, db: str | os.PathLike[str] | ProfileStore | None = None, *,
-                 rewards: Any = None) -> None:
+                 rewards: Any = None, generator: Generator | None = None) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
             self.store: ProfileStore = SQLiteProfileStore(db)
             self._owns_store = True
@@ -51,6 +52,7 @@ class Personalizer:
                 f"db must be a path or a ProfileStore, not {type(db).__name__}"
             )
         self.rewards = rewards
+        self.generator = generator
         self._learner = ProfileLearner(self.store, rewards) if rewards is not None else None
 
     def close(self) -> None:
@@ -105,6 +107,27 @@ class Personalizer:
         """Start or resume the user's onboarding (active-learning pairwise questions)."""
         self._need_learner("onboarding")
         return Onboarding(self.store, self.rewards, user_id, pool, **options)
+
+    def generate(self, user_id: str, messages: MessagesLike, *, strength: float = 1.0,
+                 top_k: int = 10, **options: Any) -> Generation:
+        """Answer ``messages`` for ``user_id``: reward-guided decoding toward their profile.
+
+        A user without coefficients yet gets the generator's plain answer. ``options`` go to
+        the generator (``max_new_tokens``, ``stop``, ...).
+        """
+        if self.generator is None:
+            raise InvalidInput("generate needs a generator: Personalizer(db, generator=...)")
+        profile = self.profile(user_id)
+        if not profile.coefficients:
+            return self.generator.generate(messages, **options)
+        from personalizer.backends import Steering
+
+        if getattr(self.generator, "rewards", None) is None:
+            raise BackendError(
+                f"{type(self.generator).__name__} cannot steer toward {user_id!r}'s reward: "
+                "give a LocalGenerator the reward set of the profiles (rewards=...)")
+        steering = Steering.from_profile(profile, strength=strength, top_k=top_k)
+        return self.generator.generate(messages, steering=steering, **options)
 
     def _need_learner(self, what: str) -> ProfileLearner:
         if self._learner is None:

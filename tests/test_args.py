@@ -196,3 +196,23 @@ def test_tree_and_text_scoring_agree_on_what_they_both_see() -> None:
 
     with pytest.raises(BackendError, match="tree scoring needs"):
         make_scorer(other, REWARDS, coef, "tree", None)
+
+
+def test_facade_generate_steers_toward_the_stored_profile(tmp_path) -> None:  # noqa: ANN001
+    from personalizer import Personalizer
+    from personalizer.errors import BackendError
+
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS)
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=gen) as p:
+        p.create_profile("newbie")
+        plain = p.generate("newbie", PROMPTS[0], max_new_tokens=15)
+        assert plain.steering is None  # no coefficients yet: the plain answer
+        p.store.modify("newbie", lambda prof: prof.model_copy(update={
+            "coefficients": {"e_count": 1.0}, "reward_set_id": REWARDS.id,
+            "reward_set_version": REWARDS.version}))
+        steered = p.generate("newbie", PROMPTS[0], strength=3.0, max_new_tokens=15)
+        assert steered.steering["strength"] == 3.0
+        assert steered.text.count("e") >= plain.text.count("e")
+    with Personalizer(tmp_path / "p.db", generator=LocalGenerator(gen.model, gen.tokenizer)) as p:
+        with pytest.raises(BackendError, match="cannot steer"):
+            p.generate("newbie", PROMPTS[0], max_new_tokens=5)
