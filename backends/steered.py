@@ -25,6 +25,7 @@ from personalizer.errors import BackendError
 from .args import args_scores, args_select, top_candidates
 from .steering import Steering
 from .tree import TextScorer, TokenScorer, TreeRewardScorer
+from .trunk import TrunkHeads, trunk_token_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     from .local import GenerationOptions, LocalGenerator
@@ -53,6 +54,12 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
     def user_reward(texts: list[str]) -> np.ndarray:
         return rewards.features(prompt_text, texts) @ coef
 
+    trunk = _trunk_heads(gen, rewards, steering)
+    if trunk is not None:
+        norm = rewards.normalization
+        yield from trunk_token_ids(gen, prompt_ids, opts, steering, trunk, coef / norm.scale,
+                                   -float((coef * norm.mean / norm.scale).sum()))
+        return
     scorer = make_scorer(gen, rewards, coef, steering.scoring, user_reward)
     scorer.start(prompt_ids)
     ids: list[int] = []
@@ -83,6 +90,17 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
             ids.append(tid)
             scorer.accept(tid)
             out = gen.forward(torch.tensor([[tid]], device=gen.device), cache)
+
+
+def _trunk_heads(gen: LocalGenerator, rewards: Any, steering: Steering) -> TrunkHeads | None:
+    """The reward set's trunk heads when it is one TrunkHeads on this very generator's model
+    (the fast path needs whole-answer lookahead off: heads score prefixes)."""
+    only = rewards.rewards[0] if len(rewards.rewards) == 1 else None
+    if (isinstance(only, TrunkHeads) and only.generator.model is gen.model
+            and steering.scoring in ("auto", "tree") and steering.score_every == 1
+            and steering.whole_answer == "off"):
+        return only
+    return None
 
 
 def make_scorer(gen: LocalGenerator, rewards: Any, coef: np.ndarray, scoring: str,

@@ -216,3 +216,58 @@ def test_facade_generate_steers_toward_the_stored_profile(tmp_path) -> None:  # 
     with Personalizer(tmp_path / "p.db", generator=LocalGenerator(gen.model, gen.tokenizer)) as p:
         with pytest.raises(BackendError, match="cannot steer"):
             p.generate("newbie", PROMPTS[0], max_new_tokens=5)
+
+
+# -- shared-trunk heads -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lm_name", ["gpt2", "llama"])
+def test_trunk_heads_pick_the_tokens_of_a_no_cache_reference(lm_name: str) -> None:
+    from personalizer.backends.trunk import TrunkHeads
+
+    lm = tiny.gpt2(seed=6) if lm_name == "gpt2" else tiny.llama(seed=6)
+    gen = LocalGenerator(lm, tiny.tokenizer())
+    heads = TrunkHeads(gen, np.random.default_rng(0).standard_normal((2, 64)),
+                       np.array([0.1, -0.2]), ["h0", "h1"])
+    rs = RewardSet("trunk", [heads])
+    gen.rewards = rs
+    coef = {"h0": 1.0, "h1": -0.5}
+    w, k = 3.0, 6
+    s = Steering(coefficients=coef, reward_set_id=rs.id, reward_set_version=rs.version,
+                 strength=w, top_k=k, whole_answer="off")
+    prompt_ids = gen.prompt_ids(PROMPTS[2])
+    ids: list[int] = []
+    with torch.no_grad():
+        for _ in range(12):  # reference: full forwards, no cache, each candidate on its own
+            logits = lm(torch.tensor([prompt_ids + ids])).logits[0, -1]
+            values, cands = torch.topk(logits, k)
+            feats = torch.stack([lm.base_model(torch.tensor([prompt_ids + ids + [int(c)]]))
+                                 .last_hidden_state[0, -1] for c in cands]).numpy()
+            r = (feats @ heads.weight.T + heads.bias) @ np.array([1.0, -0.5])
+            best = int(cands[int(np.argmax(values.numpy() + w * r))])
+            if best in gen.eos_ids:
+                break
+            ids.append(best)
+    out = gen.generate(PROMPTS[2], max_new_tokens=12, steering=s)
+    assert out.text == gen.tokenizer.decode(ids, skip_special_tokens=True)
+    # the same heads through the text-level path agree on what a finished text scores
+    text_scores = heads.score_many(PROMPTS[2], ["hello there"])
+    h = lm.base_model(torch.tensor([prompt_ids + gen.tokenizer(
+        "hello there", add_special_tokens=False)["input_ids"]])).last_hidden_state[0, -1]
+    np.testing.assert_allclose(text_scores[0], h.detach().numpy() @ heads.weight.T + heads.bias,
+                               rtol=1e-4, atol=1e-4)
+    zero = Steering(coefficients=coef, reward_set_id=rs.id, reward_set_version=rs.version,
+                    strength=0.0, top_k=k, whole_answer="off")
+    assert gen.generate(PROMPTS[2], max_new_tokens=12, steering=zero).text == \
+        gen.generate(PROMPTS[2], max_new_tokens=12).text
+
+
+def test_distilled_heads_predict_the_attribute_they_copy() -> None:
+    from personalizer.backends.trunk import distill_heads
+
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer())
+    texts = [" ".join(["word"] * n) for n in range(1, 40)] + ["e" * n for n in range(1, 40)]
+    heads = distill_heads(gen, REWARDS, [("q", t) for t in texts], ridge=1e-3)
+    pred = np.array(heads.score_many("q", texts))[:, 0]
+    truth = REWARDS.raw_features("q", texts)[:, 0]
+    assert np.corrcoef(pred, truth)[0, 1] > 0.9

@@ -1,0 +1,136 @@
+"""Shared-trunk reward heads: linear heads on the LM's own last hidden state.
+
+A response's reward features are ``W h + b`` with ``h`` the LM's final hidden state at the
+response's last token (the prompt in the LM's chat format before it). During decoding the LM
+computes these states anyway: one tree-attention pass of the LM body over the k candidates
+gives every candidate's features, and projecting only the chosen candidate's state through
+the vocabulary head gives the next step's logits. Steering then costs about one k-token body
+pass per token instead of a one-token pass, with no second model.
+
+:func:`distill_heads` fits such heads to any reward set (e.g. the attribute scorers) by ridge
+regression on texts, so that a costly text-level reward can steer at trunk speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from personalizer.errors import BackendError, InvalidInput
+from personalizer.types import Message
+
+from . import _hf
+from .args import args_scores, args_select, top_candidates
+from .rewards._batching import chunks, right_pad
+from .tree import keep_slot, tree_mask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .local import GenerationOptions, LocalGenerator
+    from .steering import Steering
+
+__all__ = ["TrunkHeads", "distill_heads", "trunk_token_ids"]
+
+
+class TrunkHeads:
+    """J linear heads on a :class:`LocalGenerator`'s last hidden state (a multi-reward model)."""
+
+    def __init__(self, generator: LocalGenerator, weight: np.ndarray, bias: np.ndarray,
+                 names: Sequence[str], descriptions: Sequence[str] | None = None, *,
+                 batch_size: int = 8) -> None:
+        w = np.asarray(weight, dtype=np.float32)
+        hidden = int(generator.model.config.hidden_size)
+        if w.ndim != 2 or w.shape[1] != hidden or len(names) != w.shape[0]:
+            raise InvalidInput(f"weight must be (len(names), {hidden}), got {w.shape}")
+        b = np.asarray(bias, dtype=np.float32)
+        if b.shape != (w.shape[0],) or not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise InvalidInput("bias needs one finite value per head; weights must be finite")
+        self.generator, self.weight, self.bias = generator, w, b
+        self.names = tuple(names)
+        self.descriptions = tuple(descriptions or (f"trunk head {n}" for n in names))
+        self.batch_size = batch_size
+
+    def hidden_states(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
+        """Final hidden state at each response's last token, prompt in chat format first."""
+        gen = self.generator
+        head = _hf.chat_prompt(gen.tokenizer, [Message(role="user", content=prompt)])
+        out = np.zeros((len(responses), self.weight.shape[1]), np.float32)
+        for start, batch in chunks(list(responses), self.batch_size):
+            rows = [head + gen.tokenizer(r, add_special_tokens=False)["input_ids"] for r in batch]
+            ids, mask = right_pad(rows, gen.tokenizer.pad_token_id or 0, torch)
+            with torch.inference_mode():
+                h = gen.model.base_model(input_ids=ids.to(gen.device),
+                                         attention_mask=mask.to(gen.device)).last_hidden_state
+            last = mask.sum(1) - 1
+            out[start:start + len(batch)] = h[torch.arange(len(rows)), last].float().cpu().numpy()
+        return out
+
+    def score_many(self, prompt: str, responses: Sequence[str]) -> list[list[float]]:
+        h = self.hidden_states(prompt, responses)
+        return (h @ self.weight.T + self.bias).astype(np.float64).tolist()
+
+
+def distill_heads(generator: LocalGenerator, rewards: Any,
+                  samples: Sequence[tuple[str, str]], *, ridge: float = 1.0) -> TrunkHeads:
+    """Trunk heads that predict ``rewards``' raw features from the LM's hidden states
+    (ridge regression over ``(prompt, response)`` samples)."""
+    by_prompt: dict[str, list[str]] = {}
+    for prompt, response in samples:
+        by_prompt.setdefault(prompt, []).append(response)
+    if sum(len(v) for v in by_prompt.values()) < 2:
+        raise InvalidInput("distilling heads needs at least 2 samples")
+    probe = TrunkHeads(generator, np.zeros((len(rewards), generator.model.config.hidden_size)),
+                       np.zeros(len(rewards)), rewards.names)
+    hs, ys = [], []
+    for prompt, responses in by_prompt.items():
+        hs.append(probe.hidden_states(prompt, responses))
+        ys.append(rewards.raw_features(prompt, responses))
+    h, y = np.concatenate(hs).astype(np.float64), np.concatenate(ys)
+    mu_h, mu_y = h.mean(0), y.mean(0)
+    hc = h - mu_h
+    w = np.linalg.solve(hc.T @ hc + ridge * np.eye(h.shape[1]), hc.T @ (y - mu_y))  # (H, J)
+    bias = mu_y - mu_h @ w
+    return TrunkHeads(generator, w.T, bias, rewards.names, rewards.descriptions)
+
+
+def trunk_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], opts: GenerationOptions,
+                    steering: Steering, heads: TrunkHeads, weights: np.ndarray,
+                    offset: float) -> Iterator[int]:
+    """ARGS with shared-trunk heads: one k-candidate body pass per token."""
+    model = gen.model
+    body, lm_head = model.base_model, model.get_output_embeddings()
+    kwarg = _hf.cache_kwarg(body)
+    w_t = torch.tensor(heads.weight.T @ weights, dtype=torch.float32)  # (H,) user direction
+    b_t = float(heads.bias @ weights) + offset
+    rng = None
+    if steering.do_sample:
+        rng = torch.Generator().manual_seed(
+            steering.seed if steering.seed is not None else int(torch.randint(0, 2**62, ())))
+    with torch.inference_mode():
+        cache = gen.new_cache()
+        out = model(input_ids=torch.tensor([list(prompt_ids)], device=gen.device),
+                    use_cache=True, logits_to_keep=1, **{gen._cache_kwarg: cache})
+        logits = out.logits[0, -1].float().cpu()
+        length = len(prompt_ids)
+        for _ in range(opts.max_new_tokens):
+            if not torch.isfinite(logits).any():
+                raise BackendError(f"{gen.name} produced no finite logits")
+            values, cands = top_candidates(logits, steering.top_k)
+            k = int(cands.numel())
+            hidden = body(input_ids=cands.view(1, k).to(gen.device), use_cache=True,
+                          attention_mask=tree_mask(length, k).to(gen.device),
+                          position_ids=torch.full((1, k), length, device=gen.device),
+                          **{kwarg: cache}).last_hidden_state[0].float().cpu()
+            rewards = hidden @ w_t + b_t
+            tid = args_select(cands, args_scores(values, rewards, steering.strength),
+                              vocab_size=logits.shape[-1], do_sample=steering.do_sample,
+                              temperature=steering.temperature, generator=rng)
+            yield tid
+            if tid in gen.eos_ids:
+                return
+            index = int((cands == tid).nonzero()[0, 0])
+            keep_slot(cache, length, index)
+            length += 1
+            logits = lm_head(hidden[index].to(lm_head.weight.dtype).to(gen.device)).float().cpu()
