@@ -10,7 +10,9 @@ side by side in one run (median of ``--repeats``):
 * reference ARGS: the published loop ported to transformers 5 (LM and RM KV caches; the k
   candidates batched through the RM as k rows, which repeats the prompt prefill k times and
   copies the chosen row's RM cache k times every step);
-* tree ARGS: ours, one tree-attention pass of the RM over the k candidates per step.
+* tree ARGS: ours, one tree-attention pass of the RM over the k candidates per step;
+* trunk ARGS: ours, 8 linear reward heads on the LM's own last hidden state (no second
+  model): one k-candidate tree pass of the LM body per step.
 
 Both ARGS rows must choose identical tokens. Peak memory is each row's maximum resident set
 size, run in its own process.
@@ -26,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -106,7 +109,26 @@ def tree_args(lm, rm, prompt: list[int], tokens: int, k: int, w: float) -> list[
     return ids
 
 
-METHODS = {"plain": plain, "reference ARGS": reference_args, "tree ARGS (ours)": tree_args}
+def trunk_args(lm, rm, prompt: list[int], tokens: int, k: int, w: float) -> list[int]:  # noqa: ANN001
+    from personalizer.backends import LocalGenerator, Steering
+    from personalizer.backends.local import GenerationOptions
+    from personalizer.backends.trunk import TrunkHeads, trunk_token_ids
+
+    from tiny import tokenizer
+
+    gen = LocalGenerator(lm, tokenizer())
+    gen.eos_ids = {-1}  # random weights: never stop early, time all tokens
+    rng = np.random.default_rng(0)
+    heads = TrunkHeads(gen, rng.standard_normal((8, 768)) / 30, np.zeros(8),
+                       [f"h{j}" for j in range(8)])
+    s = Steering(coefficients={f"h{j}": 1.0 for j in range(8)}, reward_set_id="b",
+                 reward_set_version="1", strength=w, top_k=k, whole_answer="off")
+    return list(trunk_token_ids(gen, prompt, GenerationOptions(max_new_tokens=tokens), s,
+                                heads, np.ones(8), 0.0))
+
+
+METHODS = {"plain": plain, "reference ARGS": reference_args, "tree ARGS (ours)": tree_args,
+           "trunk ARGS (ours)": trunk_args}
 
 
 def measure(args: tuple[str, int, int, int, int]) -> tuple[list[float], list[int], float]:

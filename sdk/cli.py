@@ -195,7 +195,7 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
 @main.command()
 @DB_OPTION
 def demo(db: str) -> None:
-    """Run the demo: SmolLM2 answers, reranked for two users with opposite tastes.
+    """Run the demo: two simulated users onboard, then SmolLM2 answers steered for each.
 
     Example: personalizer demo --db demo.db
     """

@@ -122,17 +122,18 @@ def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     console = Console(record=True, width=120)
     for _ in range(2):  # idempotent: the demo users are re-created
-        run_demo(str(db), console=console, max_new_tokens=12,
+        run_demo(str(db), console=console, max_new_tokens=12, questions=6,
                  generator_factory=lambda: LocalGenerator(tiny.gpt2(), tiny.tokenizer()))
     with SQLiteProfileStore(db) as store:
         terse, thorough = store.get("demo-terse"), store.get("demo-thorough")
         history = store.preferences("demo-terse")
     assert terse.coefficients["verbosity"] < 0 < thorough.coefficients["verbosity"]
     assert terse.reward_set_id == "attributes" and terse.reward_set_version.startswith("1-")
-    assert 1 <= len(history) <= len(DEMO_PROMPTS)
-    assert {h.prompt for h in history} <= set(DEMO_PROMPTS)
+    assert len(history) == terse.preference_count <= 6
+    assert {h.source for h in history} == {"onboarding"}
     text = console.export_text()
-    assert "demo-terse" in text and "ms/token" in text
+    assert "demo-terse" in text and "ms/token" in text and "plain" in text
+    assert all(prompt in text for prompt in DEMO_PROMPTS)
 
 
 @pytest.mark.slow
