@@ -115,14 +115,15 @@ class ProfileLearner:
         validate_user_id(user_id)
         pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
         d = self.diff(prompt, chosen, rejected)  # outside the write lock: may be slow
-        prior = self._prior_if_new(user_id)
+        prior = self.prior_for(user_id)
         with self.store.transaction(user_id) as tx:
             post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])
             tx.append([pref])
             tx.update(**self.fields(post))
         return tx.result
 
-    def _prior_if_new(self, user_id: str) -> Posterior | None:
+    def prior_for(self, user_id: str) -> Posterior | None:
+        """The population prior if ``user_id`` has no coefficients yet (else None)."""
         try:
             current = self.store.get(user_id)
         except LookupError:

@@ -243,7 +243,7 @@ class Onboarding:
         chosen, rejected = q.options[preferred_index], q.options[1 - preferred_index]
         d = self._diffs[i] if preferred_index == 0 else -self._diffs[i]
         pref = make_preference(q.prompt, chosen, rejected, source="onboarding")
-        prior = self.learner._prior_if_new(self.user_id)
+        prior = self.learner.prior_for(self.user_id)
         with self.store.transaction(self.user_id) as tx:
             state = tx.onboarding
             if state is None or state.finished:
