@@ -12,13 +12,15 @@ profile store, not their past influence on heads already trained (retrain to rem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from personalizer.errors import InvalidInput
 
-__all__ = ["LearnedHeads", "learn_heads"]
+__all__ = ["LearnedHeads", "learn_heads", "learned_reward_set"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +90,20 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
         best = (float(loss.item()), weight.detach().numpy().copy(),
                 coeffs.detach().numpy().copy())
     return LearnedHeads(best[1], best[2], best[0])
+
+
+def learned_reward_set(encoder: Any, heads: LearnedHeads, *, id: str, version: str,  # noqa: A002
+                       texts: Sequence[tuple[str, str]] | None = None,
+                       names: Sequence[str] | None = None) -> Any:
+    """The learned heads as a versioned :class:`~personalizer.backends.rewards.RewardSet`
+    over ``encoder`` (a ``SentenceEncoder`` or ``CausalLMEncoder``), normalised on ``texts``
+    (``(prompt, response)`` pairs) when given. Save its heads with
+    ``reward_set.rewards[0].save(path)``; load them with ``EmbeddingHeads.load``."""
+    from personalizer.backends.rewards import EmbeddingHeads, RewardSet
+
+    j = heads.weight.shape[0]
+    names = list(names or (f"learned_{i}" for i in range(j)))
+    bank = EmbeddingHeads(encoder, heads.weight, None, names,
+                          [f"learned preference feature {i}" for i in range(j)])
+    rs = RewardSet(id, [bank], version=version)
+    return rs.fit_normalization(texts) if texts else rs

@@ -48,3 +48,42 @@ def test_learn_heads_refuses_bad_input() -> None:
         learn_heads(emb, np.array([0]), np.array([1]), np.array([20]), 2)
     with pytest.raises(InvalidInput, match="equal-length"):
         learn_heads(emb, np.array([0, 1]), np.array([1]), np.array([2]), 2)
+
+
+def test_heads_on_an_lm_trunk_become_a_versioned_reward_set(tmp_path, store) -> None:  # noqa: ANN001
+    import tiny
+
+    from personalizer.backends import LocalGenerator
+    from personalizer.backends.rewards import CausalLMEncoder, EmbeddingHeads, RewardSet
+    from personalizer.profiles import Onboarding, SimulatedUser
+    from personalizer.profiles.features import learned_reward_set
+    from personalizer.profiles.simulate import synthetic_texts
+
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer())
+    encoder = CausalLMEncoder(gen, pooling="mean")
+    texts = synthetic_texts(200, seed=3)
+    emb = encoder.encode(texts)
+    rng = np.random.default_rng(0)
+    who = rng.integers(0, 20, 2000)
+    a, b = rng.integers(0, 200, 2000), rng.integers(0, 200, 2000)
+    longer = np.array([len(texts[i]) > len(texts[j]) for i, j in zip(a, b, strict=True)])
+    chosen, rejected = np.where(longer, a, b), np.where(longer, b, a)  # everyone likes length
+    heads = learn_heads(emb, who, chosen, rejected, 2, steps=200)
+    rs = learned_reward_set(encoder, heads, id="learned-tiny", version="1",
+                            texts=[("q", t) for t in texts[:50]])
+    assert rs.names == ("learned_0", "learned_1") and rs.version.startswith("1-")
+    rs.rewards[0].save(tmp_path / "heads.safetensors")
+    again = RewardSet("learned-tiny", [EmbeddingHeads.load(tmp_path / "heads.safetensors",
+                                                           encoder)],
+                      version="1", normalization=rs.normalization)
+    assert again.version == rs.version  # same heads, same normalisation: same version
+    np.testing.assert_allclose(again.features("q", texts[:3]), rs.features("q", texts[:3]),
+                               rtol=1e-5)
+    ob = Onboarding(store, rs, "uses-learned",
+                    pool=[{"prompt": "q", "responses": texts[:4]}], min_questions=1)
+    user = SimulatedUser(np.ones(2), seed=0)
+    while not ob.done:
+        q = ob.next_question()
+        f = rs.features(q.prompt, list(q.options))
+        ob.answer(q.id, user.answer(f[0], f[1]))
+    assert ob.profile.reward_set_id == "learned-tiny"
