@@ -27,14 +27,27 @@ def _simulate(n_texts: int = 2000, dim: int = 32, j: int = 3, users: int = 300,
 
 
 def test_learned_heads_recover_the_true_feature_space() -> None:
+    """2,000 texts, 300 simulated users: heads learned from their preferences alone come
+    within 3 points of the held-out accuracy of the true features (each user's coefficients
+    fitted on the same answers). The texts' embeddings are synthetic (32-d) so that the true
+    features are exactly linear in them; bench/heads.py measures the MiniLM case."""
+    from personalizer.profiles.learning import Posterior, fit_posterior
+
     emb, true_w, who, a, b, chosen, rejected, train, truth = _simulate()
+    assert len(emb) >= 2000
     heads = learn_heads(emb, who[train], chosen[train], rejected[train], 3, seed=0)
     feats = heads.features(emb)
     pred = ((feats[a] - feats[b]) * heads.user_coefficients[who]).sum(1) > 0
     accuracy = np.mean(pred[~train] == truth[~train])
-    assert accuracy > 0.8
-    # the learned heads span the true heads' space: regress true features on learned ones
     true_phi = emb @ true_w.T
+    true_acc = []
+    for u in range(int(who.max()) + 1):
+        tr, te = train & (who == u), ~train & (who == u)
+        post = fit_posterior(Posterior.standard(3), true_phi[chosen[tr]] - true_phi[rejected[tr]])
+        true_acc.append(np.mean(((true_phi[a[te]] - true_phi[b[te]]) @ post.mean > 0)
+                                == truth[te]))
+    assert accuracy >= np.mean(true_acc) - 0.03, (accuracy, np.mean(true_acc))
+    # the learned heads span the true heads' space: regress true features on learned ones
     fit, *_ = np.linalg.lstsq(feats, true_phi, rcond=None)
     r2 = 1 - ((true_phi - feats @ fit) ** 2).sum(0) / ((true_phi - true_phi.mean(0)) ** 2).sum(0)
     assert r2.min() > 0.8
