@@ -42,6 +42,7 @@ from personalizer.profiles.learning import (
 from personalizer.profiles.simulate import calibrate_beta
 
 J, POOL, HELD_OUT, AGREEMENT = 8, 900, 300, 0.76
+CORR = 0.6  # correlation between features in the "correlated" setting
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -51,7 +52,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def setting(name: str, users: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     if name == "correlated":
-        cov_d = 0.4 * np.eye(J) + 0.6 * np.ones((J, J))
+        cov_d = (1 - CORR) * np.eye(J) + CORR * np.ones((J, J))
     else:
         cov_d = np.eye(J)
     diffs = rng.multivariate_normal(np.zeros(J), cov_d, size=POOL + HELD_OUT)
