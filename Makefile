@@ -41,6 +41,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/rewards.py
 	$(BIN)/python bench/onboarding.py
 	$(BIN)/python bench/heads.py
+	$(BIN)/python bench/decoding.py
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm
