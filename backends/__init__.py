@@ -10,7 +10,7 @@ from typing import Any
 
 from .steering import Steering
 
-__all__ = ["GenerationOptions", "LocalGenerator", "Steering"]
+__all__ = ["GenerationOptions", "LocalGenerator", "ProxyTuning", "Steering"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from . import local
 
         return getattr(local, name)
+    if name == "ProxyTuning":
+        from .proxy import ProxyTuning
+
+        return ProxyTuning
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

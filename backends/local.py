@@ -19,6 +19,7 @@ from personalizer.errors import BackendError, InvalidInput
 from personalizer.types import Generation, Message, MessagesLike, Timings, as_messages
 
 from . import _hf
+from .proxy import ProxyTuning
 from .steering import Steering
 
 __all__ = ["GenerationOptions", "LocalGenerator"]
@@ -101,32 +102,38 @@ class LocalGenerator:
         return _hf.chat_prompt(self.tokenizer, as_messages(messages))
 
     def generate(self, messages: MessagesLike, *, steering: Steering | None = None,
-                 **options: Any) -> Generation:
+                 proxy: ProxyTuning | None = None, **options: Any) -> Generation:
         """Answer ``messages``; options as in :class:`GenerationOptions`.
 
         With ``steering``, decoding is reward-guided (ARGS) toward that user's reward over
-        this generator's ``rewards`` set.
+        this generator's ``rewards`` set. With ``proxy``, logits are proxy-tuned by a small
+        expert/antiexpert pair.
         """
-        run = self._run(messages, steering, options)
+        run = self._run(messages, steering, proxy, options)
         text = "".join(run)
         return run.result(text)
 
     def stream(self, messages: MessagesLike, *, steering: Steering | None = None,
-               **options: Any) -> Iterator[str]:
+               proxy: ProxyTuning | None = None, **options: Any) -> Iterator[str]:
         """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text."""
-        return iter(self._run(messages, steering, options))
+        return iter(self._run(messages, steering, proxy, options))
 
     def _run(self, messages: MessagesLike, steering: Steering | None,
-             options: dict[str, Any]) -> _Run:
+             proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:
         msgs = as_messages(messages)
         opts = parse_options(options, self.defaults)
+        if proxy is not None and steering is not None:
+            raise InvalidInput("combining proxy-tuning with ARGS steering is not supported yet; "
+                               "pass one of steering= or proxy=")
+        if proxy is not None and not isinstance(proxy, ProxyTuning):
+            raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning")
         if steering is not None:
             if not isinstance(steering, Steering):
                 raise InvalidInput("steering must be a personalizer.backends.Steering")
             if self.rewards is None:
                 raise InvalidInput("steering needs the reward set its coefficients refer to: "
                                    "LocalGenerator(..., rewards=reward_set)")
-        return _Run(self, msgs, opts, steering)
+        return _Run(self, msgs, opts, steering, proxy)
 
     def option_logprobs(self, messages: MessagesLike, options: Sequence[str]) -> list[float]:
         """Log-probability of each option text continuing ``messages`` (one batched forward).
@@ -195,8 +202,10 @@ class _Run:
     """One generation: iterate for text pieces; counts and timings are kept for ``result``."""
 
     def __init__(self, gen: LocalGenerator, messages: list[Message],
-                 opts: GenerationOptions, steering: Steering | None = None) -> None:
-        self.gen, self.opts, self.steering = gen, opts, steering
+                 opts: GenerationOptions, steering: Steering | None = None,
+                 proxy: ProxyTuning | None = None) -> None:
+        self.gen, self.opts, self.steering, self.proxy = gen, opts, steering, proxy
+        self.messages = messages
         self.prompt = gen.prompt_ids(messages)
         self.prompt_text = next((m.content for m in reversed(messages) if m.role == "user"),
                                 messages[-1].content)
@@ -209,7 +218,11 @@ class _Run:
         tok, stops = self.gen.tokenizer, self.opts.stop
         ids: list[int] = []
         emitted = 0
-        if self.steering is None:
+        if self.proxy is not None:
+            from .proxy import proxy_token_ids
+
+            source = proxy_token_ids(self.gen, self.messages, self.opts, self.proxy)
+        elif self.steering is None:
             source = self.gen.token_ids(self.prompt, self.opts)
         else:
             from .steered import args_token_ids
