@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,26 @@ class LocalGenerator:
                proxy: ProxyTuning | None = None, **options: Any) -> Iterator[str]:
         """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text."""
         return iter(self._run(messages, steering, proxy, options))
+
+    def astream(self, messages: MessagesLike, *, steering: Steering | None = None,
+                proxy: ProxyTuning | None = None, **options: Any) -> AsyncIterator[str]:
+        """:meth:`stream` as an async iterator: decoding runs in a worker thread, so the event
+        loop is never blocked; leaving the loop early (``aclose``) stops the decoding."""
+        from personalizer._async import iterate_in_thread
+
+        return iterate_in_thread(self._iterate(self._run(messages, steering, proxy, options)))
+
+    async def agenerate(self, messages: MessagesLike, *, steering: Steering | None = None,
+                        proxy: ProxyTuning | None = None, **options: Any) -> Generation:
+        """:meth:`generate` without blocking the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(lambda: self.generate(messages, steering=steering,
+                                                             proxy=proxy, **options))
+
+    @staticmethod
+    def _iterate(run: _Run) -> Iterator[str]:
+        yield from run
 
     def _run(self, messages: MessagesLike, steering: Steering | None,
              proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:
