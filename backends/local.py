@@ -226,6 +226,7 @@ class _Run:
                  proxy: ProxyTuning | None = None) -> None:
         self.gen, self.opts, self.steering, self.proxy = gen, opts, steering, proxy
         self.messages = messages
+        self.selection: dict[str, Any] = {}  # best_of_n: candidates and rewards
         self.prompt = gen.prompt_ids(messages)
         self.prompt_text = next((m.content for m in reversed(messages) if m.role == "user"),
                                 messages[-1].content)
@@ -244,6 +245,11 @@ class _Run:
             source = proxy_token_ids(self.gen, self.messages, self.opts, self.proxy)
         elif self.steering is None:
             source = self.gen.token_ids(self.prompt, self.opts)
+        elif self.steering.strategy == "best_of_n":
+            from .best_of_n import best_of_n_token_ids
+
+            source = best_of_n_token_ids(self.gen, self.prompt, self.prompt_text, self.opts,
+                                         self.steering, self.gen.rewards, self.selection)
         else:
             from .steered import args_token_ids
 
@@ -281,7 +287,8 @@ class _Run:
             finish_reason=self.finish,  # type: ignore[arg-type]
             timings=Timings(total_s=total, first_token_s=self.first_token_s),
             model=self.gen.name,
-            steering=None if self.steering is None else self.steering.record(),
+            steering=None if self.steering is None else {**self.steering.record(),
+                                                         **self.selection},
         )
 
 

@@ -45,7 +45,15 @@ class Steering(BaseModel):
         description="'tree': one cached tree-attention pass of a classifier RM per step "
                     "(needs the LM's tokenizer); 'text': score decoded candidate texts; "
                     "'auto': tree when possible.")
-    strategy: Literal["args"] = "args"
+    strategy: Literal["args", "best_of_n"] = Field(
+        default="args",
+        description="'args': rescore the top-k tokens each step; 'best_of_n': sample n "
+                    "continuations as one batch and keep the best (per block).")
+    n: int = Field(default=4, ge=1, le=64, description="Samples per block (best_of_n).")
+    block: Literal["answer", "sentence"] = Field(
+        default="answer", description="best_of_n block: a whole answer, or one sentence.")
+    block_tokens: int = Field(default=32, ge=1, le=512,
+                              description="Token limit of one sentence block.")
 
     @field_validator("coefficients")
     @classmethod
