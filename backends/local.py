@@ -142,9 +142,9 @@ class LocalGenerator:
              proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:
         msgs = as_messages(messages)
         opts = parse_options(options, self.defaults)
-        if proxy is not None and steering is not None:
-            raise InvalidInput("combining proxy-tuning with ARGS steering is not supported yet; "
-                               "pass one of steering= or proxy=")
+        if proxy is not None and steering is not None and steering.strategy != "args":
+            raise InvalidInput("proxy-tuning combines with ARGS steering only "
+                               "(strategy='args')")
         if proxy is not None and not isinstance(proxy, ProxyTuning):
             raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning")
         if steering is not None:
@@ -239,7 +239,7 @@ class _Run:
         tok, stops = self.gen.tokenizer, self.opts.stop
         ids: list[int] = []
         emitted = 0
-        if self.proxy is not None:
+        if self.proxy is not None and self.steering is None:
             from .proxy import proxy_token_ids
 
             source = proxy_token_ids(self.gen, self.messages, self.opts, self.proxy)
@@ -251,10 +251,13 @@ class _Run:
             source = best_of_n_token_ids(self.gen, self.prompt, self.prompt_text, self.opts,
                                          self.steering, self.gen.rewards, self.selection)
         else:
+            from .proxy import ProxyLogits
             from .steered import args_token_ids
 
+            logits = None if self.proxy is None else ProxyLogits(self.gen, self.messages,
+                                                                 self.proxy)
             source = args_token_ids(self.gen, self.prompt, self.prompt_text, self.opts,
-                                    self.steering, self.gen.rewards)
+                                    self.steering, self.gen.rewards, logits)
         for tid in source:
             self.n_tokens += 1
             if self.first_token_s is None:

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .local import GenerationOptions, LocalGenerator
 
-__all__ = ["ProxyTuning", "proxy_logits", "proxy_token_ids", "shared_vocab_size"]
+__all__ = ["ProxyLogits", "ProxyTuning", "proxy_logits", "proxy_token_ids",
+           "shared_vocab_size"]
 
 
 def proxy_logits(base: torch.Tensor, expert: torch.Tensor, antiexpert: torch.Tensor,
@@ -63,31 +64,55 @@ def shared_vocab_size(*gens: Any) -> int:
     return n
 
 
+class ProxyLogits:
+    """Proxy-tuned next-token logits, step by step: three models, three KV caches."""
+
+    def __init__(self, base: LocalGenerator, messages: Sequence[Message],
+                 proxy: ProxyTuning) -> None:
+        self.gens = (base, proxy.expert, proxy.antiexpert)
+        self.n = shared_vocab_size(*self.gens)
+        self.alpha = proxy.alpha
+        self.messages = messages
+        self.caches: list[Any] = []
+
+    def _combine(self, outs: list[Any]) -> torch.Tensor:
+        b, e, a = (o.logits[0, -1, :self.n].float().cpu() for o in outs)
+        logits = proxy_logits(b, e, a, self.alpha)
+        if not torch.isfinite(logits).any():
+            raise BackendError("proxy-tuned logits are not finite")
+        return logits
+
+    def start(self) -> torch.Tensor:
+        """Prefill every model with the chat in its own format; the first logits."""
+        self.caches = [g.new_cache() for g in self.gens]
+        outs = [g.forward(torch.tensor([g.prompt_ids(self.messages)], device=g.device), c,
+                          logits_to_keep=1) for g, c in zip(self.gens, self.caches, strict=True)]
+        return self._combine(outs)
+
+    def advance(self, token_id: int) -> torch.Tensor:
+        """Feed the chosen token to all three; the next logits."""
+        outs = [g.forward(torch.tensor([[token_id]], device=g.device), c)
+                for g, c in zip(self.gens, self.caches, strict=True)]
+        return self._combine(outs)
+
+
 def proxy_token_ids(base: LocalGenerator, messages: Sequence[Message], opts: GenerationOptions,
                     proxy: ProxyTuning) -> Iterator[int]:
     """Decode with proxy-tuned logits: three cached forwards per token."""
     from .sampling import choose_next
 
-    gens = (base, proxy.expert, proxy.antiexpert)
-    n = shared_vocab_size(*gens)
     rng = None
     if opts.do_sample:
         rng = torch.Generator().manual_seed(
             opts.seed if opts.seed is not None else int(torch.randint(0, 2**62, ())))
+    source = ProxyLogits(base, messages, proxy)
     with torch.inference_mode():
-        caches = [g.new_cache() for g in gens]
-        outs = [g.forward(torch.tensor([g.prompt_ids(messages)], device=g.device), c,
-                          logits_to_keep=1) for g, c in zip(gens, caches, strict=True)]
+        logits = source.start()
         for _ in range(opts.max_new_tokens):
-            b, e, a = (o.logits[0, -1, :n].float().cpu() for o in outs)
-            logits = proxy_logits(b, e, a, proxy.alpha)
-            if not torch.isfinite(logits).any():
-                raise BackendError("proxy-tuned logits are not finite")
             tid = int(choose_next(logits[None], do_sample=opts.do_sample,
                                   temperature=opts.temperature, top_k=opts.top_k,
                                   top_p=opts.top_p, generator=rng)[0])
             yield tid
             if tid in base.eos_ids:
                 return
-            outs = [g.forward(torch.tensor([[tid]], device=g.device), c)
-                    for g, c in zip(gens, caches, strict=True)]
+            logits = source.advance(tid)

@@ -35,9 +35,34 @@ __all__ = ["args_token_ids"]
 _SENTENCE_END = re.compile(r"[.!?:)]\s*$|\n\s*$")
 
 
+class ModelLogits:
+    """Next-token logits of one cached LM, step by step."""
+
+    def __init__(self, gen: LocalGenerator, prompt_ids: Sequence[int]) -> None:
+        self.gen, self.prompt_ids, self.cache = gen, prompt_ids, None
+
+    def start(self) -> Any:
+        self.cache = self.gen.new_cache()
+        out = self.gen.forward(self.gen._torch.tensor([list(self.prompt_ids)],
+                                                      device=self.gen.device),
+                               self.cache, logits_to_keep=1)
+        return out.logits[0, -1].float().cpu()
+
+    def advance(self, token_id: int) -> Any:
+        out = self.gen.forward(self.gen._torch.tensor([[token_id]], device=self.gen.device),
+                               self.cache)
+        return out.logits[0, -1].float().cpu()
+
+
 def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: str,
-                   opts: GenerationOptions, steering: Steering, rewards: Any) -> Iterator[int]:
-    """Yield the token ids ARGS chooses, until an end-of-turn id or the token limit."""
+                   opts: GenerationOptions, steering: Steering, rewards: Any,
+                   logits_source: Any = None) -> Iterator[int]:
+    """Yield the token ids ARGS chooses, until an end-of-turn id or the token limit.
+
+    ``logits_source`` (``start()``/``advance(token)``) supplies the LM's logits; the default
+    is the generator's own model, a :class:`~.proxy.ProxyLogits` combines ARGS with
+    proxy-tuning.
+    """
     torch = gen._torch
     coef = rewards.coefficient_vector(steering.coefficients,
                                       reward_set_id=steering.reward_set_id,
@@ -54,7 +79,7 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
     def user_reward(texts: list[str]) -> np.ndarray:
         return rewards.features(prompt_text, texts) @ coef
 
-    trunk = _trunk_heads(gen, rewards, steering)
+    trunk = _trunk_heads(gen, rewards, steering) if logits_source is None else None
     if trunk is not None:
         norm = rewards.normalization
         yield from trunk_token_ids(gen, prompt_ids, opts, steering, trunk, coef / norm.scale,
@@ -63,12 +88,10 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
     scorer = make_scorer(gen, rewards, coef, steering.scoring, user_reward)
     scorer.start(prompt_ids)
     ids: list[int] = []
+    source = logits_source or ModelLogits(gen, prompt_ids)
     with torch.inference_mode():
-        cache = gen.new_cache()
-        out = gen.forward(torch.tensor([list(prompt_ids)], device=gen.device), cache,
-                          logits_to_keep=1)
+        logits = source.start()
         for step in range(opts.max_new_tokens):
-            logits = out.logits[0, -1].float().cpu()
             if not torch.isfinite(logits).any():
                 raise BackendError(f"{gen.name} produced no finite logits")
             values, cands = top_candidates(logits, steering.top_k)
@@ -89,7 +112,7 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
                 return
             ids.append(tid)
             scorer.accept(tid)
-            out = gen.forward(torch.tensor([[tid]], device=gen.device), cache)
+            logits = source.advance(tid)
 
 
 def _trunk_heads(gen: LocalGenerator, rewards: Any, steering: Steering) -> TrunkHeads | None:

@@ -73,3 +73,32 @@ def test_vocabularies_are_checked(trio) -> None:  # noqa: ANN001
         base.generate("hi", max_new_tokens=3, proxy=ProxyTuning(stranger, expert))
     with pytest.raises(InvalidInput, match="alpha"):
         ProxyTuning(expert, expert, alpha=-1.0)
+
+
+def test_proxy_tuning_combines_with_args(trio) -> None:  # noqa: ANN001
+    from personalizer.backends import Steering
+    from personalizer.backends.rewards import AttributeScorer, RewardSet
+
+    base, expert, anti = trio
+    rs = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])
+    for g in (base, expert):
+        g.rewards = rs
+
+    def s(w: float) -> Steering:
+        return Steering(coefficients={"e_count": 1.0}, reward_set_id=rs.id,
+                        reward_set_version=rs.version, strength=w, top_k=8,
+                        whole_answer="off")
+
+    try:
+        for prompt in PROMPTS:
+            # proxy with base == antiexpert is the expert; ARGS on top equals ARGS on the expert
+            both = base.generate(prompt, max_new_tokens=12, steering=s(2.0),
+                                 proxy=ProxyTuning(expert, base, 1.0))
+            assert both.text == expert.generate(prompt, max_new_tokens=12, steering=s(2.0)).text
+            # ARGS at w = 0 over proxy-tuned logits is plain proxy-tuning
+            assert base.generate(prompt, max_new_tokens=12, steering=s(0.0),
+                                 proxy=ProxyTuning(expert, anti, 1.5)).text == \
+                base.generate(prompt, max_new_tokens=12, proxy=ProxyTuning(expert, anti, 1.5)).text
+    finally:
+        for g in (base, expert):
+            g.rewards = None
