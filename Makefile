@@ -42,6 +42,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/onboarding.py
 	$(BIN)/python bench/heads.py
 	$(BIN)/python bench/decoding.py
+	$(BIN)/python bench/proxy.py
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm
