@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .sampling import choose_next
+from .sampling import choose_next, seeded_rng
 
 if TYPE_CHECKING:  # pragma: no cover
     from .local import GenerationOptions, LocalGenerator
@@ -68,8 +68,7 @@ def best_of_n_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_t
     coef = rewards.coefficient_vector(steering.coefficients,
                                       reward_set_id=steering.reward_set_id,
                                       reward_set_version=steering.reward_set_version)
-    rng = torch.Generator().manual_seed(
-        steering.seed if steering.seed is not None else int(torch.randint(0, 2**62, ())))
+    rng = seeded_rng(steering.seed)
     tok = gen.tokenizer
     kept: list[int] = []
     while len(kept) < opts.max_new_tokens:

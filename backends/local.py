@@ -193,14 +193,12 @@ class LocalGenerator:
 
     def token_ids(self, prompt_ids: Sequence[int], opts: GenerationOptions) -> Iterator[int]:
         """Plain decoding: yield token ids until an end-of-turn id or the token limit."""
-        from .sampling import choose_next
+        from .sampling import choose_next, seeded_rng
 
         torch = self._torch
         rng = None
         if opts.do_sample:
-            rng = torch.Generator(device=self.device)
-            rng.manual_seed(opts.seed if opts.seed is not None else
-                            int(torch.randint(0, 2**62, ()).item()))
+            rng = seeded_rng(opts.seed, self.device)
         with torch.inference_mode():
             cache = self.new_cache()
             out = self.forward(_hf.to_tensor(prompt_ids, self.device), cache, logits_to_keep=1)

@@ -99,12 +99,11 @@ class ProxyLogits:
 def proxy_token_ids(base: LocalGenerator, messages: Sequence[Message], opts: GenerationOptions,
                     proxy: ProxyTuning) -> Iterator[int]:
     """Decode with proxy-tuned logits: three cached forwards per token."""
-    from .sampling import choose_next
+    from .sampling import choose_next, seeded_rng
 
     rng = None
     if opts.do_sample:
-        rng = torch.Generator().manual_seed(
-            opts.seed if opts.seed is not None else int(torch.randint(0, 2**62, ())))
+        rng = seeded_rng(opts.seed)
     source = ProxyLogits(base, messages, proxy)
     with torch.inference_mode():
         logits = source.start()

@@ -9,7 +9,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["choose_next", "filter_top_k", "filter_top_p", "scale_temperature"]
+__all__ = ["choose_next", "filter_top_k", "filter_top_p", "scale_temperature", "seeded_rng"]
+
+
+def seeded_rng(seed: int | None, device: Any = "cpu") -> torch.Generator:
+    """A request's own random generator: seeded with ``seed``, or with a fresh random seed.
+    (Never the global RNG: concurrent requests must not disturb each other's draws.)"""
+    rng = torch.Generator(device=device)
+    rng.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+    return rng
 
 
 def scale_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:

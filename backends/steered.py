@@ -23,6 +23,7 @@ import numpy as np
 from personalizer.errors import BackendError
 
 from .args import args_scores, args_select, top_candidates
+from .sampling import seeded_rng
 from .steering import Steering
 from .tree import TextScorer, TokenScorer, TreeRewardScorer
 from .trunk import TrunkHeads, trunk_token_ids
@@ -72,9 +73,7 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
     w = steering.strength
     rng = None
     if steering.do_sample:
-        rng = torch.Generator()
-        rng.manual_seed(steering.seed if steering.seed is not None
-                        else int(torch.randint(0, 2**62, ()).item()))
+        rng = seeded_rng(steering.seed)
 
     def user_reward(texts: list[str]) -> np.ndarray:
         return rewards.features(prompt_text, texts) @ coef

@@ -24,6 +24,7 @@ from personalizer.types import Message
 
 from . import _hf
 from .args import args_scores, args_select, top_candidates
+from .sampling import seeded_rng
 from .rewards._batching import chunks, right_pad
 from .tree import keep_slot, tree_mask
 
@@ -106,8 +107,7 @@ def trunk_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], opts: Genera
     b_t = float(heads.bias @ weights) + offset
     rng = None
     if steering.do_sample:
-        rng = torch.Generator().manual_seed(
-            steering.seed if steering.seed is not None else int(torch.randint(0, 2**62, ())))
+        rng = seeded_rng(steering.seed)
     with torch.inference_mode():
         cache = gen.new_cache()
         out = model(input_ids=torch.tensor([list(prompt_ids)], device=gen.device),

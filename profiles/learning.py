@@ -36,11 +36,14 @@ __all__ = [
     "pref_rule",
     "preference_probability",
     "select_question",
+    "sigmoid",
 ]
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function, stable for large ``|z|``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
 
 
 @dataclass(frozen=True)
@@ -94,14 +97,14 @@ def fit_posterior(prior: Posterior, diffs: np.ndarray, *, weights: np.ndarray | 
     p0 = np.linalg.inv(prior.cov)
     c = prior.mean.copy()
     for _ in range(max_iter):
-        s = _sigmoid(d @ c)
+        s = sigmoid(d @ c)
         grad = p0 @ (c - prior.mean) - d.T @ (w * (1.0 - s))
         hess = p0 + (d * (w * s * (1.0 - s))[:, None]).T @ d
         step = np.linalg.solve(hess, grad)
         c = c - step
         if float(np.abs(step).max()) < tol:
             break
-    s = _sigmoid(d @ c)
+    s = sigmoid(d @ c)
     hess = p0 + (d * (w * s * (1.0 - s))[:, None]).T @ d
     cov = np.linalg.inv(hess)
     return Posterior(c, 0.5 * (cov + cov.T))
@@ -113,7 +116,7 @@ def preference_probability(post: Posterior, diffs: np.ndarray) -> np.ndarray:
     d = _as_diffs(diffs, post.dim)
     mu = d @ post.mean
     var = np.einsum("ij,jk,ik->i", d, post.cov, d)
-    return _sigmoid(mu / np.sqrt(1.0 + math.pi / 8.0 * var))
+    return sigmoid(mu / np.sqrt(1.0 + math.pi / 8.0 * var))
 
 
 _C2 = math.pi * math.log(2.0) / 2.0  # Houlsby et al.: h(Phi(f)) ~ exp(-f^2 / (pi ln 2))
@@ -145,7 +148,7 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
 def pref_rule(post: Posterior, diffs: np.ndarray) -> np.ndarray:
     """PReF's selection score ``sigmoid'(mu . d)^2 d^T A^-1 d`` with ``A^-1`` the covariance."""
     d = _as_diffs(diffs, post.dim)
-    s = _sigmoid(d @ post.mean)
+    s = sigmoid(d @ post.mean)
     var = np.einsum("ij,jk,ik->i", d, post.cov, d)
     return (s * (1.0 - s)) ** 2 * var
 

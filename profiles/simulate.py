@@ -9,6 +9,8 @@ import numpy as np
 
 from personalizer.errors import InvalidInput
 
+from .learning import sigmoid as _sigmoid
+
 __all__ = [
     "TASTES",
     "SimulatedUser",
@@ -37,10 +39,6 @@ def taste_vector(taste: str | dict[str, float], names: tuple[str, ...]) -> np.nd
     if unknown:
         raise InvalidInput(f"taste uses rewards {sorted(unknown)} that the set lacks")
     return np.array([weights.get(n, 0.0) for n in names])
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
 class SimulatedUser:
