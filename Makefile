@@ -43,6 +43,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/heads.py
 	$(BIN)/python bench/decoding.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/batch.py
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm
