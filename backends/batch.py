@@ -23,6 +23,7 @@ from . import _hf
 from .args import args_scores, args_select
 from .sampling import choose_next, seeded_rng
 from .steering import Steering
+from .tree import crop_to, tree_mask
 from .trunk import TrunkHeads
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,12 +91,7 @@ def generate_batch(gen: LocalGenerator, requests: Sequence[tuple[MessagesLike,
                               for r in active)
             tree_hidden = None
             if any_steered:
-                length = mask.shape[1]
-                tmask = torch.zeros(rows, 1, k, length + k, dtype=torch.bool)
-                tmask[..., :length] = mask[:, None, None, :].bool()
-                idx = torch.arange(k)
-                tmask[:, 0, idx, length + idx] = True
-                tree_hidden = body(input_ids=cands, attention_mask=tmask,
+                tree_hidden = body(input_ids=cands, attention_mask=tree_mask(mask, k),
                                    position_ids=next_pos[:, None].expand(rows, k),
                                    use_cache=True, **{kwarg: cache}).last_hidden_state
             chosen = torch.zeros(rows, dtype=torch.long)
@@ -129,12 +125,11 @@ def generate_batch(gen: LocalGenerator, requests: Sequence[tuple[MessagesLike,
                 for layer in cache.layers:  # keep each row's chosen slot at position `length`
                     layer.keys[ar, :, length] = layer.keys[ar, :, length + slot]
                     layer.values[ar, :, length] = layer.values[ar, :, length + slot]
-                    layer.crop(-(k - 1))
+                crop_to(cache, length + 1)
                 hidden = tree_hidden[ar, slot]
             else:
                 if tree_hidden is not None:
-                    for layer in cache.layers:
-                        layer.crop(-k)
+                    crop_to(cache, length)
                 hidden = body(input_ids=chosen[:, None], attention_mask=torch.cat(
                     [mask, torch.ones(rows, 1, dtype=torch.long)], dim=1),
                     position_ids=next_pos[:, None], use_cache=True,

@@ -37,12 +37,19 @@ class TokenScorer(Protocol):
     def accept(self, token_id: int) -> None: ...
 
 
-def tree_mask(prefix_len: int, k: int) -> torch.Tensor:
-    """``(1, 1, k, prefix_len + k)`` boolean mask: row i sees the prefix and slot i."""
-    mask = torch.zeros(1, 1, k, prefix_len + k, dtype=torch.bool)
-    mask[..., :prefix_len] = True
+def tree_mask(prefix: int | torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean tree-attention mask: candidate row i sees the prefix and its own slot i.
+
+    ``prefix`` is the prefix length (one sequence: ``(1, 1, k, L + k)``) or a ``(B, L)``
+    attention mask of left-padded rows (``(B, 1, k, L + k)``; padding stays hidden).
+    """
+    if isinstance(prefix, int):
+        prefix = torch.ones(1, prefix, dtype=torch.bool)
+    rows, length = prefix.shape
+    mask = torch.zeros(rows, 1, k, length + k, dtype=torch.bool)
+    mask[..., :length] = prefix[:, None, None, :].bool()
     idx = torch.arange(k)
-    mask[0, 0, idx, prefix_len + idx] = True
+    mask[:, 0, idx, length + idx] = True
     return mask
 
 
