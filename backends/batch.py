@@ -1,177 +1,277 @@
 """Many users in one batch: each row its own prompt and :class:`Steering` (or none), decoded
-together with one batched forward per step (left padding, attention masks, per-row positions),
-rows that finish leave the batch so they stop costing compute.
+together with one batched forward per step for the LM and one for the reward path (left
+padding, attention masks, per-row positions, per-row stop strings); rows that finish leave the
+batch, so they stop costing compute.
 
-Supported per row: plain decoding (greedy or seeded sampling) and ARGS with shared-trunk heads
-(the reward set of the generator is one :class:`~.trunk.TrunkHeads` on its own model, with
-``whole_answer="off"``): one k-candidate tree pass of the LM body per step for the whole
-batch. Each row's tokens equal decoding that row alone (up to floating-point ties).
+Each row takes the path it would take alone:
+
+* unsteered: greedy or seeded sampling with the call's options;
+* ARGS with shared-trunk heads on this LM: one k-candidate tree pass of the LM body per step
+  for the whole batch gives every candidate's features;
+* ARGS with a classifier RM that shares the LM's tokenizer: the RM keeps its own batched KV
+  cache and scores every row's k candidates in one tree pass per step;
+* ARGS with any other reward: the row's k candidate texts are scored by the reward set (one
+  call per row and step), with whole-answer lookahead at sentence ends when asked for.
+
+With ``proxy=``, every row's logits are proxy-tuned (expert and antiexpert batched too, each
+with the chat in its own format). Each row's tokens equal decoding that row alone (up to
+floating-point ties). Best-of-n requests batch their own n samples: send them to ``generate``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
-from personalizer.errors import InvalidInput
+from personalizer.errors import BackendError, InvalidInput
 from personalizer.types import Generation, MessagesLike, Timings, as_messages
 
-from . import _hf
 from .args import args_scores, args_select
+from .padded import PaddedCache
+from .proxy import ProxyTuning, proxy_logits, shared_vocab_size
 from .sampling import choose_next, seeded_rng
+from .steered import ends_sentence, should_stop, tree_reward, trunk_heads
 from .steering import Steering
-from .tree import crop_to, tree_mask
-from .trunk import TrunkHeads
+from .tree import TextScorer, score_head
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .local import LocalGenerator
+    from .local import GenerationOptions, LocalGenerator
 
 __all__ = ["generate_batch"]
 
 
+@dataclass
+class _Row:
+    """One request's decoding state."""
+
+    prompt: list[int]
+    prompt_text: str
+    steering: Steering | None
+    rng: torch.Generator | None
+    path: str = "plain"  # plain | trunk | tree | text
+    weight: torch.Tensor | None = None  # trunk: hidden -> reward; tree: labels -> reward
+    offset: float = 0.0
+    scorer: TextScorer | None = None  # text path
+    ids: list[int] = field(default_factory=list)
+    tokens: int = 0
+    finish: str = "length"
+    cut: str | None = None  # the text, when a stop string ended it
+    first_s: float | None = None
+    done: bool = False
+
+    def scored(self, step: int) -> bool:
+        s = self.steering
+        return s is not None and s.strength > 0 and step % s.score_every == 0
+
+    def take(self, tid: int, gen: LocalGenerator, stops: Sequence[str], elapsed: float) -> None:
+        from .local import _first_stop
+
+        self.tokens += 1
+        if self.first_s is None:
+            self.first_s = elapsed
+        if tid in gen.eos_ids:
+            self.done, self.finish = True, "stop"
+            return
+        self.ids.append(tid)
+        if self.scorer is not None:
+            self.scorer.accept(tid)
+        if stops:
+            text = gen.tokenizer.decode(self.ids, skip_special_tokens=True)
+            cut = _first_stop(text, stops)
+            if cut is not None:
+                self.done, self.finish, self.cut = True, "stop", text[:cut]
+
+
 def generate_batch(gen: LocalGenerator, requests: Sequence[tuple[MessagesLike,
-                                                                  Steering | None]],
-                   **options: Any) -> list[Generation]:
+                                                                  Steering | None]], *,
+                   proxy: ProxyTuning | None = None, **options: Any) -> list[Generation]:
     """Answer several requests together; ``options`` (``max_new_tokens``, ``do_sample``,
-    ``temperature``, ``top_k``, ``seed``) apply to unsteered rows, each Steering to its row."""
+    ``temperature``, ``top_k``, ``top_p``, ``seed``, ``stop``) apply to every row, sampling
+    options only to unsteered rows (a Steering carries its own)."""
     from .local import parse_options
 
     opts = parse_options(options, gen.defaults)
-    if opts.stop:
-        raise InvalidInput("stop strings are not supported in batched decoding yet")
     if not requests:
         return []
+    if proxy is not None and not isinstance(proxy, ProxyTuning):
+        raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning")
     start = time.perf_counter()
-    prompts = [gen.prompt_ids(as_messages(m)) for m, _ in requests]
-    steerings = [s for _, s in requests]
-    heads = _heads(gen, steerings)
-    n = len(prompts)
-    weights = torch.zeros(n, gen.model.config.hidden_size)
-    offsets = torch.zeros(n)
-    for i, s in enumerate(steerings):
-        if s is not None:
-            coef = gen.rewards.coefficient_vector(
-                s.coefficients, reward_set_id=s.reward_set_id,
-                reward_set_version=s.reward_set_version)
-            norm = gen.rewards.normalization
-            w = coef / norm.scale
-            weights[i] = torch.tensor(heads.weight.T @ w, dtype=torch.float32)
-            offsets[i] = float(heads.bias @ w - (coef * norm.mean / norm.scale).sum())
-    rngs = [seeded_rng(s.seed if s is not None else opts.seed) for s in steerings]
-
-    width = max(len(p) for p in prompts)
-    pad = gen.tokenizer.pad_token_id or 0
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
-    model, body = gen.model, gen.model.base_model
-    lm_head = model.get_output_embeddings()
-    kwarg = _hf.cache_kwarg(body)
-    out_ids: list[list[int]] = [[] for _ in range(n)]
-    finished = [False] * n
-    firsts: list[float | None] = [None] * n
-    active = list(range(n))  # batch row -> request index
+    chats = [as_messages(m) for m, _ in requests]
+    rows = [_make_row(gen, msgs, s, opts, proxy) for msgs, (_, s) in
+            zip(chats, requests, strict=True)]
     with torch.inference_mode():
-        cache = gen.new_cache()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions,
-                      use_cache=True, **{kwarg: cache}).last_hidden_state[:, -1]
-        logits = lm_head(hidden).float()
-        next_pos = mask.sum(-1)  # per row: position of the next token
-        for _ in range(opts.max_new_tokens):
-            rows = len(active)
-            k = max([steerings[r].top_k for r in active if steerings[r] is not None] or [1])
-            values, cands = torch.topk(logits, k, dim=-1)
-            any_steered = any(steerings[r] is not None and steerings[r].strength > 0
-                              for r in active)
-            tree_hidden = None
-            if any_steered:
-                tree_hidden = body(input_ids=cands, attention_mask=tree_mask(mask, k),
-                                   position_ids=next_pos[:, None].expand(rows, k),
-                                   use_cache=True, **{kwarg: cache}).last_hidden_state
-            chosen = torch.zeros(rows, dtype=torch.long)
-            slot = torch.zeros(rows, dtype=torch.long)
-            for b, r in enumerate(active):
-                s = steerings[r]
-                if s is None:
-                    tid = int(choose_next(logits[b:b + 1], do_sample=opts.do_sample,
-                                          temperature=opts.temperature, top_k=opts.top_k,
-                                          top_p=opts.top_p, generator=rngs[r])[0])
-                else:
-                    kb = s.top_k
-                    rewards = (tree_hidden[b, :kb].float() @ weights[r] + offsets[r]
-                               if tree_hidden is not None and s.strength > 0
-                               else torch.zeros(kb))
-                    tid = args_select(cands[b, :kb], args_scores(values[b, :kb], rewards,
-                                                                 s.strength),
-                                      vocab_size=logits.shape[-1], do_sample=s.do_sample,
-                                      temperature=s.temperature, generator=rngs[r])
-                chosen[b] = tid
-                hits = (cands[b] == tid).nonzero()
-                slot[b] = int(hits[0, 0]) if hits.numel() else -1
-                out_ids[r].append(tid)
-                if firsts[r] is None:
-                    firsts[r] = time.perf_counter() - start
-                if tid in gen.eos_ids:
-                    finished[r] = True
-            length = mask.shape[1]
-            if tree_hidden is not None and bool((slot >= 0).all()):
-                ar = torch.arange(rows)
-                for layer in cache.layers:  # keep each row's chosen slot at position `length`
-                    layer.keys[ar, :, length] = layer.keys[ar, :, length + slot]
-                    layer.values[ar, :, length] = layer.values[ar, :, length + slot]
-                crop_to(cache, length + 1)
-                hidden = tree_hidden[ar, slot]
-            else:
-                if tree_hidden is not None:
-                    crop_to(cache, length)
-                hidden = body(input_ids=chosen[:, None], attention_mask=torch.cat(
-                    [mask, torch.ones(rows, 1, dtype=torch.long)], dim=1),
-                    position_ids=next_pos[:, None], use_cache=True,
-                    **{kwarg: cache}).last_hidden_state[:, -1]
-            mask = torch.cat([mask, torch.ones(rows, 1, dtype=torch.long)], dim=1)
-            next_pos = next_pos + 1
-            keep = [b for b, r in enumerate(active) if not finished[r]]
-            if not keep:
-                break
-            if len(keep) < rows:  # finished rows leave the batch
-                sel = torch.tensor(keep)
-                cache.batch_select_indices(sel)
-                mask, next_pos, hidden = mask[sel], next_pos[sel], hidden[sel]
-                active = [active[b] for b in keep]
-            logits = lm_head(hidden).float()
+        _decode(gen, rows, chats, opts, proxy, start)
     total = time.perf_counter() - start
-    results = []
-    for r in range(n):
-        toks = [t for t in out_ids[r] if t not in gen.eos_ids]
-        results.append(Generation(
-            text=gen.tokenizer.decode(toks, skip_special_tokens=True),
-            completion_tokens=len(out_ids[r]), prompt_tokens=len(prompts[r]),
-            finish_reason="stop" if finished[r] else "length",
-            timings=Timings(total_s=total, first_token_s=firsts[r]), model=gen.name,
-            steering=None if steerings[r] is None else steerings[r].record()))
-    return results
+    return [Generation(
+        text=r.cut if r.cut is not None else gen.tokenizer.decode(r.ids,
+                                                                  skip_special_tokens=True),
+        completion_tokens=r.tokens, prompt_tokens=len(r.prompt),
+        finish_reason=r.finish,  # type: ignore[arg-type]
+        timings=Timings(total_s=total, first_token_s=r.first_s), model=gen.name,
+        steering=None if r.steering is None else r.steering.record()) for r in rows]
 
 
-def _heads(gen: LocalGenerator, steerings: Sequence[Steering | None]) -> TrunkHeads | None:
-    if all(s is None for s in steerings):
-        return None
+def _make_row(gen: LocalGenerator, msgs: Any, s: Steering | None, opts: GenerationOptions,
+              proxy: ProxyTuning | None) -> _Row:
+    prompt = gen.prompt_ids(msgs)
+    text = next((m.content for m in reversed(msgs) if m.role == "user"), msgs[-1].content)
+    if s is None:
+        return _Row(prompt, text, None, seeded_rng(opts.seed) if opts.do_sample else None)
+    if not isinstance(s, Steering):
+        raise InvalidInput("steering must be a personalizer.backends.Steering")
+    if s.strategy != "args":
+        raise InvalidInput("batched decoding steers with strategy='args'; best-of-n requests "
+                           "batch their own n samples: send them to generate()")
     rs = gen.rewards
-    only = rs.rewards[0] if rs is not None and len(rs.rewards) == 1 else None
-    if not (isinstance(only, TrunkHeads) and only.generator.model is gen.model):
-        raise InvalidInput("batched steering needs shared-trunk heads on this generator "
-                           "(rewards = RewardSet of one TrunkHeads); decode other rewards "
-                           "one request at a time")
-    for s in steerings:
-        if s is not None and (s.strategy != "args" or s.whole_answer != "off"
-                              or s.score_every != 1):
-            raise InvalidInput("batched steering supports strategy='args' with "
-                               "whole_answer='off' and score_every=1")
-    return only
+    if rs is None:
+        raise InvalidInput("steering needs the reward set its coefficients refer to: "
+                           "LocalGenerator(..., rewards=reward_set)")
+    coef = rs.coefficient_vector(s.coefficients, reward_set_id=s.reward_set_id,
+                                 reward_set_version=s.reward_set_version)
+    norm = rs.normalization
+    scaled = coef / norm.scale
+    offset = -float((coef * norm.mean / norm.scale).sum())
+    row = _Row(prompt, text, s, seeded_rng(s.seed) if s.do_sample else None)
+    heads = trunk_heads(gen, rs, s) if proxy is None else None
+    if heads is not None:
+        row.path = "trunk"
+        row.weight = torch.tensor(heads.weight.T @ scaled, dtype=torch.float32)
+        row.offset = float(heads.bias @ scaled) + offset
+    elif tree_reward(gen, rs, s.scoring) is not None:
+        row.path, row.offset = "tree", offset
+        row.weight = torch.tensor(scaled, dtype=torch.float32)
+    else:
+        row.path = "text"
+        row.scorer = TextScorer(gen.tokenizer, _text_reward(rs, text, coef))
+    return row
 
 
+def _text_reward(rewards: Any, prompt_text: str, coef: np.ndarray) -> Any:
+    def user_reward(texts: list[str]) -> np.ndarray:
+        return rewards.features(prompt_text, texts) @ coef
+
+    return user_reward
+
+
+class _Logits:
+    """Next-token logits of the active rows: the LM alone, or proxy-tuned by two more."""
+
+    def __init__(self, gen: LocalGenerator, rows: list[_Row], chats: list[Any],
+                 proxy: ProxyTuning | None) -> None:
+        pad = gen.tokenizer.pad_token_id or 0
+        self.lm = PaddedCache(gen.model, [r.prompt for r in rows], pad)
+        self.heads = [gen.model.get_output_embeddings()]
+        self.caches = [self.lm]
+        self.alpha, self.vocab = 0.0, None
+        if proxy is not None:
+            self.vocab = shared_vocab_size(gen, proxy.expert, proxy.antiexpert)
+            self.alpha = proxy.alpha
+            for g in (proxy.expert, proxy.antiexpert):
+                self.caches.append(PaddedCache(g.model, [g.prompt_ids(c) for c in chats],
+                                               g.tokenizer.pad_token_id or 0))
+                self.heads.append(g.model.get_output_embeddings())
+
+    def current(self) -> torch.Tensor:
+        outs = [h(c.hidden).float().cpu()[:, :self.vocab]
+                for h, c in zip(self.heads, self.caches, strict=True)]
+        logits = outs[0] if len(outs) == 1 else proxy_logits(*outs, self.alpha)
+        if not bool(torch.isfinite(logits).any(dim=-1).all()):
+            raise BackendError("the model produced no finite logits for a row")
+        return logits
+
+    def commit(self, chosen: torch.Tensor, slot: torch.Tensor) -> None:
+        self.lm.commit(chosen, slot)
+        for c in self.caches[1:]:
+            c.commit(chosen, torch.full_like(slot, -1))
+
+    def select(self, keep: list[int]) -> None:
+        for c in self.caches:
+            c.select(keep)
+
+
+def _decode(gen: LocalGenerator, rows: list[_Row], chats: list[Any], opts: GenerationOptions,
+            proxy: ProxyTuning | None, start: float) -> None:
+    source = _Logits(gen, rows, chats, proxy)
+    tree_rows = [r for r in rows if r.path == "tree"]
+    rm = rm_head = None
+    if tree_rows:
+        model = gen.rewards.rewards[0].model
+        rm_head = score_head(model)
+        rm = PaddedCache(model, [r.prompt for r in tree_rows], gen.tokenizer.pad_token_id or 0)
+    active = list(rows)
+    for step in range(opts.max_new_tokens):
+        logits = source.current()
+        steered = [r.steering.top_k for r in active if r.steering is not None]
+        values, cands = torch.topk(logits, max(steered or [1]), dim=-1)
+        scored = [r.scored(step) for r in active]
+        lm_tree = None
+        if any(s and r.path == "trunk" for s, r in zip(scored, active, strict=True)):
+            lm_tree = source.lm.tree(cands).float()
+        in_rm = [b for b, r in enumerate(active) if r.path == "tree"]
+        rm_labels = None
+        if any(scored[b] for b in in_rm):
+            rm_labels = rm_head(rm.tree(cands[in_rm])).float()
+        chosen = torch.zeros(len(active), dtype=torch.long)
+        for b, row in enumerate(active):
+            s = row.steering
+            if s is None:
+                tid = int(choose_next(logits[b:b + 1], do_sample=opts.do_sample,
+                                      temperature=opts.temperature, top_k=opts.top_k,
+                                      top_p=opts.top_p, generator=row.rng)[0])
+            else:
+                kb, rewards = s.top_k, torch.zeros(s.top_k)
+                if scored[b] and row.path == "trunk":
+                    rewards = lm_tree[b, :kb] @ row.weight + row.offset
+                elif scored[b] and row.path == "tree":
+                    rewards = rm_labels[in_rm.index(b), :kb] @ row.weight + row.offset
+                elif scored[b]:
+                    rewards = row.scorer.score(cands[b, :kb])
+                tid = args_select(cands[b, :kb], args_scores(values[b, :kb], rewards,
+                                                             s.strength),
+                                  vocab_size=logits.shape[-1], do_sample=s.do_sample,
+                                  temperature=s.temperature, generator=row.rng)
+                tid = _lookahead(gen, row, tid, logits[b])
+            chosen[b] = tid
+            row.take(tid, gen, opts.stop, time.perf_counter() - start)
+        slot = _slots(cands, chosen)
+        source.commit(chosen, slot)
+        if rm is not None and in_rm:
+            rm.commit(chosen[in_rm], slot[in_rm])
+        keep = [b for b, r in enumerate(active) if not r.done]
+        if not keep:
+            return
+        if len(keep) < len(active):  # finished rows leave the batch
+            source.select(keep)
+            if rm is not None:
+                rm.select([i for i, b in enumerate(in_rm) if not active[b].done])
+            active = [active[b] for b in keep]
+
+
+def _slots(cands: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Index of each row's chosen token among its candidates, -1 where it is not one."""
+    hit = cands == chosen[:, None]
+    return torch.where(hit.any(dim=-1), hit.int().argmax(dim=-1), torch.tensor(-1))
+
+
+def _lookahead(gen: LocalGenerator, row: _Row, tid: int, logits: torch.Tensor) -> int:
+    """Whole-answer lookahead at a sentence end, as the single-request loop does it."""
+    s = row.steering
+    if (s is None or row.path == "trunk" or s.strength <= 0 or s.whole_answer != "lookahead"
+            or not row.ids or tid in gen.eos_ids
+            or not ends_sentence(gen.tokenizer.decode(row.ids))):
+        return tid
+    tok = gen.tokenizer
+    eos = tok.eos_token_id if tok.eos_token_id in gen.eos_ids else min(gen.eos_ids)
+    reward = row.scorer.user_reward if row.scorer is not None else _text_reward(
+        gen.rewards, row.prompt_text, gen.rewards.coefficient_vector(
+            s.coefficients, reward_set_id=s.reward_set_id,
+            reward_set_version=s.reward_set_version))
+    if should_stop(gen, row.prompt, row.ids, tid, logits, eos, s.strength, reward,
+                   s.lookahead_tokens):
+        return eos
+    return tid

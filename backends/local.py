@@ -118,13 +118,14 @@ class LocalGenerator:
         """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text."""
         return iter(self._run(messages, steering, proxy, options))
 
-    def generate_batch(self, requests: Sequence[tuple[MessagesLike, Steering | None]],
-                       **options: Any) -> list[Generation]:
-        """Answer many users' requests together, one batched forward per step (see
+    def generate_batch(self, requests: Sequence[tuple[MessagesLike, Steering | None]], *,
+                       proxy: ProxyTuning | None = None, **options: Any) -> list[Generation]:
+        """Answer many users' requests together, one batched forward per step; each row's
+        answer equals ``generate(messages, steering=steering, proxy=proxy, **options)`` (see
         :func:`personalizer.backends.batch.generate_batch`)."""
         from .batch import generate_batch
 
-        return generate_batch(self, requests, **options)
+        return generate_batch(self, requests, proxy=proxy, **options)
 
     def astream(self, messages: MessagesLike, *, steering: Steering | None = None,
                 proxy: ProxyTuning | None = None, **options: Any) -> AsyncIterator[str]:

@@ -78,7 +78,7 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
     def user_reward(texts: list[str]) -> np.ndarray:
         return rewards.features(prompt_text, texts) @ coef
 
-    trunk = _trunk_heads(gen, rewards, steering) if logits_source is None else None
+    trunk = trunk_heads(gen, rewards, steering) if logits_source is None else None
     if trunk is not None:
         norm = rewards.normalization
         yield from trunk_token_ids(gen, prompt_ids, opts, steering, trunk, coef / norm.scale,
@@ -102,8 +102,8 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
                               do_sample=steering.do_sample, temperature=steering.temperature,
                               generator=rng)
             if (w > 0 and steering.whole_answer == "lookahead" and ids
-                    and tid not in gen.eos_ids and _ends_sentence(tok.decode(ids))):
-                if _should_stop(gen, prompt_ids, ids, tid, logits, eos, w, user_reward,
+                    and tid not in gen.eos_ids and ends_sentence(tok.decode(ids))):
+                if should_stop(gen, prompt_ids, ids, tid, logits, eos, w, user_reward,
                                 steering.lookahead_tokens):
                     tid = eos
             yield tid
@@ -114,7 +114,7 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
             logits = source.advance(tid)
 
 
-def _trunk_heads(gen: LocalGenerator, rewards: Any, steering: Steering) -> TrunkHeads | None:
+def trunk_heads(gen: LocalGenerator, rewards: Any, steering: Steering) -> TrunkHeads | None:
     """The reward set's trunk heads when it is one TrunkHeads on this very generator's model
     (the fast path needs whole-answer lookahead off: heads score prefixes)."""
     only = rewards.rewards[0] if len(rewards.rewards) == 1 else None
@@ -125,10 +125,9 @@ def _trunk_heads(gen: LocalGenerator, rewards: Any, steering: Steering) -> Trunk
     return None
 
 
-def make_scorer(gen: LocalGenerator, rewards: Any, coef: np.ndarray, scoring: str,
-                user_reward: Any) -> TokenScorer:
-    """The tree-attention scorer when the reward set is one classifier RM with the LM's
-    vocabulary (``scoring="auto"`` or ``"tree"``), else the text-level scorer."""
+def tree_reward(gen: LocalGenerator, rewards: Any, scoring: str) -> Any:
+    """The reward set's classifier RM when ``scoring`` asks for (``"tree"``) or allows
+    (``"auto"``) tree-attention scoring and the RM shares the LM's vocabulary; else None."""
     from .rewards.classifier import ClassifierReward
 
     tree_ok = (len(rewards.rewards) == 1 and isinstance(rewards.rewards[0], ClassifierReward)
@@ -136,19 +135,27 @@ def make_scorer(gen: LocalGenerator, rewards: Any, coef: np.ndarray, scoring: st
     if scoring == "tree" and not tree_ok:
         raise BackendError("tree scoring needs a reward set made of one ClassifierReward "
                            "that shares the LM's tokenizer; use scoring='text'")
-    if scoring == "text" or not tree_ok:
+    return rewards.rewards[0] if tree_ok and scoring != "text" else None
+
+
+def make_scorer(gen: LocalGenerator, rewards: Any, coef: np.ndarray, scoring: str,
+                user_reward: Any) -> TokenScorer:
+    """The tree-attention scorer when the reward set is one classifier RM with the LM's
+    vocabulary (``scoring="auto"`` or ``"tree"``), else the text-level scorer."""
+    rm = tree_reward(gen, rewards, scoring)
+    if rm is None:
         return TextScorer(gen.tokenizer, user_reward)
     norm = rewards.normalization
     weights = coef / norm.scale
-    return TreeRewardScorer(rewards.rewards[0].model, weights.tolist(),
+    return TreeRewardScorer(rm.model, weights.tolist(),
                             offset=-float((coef * norm.mean / norm.scale).sum()))
 
 
-def _ends_sentence(text: str) -> bool:
+def ends_sentence(text: str) -> bool:
     return bool(text.strip()) and bool(_SENTENCE_END.search(text))
 
 
-def _should_stop(gen: LocalGenerator, prompt_ids: Sequence[int], ids: list[int], go: int,
+def should_stop(gen: LocalGenerator, prompt_ids: Sequence[int], ids: list[int], go: int,
                  logits: Any, eos: int, w: float, user_reward: Any, budget: int) -> bool:
     """Stop here, or go on with one more sentence? Both scored as finished answers."""
     from .local import GenerationOptions
@@ -159,7 +166,7 @@ def _should_stop(gen: LocalGenerator, prompt_ids: Sequence[int], ids: list[int],
         if tid in gen.eos_ids:
             break
         draft.append(tid)
-        if len(draft) >= 3 and _ends_sentence(tok.decode(draft)):
+        if len(draft) >= 3 and ends_sentence(tok.decode(draft)):
             break
     stop_text = tok.decode(ids, skip_special_tokens=True)
     go_text = tok.decode(ids + draft, skip_special_tokens=True)

@@ -25,7 +25,8 @@ from personalizer.errors import InvalidInput
 
 from . import _hf
 
-__all__ = ["TextScorer", "TokenScorer", "TreeRewardScorer", "crop_to", "keep_slot", "tree_mask"]
+__all__ = ["TextScorer", "TokenScorer", "TreeRewardScorer", "crop_to", "keep_slot", "score_head",
+           "tree_mask"]
 
 
 @runtime_checkable
@@ -72,6 +73,15 @@ def keep_slot(cache: Any, base_len: int, index: int) -> None:
     crop_to(cache, base_len + 1)
 
 
+def score_head(model: Any) -> torch.nn.Linear:
+    """The linear score head of a sequence-classification model (on its final hidden states)."""
+    head = getattr(model, "score", None) or getattr(model, "classifier", None)
+    if head is None or not isinstance(head, torch.nn.Linear):
+        raise InvalidInput(f"{type(model).__name__} has no linear score head; use the "
+                           "text-level path for this reward model")
+    return head
+
+
 class TextScorer:
     """Scores ``prefix + candidate`` texts with a text-level reward (batched per step)."""
 
@@ -100,10 +110,7 @@ class TreeRewardScorer:
     """
 
     def __init__(self, model: Any, label_weights: Sequence[float], offset: float = 0.0) -> None:
-        head = getattr(model, "score", None) or getattr(model, "classifier", None)
-        if head is None or not isinstance(head, torch.nn.Linear):
-            raise InvalidInput(f"{type(model).__name__} has no linear score head; use the "
-                               "text-level path for this reward model")
+        head = score_head(model)
         self.model, self.base, self.head = model, model.base_model, head
         self.weights = torch.tensor(list(label_weights), dtype=torch.float32)
         if self.weights.numel() != head.out_features:

@@ -27,9 +27,9 @@ def gen(request) -> LocalGenerator:  # noqa: ANN001
 
 
 def steer(g: LocalGenerator, c0: float, strength: float = 3.0, **kw) -> Steering:  # noqa: ANN003
+    kw.setdefault("whole_answer", "off")
     return Steering(coefficients={"h0": c0, "h1": -c0}, reward_set_id=g.rewards.id,
-                    reward_set_version=g.rewards.version, strength=strength, top_k=6,
-                    whole_answer="off", **kw)
+                    reward_set_version=g.rewards.version, strength=strength, top_k=6, **kw)
 
 
 def test_plain_rows_equal_single_greedy(gen: LocalGenerator) -> None:
@@ -71,10 +71,99 @@ def test_rows_that_finish_leave_the_batch(gen: LocalGenerator) -> None:
     assert [b.text for b in batch] == [a.text for a in alone]
 
 
-def test_unsupported_batches_are_refused(gen: LocalGenerator) -> None:
-    with pytest.raises(InvalidInput, match="whole_answer"):
-        generate_batch(gen, [(PROMPTS[0], Steering(
-            coefficients={"h0": 1.0, "h1": 0.0}, reward_set_id=gen.rewards.id,
-            reward_set_version=gen.rewards.version))])
-    with pytest.raises(InvalidInput, match="stop strings"):
-        generate_batch(gen, [(PROMPTS[0], None)], stop=["x"])
+def test_stop_strings_end_each_row_as_alone(gen: LocalGenerator) -> None:
+    free = gen.generate_batch([(p, None) for p in PROMPTS], max_new_tokens=15)
+    stop = next(t.text[3:5] for t in free if len(t.text) > 6)  # a string some row will meet
+    steerings = [None, steer(gen, 1.0), None, steer(gen, -1.0), None]
+    batch = generate_batch(gen, list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=15,
+                           stop=[stop])
+    assert any(stop not in b.text and b.finish_reason == "stop" for b in batch)
+    for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
+        alone = gen.generate(p, max_new_tokens=15, steering=s, stop=[stop])
+        assert (out.text, out.finish_reason) == (alone.text, alone.finish_reason)
+
+
+def test_text_level_rows_with_lookahead_equal_their_single_runs() -> None:
+    from personalizer.backends.rewards import AttributeScorer
+
+    # this tiny GPT-2 writes ':' (a sentence end) again and again, so lookahead runs often
+    rs = RewardSet("text", [AttributeScorer("colons", "colons", lambda t: t.count(":")),
+                            AttributeScorer("length", "characters", lambda t: len(t) / 10)])
+    g = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), rewards=rs)
+
+    def user(colons: float, length: float, **kw) -> Steering:  # noqa: ANN003
+        return Steering(coefficients={"colons": colons, "length": length}, reward_set_id=rs.id,
+                        reward_set_version=rs.version, strength=2.0, top_k=5,
+                        lookahead_tokens=6, **kw)
+
+    steerings = [user(0.0, -1.0), user(1.0, 0.0), None, user(0.5, -0.2, score_every=3),
+                 user(0.0, -1.0, do_sample=True, seed=4)]
+    batch = generate_batch(g, list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=16)
+    for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
+        alone = g.generate(p, max_new_tokens=16, steering=s)
+        assert (out.text, out.completion_tokens) == (alone.text, alone.completion_tokens), s
+    # the short-answer user stops at a sentence end: lookahead chose the end of turn
+    assert batch[0].finish_reason == "stop" and batch[0].completion_tokens < 16
+    assert batch[1].finish_reason == "length"
+
+
+def test_best_of_n_and_foreign_steering_are_refused(gen: LocalGenerator) -> None:
+    with pytest.raises(InvalidInput, match="best-of-n"):
+        generate_batch(gen, [(PROMPTS[0], steer(gen, 1.0).model_copy(
+            update={"strategy": "best_of_n"}))])
+    with pytest.raises(InvalidInput, match="Steering"):
+        generate_batch(gen, [(PROMPTS[0], {"h0": 1.0})])  # type: ignore[list-item]
+
+
+# -- a separate reward model (tree scoring) and proxy-tuning ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def rm_gen() -> LocalGenerator:
+    from personalizer.backends.rewards import ClassifierReward
+
+    rm = tiny.gpt2_classifier(num_labels=2, seed=3)
+    rs = RewardSet("rm", [ClassifierReward(rm, tiny.tokenizer(), name="rm")])
+    rs = rs.fit_normalization(("q", t) for t in ["a b c", "hello there", "drink water", "xyz"])
+    return LocalGenerator(tiny.llama(seed=5), tiny.tokenizer(), rewards=rs)
+
+
+def rm_steer(g: LocalGenerator, c: float, **kw) -> Steering:  # noqa: ANN003
+    names = g.rewards.names
+    return Steering(coefficients={names[0]: c, names[1]: 1 - c}, reward_set_id=g.rewards.id,
+                    reward_set_version=g.rewards.version, strength=4.0, top_k=5, **kw)
+
+
+def test_separate_reward_model_rows_equal_their_single_runs(rm_gen: LocalGenerator) -> None:
+    from personalizer.backends.steered import make_scorer
+    from personalizer.backends.tree import TreeRewardScorer
+
+    assert isinstance(make_scorer(rm_gen, rm_gen.rewards, np.ones(2), "auto", None),
+                      TreeRewardScorer)
+    steerings = [rm_steer(rm_gen, 1.0, whole_answer="off"), None,
+                 rm_steer(rm_gen, -1.0, whole_answer="off"),
+                 rm_steer(rm_gen, 0.3, do_sample=True, seed=2, score_every=2),  # + lookahead
+                 rm_steer(rm_gen, 1.0, scoring="text", whole_answer="off")]
+    batch = generate_batch(rm_gen, list(zip(PROMPTS, steerings, strict=True)),
+                           max_new_tokens=14)
+    for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
+        assert out.text == rm_gen.generate(p, max_new_tokens=14, steering=s).text, s
+    assert len({b.text for b in batch[:3]}) == 3
+
+
+def test_proxy_tuned_batch_equals_single_proxy_runs(rm_gen: LocalGenerator) -> None:
+    from personalizer.backends import ProxyTuning
+
+    tok = tiny.tokenizer()
+    expert = LocalGenerator(tiny.gpt2(seed=2, vocab_size=len(tok) + 16), tok)
+    anti = LocalGenerator(tiny.gpt2(seed=4), tok)
+    proxy = ProxyTuning(expert, anti, alpha=1.5)
+    steerings = [None, rm_steer(rm_gen, 1.0, whole_answer="off"), None,
+                 rm_steer(rm_gen, -1.0, whole_answer="off")]
+    batch = rm_gen.generate_batch(list(zip(PROMPTS, steerings, strict=False)),
+                                  max_new_tokens=12, proxy=proxy)
+    for p, s, out in zip(PROMPTS, steerings, batch, strict=False):
+        alone = rm_gen.generate(p, max_new_tokens=12, steering=s, proxy=proxy)
+        assert out.text == alone.text, s
+    plain = rm_gen.generate_batch([(p, None) for p in PROMPTS[:3]], max_new_tokens=12)
+    assert [b.text for b in batch[:3:2]] != [plain[0].text, plain[2].text]
