@@ -177,7 +177,7 @@ class _Logits:
                 self.heads.append(g.model.get_output_embeddings())
 
     def current(self) -> torch.Tensor:
-        outs = [h(c.hidden).float().cpu()[:, :self.vocab]
+        outs = [_project(h, c.hidden).float().cpu()[:, :self.vocab]
                 for h, c in zip(self.heads, self.caches, strict=True)]
         logits = outs[0] if len(outs) == 1 else proxy_logits(*outs, self.alpha)
         if not bool(torch.isfinite(logits).any(dim=-1).all()):
@@ -192,6 +192,16 @@ class _Logits:
     def select(self, keep: list[int]) -> None:
         for c in self.caches:
             c.select(keep)
+
+
+def _project(head: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """The vocabulary head on a few rows. ``W @ h.T`` instead of ``linear(h)``: on CPU the
+    latter takes a slow GEMM path for small row counts with a large vocabulary (8 rows x
+    50257: 13.2 vs 10.1 ms on 2 cores); the values agree to float rounding."""
+    if isinstance(head, torch.nn.Linear) and hidden.shape[0] > 1:
+        out = (head.weight @ hidden.T).T
+        return out if head.bias is None else out + head.bias
+    return head(hidden)
 
 
 def _decode(gen: LocalGenerator, rows: list[_Row], chats: list[Any], opts: GenerationOptions,

@@ -7,7 +7,7 @@ once per block on n finished texts instead of once per token.
   ``block_tokens``), the best is kept, and the next block starts from it.
 
 The prompt (and the kept prefix) is prefilled once per block and its cache repeated n times.
-Rows that finish early keep running with their output ignored until the block ends.
+Samples that finish early leave the batch, so they stop costing compute.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def sample_batch(gen: LocalGenerator, prefix_ids: Sequence[int], n: int, max_tok
     """n sampled continuations of ``prefix_ids`` decoded together; each row ends at an
     end-of-turn id (kept), when ``stop(row)`` says so, or at ``max_tokens``."""
     rows: list[list[int]] = [[] for _ in range(n)]
-    done = [False] * n
+    alive = list(range(n))  # batch row -> sample index; finished samples leave the batch
     with torch.inference_mode():
         cache = gen.new_cache()
         out = gen.forward(torch.tensor([list(prefix_ids)], device=gen.device), cache,
@@ -46,16 +46,19 @@ def sample_batch(gen: LocalGenerator, prefix_ids: Sequence[int], n: int, max_tok
         for _ in range(max_tokens):
             nxt = choose_next(logits, do_sample=True, temperature=temperature, top_k=top_k,
                               generator=generator)
-            for i in range(n):
-                if done[i]:
-                    continue
-                tid = int(nxt[i])
+            keep = []
+            for b, i in enumerate(alive):
+                tid = int(nxt[b])
                 rows[i].append(tid)
-                if tid in gen.eos_ids or (stop is not None and stop(rows[i])):
-                    done[i] = True
-            if all(done):
+                if not (tid in gen.eos_ids or (stop is not None and stop(rows[i]))):
+                    keep.append(b)
+            if not keep:
                 break
-            out = gen.forward(nxt.view(n, 1).to(gen.device), cache)
+            if len(keep) < len(alive):
+                sel = torch.tensor(keep, device=gen.device)
+                cache.batch_select_indices(sel)
+                nxt, alive = nxt[sel], [alive[b] for b in keep]
+            out = gen.forward(nxt.view(-1, 1).to(gen.device), cache)
             logits = out.logits[:, -1, :]
     return rows
 

@@ -1,6 +1,7 @@
 """Reward-guided decoding cost: ms per token, steered vs plain, ours vs the published ARGS loop.
 
     .venv/bin/python bench/decoding.py [--tokens 64] [--k 10] [--repeats 3]
+                                       [--parts single proxy batch]
 
 A random GPT-2-small-shaped LM (124M) and a same-size random reward model (GPT-2 sequence
 classifier, same vocabulary), greedy, k candidates, prompt lengths 32 and 512. Rows, measured
@@ -15,7 +16,8 @@ side by side in one run (median of ``--repeats``):
   model): one k-candidate tree pass of the LM body per step.
 
 Both ARGS rows must choose identical tokens. Peak memory is each row's maximum resident set
-size, run in its own process.
+size, run in its own process. Then (``--parts``) the proxy-tuning rows of ``bench/proxy.py``
+and the 8-users-in-one-batch rows of ``bench/batch.py``, in the same run.
 """
 
 from __future__ import annotations
@@ -154,7 +156,24 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--lengths", type=int, nargs="+", default=[32, 512])
+    ap.add_argument("--parts", nargs="+", choices=["single", "proxy", "batch"],
+                    default=["single", "proxy", "batch"])
     args = ap.parse_args()
+    if "single" in args.parts:
+        single(args)
+    if "proxy" in args.parts:
+        import proxy
+
+        print("\n# proxy-tuning")
+        proxy.run(args.tokens, args.repeats)
+    if "batch" in args.parts:
+        import batch
+
+        print("\n# many users in one batch")
+        batch.run(48, args.repeats)
+
+
+def single(args: argparse.Namespace) -> None:
     ctx = mp.get_context("spawn")
     print(f"GPT-2-small LM + GPT-2-small RM (random weights), k={args.k}, {args.tokens} new "
           f"tokens, greedy, median of {args.repeats}, torch threads 2")

@@ -49,10 +49,10 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def setting(name: str, users: int, seed: int) -> dict:
+def setting(name: str, users: int, seed: int, corr: float = CORR) -> dict:
     rng = np.random.default_rng(seed)
     if name == "correlated":
-        cov_d = (1 - CORR) * np.eye(J) + CORR * np.ones((J, J))
+        cov_d = (1 - corr) * np.eye(J) + corr * np.ones((J, J))
     else:
         cov_d = np.eye(J)
     diffs = rng.multivariate_normal(np.zeros(J), cov_d, size=POOL + HELD_OUT)
@@ -156,15 +156,21 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--questions", type=int, default=40)
     ap.add_argument("--png", default="bench/out/onboarding.png")
+    ap.add_argument("--corr", type=float, nargs="+", default=[CORR],
+                    help="feature correlations of the correlated setting (one run each)")
     args = ap.parse_args()
     curves: dict[str, dict[str, np.ndarray]] = {}
-    for name in ("independent", "correlated", "population"):
+    runs = [("independent", CORR), *(("correlated", c) for c in args.corr),
+            ("population", CORR)]
+    for name, corr in runs:
         t = time.perf_counter()
-        s = setting(name, args.users, seed=7)
+        s = setting(name, args.users, seed=7, corr=corr)
+        if name == "correlated":
+            name = f"correlated {corr:g}"
         ceil = ceiling(s)
         methods = ["pref-sgd", "pref-map", "random", "eig"]
         prior = Posterior.standard(J)
-        if name == "population":
+        if name.startswith("population"):
             methods.append("eig-pop")
             prior = learned_prior(s)
         curves[name] = {m: run_method(m, s, args.questions, prior).mean(axis=0)
@@ -185,7 +191,7 @@ def main() -> None:
     except ImportError:
         print("\n(matplotlib not installed: no PNG; `pip install matplotlib`)")
         return
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.5), sharey=True)
     for ax, (name, by_method) in zip(axes, curves.items(), strict=True):
         x = np.arange(1, args.questions + 1)
         for m, curve in by_method.items():

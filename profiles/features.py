@@ -37,12 +37,15 @@ class LearnedHeads:
 
 def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
                 rejected: np.ndarray, n_heads: int, *, steps: int = 600, lr: float = 0.05,
-                l2: float = 1e-4, validation: float = 0.1, seed: int = 0) -> LearnedHeads:
+                l2: float = 1e-4, validation: float = 0.1, seed: int = 0,
+                standardize: bool = True) -> LearnedHeads:
     """Fit ``n_heads`` linear heads and per-user coefficients from comparisons.
 
     ``users[i]`` preferred text ``chosen[i]`` over ``rejected[i]`` (indices into the rows of
     ``embeddings``). A ``validation`` share of the comparisons is held out to stop early at
-    the best held-out likelihood (the bilinear model overfits otherwise).
+    the best held-out likelihood (the bilinear model overfits otherwise). With
+    ``standardize`` each embedding coordinate is divided by its spread while learning (the
+    returned heads include that scaling).
     """
     import torch
 
@@ -55,15 +58,19 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     if min(c.min(), r.min()) < 0 or max(c.max(), r.max()) >= len(e) or u.min() < 0:
         raise InvalidInput("text or user indices out of range")
     n_users = int(u.max()) + 1
-    diffs = e[c] - e[r]
+    # learn on standardised embeddings (sentence encoders give unit-norm vectors whose
+    # coordinates are tiny: unscaled, the L2 penalty would swamp the likelihood), then fold
+    # the scaling back into the heads so that they apply to raw embeddings
+    scale = e.std(axis=0) + 1e-6 if standardize else np.ones(e.shape[1], np.float32)
+    diffs = (e[c] - e[r]) / scale
     # SVD initialisation: each user's mean preference direction, stacked
     means = np.zeros((n_users, e.shape[1]), np.float32)
     np.add.at(means, u, diffs)
     means /= np.maximum(np.bincount(u, minlength=n_users), 1)[:, None]
     left, sing, right = np.linalg.svd(means, full_matrices=False)
-    scale = np.sqrt(sing[:n_heads] + 1e-8)
-    w0 = right[:n_heads] * scale[:, None]
-    c0 = left[:, :n_heads] * scale[None, :]
+    root = np.sqrt(sing[:n_heads] + 1e-8)
+    w0 = right[:n_heads] * root[:, None]
+    c0 = left[:, :n_heads] * root[None, :]
     gen = torch.Generator().manual_seed(seed)
     weight = torch.tensor(w0, requires_grad=True)
     coeffs = torch.tensor(c0 + 0.01 * torch.randn(c0.shape, generator=gen).numpy(),
@@ -89,7 +96,7 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     if not held.any():
         best = (float(loss.item()), weight.detach().numpy().copy(),
                 coeffs.detach().numpy().copy())
-    return LearnedHeads(best[1], best[2], best[0])
+    return LearnedHeads((best[1] / scale).astype(np.float32), best[2], best[0])
 
 
 def learned_reward_set(encoder: Any, heads: LearnedHeads, *, id: str, version: str,  # noqa: A002

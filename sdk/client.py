@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from personalizer.profiles import (
@@ -115,19 +115,39 @@ class Personalizer:
         A user without coefficients yet gets the generator's plain answer. ``options`` go to
         the generator (``max_new_tokens``, ``stop``, ...).
         """
+        steering = self._steering(user_id, strength, top_k)
+        if steering is None:
+            return self.generator.generate(messages, **options)
+        return self.generator.generate(messages, steering=steering, **options)
+
+    def generate_batch(self, requests: Sequence[tuple[str, MessagesLike]], *,
+                       strength: float = 1.0, top_k: int = 10,
+                       **options: Any) -> list[Generation]:
+        """Answer many users at once: ``requests`` are ``(user_id, messages)`` pairs, decoded
+        together in one batch, each row steered toward its own user's profile (needs a
+        generator with ``generate_batch``, such as a LocalGenerator)."""
+        rows = [(messages, self._steering(user_id, strength, top_k))
+                for user_id, messages in requests]
+        batch = getattr(self.generator, "generate_batch", None)
+        if batch is None:
+            raise BackendError(f"{type(self.generator).__name__} does not decode batches; "
+                               "call generate() once per request")
+        return batch(rows, **options)
+
+    def _steering(self, user_id: str, strength: float, top_k: int) -> Any:
+        """The user's Steering, or None while their profile has no coefficients."""
         if self.generator is None:
             raise InvalidInput("generate needs a generator: Personalizer(db, generator=...)")
         profile = self.profile(user_id)
         if not profile.coefficients:
-            return self.generator.generate(messages, **options)
+            return None
         from personalizer.backends import Steering
 
         if getattr(self.generator, "rewards", None) is None:
             raise BackendError(
                 f"{type(self.generator).__name__} cannot steer toward {user_id!r}'s reward: "
                 "give a LocalGenerator the reward set of the profiles (rewards=...)")
-        steering = Steering.from_profile(profile, strength=strength, top_k=top_k)
-        return self.generator.generate(messages, steering=steering, **options)
+        return Steering.from_profile(profile, strength=strength, top_k=top_k)
 
     def _need_learner(self, what: str) -> ProfileLearner:
         if self._learner is None:

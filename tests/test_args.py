@@ -218,6 +218,31 @@ def test_facade_generate_steers_toward_the_stored_profile(tmp_path) -> None:  # 
             p.generate("newbie", PROMPTS[0], max_new_tokens=5)
 
 
+def test_facade_generate_batch_steers_each_user_as_alone(tmp_path) -> None:  # noqa: ANN001
+    from personalizer import Personalizer
+    from personalizer.testing import ScriptedGenerator
+
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS)
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=gen) as p:
+        for user, c in (("more-e", 1.0), ("less-e", -1.0), ("new", None)):
+            p.create_profile(user)
+            if c is not None:
+                p.store.modify(user, lambda prof, c=c: prof.model_copy(update={
+                    "coefficients": {"e_count": c}, "reward_set_id": REWARDS.id,
+                    "reward_set_version": REWARDS.version}))
+        requests = [("more-e", PROMPTS[0]), ("less-e", PROMPTS[0]), ("new", PROMPTS[1])]
+        batch = p.generate_batch(requests, strength=3.0, max_new_tokens=12)
+        for (user, prompt), out in zip(requests, batch, strict=True):
+            assert out.text == p.generate(user, prompt, strength=3.0, max_new_tokens=12).text
+        assert batch[0].text.count("e") > batch[1].text.count("e")
+        assert batch[2].steering is None
+    with Personalizer(tmp_path / "p.db", generator=ScriptedGenerator(["hi"])) as p:
+        from personalizer.errors import BackendError
+
+        with pytest.raises(BackendError, match="does not decode batches"):
+            p.generate_batch([("new", "hi")])
+
+
 # -- shared-trunk heads -----------------------------------------------------------------------
 
 

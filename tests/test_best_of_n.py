@@ -66,3 +66,23 @@ def test_blockwise_best_of_n_picks_the_best_sentence_each_block(gen: LocalGenera
                                                 seed=3))) == out.text
     record = out.steering
     assert record["candidates"][record["chosen"]] == out.text  # the last block, kept whole
+
+
+def test_samples_that_finish_leave_the_batch(gen: LocalGenerator) -> None:
+    import torch
+
+    sizes: list[int] = []
+    hook = gen.model.register_forward_pre_hook(
+        lambda _m, _a, kw: sizes.append(int(kw["input_ids"].shape[0])), with_kwargs=True)
+    try:
+        rows = sample_batch(gen, gen.prompt_ids("Tell me about sleep"), 8, 12, temperature=1.5,
+                            top_k=None, generator=torch.Generator().manual_seed(1),
+                            stop=lambda row: len(row) >= 2 and row[0] % 2 == 0)
+    finally:
+        hook.remove()
+    short = [r for r in rows if r[0] % 2 == 0 and r[0] not in gen.eos_ids]
+    assert short and all(len(r) == 2 for r in short)
+    assert any(len(r) > 2 for r in rows)
+    # the prefill is one row, repeated; then the batch shrinks as samples finish
+    assert sizes[0] == 1 and sizes[1] == 8 and min(sizes[1:]) < 8
+    assert sizes[1:] == sorted(sizes[1:], reverse=True)
