@@ -13,12 +13,15 @@ regression on texts, so that a costly text-level reward can steer at trunk speed
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from personalizer._optional import require
 from personalizer.errors import BackendError, InvalidInput
 from personalizer.types import Message
 
@@ -32,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .local import GenerationOptions, LocalGenerator
     from .steering import Steering
 
-__all__ = ["TrunkHeads", "distill_heads", "trunk_token_ids"]
+__all__ = ["TrunkHeads", "distill_heads", "trunk_states", "trunk_token_ids"]
 
 
 class TrunkHeads:
@@ -55,22 +58,51 @@ class TrunkHeads:
 
     def hidden_states(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
         """Final hidden state at each response's last token, prompt in chat format first."""
-        gen = self.generator
-        head = _hf.chat_prompt(gen.tokenizer, [Message(role="user", content=prompt)])
-        out = np.zeros((len(responses), self.weight.shape[1]), np.float32)
-        for start, batch in chunks(list(responses), self.batch_size):
-            rows = [head + gen.tokenizer(r, add_special_tokens=False)["input_ids"] for r in batch]
-            ids, mask = right_pad(rows, gen.tokenizer.pad_token_id or 0, torch)
-            with torch.inference_mode():
-                h = gen.model.base_model(input_ids=ids.to(gen.device),
-                                         attention_mask=mask.to(gen.device)).last_hidden_state
-            last = mask.sum(1) - 1
-            out[start:start + len(batch)] = h[torch.arange(len(rows)), last].float().cpu().numpy()
-        return out
+        return trunk_states(self.generator, prompt, responses, batch_size=self.batch_size)
 
     def score_many(self, prompt: str, responses: Sequence[str]) -> list[list[float]]:
         h = self.hidden_states(prompt, responses)
         return (h @ self.weight.T + self.bias).astype(np.float64).tolist()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the heads (weights, bias, names, descriptions) to one safetensors file."""
+        st = require("safetensors.numpy", extra="local", feature="saving reward heads")
+        meta = {"names": json.dumps(self.names), "descriptions": json.dumps(self.descriptions),
+                "hidden_size": str(self.weight.shape[1]), "kind": "trunk"}
+        st.save_file({"weight": self.weight, "bias": self.bias}, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], generator: LocalGenerator) -> TrunkHeads:
+        """Read heads saved by :meth:`save` onto ``generator`` (the LM they were fitted on)."""
+        st = require("safetensors", extra="local", feature="loading reward heads")
+        try:
+            with st.safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
+            if meta.get("kind") != "trunk":
+                raise KeyError("kind")
+            names, descriptions = json.loads(meta["names"]), json.loads(meta["descriptions"])
+        except (OSError, KeyError, ValueError, st.SafetensorError) as exc:
+            raise InvalidInput(f"{path} is not a personalizer trunk-heads file: {exc}") from None
+        return cls(generator, weight, bias, names, descriptions)
+
+
+def trunk_states(generator: LocalGenerator, prompt: str, responses: Sequence[str], *,
+                 batch_size: int = 8) -> np.ndarray:
+    """The LM's final hidden state at each response's last token, with the prompt in the LM's
+    chat format before it: what shared-trunk heads read during decoding (``(n, hidden)``)."""
+    gen = generator
+    head = _hf.chat_prompt(gen.tokenizer, [Message(role="user", content=prompt)])
+    out = np.zeros((len(responses), int(gen.model.config.hidden_size)), np.float32)
+    for start, batch in chunks(list(responses), batch_size):
+        rows = [head + gen.tokenizer(r, add_special_tokens=False)["input_ids"] for r in batch]
+        ids, mask = right_pad(rows, gen.tokenizer.pad_token_id or 0, torch)
+        with torch.inference_mode():
+            h = gen.model.base_model(input_ids=ids.to(gen.device),
+                                     attention_mask=mask.to(gen.device)).last_hidden_state
+        last = mask.sum(1) - 1
+        out[start:start + len(batch)] = h[torch.arange(len(rows)), last].float().cpu().numpy()
+    return out
 
 
 def distill_heads(generator: LocalGenerator, rewards: Any,

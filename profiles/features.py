@@ -20,7 +20,7 @@ import numpy as np
 
 from personalizer.errors import InvalidInput
 
-__all__ = ["LearnedHeads", "learn_heads", "learned_reward_set"]
+__all__ = ["LearnedHeads", "learn_heads", "learned_reward_set", "learned_trunk_reward_set"]
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,14 @@ class LearnedHeads:
 def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
                 rejected: np.ndarray, n_heads: int, *, steps: int = 600, lr: float = 0.05,
                 l2: float = 1e-4, validation: float = 0.1, seed: int = 0,
-                standardize: bool = True) -> LearnedHeads:
+                whiten: bool = True, whiten_floor: float = 1e-2) -> LearnedHeads:
     """Fit ``n_heads`` linear heads and per-user coefficients from comparisons.
 
     ``users[i]`` preferred text ``chosen[i]`` over ``rejected[i]`` (indices into the rows of
     ``embeddings``). A ``validation`` share of the comparisons is held out to stop early at
-    the best held-out likelihood (the bilinear model overfits otherwise). With
-    ``standardize`` each embedding coordinate is divided by its spread while learning (the
-    returned heads include that scaling).
+    the best held-out likelihood (the bilinear model overfits otherwise). With ``whiten``
+    the heads are learned in whitened embedding coordinates (the returned heads include
+    that map and apply to raw embeddings).
     """
     import torch
 
@@ -58,13 +58,17 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     if min(c.min(), r.min()) < 0 or max(c.max(), r.max()) >= len(e) or u.min() < 0:
         raise InvalidInput("text or user indices out of range")
     n_users = int(u.max()) + 1
-    # learn on standardised embeddings (sentence encoders give unit-norm vectors whose
-    # coordinates are tiny: unscaled, the L2 penalty would swamp the likelihood), then fold
-    # the scaling back into the heads so that they apply to raw embeddings
-    scale = e.std(axis=0) + 1e-6 if standardize else np.ones(e.shape[1], np.float32)
-    diffs = (e[c] - e[r]) / scale
+    # learn in whitened coordinates, then fold the map back into the heads so they apply to
+    # raw embeddings. Encoder embeddings are strongly anisotropic: unwhitened, the SVD start
+    # follows the directions where texts vary most (mostly answer noise), not where users'
+    # preferences do, and the L2 penalty weighs directions unevenly.
+    basis = _whitening(e, whiten_floor) if whiten else np.eye(e.shape[1], dtype=np.float32)
+    diffs = (e[c] - e[r]) @ basis
     # SVD initialisation: each user's mean preference direction, stacked
-    means = np.zeros((n_users, e.shape[1]), np.float32)
+    if n_heads > diffs.shape[1]:
+        raise InvalidInput(f"the embeddings span only {diffs.shape[1]} directions; ask for at "
+                           "most that many heads")
+    means = np.zeros((n_users, diffs.shape[1]), np.float32)
     np.add.at(means, u, diffs)
     means /= np.maximum(np.bincount(u, minlength=n_users), 1)[:, None]
     left, sing, right = np.linalg.svd(means, full_matrices=False)
@@ -96,7 +100,17 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     if not held.any():
         best = (float(loss.item()), weight.detach().numpy().copy(),
                 coeffs.detach().numpy().copy())
-    return LearnedHeads((best[1] / scale).astype(np.float32), best[2], best[0])
+    return LearnedHeads((best[1] @ basis.T).astype(np.float32), best[2], best[0])
+
+
+def _whitening(e: np.ndarray, floor: float) -> np.ndarray:
+    """``(D, r)`` map to whitened coordinates over the embeddings' non-degenerate directions;
+    ``floor`` (a share of the largest variance) keeps faint directions from being blown up."""
+    x = (e - e.mean(0)).astype(np.float64)
+    lam, vec = np.linalg.eigh(x.T @ x / max(len(x) - 1, 1))
+    top = max(float(lam.max()), 1e-12)
+    keep = lam > 1e-6 * top
+    return (vec[:, keep] / np.sqrt(lam[keep] + floor * top)).astype(np.float32)
 
 
 def learned_reward_set(encoder: Any, heads: LearnedHeads, *, id: str, version: str,  # noqa: A002
@@ -113,4 +127,23 @@ def learned_reward_set(encoder: Any, heads: LearnedHeads, *, id: str, version: s
     bank = EmbeddingHeads(encoder, heads.weight, None, names,
                           [f"learned preference feature {i}" for i in range(j)])
     rs = RewardSet(id, [bank], version=version)
+    return rs.fit_normalization(texts) if texts else rs
+
+
+def learned_trunk_reward_set(generator: Any, heads: LearnedHeads, *, id: str,  # noqa: A002
+                             version: str, texts: Sequence[tuple[str, str]] | None = None,
+                             names: Sequence[str] | None = None) -> Any:
+    """Heads learned on a causal LM's own states (embeddings from
+    :func:`~personalizer.backends.trunk.trunk_states`) as shared-trunk reward heads: a
+    versioned reward set of one :class:`~personalizer.backends.trunk.TrunkHeads` that
+    ARGS steers with at about one k-token body pass per token. Save the heads with
+    ``reward_set.rewards[0].save(path)``, load them with ``TrunkHeads.load(path, generator)``."""
+    from personalizer.backends.rewards import RewardSet
+    from personalizer.backends.trunk import TrunkHeads
+
+    j = heads.weight.shape[0]
+    names = list(names or (f"learned_{i}" for i in range(j)))
+    trunk = TrunkHeads(generator, heads.weight, np.zeros(j, np.float32), names,
+                       [f"learned preference feature {i}" for i in range(j)])
+    rs = RewardSet(id, [trunk], version=version)
     return rs.fit_normalization(texts) if texts else rs

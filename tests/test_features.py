@@ -100,3 +100,68 @@ def test_heads_on_an_lm_trunk_become_a_versioned_reward_set(tmp_path, store) -> 
         f = rs.features(q.prompt, list(q.options))
         ob.answer(q.id, user.answer(f[0], f[1]))
     assert ob.profile.reward_set_id == "learned-tiny"
+
+
+def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  # noqa: ANN001
+    """End to end on a tiny LM: states from the trunk -> heads learned from simulated users
+    -> a reward set of TrunkHeads (saved, loaded) -> ARGS on the fast trunk path raises the
+    learned reward."""
+    import tiny
+
+    from personalizer.backends import LocalGenerator, Steering
+    from personalizer.backends.rewards import RewardSet
+    from personalizer.backends.steered import trunk_heads
+    from personalizer.backends.trunk import TrunkHeads, trunk_states
+    from personalizer.profiles.features import learned_trunk_reward_set
+    from personalizer.profiles.simulate import synthetic_texts
+
+    gen = LocalGenerator(tiny.gpt2(seed=1), tiny.tokenizer())
+    texts = synthetic_texts(300, seed=4)
+    emb = trunk_states(gen, "q", texts)
+    rng = np.random.default_rng(0)
+    who = rng.integers(0, 30, 3000)
+    a, b = rng.integers(0, 300, 3000), rng.integers(0, 300, 3000)
+    e_rate = np.array([t.count("e") / max(len(t), 1) for t in texts])
+    likes_e = e_rate[a] > e_rate[b]  # everyone prefers the text with more e's per letter
+    chosen, rejected = np.where(likes_e, a, b), np.where(likes_e, b, a)
+    heads = learn_heads(emb, who, chosen, rejected, 2, steps=300)
+    rs = learned_trunk_reward_set(gen, heads, id="trunk-learned", version="1",
+                                  texts=[("q", t) for t in texts[:100]])
+    rs.rewards[0].save(tmp_path / "trunk.safetensors")
+    loaded = TrunkHeads.load(tmp_path / "trunk.safetensors", gen)
+    again = RewardSet("trunk-learned", [loaded], version="1", normalization=rs.normalization)
+    assert again.version == rs.version
+    np.testing.assert_allclose(again.features("q", texts[:3]), rs.features("q", texts[:3]),
+                               rtol=1e-5)
+    # the users' shared direction in the learned feature space
+    direction = np.median(heads.user_coefficients, axis=0)
+    gen.rewards = again
+    steer = Steering(coefficients=dict(zip(again.names, direction.tolist(), strict=True)),
+                     reward_set_id=again.id, reward_set_version=again.version, strength=4.0,
+                     top_k=8, whole_answer="off")
+    assert trunk_heads(gen, again, steer) is loaded  # the fast path is taken
+    import torch
+
+    from personalizer.backends import GenerationOptions
+    from personalizer.backends.steered import args_token_ids
+
+    def reward(prompt_ids: list[int], ids: list[int]) -> float:  # of the tokens themselves
+        ids = [t for t in ids if t not in gen.eos_ids]
+        with torch.no_grad():
+            h = gen.model.base_model(torch.tensor([prompt_ids + ids])).last_hidden_state[0, -1]
+        raw = h.numpy() @ loaded.weight.T + loaded.bias
+        return float(again.normalization.apply(raw[None])[0] @ direction)
+
+    opts = GenerationOptions(max_new_tokens=16)
+    gains = []
+    for prompt in ["q", "Tell me about sleep", "Drink water", "Hello there"]:
+        pids = gen.prompt_ids(prompt)
+        plain = list(gen.token_ids(pids, opts))
+        steered = list(args_token_ids(gen, pids, prompt, opts, steer, again))
+        gains.append(reward(pids, steered) - reward(pids, plain))
+    assert min(gains) > 0.1, gains  # every answer scores higher on the learned reward
+    with pytest.raises(InvalidInput, match="trunk-heads file"):
+        from safetensors.numpy import save_file
+
+        save_file({"weight": heads.weight}, str(tmp_path / "other.safetensors"))
+        TrunkHeads.load(tmp_path / "other.safetensors", gen)
