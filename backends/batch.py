@@ -69,7 +69,7 @@ class _Row:
         return s is not None and s.strength > 0 and step % s.score_every == 0
 
     def take(self, tid: int, gen: LocalGenerator, stops: Sequence[str], elapsed: float) -> None:
-        from .local import _first_stop
+        from .local import first_stop
 
         self.tokens += 1
         if self.first_s is None:
@@ -82,7 +82,7 @@ class _Row:
             self.scorer.accept(tid)
         if stops:
             text = gen.tokenizer.decode(self.ids, skip_special_tokens=True)
-            cut = _first_stop(text, stops)
+            cut = first_stop(text, stops)
             if cut is not None:
                 self.done, self.finish, self.cut = True, "stop", text[:cut]
 

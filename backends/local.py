@@ -274,7 +274,7 @@ class _Run:
                 break
             ids.append(tid)
             text = tok.decode(ids, skip_special_tokens=True)
-            cut = _first_stop(text, stops)
+            cut = first_stop(text, stops)
             if cut is not None:
                 self.finish = "stop"
                 if cut > emitted:
@@ -302,7 +302,8 @@ class _Run:
         )
 
 
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Index where the first of ``stops`` begins in ``text`` (None when none occurs)."""
     hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return min(hits) if hits else None
 
