@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from personalizer.errors import BackendError, InvalidInput
@@ -35,7 +34,15 @@ from .args import args_scores, args_select
 from .padded import PaddedCache
 from .proxy import ProxyTuning, proxy_logits, shared_vocab_size
 from .sampling import choose_next, seeded_rng
-from .steered import ends_sentence, should_stop, tree_reward, trunk_heads
+from .steered import (
+    end_of_turn,
+    ends_sentence,
+    raw_weights,
+    should_stop,
+    text_reward,
+    tree_reward,
+    trunk_heads,
+)
 from .steering import Steering
 from .tree import TextScorer, score_head
 
@@ -56,6 +63,7 @@ class _Row:
     path: str = "plain"  # plain | trunk | tree | text
     weight: torch.Tensor | None = None  # trunk: hidden -> reward; tree: labels -> reward
     offset: float = 0.0
+    user_reward: Any = None  # steered rows: the user's reward of finished texts
     scorer: TextScorer | None = None  # text path
     ids: list[int] = field(default_factory=list)
     tokens: int = 0
@@ -133,10 +141,9 @@ def _make_row(gen: LocalGenerator, msgs: Any, s: Steering | None, opts: Generati
                            "LocalGenerator(..., rewards=reward_set)")
     coef = rs.coefficient_vector(s.coefficients, reward_set_id=s.reward_set_id,
                                  reward_set_version=s.reward_set_version)
-    norm = rs.normalization
-    scaled = coef / norm.scale
-    offset = -float((coef * norm.mean / norm.scale).sum())
-    row = _Row(prompt, text, s, seeded_rng(s.seed) if s.do_sample else None)
+    scaled, offset = raw_weights(rs, coef)
+    row = _Row(prompt, text, s, seeded_rng(s.seed) if s.do_sample else None,
+               user_reward=text_reward(rs, text, coef))
     heads = trunk_heads(gen, rs, s) if proxy is None else None
     if heads is not None:
         row.path = "trunk"
@@ -147,15 +154,8 @@ def _make_row(gen: LocalGenerator, msgs: Any, s: Steering | None, opts: Generati
         row.weight = torch.tensor(scaled, dtype=torch.float32)
     else:
         row.path = "text"
-        row.scorer = TextScorer(gen.tokenizer, _text_reward(rs, text, coef))
+        row.scorer = TextScorer(gen.tokenizer, row.user_reward)
     return row
-
-
-def _text_reward(rewards: Any, prompt_text: str, coef: np.ndarray) -> Any:
-    def user_reward(texts: list[str]) -> np.ndarray:
-        return rewards.features(prompt_text, texts) @ coef
-
-    return user_reward
 
 
 class _Logits:
@@ -275,13 +275,8 @@ def _lookahead(gen: LocalGenerator, row: _Row, tid: int, logits: torch.Tensor) -
             or not row.ids or tid in gen.eos_ids
             or not ends_sentence(gen.tokenizer.decode(row.ids))):
         return tid
-    tok = gen.tokenizer
-    eos = tok.eos_token_id if tok.eos_token_id in gen.eos_ids else min(gen.eos_ids)
-    reward = row.scorer.user_reward if row.scorer is not None else _text_reward(
-        gen.rewards, row.prompt_text, gen.rewards.coefficient_vector(
-            s.coefficients, reward_set_id=s.reward_set_id,
-            reward_set_version=s.reward_set_version))
-    if should_stop(gen, row.prompt, row.ids, tid, logits, eos, s.strength, reward,
+    eos = end_of_turn(gen)
+    if should_stop(gen, row.prompt, row.ids, tid, logits, eos, s.strength, row.user_reward,
                    s.lookahead_tokens):
         return eos
     return tid

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from . import _hf
-from .tree import crop_to, tree_mask
+from .tree import crop_to, keep_slot, tree_mask
 
 __all__ = ["PaddedCache"]
 
@@ -74,12 +74,9 @@ class PaddedCache:
         tree, self._tree = self._tree, None
         ones = torch.ones(self.rows, 1, dtype=torch.long)
         if tree is not None and bool((slot >= 0).all()):
-            ar, slot = torch.arange(self.rows, device=tree.device), slot.to(tree.device)
-            for layer in self.cache.layers:  # each row's chosen slot moves to `length`
-                layer.keys[ar, :, length] = layer.keys[ar, :, length + slot]
-                layer.values[ar, :, length] = layer.values[ar, :, length + slot]
-            crop_to(self.cache, length + 1)
-            self.hidden = tree[ar, slot]
+            keep_slot(self.cache, length, slot)  # each row's chosen slot moves to `length`
+            slot = slot.to(tree.device)
+            self.hidden = tree[torch.arange(self.rows, device=tree.device), slot]
         else:
             if tree is not None:
                 crop_to(self.cache, length)

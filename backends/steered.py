@@ -69,20 +69,16 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
                                       reward_set_id=steering.reward_set_id,
                                       reward_set_version=steering.reward_set_version)
     tok = gen.tokenizer
-    eos = tok.eos_token_id if tok.eos_token_id in gen.eos_ids else min(gen.eos_ids)
+    eos = end_of_turn(gen)
     w = steering.strength
     rng = None
     if steering.do_sample:
         rng = seeded_rng(steering.seed)
-
-    def user_reward(texts: list[str]) -> np.ndarray:
-        return rewards.features(prompt_text, texts) @ coef
-
+    user_reward = text_reward(rewards, prompt_text, coef)
     trunk = trunk_heads(gen, rewards, steering) if logits_source is None else None
     if trunk is not None:
-        norm = rewards.normalization
-        yield from trunk_token_ids(gen, prompt_ids, opts, steering, trunk, coef / norm.scale,
-                                   -float((coef * norm.mean / norm.scale).sum()))
+        yield from trunk_token_ids(gen, prompt_ids, opts, steering, trunk,
+                                   *raw_weights(rewards, coef))
         return
     scorer = make_scorer(gen, rewards, coef, steering.scoring, user_reward)
     scorer.start(prompt_ids)
@@ -112,6 +108,28 @@ def args_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], prompt_text: 
             ids.append(tid)
             scorer.accept(tid)
             logits = source.advance(tid)
+
+
+def end_of_turn(gen: LocalGenerator) -> int:
+    """The id that ends an answer: the tokenizer's eos when it ends a turn, else the lowest
+    end-of-turn id."""
+    eos = gen.tokenizer.eos_token_id
+    return eos if eos in gen.eos_ids else min(gen.eos_ids)
+
+
+def text_reward(rewards: Any, prompt_text: str, coef: np.ndarray) -> Any:
+    """The user's reward of finished texts: ``features(prompt, texts) @ coef``."""
+    def user_reward(texts: list[str]) -> np.ndarray:
+        return rewards.features(prompt_text, texts) @ coef
+
+    return user_reward
+
+
+def raw_weights(rewards: Any, coef: np.ndarray) -> tuple[np.ndarray, float]:
+    """The user's reward as weights on the raw (unnormalised) base rewards plus a constant:
+    ``coef . (raw - mean) / scale == weights . raw + offset``."""
+    norm = rewards.normalization
+    return coef / norm.scale, -float((coef * norm.mean / norm.scale).sum())
 
 
 def trunk_heads(gen: LocalGenerator, rewards: Any, steering: Steering) -> TrunkHeads | None:
@@ -145,10 +163,8 @@ def make_scorer(gen: LocalGenerator, rewards: Any, coef: np.ndarray, scoring: st
     rm = tree_reward(gen, rewards, scoring)
     if rm is None:
         return TextScorer(gen.tokenizer, user_reward)
-    norm = rewards.normalization
-    weights = coef / norm.scale
-    return TreeRewardScorer(rm.model, weights.tolist(),
-                            offset=-float((coef * norm.mean / norm.scale).sum()))
+    weights, offset = raw_weights(rewards, coef)
+    return TreeRewardScorer(rm.model, weights.tolist(), offset=offset)
 
 
 def ends_sentence(text: str) -> bool:

@@ -63,13 +63,17 @@ def crop_to(cache: Any, length: int) -> None:
             layer.crop(-extra)
 
 
-def keep_slot(cache: Any, base_len: int, index: int) -> None:
+def keep_slot(cache: Any, base_len: int, index: int | torch.Tensor) -> None:
     """Keep tree slot ``index`` (at ``base_len + index``) as position ``base_len``; drop the
-    other tree slots. Changes ``cache`` in place (it is the decoding state, not an input)."""
-    if index:
+    other tree slots. ``index`` is one slot for every row, or a tensor of one slot per row.
+    Changes ``cache`` in place (it is the decoding state, not an input)."""
+    slots = torch.as_tensor(index).reshape(-1)
+    if bool((slots != 0).any()):
         for layer in cache.layers:
-            layer.keys[:, :, base_len] = layer.keys[:, :, base_len + index]
-            layer.values[:, :, base_len] = layer.values[:, :, base_len + index]
+            rows = torch.arange(layer.keys.shape[0], device=layer.keys.device)
+            at = base_len + slots.to(layer.keys.device).expand(len(rows))
+            layer.keys[rows, :, base_len] = layer.keys[rows, :, at]
+            layer.values[rows, :, base_len] = layer.values[rows, :, at]
     crop_to(cache, base_len + 1)
 
 
