@@ -12,7 +12,7 @@ profile store, not their past influence on heads already trained (retrain to rem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,14 +120,10 @@ def learned_reward_set(encoder: Any, heads: LearnedHeads, *, id: str, version: s
     over ``encoder`` (a ``SentenceEncoder`` or ``CausalLMEncoder``), normalised on ``texts``
     (``(prompt, response)`` pairs) when given. Save its heads with
     ``reward_set.rewards[0].save(path)``; load them with ``EmbeddingHeads.load``."""
-    from personalizer.backends.rewards import EmbeddingHeads, RewardSet
+    from personalizer.backends.rewards import EmbeddingHeads
 
-    j = heads.weight.shape[0]
-    names = list(names or (f"learned_{i}" for i in range(j)))
-    bank = EmbeddingHeads(encoder, heads.weight, None, names,
-                          [f"learned preference feature {i}" for i in range(j)])
-    rs = RewardSet(id, [bank], version=version)
-    return rs.fit_normalization(texts) if texts else rs
+    return _reward_set(heads, names, id, version, texts,
+                       lambda n, d: EmbeddingHeads(encoder, heads.weight, None, n, d))
 
 
 def learned_trunk_reward_set(generator: Any, heads: LearnedHeads, *, id: str,  # noqa: A002
@@ -138,12 +134,22 @@ def learned_trunk_reward_set(generator: Any, heads: LearnedHeads, *, id: str,  #
     versioned reward set of one :class:`~personalizer.backends.trunk.TrunkHeads` that
     ARGS steers with at about one k-token body pass per token. Save the heads with
     ``reward_set.rewards[0].save(path)``, load them with ``TrunkHeads.load(path, generator)``."""
-    from personalizer.backends.rewards import RewardSet
     from personalizer.backends.trunk import TrunkHeads
+
+    bias = np.zeros(heads.weight.shape[0], np.float32)
+    return _reward_set(heads, names, id, version, texts,
+                       lambda n, d: TrunkHeads(generator, heads.weight, bias, n, d))
+
+
+def _reward_set(heads: LearnedHeads, names: Sequence[str] | None, id: str,  # noqa: A002
+                version: str, texts: Sequence[tuple[str, str]] | None,
+                build: Callable[[list[str], list[str]], Any]) -> Any:
+    """One reward set of the heads ``build(names, descriptions)`` makes, normalised on
+    ``texts`` when given."""
+    from personalizer.backends.rewards import RewardSet
 
     j = heads.weight.shape[0]
     names = list(names or (f"learned_{i}" for i in range(j)))
-    trunk = TrunkHeads(generator, heads.weight, np.zeros(j, np.float32), names,
-                       [f"learned preference feature {i}" for i in range(j)])
-    rs = RewardSet(id, [trunk], version=version)
+    rs = RewardSet(id, [build(names, [f"learned preference feature {i}" for i in range(j)])],
+                   version=version)
     return rs.fit_normalization(texts) if texts else rs
