@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from personalizer.errors import BackendError, InvalidInput
-from personalizer.types import Generation, MessagesLike, Timings, as_messages
+from personalizer.types import (
+    Generation,
+    MessagesLike,
+    Timings,
+    as_messages,
+    check_pairs,
+)
 
 from .args import args_scores, args_select
 from .padded import PaddedCache
@@ -108,6 +114,7 @@ def generate_batch(gen: LocalGenerator, requests: Sequence[tuple[MessagesLike,
         return []
     if proxy is not None and not isinstance(proxy, ProxyTuning):
         raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning")
+    check_pairs(requests, "(messages, steering_or_None)")
     start = time.perf_counter()
     chats = [as_messages(m) for m, _ in requests]
     rows = [_make_row(gen, msgs, s, opts, proxy) for msgs, (_, s) in

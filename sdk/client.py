@@ -19,7 +19,7 @@ from personalizer.profiles import (
 from personalizer.profiles.learner import make_preference
 
 from .errors import BackendError, InvalidInput
-from .types import Generation, Generator, MessagesLike
+from .types import Generation, Generator, MessagesLike, check_pairs
 
 __all__ = ["Personalizer"]
 
@@ -126,12 +126,15 @@ class Personalizer:
         """Answer many users at once: ``requests`` are ``(user_id, messages)`` pairs, decoded
         together in one batch, each row steered toward its own user's profile (needs a
         generator with ``generate_batch``, such as a LocalGenerator)."""
-        rows = [(messages, self._steering(user_id, strength, top_k))
-                for user_id, messages in requests]
+        if self.generator is None:
+            raise InvalidInput("generate_batch needs a generator: Personalizer(db, generator=...)")
         batch = getattr(self.generator, "generate_batch", None)
         if batch is None:
             raise BackendError(f"{type(self.generator).__name__} does not decode batches; "
                                "call generate() once per request")
+        check_pairs(requests, "(user_id, messages)")
+        rows = [(messages, self._steering(user_id, strength, top_k))
+                for user_id, messages in requests]
         return batch(rows, **options)
 
     def _steering(self, user_id: str, strength: float, top_k: int) -> Any:

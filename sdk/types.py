@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidInput
 
-__all__ = ["Generation", "Generator", "Message", "Timings", "as_messages"]
+__all__ = ["Generation", "Generator", "Message", "Timings", "as_messages", "check_pairs"]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -110,3 +110,10 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "value"
     return f"{where}: {err['msg']}"
+
+
+def check_pairs(requests: Any, shape: str) -> None:
+    """Refuse a batch whose items are not pairs (``shape`` names what each pair holds)."""
+    for i, r in enumerate(requests):
+        if not (isinstance(r, (tuple, list)) and len(r) == 2):
+            raise InvalidInput(f"request {i} must be a {shape} pair, got {type(r).__name__}")

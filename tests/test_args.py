@@ -241,6 +241,11 @@ def test_facade_generate_batch_steers_each_user_as_alone(tmp_path) -> None:  # n
 
         with pytest.raises(BackendError, match="does not decode batches"):
             p.generate_batch([("new", "hi")])
+    with Personalizer(tmp_path / "p.db", generator=gen) as p:
+        with pytest.raises(InvalidInput, match="request 0 must be a"):
+            p.generate_batch(["new"])  # type: ignore[list-item]
+    with Personalizer(tmp_path / "p.db") as p, pytest.raises(InvalidInput, match="generator"):
+        p.generate_batch([("new", "hi")])
 
 
 # -- shared-trunk heads -----------------------------------------------------------------------

@@ -113,6 +113,8 @@ def test_best_of_n_and_foreign_steering_are_refused(gen: LocalGenerator) -> None
             update={"strategy": "best_of_n"}))])
     with pytest.raises(InvalidInput, match="Steering"):
         generate_batch(gen, [(PROMPTS[0], {"h0": 1.0})])  # type: ignore[list-item]
+    with pytest.raises(InvalidInput, match="request 1 must be a"):
+        generate_batch(gen, [(PROMPTS[0], None), PROMPTS[1]])  # type: ignore[list-item]
 
 
 # -- a separate reward model (tree scoring) and proxy-tuning ----------------------------------
