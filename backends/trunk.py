@@ -3,9 +3,10 @@
 A response's reward features are ``W h + b`` with ``h`` the LM's final hidden state at the
 response's last token (the prompt in the LM's chat format before it). During decoding the LM
 computes these states anyway: one tree-attention pass of the LM body over the k candidates
-gives every candidate's features, and projecting only the chosen candidate's state through
-the vocabulary head gives the next step's logits. Steering then costs about one k-token body
-pass per token instead of a one-token pass, with no second model.
+gives every candidate's features (:class:`TrunkScorer`, offered by
+:meth:`TrunkHeads.token_scorer`), and the chosen candidate's state, kept from that pass,
+gives the next step's logits. Steering then costs about one k-token body pass per token
+instead of a one-token pass, with no second model.
 
 :func:`distill_heads` fits such heads to any reward set (e.g. the attribute scorers) by ridge
 regression on texts, so that a costly text-level reward can steer at trunk speed.
@@ -15,27 +16,24 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from personalizer._optional import require
-from personalizer.errors import BackendError, InvalidInput
+from personalizer.errors import InvalidInput
 from personalizer.types import Message
 
 from . import _hf
-from .args import args_scores, args_select, top_candidates
-from .sampling import seeded_rng
 from .rewards._batching import chunks, right_pad
-from .tree import keep_slot, tree_mask
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .local import GenerationOptions, LocalGenerator
-    from .steering import Steering
+    from .handle import ModelHandle
+    from .local import LocalGenerator
 
-__all__ = ["TrunkHeads", "distill_heads", "trunk_states", "trunk_token_ids"]
+__all__ = ["TrunkHeads", "TrunkScorer", "distill_heads", "trunk_states"]
 
 
 class TrunkHeads:
@@ -59,6 +57,11 @@ class TrunkHeads:
     def hidden_states(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
         """Final hidden state at each response's last token, prompt in chat format first."""
         return trunk_states(self.generator, prompt, responses, batch_size=self.batch_size)
+
+    def token_scorer(self, handle: ModelHandle) -> TrunkScorer | None:
+        """The fast path: these heads read the decoding LM's own trunk, so on the model they
+        were fitted on one tree pass per step scores every candidate."""
+        return TrunkScorer(self) if handle.model is self.generator.model else None
 
     def score_many(self, prompt: str, responses: Sequence[str]) -> list[list[float]]:
         h = self.hidden_states(prompt, responses)
@@ -128,41 +131,26 @@ def distill_heads(generator: LocalGenerator, rewards: Any,
     return TrunkHeads(generator, w.T, bias, rewards.names, rewards.descriptions)
 
 
-def trunk_token_ids(gen: LocalGenerator, prompt_ids: Sequence[int], opts: GenerationOptions,
-                    steering: Steering, heads: TrunkHeads, weights: np.ndarray,
-                    offset: float) -> Iterator[int]:
-    """ARGS with shared-trunk heads: one k-candidate body pass per token."""
-    model = gen.model
-    body, lm_head = model.base_model, model.get_output_embeddings()
-    kwarg = _hf.cache_kwarg(body)
-    w_t = torch.tensor(heads.weight.T @ weights, dtype=torch.float32)  # (H,) user direction
-    b_t = float(heads.bias @ weights) + offset
-    rng = None
-    if steering.do_sample:
-        rng = seeded_rng(steering.seed)
-    with torch.inference_mode():
-        cache = gen.new_cache()
-        out = model(input_ids=torch.tensor([list(prompt_ids)], device=gen.device),
-                    use_cache=True, logits_to_keep=1, **{gen._cache_kwarg: cache})
-        logits = out.logits[0, -1].float().cpu()
-        length = len(prompt_ids)
-        for _ in range(opts.max_new_tokens):
-            if not torch.isfinite(logits).any():
-                raise BackendError(f"{gen.name} produced no finite logits")
-            values, cands = top_candidates(logits, steering.top_k)
-            k = int(cands.numel())
-            hidden = body(input_ids=cands.view(1, k).to(gen.device), use_cache=True,
-                          attention_mask=tree_mask(length, k).to(gen.device),
-                          position_ids=torch.full((1, k), length, device=gen.device),
-                          **{kwarg: cache}).last_hidden_state[0].float().cpu()
-            rewards = hidden @ w_t + b_t
-            tid = args_select(cands, args_scores(values, rewards, steering.strength),
-                              vocab_size=logits.shape[-1], do_sample=steering.do_sample,
-                              temperature=steering.temperature, generator=rng)
-            yield tid
-            if tid in gen.eos_ids:
-                return
-            index = int((cands == tid).nonzero()[0, 0])
-            keep_slot(cache, length, index)
-            length += 1
-            logits = lm_head(hidden[index].to(lm_head.weight.dtype).to(gen.device)).float().cpu()
+
+class TrunkScorer:
+    """Trunk heads as a token scorer: the features of ``prefix + candidate`` are the heads on
+    the LM's own tree pass over the candidates (the pass that also gives the next logits)."""
+
+    kind = "trunk"
+
+    def __init__(self, heads: TrunkHeads) -> None:
+        self.weight = torch.tensor(heads.weight, dtype=torch.float32)  # (J, H)
+        self.bias = torch.tensor(heads.bias, dtype=torch.float32)
+
+    def start(self, rows: Sequence[Any]) -> None:
+        pass
+
+    def features(self, step: Any, rows: Sequence[Any]) -> torch.Tensor:
+        hidden = step.lm_tree()[[r.b for r in rows]]  # (n, k, H)
+        return hidden @ self.weight.T + self.bias
+
+    def commit(self, chosen: torch.Tensor, slot: torch.Tensor) -> None:
+        pass
+
+    def select(self, alive: Sequence[Any]) -> None:
+        pass

@@ -109,19 +109,23 @@ class Personalizer:
         return Onboarding(self.store, self.rewards, user_id, pool, **options)
 
     def generate(self, user_id: str, messages: MessagesLike, *, strength: float = 1.0,
-                 top_k: int = 10, **options: Any) -> Generation:
+                 strategy: Any = None, **options: Any) -> Generation:
         """Answer ``messages`` for ``user_id``: reward-guided decoding toward their profile.
 
+        ``strength`` weighs the user's reward (0: plain decoding); ``strategy`` is how to
+        search (:class:`~personalizer.backends.Args`, the default, or
+        :class:`~personalizer.backends.BestOfN`, or their names ``"args"``/``"best_of_n"``).
         A user without coefficients yet gets the generator's plain answer. ``options`` go to
-        the generator (``max_new_tokens``, ``stop``, ...).
+        the generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...); the
+        generation's ``steering`` record says which decoding path ran.
         """
-        steering = self._steering(user_id, strength, top_k)
+        steering = self._steering(user_id, strength, strategy)
         if steering is None:
             return self.generator.generate(messages, **options)
         return self.generator.generate(messages, steering=steering, **options)
 
     def generate_batch(self, requests: Sequence[tuple[str, MessagesLike]], *,
-                       strength: float = 1.0, top_k: int = 10,
+                       strength: float = 1.0, strategy: Any = None,
                        **options: Any) -> list[Generation]:
         """Answer many users at once: ``requests`` are ``(user_id, messages)`` pairs, decoded
         together in one batch, each row steered toward its own user's profile (needs a
@@ -133,11 +137,11 @@ class Personalizer:
             raise BackendError(f"{type(self.generator).__name__} does not decode batches; "
                                "call generate() once per request")
         check_pairs(requests, "(user_id, messages)")
-        rows = [(messages, self._steering(user_id, strength, top_k))
+        rows = [(messages, self._steering(user_id, strength, strategy))
                 for user_id, messages in requests]
         return batch(rows, **options)
 
-    def _steering(self, user_id: str, strength: float, top_k: int) -> Any:
+    def _steering(self, user_id: str, strength: float, strategy: Any) -> Any:
         """The user's Steering, or None while their profile has no coefficients."""
         if self.generator is None:
             raise InvalidInput("generate needs a generator: Personalizer(db, generator=...)")
@@ -150,7 +154,8 @@ class Personalizer:
             raise BackendError(
                 f"{type(self.generator).__name__} cannot steer toward {user_id!r}'s reward: "
                 "give a LocalGenerator the reward set of the profiles (rewards=...)")
-        return Steering.from_profile(profile, strength=strength, top_k=top_k)
+        extra = {} if strategy is None else {"strategy": strategy}
+        return Steering.from_profile(profile, strength=strength, **extra)
 
     def _need_learner(self, what: str) -> ProfileLearner:
         if self._learner is None:

@@ -68,7 +68,7 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
                 if user_id is None:
                     out = gen.generate(prompt, max_new_tokens=max_new_tokens)  # type: ignore[attr-defined]
                 else:
-                    out = p.generate(user_id, prompt, strength=strength, top_k=10,
+                    out = p.generate(user_id, prompt, strength=strength,
                                      max_new_tokens=max_new_tokens)
                 text = out.text.strip()
                 feats = rewards.features(prompt, [text])[0]

@@ -14,7 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidInput
 
-__all__ = ["Generation", "Generator", "Message", "Timings", "as_messages", "check_pairs"]
+__all__ = [
+    "Generation",
+    "Generator",
+    "Message",
+    "RewardTerm",
+    "ScoredCandidate",
+    "SteeringRecord",
+    "Timings",
+    "as_messages",
+    "check_pairs",
+]
 
 Role = Literal["system", "user", "assistant"]
 
@@ -39,6 +49,51 @@ class Timings(BaseModel):
     )
 
 
+class RewardTerm(BaseModel):
+    """One base reward of the user's reward, as a person can read it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="The base reward's name.")
+    description: str = Field(description="What more of it means, in words.")
+    coefficient: float = Field(description="The user's weight on it.")
+
+
+class ScoredCandidate(BaseModel):
+    """An answer (or block) that was considered, with the user's reward of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
+    reward: float
+
+
+class SteeringRecord(BaseModel):
+    """How an answer was produced, in a form that can be shown to the person it was for.
+
+    ``path`` names the decoding path that ran: ``"plain"``; ``"args-text"`` (candidate texts
+    scored by the reward set), ``"args-<kind>"`` for a reward's own fast token scorer
+    (``"args-tree"``: a reward model's tree-attention pass, ``"args-trunk"``: heads on the
+    LM's own trunk); ``"best-of-n"``. ``levers`` lists what acted on the answer
+    (``"args"``, ``"lookahead"``, ``"best_of_n"``, ``"proxy"``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="The decoding path that ran.")
+    levers: tuple[str, ...] = Field(default=(), description="What steered the answer.")
+    strategy: Mapping[str, Any] | None = Field(
+        default=None, description="The search strategy's settings, when one ran.")
+    strength: float | None = Field(default=None, description="The reward's weight.")
+    reward_set_id: str | None = None
+    reward_set_version: str | None = None
+    terms: tuple[RewardTerm, ...] = Field(
+        default=(), description="The user's coefficients, each with its description.")
+    candidates: tuple[ScoredCandidate, ...] = Field(
+        default=(), description="Best-of-n: the (last block's) candidates and their rewards.")
+    chosen: int | None = Field(default=None, description="Index of the kept candidate.")
+
+
 class Generation(BaseModel):
     """What a generator returns: the text and how it was produced."""
 
@@ -52,10 +107,15 @@ class Generation(BaseModel):
     )
     timings: Timings = Field(description="Wall-clock timings.")
     model: str | None = Field(default=None, description="Model id or path, when known.")
-    steering: Mapping[str, Any] | None = Field(
-        default=None,
-        description="What steering was applied (strategy, strength, reward set), or None.",
-    )
+    steering: SteeringRecord | None = Field(
+        default=None, description="How the answer was steered (see SteeringRecord), or None "
+        "when the generator does not say.")
+    token_ids: tuple[int, ...] | None = Field(
+        default=None, description="The generated token ids (end of turn included), when the "
+        "generator knows them (local models).")
+    prompt_tokens_dropped: int = Field(
+        default=0, ge=0, description="Oldest prompt tokens dropped to fit the model's context "
+        "(only with truncate='left').")
 
 
 @runtime_checkable
@@ -86,6 +146,10 @@ def as_messages(messages: MessagesLike) -> list[Message]:
     """
     if isinstance(messages, (str, Message, Mapping)):
         messages = [messages]  # type: ignore[list-item]
+    elif isinstance(messages, (bytes, bytearray)) or not isinstance(messages, Iterable):
+        raise InvalidInput(
+            f"messages must be a string, a chat message or a list of them, not "
+            f"{type(messages).__name__}; pass 'Hi' or [{{'role': 'user', 'content': 'Hi'}}]")
     out: list[Message] = []
     for i, item in enumerate(messages):  # type: ignore[union-attr]
         if isinstance(item, Message):

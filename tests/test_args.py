@@ -7,8 +7,13 @@ import pytest
 import tiny
 import torch
 
-from personalizer.backends import LocalGenerator, Steering
-from personalizer.backends.args import args_scores, args_select, top_candidates
+from personalizer.backends import Args, LocalGenerator, Steering
+from personalizer.backends.decoding_math import (
+    args_scores,
+    choose_next,
+    scatter_scores,
+    top_candidates,
+)
 from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.errors import InvalidInput, RewardSetMismatch
 
@@ -26,9 +31,11 @@ def test_args_scores_add_weighted_rewards_without_touching_inputs() -> None:
         args_scores(logits, rewards[:2], 1.0)
 
 
-def test_greedy_select_takes_the_best_score() -> None:
+def test_greedy_choice_takes_the_best_score() -> None:
     ids = torch.tensor([7, 3, 9])
-    assert args_select(ids, torch.tensor([0.1, 0.9, 0.5]), vocab_size=10, do_sample=False) == 3
+    scores = scatter_scores(ids, torch.tensor([0.1, 0.9, 0.5]), 10)
+    assert int(choose_next(scores, do_sample=False)[0]) == 3
+    assert torch.isinf(scores[[0, 1, 2, 4, 5, 6, 8]]).all()
 
 
 def test_sampling_matches_transformers_top_k_sampling() -> None:
@@ -37,9 +44,9 @@ def test_sampling_matches_transformers_top_k_sampling() -> None:
     k, temperature = 5, 0.7
     for seed in range(20):
         values, ids = top_candidates(logits, k)
-        ours = args_select(ids, args_scores(values, torch.zeros(k), 0.0), vocab_size=50,
-                           do_sample=True, temperature=temperature,
-                           generator=torch.Generator().manual_seed(seed))
+        ours = int(choose_next(scatter_scores(ids, args_scores(values, torch.zeros(k), 0.0), 50),
+                               do_sample=True, temperature=temperature,
+                               generator=torch.Generator().manual_seed(seed))[0])
         # transformers: temperature, then top-k to -inf, softmax, multinomial
         scaled = logits / temperature
         kth = torch.topk(scaled, k).values[-1]
@@ -57,7 +64,7 @@ PROMPTS = ["Hello there", "How are you today?", "Tell me about sleep", "Drink wa
 
 def steering(strength: float, c: float = 1.0, **kw) -> Steering:  # noqa: ANN003
     return Steering(coefficients={"e_count": c}, reward_set_id=REWARDS.id,
-                    reward_set_version=REWARDS.version, strength=strength, **kw)
+                    reward_set_version=REWARDS.version, strength=strength, strategy=Args(**kw))
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
@@ -85,11 +92,11 @@ def test_w0_sampling_equals_transformers_generate_with_the_same_seed(gen: LocalG
         ref = gen.model.generate(torch.tensor([ids]), max_new_tokens=15, do_sample=True,
                                  top_k=6, temperature=0.8, top_p=1.0, pad_token_id=0,
                                  eos_token_id=sorted(gen.eos_ids))
-        out = gen.generate(PROMPTS[seed], max_new_tokens=15,
-                           steering=steering(0.0, do_sample=True, top_k=6, temperature=0.8,
-                                             seed=seed))
+        out = gen.generate(PROMPTS[seed], max_new_tokens=15, steering=steering(0.0, candidates=6),
+                           do_sample=True, temperature=0.8, seed=seed)
         want = gen.tokenizer.decode(ref[0, len(ids):], skip_special_tokens=True)
         assert out.text == want
+        assert out.steering.path == "plain"  # w = 0 cannot change the answer: the fast path
 
 
 def test_steering_raises_the_reward(gen: LocalGenerator) -> None:
@@ -100,10 +107,23 @@ def test_steering_raises_the_reward(gen: LocalGenerator) -> None:
 
     plain, steered = mean_reward(0.0), mean_reward(2.0)
     assert steered > plain + 1.0
-    away = float(np.mean([E_COUNT.fn(gen.generate(p, max_new_tokens=20,
-                                                  steering=steering(2.0, c=-1.0)).text)
-                          for p in PROMPTS]))
-    assert away < plain or away == 0.0
+    # steering away from the letter plain answers are fullest of brings it down
+    plain_texts = "".join(gen.generate(p, max_new_tokens=20).text for p in PROMPTS)
+    letter = max("abcdefghijklmnopqrstuvwxyz", key=plain_texts.count)
+    o_count = AttributeScorer("o_count", "more of a letter",
+                              lambda t: float(t.count(letter)))
+    o_set = RewardSet("letter", [o_count])
+    o_gen = LocalGenerator(gen.model, gen.tokenizer, rewards=o_set)
+
+    def o_mean(c: float) -> float:
+        s = Steering(coefficients={"o_count": c}, reward_set_id=o_set.id,
+                     reward_set_version=o_set.version, strength=2.0)
+        return float(np.mean([o_count.fn(o_gen.generate(p, max_new_tokens=20, steering=s).text)
+                              for p in PROMPTS]))
+
+    plain_o, away = o_mean(0.0), o_mean(-1.0)
+    assert plain_o > 2.0  # room to go down
+    assert away < plain_o - 1.0
 
 
 def test_switching_user_is_a_new_steering_not_a_reload(gen: LocalGenerator,
@@ -119,14 +139,31 @@ def test_switching_user_is_a_new_steering_not_a_reload(gen: LocalGenerator,
     hates_e = gen.generate(PROMPTS[0], max_new_tokens=20, steering=steering(3.0, c=-1.0))
     assert gen.model is model
     assert likes_e.text.count("e") > hates_e.text.count("e")
-    assert likes_e.steering is not None and likes_e.steering["strength"] == 3.0
-    assert "coefficients" not in likes_e.steering
+    assert likes_e.steering is not None and likes_e.steering.strength == 3.0
+    assert likes_e.steering.path == "args-text"
+    assert [(t.name, t.coefficient, t.description) for t in likes_e.steering.terms] == \
+        [("e_count", 1.0, "more letter e")]
 
 
 def test_stream_equals_generate_when_steered(gen: LocalGenerator) -> None:
-    s = steering(2.0, do_sample=True, seed=4)
-    assert "".join(gen.stream(PROMPTS[1], max_new_tokens=20, steering=s)) == \
-        gen.generate(PROMPTS[1], max_new_tokens=20, steering=s).text
+    s = steering(2.0)
+    opts = {"max_new_tokens": 20, "do_sample": True, "seed": 4}
+    assert "".join(gen.stream(PROMPTS[1], steering=s, **opts)) == \
+        gen.generate(PROMPTS[1], steering=s, **opts).text
+
+
+def test_sampling_options_are_honoured_for_steered_users(gen: LocalGenerator) -> None:
+    s = steering(2.0)
+    texts = {gen.generate(PROMPTS[2], max_new_tokens=20, steering=s, do_sample=True,
+                          seed=seed).text for seed in range(4)}
+    assert len(texts) > 1  # four seeds, more than one text
+    again = gen.generate(PROMPTS[2], max_new_tokens=20, steering=s, do_sample=True, seed=0)
+    assert again.text == gen.generate(PROMPTS[2], max_new_tokens=20, steering=s,
+                                      do_sample=True, seed=0).text
+    # top_k=1 on the rescored candidates: sampling takes the best score, as greedy does
+    assert gen.generate(PROMPTS[2], max_new_tokens=20, steering=s, do_sample=True, seed=3,
+                        top_k=1).text == gen.generate(PROMPTS[2], max_new_tokens=20,
+                                                      steering=s).text
 
 
 def test_bad_steering_is_refused(gen: LocalGenerator) -> None:
@@ -142,6 +179,14 @@ def test_bad_steering_is_refused(gen: LocalGenerator) -> None:
     with pytest.raises(ValueError):
         Steering(coefficients={"e_count": float("nan")}, reward_set_id="x",
                  reward_set_version="1")
+    with pytest.raises(ValueError, match="candidates"):  # an ARGS field on best-of-n
+        Steering(coefficients={}, reward_set_id="x", reward_set_version="1",
+                 strategy={"kind": "best_of_n", "candidates": 4})
+    with pytest.raises(ValueError, match="block"):  # a best-of-n field on ARGS
+        Steering(coefficients={}, reward_set_id="x", reward_set_version="1",
+                 strategy={"kind": "args", "block": "sentence"})
+    assert Steering(coefficients={}, reward_set_id="x", reward_set_version="1",
+                    strategy="best_of_n").strategy.kind == "best_of_n"
 
 
 # -- tree-attention scoring with a separate reward model --------------------------------------
@@ -163,7 +208,7 @@ def test_tree_scoring_picks_the_tokens_of_a_no_cache_reference(lm_name: str) -> 
     gen = LocalGenerator(lm, tiny.tokenizer(), rewards=rs)
     w, k = 4.0, 5
     s = Steering(coefficients={"rm": 1.0}, reward_set_id=rs.id, reward_set_version=rs.version,
-                 strength=w, top_k=k, whole_answer="off", scoring="tree")
+                 strength=w, strategy=Args(candidates=k, whole_answer="off", scoring="fast"))
     scale, mean = float(rs.normalization.scale[0]), float(rs.normalization.mean[0])
     for prompt in PROMPTS[:2]:
         prompt_ids = gen.prompt_ids(prompt)
@@ -180,22 +225,36 @@ def test_tree_scoring_picks_the_tokens_of_a_no_cache_reference(lm_name: str) -> 
                 ids.append(best)
         out = gen.generate(prompt, max_new_tokens=12, steering=s)
         assert out.text == gen.tokenizer.decode(ids, skip_special_tokens=True)
+        assert out.steering.path == "args-tree"
 
 
-def test_tree_and_text_scoring_agree_on_what_they_both_see() -> None:
-    from personalizer.backends.steered import make_scorer
-    from personalizer.backends.tree import TextScorer, TreeRewardScorer
-
+def test_a_reward_model_offers_its_fast_path_and_each_path_raises_its_reward() -> None:
     rm, rs = _rm_setup()
     gen = LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), rewards=rs)
-    coef = np.array([1.0])
-    assert isinstance(make_scorer(gen, rs, coef, "auto", None), TreeRewardScorer)
-    assert isinstance(make_scorer(gen, rs, coef, "text", None), TextScorer)
-    other = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS)
-    from personalizer.errors import BackendError
 
-    with pytest.raises(BackendError, match="tree scoring needs"):
-        make_scorer(other, REWARDS, coef, "tree", None)
+    def rm_score(prompt: str, text: str) -> float:  # the RM on the LM's own token sequence
+        ids = gen.prompt_ids(prompt) + gen.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            return float(rm.score(rm.base_model(torch.tensor([ids])).last_hidden_state)[0, -1, 0])
+
+    def run(scoring: str, strength: float) -> tuple[float, set[str]]:
+        s = Steering(coefficients={"rm": 1.0}, reward_set_id=rs.id,
+                     reward_set_version=rs.version, strength=strength,
+                     strategy=Args(candidates=6, whole_answer="off", scoring=scoring))
+        outs = [gen.generate(p, max_new_tokens=12, steering=s) for p in PROMPTS]
+        return float(np.mean([rm_score(p, o.text) for p, o in zip(PROMPTS, outs, strict=True)])), \
+            {o.steering.path for o in outs}
+
+    plain, paths = run("auto", 0.0)
+    assert paths == {"plain"}
+    tree, paths = run("auto", 4.0)
+    assert paths == {"args-tree"}  # auto takes the reward's own tree scorer
+    assert tree > plain
+    _, paths = run("text", 4.0)
+    assert paths == {"args-text"}  # asked for: candidate texts scored by the reward set
+    other = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS)
+    with pytest.raises(InvalidInput, match="scoring='fast' needs"):
+        other.generate("hi", max_new_tokens=3, steering=steering(1.0, scoring="fast"))
 
 
 def test_facade_generate_steers_toward_the_stored_profile(tmp_path) -> None:  # noqa: ANN001
@@ -206,13 +265,16 @@ def test_facade_generate_steers_toward_the_stored_profile(tmp_path) -> None:  # 
     with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=gen) as p:
         p.create_profile("newbie")
         plain = p.generate("newbie", PROMPTS[0], max_new_tokens=15)
-        assert plain.steering is None  # no coefficients yet: the plain answer
+        assert plain.steering.path == "plain"  # no coefficients yet: the plain answer
+        assert plain.steering.terms == ()
         p.store.modify("newbie", lambda prof: prof.model_copy(update={
             "coefficients": {"e_count": 1.0}, "reward_set_id": REWARDS.id,
             "reward_set_version": REWARDS.version}))
         steered = p.generate("newbie", PROMPTS[0], strength=3.0, max_new_tokens=15)
-        assert steered.steering["strength"] == 3.0
-        assert steered.text.count("e") >= plain.text.count("e")
+        assert steered.steering.strength == 3.0 and steered.steering.path == "args-text"
+        assert steered.text.count("e") > plain.text.count("e")
+        best = p.generate("newbie", PROMPTS[0], strategy="best_of_n", max_new_tokens=15, seed=1)
+        assert best.steering.path == "best-of-n" and len(best.steering.candidates) == 4
     with Personalizer(tmp_path / "p.db", generator=LocalGenerator(gen.model, gen.tokenizer)) as p:
         with pytest.raises(BackendError, match="cannot steer"):
             p.generate("newbie", PROMPTS[0], max_new_tokens=5)
@@ -235,7 +297,7 @@ def test_facade_generate_batch_steers_each_user_as_alone(tmp_path) -> None:  # n
         for (user, prompt), out in zip(requests, batch, strict=True):
             assert out.text == p.generate(user, prompt, strength=3.0, max_new_tokens=12).text
         assert batch[0].text.count("e") > batch[1].text.count("e")
-        assert batch[2].steering is None
+        assert batch[2].steering.path == "plain" and batch[2].steering.strength is None
     with Personalizer(tmp_path / "p.db", generator=ScriptedGenerator(["hi"])) as p:
         from personalizer.errors import BackendError
 
@@ -264,7 +326,7 @@ def test_trunk_heads_pick_the_tokens_of_a_no_cache_reference(lm_name: str) -> No
     coef = {"h0": 1.0, "h1": -0.5}
     w, k = 3.0, 6
     s = Steering(coefficients=coef, reward_set_id=rs.id, reward_set_version=rs.version,
-                 strength=w, top_k=k, whole_answer="off")
+                 strength=w, strategy=Args(candidates=k, whole_answer="off"))
     prompt_ids = gen.prompt_ids(PROMPTS[2])
     ids: list[int] = []
     with torch.no_grad():
@@ -280,6 +342,7 @@ def test_trunk_heads_pick_the_tokens_of_a_no_cache_reference(lm_name: str) -> No
             ids.append(best)
     out = gen.generate(PROMPTS[2], max_new_tokens=12, steering=s)
     assert out.text == gen.tokenizer.decode(ids, skip_special_tokens=True)
+    assert out.steering.path == "args-trunk"
     # the same heads through the text-level path agree on what a finished text scores
     text_scores = heads.score_many(PROMPTS[2], ["hello there"])
     h = lm.base_model(torch.tensor([prompt_ids + gen.tokenizer(
@@ -287,7 +350,7 @@ def test_trunk_heads_pick_the_tokens_of_a_no_cache_reference(lm_name: str) -> No
     np.testing.assert_allclose(text_scores[0], h.detach().numpy() @ heads.weight.T + heads.bias,
                                rtol=1e-4, atol=1e-4)
     zero = Steering(coefficients=coef, reward_set_id=rs.id, reward_set_version=rs.version,
-                    strength=0.0, top_k=k, whole_answer="off")
+                    strength=0.0, strategy=Args(candidates=k, whole_answer="off"))
     assert gen.generate(PROMPTS[2], max_new_tokens=12, steering=zero).text == \
         gen.generate(PROMPTS[2], max_new_tokens=12).text
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tiny
 
-from personalizer.backends import LocalGenerator, Steering
-from personalizer.backends.batch import generate_batch
+from personalizer.backends import Args, LocalGenerator, Steering
 from personalizer.backends.rewards import RewardSet
 from personalizer.backends.trunk import TrunkHeads
 from personalizer.errors import InvalidInput
@@ -29,7 +28,8 @@ def gen(request) -> LocalGenerator:  # noqa: ANN001
 def steer(g: LocalGenerator, c0: float, strength: float = 3.0, **kw) -> Steering:  # noqa: ANN003
     kw.setdefault("whole_answer", "off")
     return Steering(coefficients={"h0": c0, "h1": -c0}, reward_set_id=g.rewards.id,
-                    reward_set_version=g.rewards.version, strength=strength, top_k=6, **kw)
+                    reward_set_version=g.rewards.version, strength=strength,
+                    strategy=Args(candidates=6, **kw))
 
 
 def test_plain_rows_equal_single_greedy(gen: LocalGenerator) -> None:
@@ -39,44 +39,55 @@ def test_plain_rows_equal_single_greedy(gen: LocalGenerator) -> None:
 
 
 def test_mixed_users_equal_their_single_runs(gen: LocalGenerator) -> None:
-    steerings = [steer(gen, 1.0), None, steer(gen, -1.0), steer(gen, 0.5, do_sample=True, seed=3),
+    steerings = [steer(gen, 1.0), None, steer(gen, -1.0), steer(gen, 0.5, whole_answer="lookahead"),
                  steer(gen, 2.0, strength=0.0)]
-    batch = generate_batch(gen, list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=15)
+    batch = gen.generate_batch(list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=15)
     for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
         alone = gen.generate(p, max_new_tokens=15, steering=s)
         assert out.text == alone.text, (p, s)
+        assert out.steering == alone.steering
+    assert [b.steering.path for b in batch] == ["args-trunk", "plain", "args-trunk",
+                                                "args-trunk", "plain"]
+    assert len({b.text for b in batch[:3]}) == 3
 
 
 def test_seeded_sampling_rows_equal_single_runs(gen: LocalGenerator) -> None:
-    batch = generate_batch(gen, [(p, None) for p in PROMPTS[:3]], max_new_tokens=12,
-                           do_sample=True, seed=5, top_k=10)
-    for p, out in zip(PROMPTS[:3], batch, strict=True):
+    steerings = [None, steer(gen, 1.0), steer(gen, -1.0)]
+    batch = gen.generate_batch(list(zip(PROMPTS[:3], steerings, strict=True)),
+                               max_new_tokens=12, do_sample=True, seed=5, top_k=10)
+    for p, s, out in zip(PROMPTS[:3], steerings, batch, strict=True):
         assert out.text == gen.generate(p, max_new_tokens=12, do_sample=True, seed=5,
-                                        top_k=10).text
+                                        top_k=10, steering=s).text
 
 
-def test_rows_that_finish_leave_the_batch(gen: LocalGenerator) -> None:
-    from personalizer.backends import GenerationOptions
-
-    tid = next(iter(gen.token_ids(gen.prompt_ids(PROMPTS[0]),
-                                  GenerationOptions(max_new_tokens=1))))
+def test_rows_that_finish_leave_the_batch() -> None:
+    gen = LocalGenerator(tiny.gpt2(seed=0), tiny.tokenizer())  # rows start differently
+    first = next(iter(gen.stream(PROMPTS[0], max_new_tokens=1)))
+    tid = gen.tokenizer(first, add_special_tokens=False)["input_ids"][0]
     saved = gen.eos_ids
     gen.eos_ids = {tid}
+    sizes: list[int] = []
+    hook = gen.model.base_model.register_forward_pre_hook(
+        lambda _m, _a, kw: sizes.append(int(kw["input_ids"].shape[0])), with_kwargs=True)
     try:
-        batch = generate_batch(gen, [(p, None) for p in PROMPTS], max_new_tokens=10)
+        batch = gen.generate_batch([(p, None) for p in PROMPTS], max_new_tokens=10)
+        hook.remove()
         alone = [gen.generate(p, max_new_tokens=10) for p in PROMPTS]
     finally:
+        hook.remove()
         gen.eos_ids = saved
     assert batch[0].finish_reason == "stop" and batch[0].completion_tokens == 1
     assert [b.text for b in batch] == [a.text for a in alone]
+    assert any(b.completion_tokens > 1 for b in batch)
+    assert sizes[0] == len(PROMPTS) and all(n < len(PROMPTS) for n in sizes[1:])
 
 
 def test_stop_strings_end_each_row_as_alone(gen: LocalGenerator) -> None:
     free = gen.generate_batch([(p, None) for p in PROMPTS], max_new_tokens=15)
     stop = next(t.text[3:5] for t in free if len(t.text) > 6)  # a string some row will meet
     steerings = [None, steer(gen, 1.0), None, steer(gen, -1.0), None]
-    batch = generate_batch(gen, list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=15,
-                           stop=[stop])
+    batch = gen.generate_batch(list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=15,
+                               stop=[stop])
     assert any(stop not in b.text and b.finish_reason == "stop" for b in batch)
     for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
         alone = gen.generate(p, max_new_tokens=15, steering=s, stop=[stop])
@@ -93,28 +104,34 @@ def test_text_level_rows_with_lookahead_equal_their_single_runs() -> None:
 
     def user(colons: float, length: float, **kw) -> Steering:  # noqa: ANN003
         return Steering(coefficients={"colons": colons, "length": length}, reward_set_id=rs.id,
-                        reward_set_version=rs.version, strength=2.0, top_k=5,
-                        lookahead_tokens=6, **kw)
+                        reward_set_version=rs.version, strength=2.0,
+                        strategy=Args(**{"candidates": 5, "lookahead_tokens": 6, **kw}))
 
     steerings = [user(0.0, -1.0), user(1.0, 0.0), None, user(0.5, -0.2, score_every=3),
-                 user(0.0, -1.0, do_sample=True, seed=4)]
-    batch = generate_batch(g, list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=16)
+                 user(0.0, -1.0, candidates=3)]
+    batch = g.generate_batch(list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=16)
     for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
         alone = g.generate(p, max_new_tokens=16, steering=s)
         assert (out.text, out.completion_tokens) == (alone.text, alone.completion_tokens), s
+    sampled = g.generate_batch(list(zip(PROMPTS[:2], steerings[:2], strict=True)),
+                               max_new_tokens=16, do_sample=True, seed=4)
+    for p, s, out in zip(PROMPTS[:2], steerings[:2], sampled, strict=True):
+        assert out.text == g.generate(p, max_new_tokens=16, steering=s, do_sample=True,
+                                      seed=4).text
     # the short-answer user stops at a sentence end: lookahead chose the end of turn
     assert batch[0].finish_reason == "stop" and batch[0].completion_tokens < 16
     assert batch[1].finish_reason == "length"
 
 
 def test_best_of_n_and_foreign_steering_are_refused(gen: LocalGenerator) -> None:
+    best = Steering(coefficients={"h0": 1.0, "h1": 0.0}, reward_set_id=gen.rewards.id,
+                    reward_set_version=gen.rewards.version, strategy="best_of_n")
     with pytest.raises(InvalidInput, match="best-of-n"):
-        generate_batch(gen, [(PROMPTS[0], steer(gen, 1.0).model_copy(
-            update={"strategy": "best_of_n"}))])
+        gen.generate_batch([(PROMPTS[0], best)])
     with pytest.raises(InvalidInput, match="Steering"):
-        generate_batch(gen, [(PROMPTS[0], {"h0": 1.0})])  # type: ignore[list-item]
+        gen.generate_batch([(PROMPTS[0], {"h0": 1.0})])  # type: ignore[list-item]
     with pytest.raises(InvalidInput, match="request 1 must be a"):
-        generate_batch(gen, [(PROMPTS[0], None), PROMPTS[1]])  # type: ignore[list-item]
+        gen.generate_batch([(PROMPTS[0], None), PROMPTS[1]])  # type: ignore[list-item]
 
 
 # -- a separate reward model (tree scoring) and proxy-tuning ----------------------------------
@@ -133,23 +150,21 @@ def rm_gen() -> LocalGenerator:
 def rm_steer(g: LocalGenerator, c: float, **kw) -> Steering:  # noqa: ANN003
     names = g.rewards.names
     return Steering(coefficients={names[0]: c, names[1]: 1 - c}, reward_set_id=g.rewards.id,
-                    reward_set_version=g.rewards.version, strength=4.0, top_k=5, **kw)
+                    reward_set_version=g.rewards.version, strength=4.0,
+                    strategy=Args(candidates=5, **kw))
 
 
 def test_separate_reward_model_rows_equal_their_single_runs(rm_gen: LocalGenerator) -> None:
-    from personalizer.backends.steered import make_scorer
-    from personalizer.backends.tree import TreeRewardScorer
-
-    assert isinstance(make_scorer(rm_gen, rm_gen.rewards, np.ones(2), "auto", None),
-                      TreeRewardScorer)
     steerings = [rm_steer(rm_gen, 1.0, whole_answer="off"), None,
                  rm_steer(rm_gen, -1.0, whole_answer="off"),
-                 rm_steer(rm_gen, 0.3, do_sample=True, seed=2, score_every=2),  # + lookahead
+                 rm_steer(rm_gen, 0.3, score_every=2),  # + lookahead
                  rm_steer(rm_gen, 1.0, scoring="text", whole_answer="off")]
-    batch = generate_batch(rm_gen, list(zip(PROMPTS, steerings, strict=True)),
-                           max_new_tokens=14)
+    batch = rm_gen.generate_batch(list(zip(PROMPTS, steerings, strict=True)),
+                                  max_new_tokens=14)
     for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
         assert out.text == rm_gen.generate(p, max_new_tokens=14, steering=s).text, s
+    assert [b.steering.path for b in batch] == ["args-tree", "plain", "args-tree", "args-tree",
+                                                "args-text"]
     assert len({b.text for b in batch[:3]}) == 3
 
 

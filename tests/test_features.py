@@ -108,9 +108,8 @@ def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  
     learned reward."""
     import tiny
 
-    from personalizer.backends import LocalGenerator, Steering
+    from personalizer.backends import Args, LocalGenerator, Steering
     from personalizer.backends.rewards import RewardSet
-    from personalizer.backends.steered import trunk_heads
     from personalizer.backends.trunk import TrunkHeads, trunk_states
     from personalizer.profiles.features import learned_trunk_reward_set
     from personalizer.profiles.simulate import synthetic_texts
@@ -138,12 +137,8 @@ def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  
     gen.rewards = again
     steer = Steering(coefficients=dict(zip(again.names, direction.tolist(), strict=True)),
                      reward_set_id=again.id, reward_set_version=again.version, strength=4.0,
-                     top_k=8, whole_answer="off")
-    assert trunk_heads(gen, again, steer) is loaded  # the fast path is taken
+                     strategy=Args(candidates=8, whole_answer="off"))
     import torch
-
-    from personalizer.backends import GenerationOptions
-    from personalizer.backends.steered import args_token_ids
 
     def reward(prompt_ids: list[int], ids: list[int]) -> float:  # of the tokens themselves
         ids = [t for t in ids if t not in gen.eos_ids]
@@ -152,13 +147,13 @@ def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  
         raw = h.numpy() @ loaded.weight.T + loaded.bias
         return float(again.normalization.apply(raw[None])[0] @ direction)
 
-    opts = GenerationOptions(max_new_tokens=16)
     gains = []
     for prompt in ["q", "Tell me about sleep", "Drink water", "Hello there"]:
         pids = gen.prompt_ids(prompt)
-        plain = list(gen.token_ids(pids, opts))
-        steered = list(args_token_ids(gen, pids, prompt, opts, steer, again))
-        gains.append(reward(pids, steered) - reward(pids, plain))
+        plain = gen.generate(prompt, max_new_tokens=16)
+        steered = gen.generate(prompt, max_new_tokens=16, steering=steer)
+        assert steered.steering.path == "args-trunk"  # the fast path is taken
+        gains.append(reward(pids, list(steered.token_ids)) - reward(pids, list(plain.token_ids)))
     assert min(gains) > 0.1, gains  # every answer scores higher on the learned reward
     with pytest.raises(InvalidInput, match="trunk-heads file"):
         from safetensors.numpy import save_file

@@ -9,7 +9,7 @@ import tiny
 import torch
 
 from personalizer import Generator, InvalidInput
-from personalizer.backends import GenerationOptions, LocalGenerator
+from personalizer.backends import LocalGenerator
 from personalizer.errors import BackendError
 
 PROMPT = [{"role": "user", "content": "Hello there, how are you?"}]
@@ -27,11 +27,12 @@ def test_is_a_generator(gen: LocalGenerator) -> None:
 
 def test_greedy_equals_transformers_generate(gen: LocalGenerator) -> None:
     ids = gen.prompt_ids(PROMPT)
-    ours = list(gen.token_ids(ids, GenerationOptions(max_new_tokens=20)))
+    ours = gen.generate(PROMPT, max_new_tokens=20)
     ref = gen.model.generate(torch.tensor([ids]), max_new_tokens=20, do_sample=False,
                              pad_token_id=gen.tokenizer.pad_token_id,
                              eos_token_id=sorted(gen.eos_ids))
-    assert ours == ref[0, len(ids):].tolist()
+    assert ours.text == gen.tokenizer.decode(ref[0, len(ids):], skip_special_tokens=True)
+    assert ours.completion_tokens == ref.shape[1] - len(ids)
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(gen: LocalGenerator) -> None:
@@ -48,7 +49,8 @@ def test_stream_equals_generate(gen: LocalGenerator) -> None:
         whole = gen.generate(PROMPT, max_new_tokens=25, **opts)
         pieces = list(gen.stream(PROMPT, max_new_tokens=25, **opts))
         assert "".join(pieces) == whole.text
-        assert len(pieces) >= 1
+        assert all(pieces)  # no empty pieces
+        assert len(pieces) > 1 or len(whole.text) <= 3  # streamed piece by piece
 
 
 def test_stop_strings_cut_the_text(gen: LocalGenerator) -> None:
@@ -62,8 +64,8 @@ def test_stop_strings_cut_the_text(gen: LocalGenerator) -> None:
 
 
 def test_end_of_turn_id_stops(gen: LocalGenerator) -> None:
-    ids = gen.prompt_ids(PROMPT)
-    first = next(iter(gen.token_ids(ids, GenerationOptions(max_new_tokens=5))))
+    first_text = next(iter(gen.stream(PROMPT, max_new_tokens=1)))
+    first = gen.tokenizer(first_text, add_special_tokens=False)["input_ids"][0]
     saved = gen.eos_ids
     gen.eos_ids = {first}
     try:
@@ -77,7 +79,23 @@ def test_generation_record(gen: LocalGenerator) -> None:
     out = gen.generate("hi", max_new_tokens=5)
     assert out.prompt_tokens == len(gen.prompt_ids("hi"))
     assert out.timings.total_s >= (out.timings.first_token_s or 0) > 0
-    assert out.steering is None
+    assert out.steering.path == "plain" and out.steering.levers == ()
+    assert out.prompt_tokens_dropped == 0
+
+
+def test_a_prompt_longer_than_the_context_is_refused_or_truncated_when_asked() -> None:
+    gen = LocalGenerator(tiny.gpt2(n_positions=64), tiny.tokenizer())
+    long = "the quick brown fox " * 40
+    assert len(gen.prompt_ids(long)) > 64
+    with pytest.raises(InvalidInput, match="truncate='left'"):
+        gen.generate(long, max_new_tokens=5)
+    out = gen.generate(long, max_new_tokens=5, truncate="left")
+    assert out.prompt_tokens_dropped == len(gen.prompt_ids(long)) - out.prompt_tokens
+    assert out.prompt_tokens + 5 <= 64 and out.completion_tokens == 5
+    # a prompt that fits, with a token limit past the context: the answer stops at its end
+    short = gen.prompt_ids("hi")
+    fits = gen.generate("hi", max_new_tokens=500)
+    assert fits.completion_tokens == 64 - len(short) and fits.finish_reason == "length"
 
 
 def test_bad_options_are_refused(gen: LocalGenerator) -> None:

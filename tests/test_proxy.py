@@ -7,7 +7,7 @@ import tiny
 import torch
 
 from personalizer.backends import LocalGenerator, ProxyTuning
-from personalizer.backends.proxy import proxy_logits
+from personalizer.backends.decoding_math import proxy_logits
 from personalizer.errors import InvalidInput
 
 PROMPTS = ["Hello there", "Tell me about sleep", "Drink water"]
@@ -73,10 +73,12 @@ def test_vocabularies_are_checked(trio) -> None:  # noqa: ANN001
         base.generate("hi", max_new_tokens=3, proxy=ProxyTuning(stranger, expert))
     with pytest.raises(InvalidInput, match="alpha"):
         ProxyTuning(expert, expert, alpha=-1.0)
+    with pytest.raises(InvalidInput, match="expert must be a local model"):
+        ProxyTuning("gpt2", expert)  # type: ignore[arg-type]
 
 
 def test_proxy_tuning_combines_with_args(trio) -> None:  # noqa: ANN001
-    from personalizer.backends import Steering
+    from personalizer.backends import Args, Steering
     from personalizer.backends.rewards import AttributeScorer, RewardSet
 
     base, expert, anti = trio
@@ -86,8 +88,8 @@ def test_proxy_tuning_combines_with_args(trio) -> None:  # noqa: ANN001
 
     def s(w: float) -> Steering:
         return Steering(coefficients={"e_count": 1.0}, reward_set_id=rs.id,
-                        reward_set_version=rs.version, strength=w, top_k=8,
-                        whole_answer="off")
+                        reward_set_version=rs.version, strength=w,
+                        strategy=Args(candidates=8, whole_answer="off"))
 
     try:
         for prompt in PROMPTS:
@@ -95,6 +97,7 @@ def test_proxy_tuning_combines_with_args(trio) -> None:  # noqa: ANN001
             both = base.generate(prompt, max_new_tokens=12, steering=s(2.0),
                                  proxy=ProxyTuning(expert, base, 1.0))
             assert both.text == expert.generate(prompt, max_new_tokens=12, steering=s(2.0)).text
+            assert both.steering.levers == ("proxy", "args")
             # ARGS at w = 0 over proxy-tuned logits is plain proxy-tuning
             assert base.generate(prompt, max_new_tokens=12, steering=s(0.0),
                                  proxy=ProxyTuning(expert, anti, 1.5)).text == \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personalizer.backends import Steering
+from personalizer.backends import Args, Steering
 from personalizer.profiles import default_reward_set
 from personalizer.profiles.simulate import taste_vector
 
@@ -22,7 +22,8 @@ def test_terse_and_lists_profiles_change_real_answers(smollm2) -> None:  # noqa:
     def run(taste: str, strength: float, top_k: int) -> list[str]:
         c = dict(zip(rewards.names, taste_vector(taste, rewards.names).tolist(), strict=True))
         s = Steering(coefficients=c, reward_set_id=rewards.id,
-                     reward_set_version=rewards.version, strength=strength, top_k=top_k)
+                     reward_set_version=rewards.version, strength=strength,
+                     strategy=Args(candidates=top_k))
         return [gen.generate(p, max_new_tokens=96, steering=s).text for p in PROMPTS]
 
     try:

@@ -41,7 +41,8 @@ def gpt2(seed: int = 0, n_layer: int = 2, n_embd: int = 64, **kw):  # noqa: ANN2
     torch.manual_seed(seed)
     tok = tokenizer()
     kw.setdefault("vocab_size", len(tok))
-    cfg = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=2, n_positions=512,
+    kw.setdefault("n_positions", 512)
+    cfg = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=2,
                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                      pad_token_id=tok.pad_token_id, **kw)
     return GPT2LMHeadModel(cfg).eval()

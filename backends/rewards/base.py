@@ -208,6 +208,29 @@ class RewardSet:
             raise InvalidInput("coefficients must be finite numbers")
         return vec
 
+    def token_scorer(self, handle: object) -> object | None:
+        """A fast token scorer for decoding with ``handle``'s model, from the rewards' own
+        ``token_scorer(handle)`` hooks (all of them must offer one; their features are
+        concatenated in this set's order), or None: then candidate texts are scored."""
+        parts = []
+        for r in self.rewards:
+            hook = getattr(r, "token_scorer", None)
+            scorer = hook(handle) if callable(hook) else None
+            if scorer is None:
+                return None
+            parts.append(scorer)
+        if len(parts) == 1:
+            return parts[0]
+        from ..scorers import CombinedScorer
+
+        return CombinedScorer(parts)
+
+    def raw_weights(self, coefficients: np.ndarray) -> tuple[np.ndarray, float]:
+        """A user's reward as weights on the raw (unnormalised) base rewards plus a constant:
+        ``c . (raw - mean) / scale == weights . raw + offset``."""
+        norm = self.normalization
+        return coefficients / norm.scale, -float((coefficients * norm.mean / norm.scale).sum())
+
     def user_reward(self, prompt: str, responses: Sequence[str],
                     coefficients: Mapping[str, float], *, reward_set_id: str | None,
                     reward_set_version: str | None) -> list[float]:

@@ -67,6 +67,17 @@ class ClassifierReward:
     def description(self) -> str:
         return self.descriptions[0]
 
+    def token_scorer(self, handle: Any) -> Any:
+        """The fast path for ARGS: when this model shares the decoding LM's vocabulary, one
+        tree-attention pass over its own KV cache scores every candidate of every row per
+        step (:class:`~personalizer.backends.scorers.TreeScorer`); None otherwise."""
+        from ..scorers import TreeScorer, score_head
+
+        if self.tokenizer.get_vocab() != handle.tokenizer.get_vocab():
+            return None
+        score_head(self.model)  # a model without a linear head cannot be tree-scored
+        return TreeScorer(self.model, handle.tokenizer.pad_token_id or 0)
+
     def _encode(self, prompt: str, response: str) -> list[int]:
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):

@@ -1,0 +1,247 @@
+"""The one decoding loop: rows decoded together, one batched forward per step.
+
+A single request is a batch of one; many users are many rows, each with its own prompt,
+options and policy (plain, ARGS with any token scorer); best-of-n forks one prompt into n
+rows; a lookahead draft is a row of its own. Per step:
+
+1. the logits of every active row (the LM alone, or proxy-tuned by an expert/antiexpert pair:
+   one left-padded KV cache per model, :class:`~.kv.PaddedCache`);
+2. the top candidates of the rows that rescore candidates, and, once per scorer, the raw
+   base-reward features of those candidates for the rows it serves (a tree pass of a reward
+   model, the LM's own tree pass for trunk heads, or decoded texts);
+3. each row's policy chooses its token;
+4. rows that finished (end of turn, stop string, block end, token limit) leave the batch;
+5. every cache commits the chosen tokens of the rest (a chosen tree slot is kept, no extra
+   forward).
+
+Each row's tokens equal decoding that row alone (up to floating-point ties).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from personalizer.errors import BackendError
+from personalizer.types import Message
+
+from .decoding_math import proxy_logits, slots_of, top_candidates
+from .handle import ModelHandle
+from .kv import PaddedCache, project
+from .request import GenerationOptions
+from .text import TextTracker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .proxy import ProxyTuning
+    from .scorers import TokenScorer
+
+__all__ = ["DecodeRow", "Decoding", "RowSpec", "TokenPolicy"]
+
+
+class TokenPolicy(Protocol):
+    """How one row chooses its next token (a small object; the loop is shared)."""
+
+    k: int  # candidates it rescores (0: none)
+    scorer: TokenScorer | None  # where the candidates' features come from
+
+    def scored(self, step: int) -> bool:
+        """Whether the candidates are scored at this step."""
+        ...
+
+    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
+               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
+        """The next token of ``row`` from its ``(vocab,)`` logits (and its top candidates,
+        best first, with ``row.features`` of them on scored steps)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of a decoding run."""
+
+    prompt: list[int]  # the LM's prompt ids (chat prompt + continuation)
+    prompt_text: str  # the user's last message (what rewards score against)
+    options: GenerationOptions
+    policy: TokenPolicy
+    max_new_tokens: int  # the options' limit, clipped to the model's context
+    rng: torch.Generator | None = None  # may be shared by rows (best-of-n samples)
+    messages: Sequence[Message] = ()  # for proxy models, which format the chat their own way
+    continuation: tuple[int, ...] = ()  # ids after the chat prompt (proxy models get them too)
+    end: Callable[[list[int]], bool] | None = None  # a block ends here (ids so far)
+
+
+class DecodeRow:
+    """One row's decoding state."""
+
+    def __init__(self, spec: RowSpec, tokenizer: Any, index: int) -> None:
+        self.spec, self.index, self.b = spec, index, index
+        self.prompt, self.prompt_text, self.k = spec.prompt, spec.prompt_text, spec.policy.k
+        self.tracker = TextTracker(tokenizer, spec.options.stop)
+        self.features: torch.Tensor | None = None  # this step's candidate features
+        self.token_ids: list[int] = []  # every chosen token, end of turn included
+        self.finish = "length"  # "stop" (end of turn or stop string), "block", "length"
+        self.done = False
+        self.first_s: float | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        """The answer's tokens so far (no end of turn)."""
+        return self.tracker.ids
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids)
+
+    def take(self, tid: int, eos_ids: set[int], elapsed: float) -> str:
+        """Append the chosen token; the newly safe text."""
+        self.token_ids.append(tid)
+        if self.first_s is None:
+            self.first_s = elapsed
+        if tid in eos_ids:
+            self.done, self.finish = True, "stop"
+            return ""
+        piece = self.tracker.push(tid)
+        if self.tracker.stopped:
+            self.done, self.finish = True, "stop"
+        elif self.spec.end is not None and self.spec.end(self.ids):
+            self.done, self.finish = True, "block"
+        elif self.tokens >= self.spec.max_new_tokens:
+            self.done = True
+        return piece
+
+
+class _Logits:
+    """Next-token logits of the active rows: the LM alone, or proxy-tuned by two more."""
+
+    def __init__(self, handle: ModelHandle, rows: list[DecodeRow],
+                 proxy: ProxyTuning | None) -> None:
+        self.lm = PaddedCache(handle.model, [r.prompt for r in rows],
+                              handle.tokenizer.pad_token_id or 0)
+        self.heads = [handle.model.get_output_embeddings()]
+        self.caches = [self.lm]
+        self.alpha, self.vocab = 0.0, None
+        if proxy is not None:
+            from .proxy import shared_vocab_size
+
+            self.vocab = shared_vocab_size(handle, proxy.expert, proxy.antiexpert)
+            self.alpha = proxy.alpha
+            for g in (proxy.expert, proxy.antiexpert):
+                prompts = [g.prompt_ids(r.spec.messages) + list(r.spec.continuation)
+                           for r in rows]
+                self.caches.append(PaddedCache(g.model, prompts, g.tokenizer.pad_token_id or 0))
+                self.heads.append(g.model.get_output_embeddings())
+
+    def current(self) -> torch.Tensor:
+        outs = [project(h, c.hidden).float().cpu()[:, :self.vocab]
+                for h, c in zip(self.heads, self.caches, strict=True)]
+        logits = outs[0] if len(outs) == 1 else proxy_logits(*outs, self.alpha)
+        if not bool(torch.isfinite(logits).any(dim=-1).all()):
+            raise BackendError("the model produced no finite logits for a row")
+        return logits
+
+    def commit(self, chosen: torch.Tensor, slot: torch.Tensor) -> None:
+        self.lm.commit(chosen, slot)
+        for c in self.caches[1:]:
+            c.commit(chosen, torch.full_like(slot, -1))
+
+    def select(self, keep: list[int]) -> None:
+        for c in self.caches:
+            c.select(keep)
+
+
+class _Step:
+    """What one step offers the scorers: candidates, and the LM's tree pass on demand."""
+
+    def __init__(self, lm: PaddedCache, candidates: torch.Tensor) -> None:
+        self.candidates, self._lm = candidates, lm
+        self._tree: torch.Tensor | None = None
+
+    def lm_tree(self) -> torch.Tensor:
+        if self._tree is None:
+            self._tree = self._lm.tree(self.candidates).float()
+        return self._tree
+
+
+@dataclass
+class Decoding:
+    """One run of the loop. Iterate for ``(row index, text piece)``; afterwards ``rows`` hold
+    each row's tokens, text, finish reason and timings."""
+
+    handle: ModelHandle
+    specs: Sequence[RowSpec]
+    proxy: ProxyTuning | None = None
+    rows: list[DecodeRow] = field(init=False)
+    start: float = field(init=False, default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.rows = [DecodeRow(s, self.handle.tokenizer, i) for i, s in enumerate(self.specs)]
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        with torch.inference_mode():
+            yield from self._loop()
+
+    def _loop(self) -> Iterator[tuple[int, str]]:
+        eos = self.handle.eos_ids
+        active = [r for r in self.rows if r.spec.max_new_tokens > 0]
+        if not active:
+            return
+        source = _Logits(self.handle, active, self.proxy)
+        scorers: list[TokenScorer] = []
+        for r in active:
+            s = r.spec.policy.scorer
+            if s is not None and all(s is not t for t in scorers):
+                scorers.append(s)
+        for s in scorers:
+            s.start([r for r in active if r.spec.policy.scorer is s])
+        step = 0
+        while active:
+            for b, r in enumerate(active):
+                r.b = b
+            logits = source.current()
+            k_max = max(r.k for r in active)
+            values = cands = None
+            if k_max:
+                values, cands = top_candidates(logits, k_max)
+                view = _Step(source.lm, cands)
+                for s in scorers:
+                    scored = [r for r in active
+                              if r.spec.policy.scorer is s and r.spec.policy.scored(step)]
+                    if scored:
+                        for r, f in zip(scored, s.features(view, scored), strict=True):
+                            r.features = f
+            chosen = torch.empty(len(active), dtype=torch.long)
+            for b, r in enumerate(active):
+                chosen[b] = r.spec.policy.choose(
+                    self, r, logits[b], None if values is None else values[b],
+                    None if cands is None else cands[b])
+                r.features = None
+            slot = slots_of(cands, chosen) if cands is not None else \
+                torch.full((len(active),), -1, dtype=torch.long)
+            elapsed = time.perf_counter() - self.start
+            for b, r in enumerate(active):
+                piece = r.take(int(chosen[b]), eos, elapsed)
+                if r.done and not r.tracker.stopped:
+                    piece += r.tracker.flush()
+                if piece:
+                    yield r.index, piece
+            alive = [r for r in active if not r.done]
+            if not alive:
+                return
+            keep = [r.b for r in alive]
+            if len(alive) < len(active):  # finished rows leave before the next forward
+                source.select(keep)
+                for s in scorers:
+                    s.select(alive)
+                for b, r in enumerate(alive):
+                    r.b = b
+                chosen, slot = chosen[keep], slot[keep]
+            source.commit(chosen, slot)
+            for s in scorers:
+                s.commit(chosen, slot)
+            active = alive
+            step += 1
+

@@ -1,0 +1,164 @@
+"""The one place that chooses a request's decoding path.
+
+Given a request (messages, options, an optional user :class:`Steering`), :class:`Planner`
+fits the prompt to the model's context and picks the path, then returns the row for the
+decoding loop and the record of what was chosen:
+
+* no steering -> plain decoding;
+* ARGS whose reward cannot change the answer (strength 0, or all coefficients 0 without
+  sampled lookahead) -> plain decoding limited to the same k candidates: identical answers,
+  faster;
+* ARGS -> the reward's own fast token scorer when it offers one for this model
+  (``scoring="auto"`` or ``"fast"``), else candidate texts scored by the reward set;
+* best-of-n -> n sampled rows per block (:mod:`.best_of_n`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from personalizer.errors import InvalidInput
+from personalizer.types import Message, RewardTerm, SteeringRecord
+
+from .decoding_math import seeded_rng
+from .engine import RowSpec
+from .handle import ModelHandle, context_length, end_of_turn
+from .policies import PLAIN, ArgsPolicy, PlainPolicy
+from .request import BestOfN, GenerationOptions, Steering
+from .scorers import TextScorer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .proxy import ProxyTuning
+    from .scorers import TokenScorer
+
+__all__ = ["Plan", "Planner", "fit_context"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request, ready for the loop."""
+
+    spec: RowSpec
+    record: SteeringRecord
+    dropped: int = 0  # prompt tokens dropped to fit the context
+    best_of_n: BestOfN | None = None
+    user_reward: Callable[[list[str]], Any] | None = None  # best-of-n: reward of texts
+
+
+def fit_context(handle: ModelHandle, prompt: list[int],
+                options: GenerationOptions) -> tuple[list[int], int, int]:
+    """``(prompt, dropped, max_new_tokens)`` within the model's context: a prompt that fills
+    it is refused, or with ``truncate='left'`` loses its oldest tokens; the token limit is
+    clipped to the room left (the answer then ends with finish reason 'length')."""
+    ctx = context_length(handle.model)
+    if ctx is None:
+        return prompt, 0, options.max_new_tokens
+    dropped = 0
+    if len(prompt) >= ctx:
+        if options.truncate == "error":
+            raise InvalidInput(
+                f"the prompt has {len(prompt)} tokens but {handle.name} holds {ctx}; shorten "
+                "the conversation, or pass truncate='left' to drop its oldest tokens")
+        keep = max(1, ctx - min(options.max_new_tokens, ctx // 2))
+        dropped = len(prompt) - keep
+        prompt = prompt[-keep:]
+    return prompt, dropped, min(options.max_new_tokens, ctx - len(prompt))
+
+
+def last_user_text(messages: Sequence[Message]) -> str:
+    return next((m.content for m in reversed(messages) if m.role == "user"),
+                messages[-1].content)
+
+
+class Planner:
+    """Plans the requests of one decoding run; rows steered with the same reward set share
+    one token scorer per kind."""
+
+    def __init__(self, handle: ModelHandle, rewards: Any, proxy: ProxyTuning | None) -> None:
+        self.handle, self.rewards, self.proxy = handle, rewards, proxy
+        self._fast: Any = None
+        self._fast_known = False
+        self._text: TextScorer | None = None
+
+    def plan(self, messages: Sequence[Message], options: GenerationOptions,
+             steering: Steering | None) -> Plan:
+        prompt, dropped, max_new = fit_context(self.handle, self.handle.prompt_ids(messages),
+                                               options)
+        text = last_user_text(messages)
+        base = ("proxy",) if self.proxy is not None else ()
+
+        def row(policy: Any, sample_default: bool = False) -> RowSpec:
+            sampling = options.sampling(sample_default)
+            rng = seeded_rng(options.seed) if sampling else None
+            opts = options.model_copy(update={"do_sample": sampling})
+            return RowSpec(prompt=prompt, prompt_text=text, options=opts, policy=policy,
+                           max_new_tokens=max_new, rng=rng, messages=tuple(messages))
+
+        if steering is None:
+            return Plan(row(PLAIN), SteeringRecord(path="plain", levers=base), dropped)
+        if not isinstance(steering, Steering):
+            raise InvalidInput("steering must be a personalizer.backends.Steering, not "
+                               f"{type(steering).__name__}")
+        rs = self.rewards
+        if rs is None:
+            raise InvalidInput("steering needs the reward set its coefficients refer to: "
+                               "LocalGenerator(..., rewards=reward_set)")
+        coef = rs.coefficient_vector(steering.coefficients,
+                                     reward_set_id=steering.reward_set_id,
+                                     reward_set_version=steering.reward_set_version)
+        strategy = steering.strategy
+
+        def record(path: str, levers: tuple[str, ...]) -> SteeringRecord:
+            return SteeringRecord(
+                path=path, levers=(*base, *levers), strategy=strategy.model_dump(),
+                strength=steering.strength, reward_set_id=rs.id, reward_set_version=rs.version,
+                terms=tuple(RewardTerm(name=n, description=d, coefficient=float(c))
+                            for n, d, c in zip(rs.names, rs.descriptions, coef, strict=True)))
+
+        if isinstance(strategy, BestOfN):
+            if options.do_sample is False:
+                raise InvalidInput("best-of-n draws n samples, which do_sample=False would "
+                                   "make identical; leave do_sample unset (or True)")
+
+            def user_reward(texts: list[str]) -> Any:
+                return rs.features(text, texts) @ coef
+
+            return Plan(row(PLAIN, sample_default=True), record("best-of-n", ("best_of_n",)),
+                        dropped, best_of_n=strategy, user_reward=user_reward)
+        lookahead = strategy.whole_answer == "lookahead"
+        if steering.strength == 0 or (not coef.any()
+                                      and not (lookahead and options.sampling())):
+            return Plan(row(PlainPolicy(limit=strategy.candidates)), record("plain", ()),
+                        dropped)
+        scorer = self._scorer(strategy.scoring)
+        weights, offset = rs.raw_weights(coef)
+        policy = ArgsPolicy(
+            k=strategy.candidates, strength=steering.strength,
+            weights=torch.tensor(weights, dtype=torch.float32), offset=offset, scorer=scorer,
+            score_every=strategy.score_every,
+            lookahead=strategy.lookahead_tokens if lookahead else None,
+            text_reward=lambda prompt_text, texts: rs.features(prompt_text, texts) @ coef,
+            eos=end_of_turn(self.handle))
+        levers = ("args", "lookahead") if lookahead else ("args",)
+        return Plan(row(policy), record(f"args-{scorer.kind}", levers), dropped)
+
+    def _scorer(self, scoring: str) -> TokenScorer:
+        if scoring != "text":
+            if not self._fast_known:
+                self._fast, self._fast_known = self.rewards.token_scorer(self.handle), True
+            if self._fast is not None:
+                return self._fast
+            if scoring == "fast":
+                raise InvalidInput(
+                    f"scoring='fast' needs rewards with their own token scorer for "
+                    f"{self.handle.name} (a ClassifierReward sharing its tokenizer, TrunkHeads "
+                    f"fitted on it); reward set {self.rewards.id!r} has none: use "
+                    "scoring='auto' or 'text'")
+        if self._text is None:
+            self._text = TextScorer(self.handle.tokenizer, self.rewards.raw_features)
+        return self._text
+

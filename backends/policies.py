@@ -1,0 +1,128 @@
+"""Token policies: how a row of the decoding loop chooses its next token.
+
+* :class:`PlainPolicy`: the model's own choice (greedy, or a sample after temperature, top-k
+  and top-p), optionally limited to the top ``limit`` tokens (ARGS with nothing to add).
+* :class:`ArgsPolicy`: ARGS: the top ``k`` candidates rescored as
+  ``logit + strength * (features @ weights + offset)``, then chosen with the same sampling
+  options. With whole-answer lookahead, at each sentence end it also weighs stopping now
+  against one more (greedily drafted) sentence, both scored as finished answers:
+  ``logit(eos) + w r(prefix)`` against ``logit(next) + w r(prefix + sentence)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .decoding_math import args_scores, choose_next, scatter_scores
+from .engine import Decoding, RowSpec
+from .handle import ModelHandle, context_length
+from .request import GenerationOptions
+from .text import ends_sentence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import DecodeRow
+    from .scorers import TokenScorer
+
+__all__ = ["PLAIN", "ArgsPolicy", "PlainPolicy", "draft"]
+
+
+def _sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
+    o = row.spec.options
+    return int(choose_next(logits, do_sample=o.sampling(), temperature=o.temperature,
+                           top_k=top_k, top_p=o.top_p, generator=row.spec.rng)[0])
+
+
+@dataclass(frozen=True)
+class PlainPolicy:
+    """The model's own next token; ``limit`` keeps only the top ``limit`` tokens."""
+
+    limit: int | None = None
+    k: int = 0
+    scorer: None = None
+
+    def scored(self, step: int) -> bool:
+        return False
+
+    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
+               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
+        top_k = row.spec.options.top_k
+        if self.limit is not None:
+            top_k = self.limit if top_k is None else min(top_k, self.limit)
+        return _sample(logits, row, top_k)
+
+
+PLAIN = PlainPolicy()
+
+
+@dataclass(frozen=True)
+class ArgsPolicy:
+    """ARGS over ``k`` candidates with one user's reward ``features @ weights + offset``
+    (raw base-reward features from ``scorer``)."""
+
+    k: int
+    strength: float
+    weights: torch.Tensor  # (J,) the user's weights on the raw features
+    offset: float
+    scorer: TokenScorer
+    score_every: int = 1
+    lookahead: int | None = None  # token budget of a drafted sentence; None: off
+    text_reward: Callable[[str, list[str]], Any] | None = None  # user reward of texts
+    eos: int = 0  # the id that ends an answer
+
+    def scored(self, step: int) -> bool:
+        return step % self.score_every == 0
+
+    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
+               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
+        assert values is not None and candidates is not None
+        v, c = values[:self.k], candidates[:self.k]
+        rewards = torch.zeros_like(v)
+        if row.features is not None:
+            rewards = row.features[:self.k] @ self.weights + self.offset
+        scores = scatter_scores(c, args_scores(v, rewards, self.strength), logits.shape[-1])
+        tid = _sample(scores, row, row.spec.options.top_k)
+        if (self.lookahead is not None and row.ids and tid not in run.handle.eos_ids
+                and ends_sentence(row.tracker.decode())):
+            if self._stop_here(run.handle, row, tid, logits):
+                return self.eos
+        return tid
+
+    def _stop_here(self, handle: ModelHandle, row: DecodeRow, go: int,
+                   logits: torch.Tensor) -> bool:
+        """Stop now, or go on with one more sentence? Both scored as finished answers."""
+        assert self.lookahead is not None and self.text_reward is not None
+        tok = handle.tokenizer
+
+        def sentence_done(ids: list[int]) -> bool:
+            return len(ids) + 1 >= 3 and ends_sentence(tok.decode([go, *ids]))
+
+        more = [go, *draft(handle, [*row.prompt, *row.ids, go], self.lookahead,
+                           sentence_done)]
+        stop_text = row.tracker.decode()
+        go_text = row.tracker.decode([*row.ids, *more])
+        r_stop, r_go = (float(x) for x in self.text_reward(row.prompt_text,
+                                                           [stop_text, go_text]))
+        w = self.strength
+        return float(logits[self.eos]) + w * r_stop > float(logits[go]) + w * r_go
+
+
+def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,
+          end: Callable[[list[int]], bool] | None = None) -> list[int]:
+    """Greedy tokens continuing ``prefix`` (end of turn excluded), at most ``budget``, until
+    ``end(ids)`` says a block ends: a lookahead draft, decoded as a row of its own."""
+    room = context_length(handle.model)
+    if room is not None:
+        budget = min(budget, room - len(prefix))
+    if budget < 1:
+        return []
+    spec = RowSpec(prompt=list(prefix), prompt_text="",
+                   options=GenerationOptions(max_new_tokens=budget), policy=PLAIN,
+                   max_new_tokens=budget, end=end)
+    run = Decoding(handle, [spec])
+    for _ in run:
+        pass
+    return run.rows[0].ids

@@ -1,0 +1,163 @@
+"""The shape of one generation request: sampling options, and how a user steers it.
+
+* :class:`GenerationOptions`: token limit, stop strings, and the sampling options (one place,
+  honoured on every decoding path, steered or not). Every generator takes them; a generator
+  that cannot honour one (a hosted API has no ``top_k`` or exact seeds) refuses it.
+* :class:`Steering`: one user's reward (coefficients over a reward set), the strength, and
+  the search ``strategy``: :class:`Args` (rescore the top candidates every token) or
+  :class:`BestOfN` (sample n continuations, keep the best). The strategies are a
+  discriminated union: an ARGS field on a best-of-n request is refused, and vice versa.
+
+A loaded generator serves any number of users: switching user is a new ``Steering`` (a few
+numbers), never a model load.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from personalizer.errors import InvalidInput
+
+__all__ = ["Args", "BestOfN", "GenerationOptions", "Steering", "Strategy", "parse_options",
+           "validation_message"]
+
+
+class GenerationOptions(BaseModel):
+    """Options of one generation; unknown options are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: int = Field(default=256, ge=1, le=32768,
+                                description="Most tokens to generate.")
+    do_sample: bool | None = Field(
+        default=None, description="Sample instead of choosing the best token. None: the "
+        "strategy's own default (greedy; best-of-n samples).")
+    temperature: float = Field(default=1.0, gt=0, le=100,
+                               description="Sampling temperature (with do_sample).")
+    top_k: int | None = Field(default=None, ge=1, le=1_000_000,
+                              description="Sample among the k most likely tokens only.")
+    top_p: float | None = Field(default=None, gt=0, le=1,
+                                description="Nucleus sampling: the smallest set of tokens "
+                                            "whose probability reaches p.")
+    seed: int | None = Field(default=None, ge=0, description="Seed of this call's own RNG.")
+    stop: tuple[str, ...] = Field(default=(), description="Stop strings (not included).")
+    truncate: Literal["error", "left"] = Field(
+        default="error", description="A prompt that leaves no room in the model's context: "
+        "'error' refuses it; 'left' drops its oldest tokens and says so in the generation.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not s for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+    def sampling(self, default: bool = False) -> bool:
+        """Whether to sample: the caller's choice, else the strategy's ``default``."""
+        return default if self.do_sample is None else self.do_sample
+
+
+class Args(BaseModel):
+    """ARGS: each step, rescore the ``candidates`` most likely tokens as
+    ``logit + strength * r_user(prompt, prefix + token)`` and choose among them (greedy, or
+    sampled with the generation's sampling options)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["args"] = "args"
+    candidates: int = Field(default=10, ge=1, le=256,
+                            description="Candidate tokens rescored per step (ARGS's k).")
+    score_every: int = Field(default=1, ge=1, le=64,
+                             description="Rescore every m tokens (text rewards are costly).")
+    whole_answer: Literal["lookahead", "off"] = Field(
+        default="lookahead",
+        description="At sentence ends, weigh stopping against one more sentence, scored as "
+                    "finished answers (a prefix says nothing about length or structure).")
+    lookahead_tokens: int = Field(default=48, ge=4, le=512,
+                                  description="Token limit of one drafted sentence.")
+    scoring: Literal["auto", "text", "fast"] = Field(
+        default="auto",
+        description="'fast': the reward's own token scorer (a reward model's tree pass, "
+                    "heads on the LM's trunk), refused when the reward has none; 'text': "
+                    "score decoded candidate texts; 'auto': fast when the reward offers it.")
+
+
+class BestOfN(BaseModel):
+    """Best-of-n: sample ``n`` continuations as one batch and keep the one the user's reward
+    likes best, per whole answer or per sentence."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["best_of_n"] = "best_of_n"
+    n: int = Field(default=4, ge=1, le=64, description="Samples per block.")
+    block: Literal["answer", "sentence"] = Field(
+        default="answer", description="A block is a whole answer, or one sentence.")
+    block_tokens: int = Field(default=32, ge=1, le=512,
+                              description="Token limit of one sentence block.")
+
+
+Strategy = Annotated[Args | BestOfN, Field(discriminator="kind")]
+
+
+class Steering(BaseModel):
+    """One user's reward-guided decoding request.
+
+    ``r_user = coefficients . features`` over the reward set the coefficients were fitted
+    against; ``strength`` weighs it against the model's own logits (0 is plain decoding).
+    ``strategy`` may be given as a name (``"args"``, ``"best_of_n"``) or a dict.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    coefficients: dict[str, float] = Field(description="Weight per base reward (the profile's).")
+    reward_set_id: str = Field(description="The reward set the coefficients refer to.")
+    reward_set_version: str = Field(description="Its version (checked, never reinterpreted).")
+    strength: float = Field(default=1.0, ge=0, le=1000, description="ARGS weight w.")
+    strategy: Strategy = Field(default_factory=Args, description="How to search.")
+
+    @field_validator("coefficients")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"coefficients {bad} are not finite")
+        return value
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _by_name(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+    @classmethod
+    def from_profile(cls, profile: Any, **options: Any) -> Steering:
+        """Steering for a stored profile (anything with coefficients and a reward set)."""
+        return cls(coefficients=dict(profile.coefficients),
+                   reward_set_id=profile.reward_set_id,
+                   reward_set_version=profile.reward_set_version, **options)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first error of a pydantic ``ValidationError`` as ``where: what``."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "value"
+    return f"{where}: {err['msg']}"
+
+
+def parse_options(options: Mapping[str, Any], defaults: GenerationOptions) -> GenerationOptions:
+    """``defaults`` updated with ``options``; an unknown or bad option is an InvalidInput
+    naming it and the known ones."""
+    try:
+        return GenerationOptions.model_validate({**defaults.model_dump(), **options})
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"generation option {validation_message(exc)} (known options: "
+            f"{', '.join(GenerationOptions.model_fields)})") from None
