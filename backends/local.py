@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from personalizer._boundary import Unchecked, public_api
 from personalizer.errors import InvalidInput
 from personalizer.types import (
     Generation,
@@ -35,6 +36,7 @@ from .request import GenerationOptions, Steering, parse_options
 __all__ = ["LocalGenerator"]
 
 
+@public_api
 class LocalGenerator:
     """A local causal LM that answers chats.
 
@@ -56,7 +58,11 @@ class LocalGenerator:
             )
             self.name = str(model) if gguf_file is None else f"{model}/{gguf_file}"
         else:
-            if tokenizer is None:
+            if not hasattr(model, "config") or not hasattr(model, "get_output_embeddings"):
+                raise InvalidInput(
+                    f"model must be a hub id, a folder or a loaded transformers causal LM, not "
+                    f"{type(model).__name__}")
+            if tokenizer is None or not callable(getattr(tokenizer, "decode", None)):
                 raise InvalidInput("pass the tokenizer together with a loaded model")
             self.model, self.tokenizer = model.eval(), tokenizer
             self.name = getattr(model.config, "_name_or_path", None) or type(model).__name__
@@ -117,7 +123,8 @@ class LocalGenerator:
         text = await asyncio.to_thread(lambda: "".join(run))
         return run.result(text)
 
-    def generate_batch(self, requests: Sequence[tuple[MessagesLike, Steering | None]], *,
+    def generate_batch(self, requests: Unchecked[Sequence[tuple[MessagesLike, Steering | None]]],
+                       *,
                        proxy: ProxyTuning | None = None, **options: Any) -> list[Generation]:
         """Answer many users' requests together: ``(messages, steering_or_None)`` pairs,
         decoded as rows of one batch (one batched forward per step; finished rows leave).

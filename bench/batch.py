@@ -21,25 +21,34 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from tiny import tokenizer  # noqa: E402
-
-from personalizer.backends import LocalGenerator, Steering  # noqa: E402
-from personalizer.backends.rewards import ClassifierReward, RewardSet  # noqa: E402
-from personalizer.backends.trunk import TrunkHeads  # noqa: E402
-
 USERS = 8
 
 
-def _users(rs: RewardSet, rng: np.random.Generator) -> list[Steering]:
-    return [Steering(coefficients={n: float(rng.normal()) for n in rs.names},
-                     reward_set_id=rs.id, reward_set_version=rs.version, strength=1.0,
-                     top_k=10, whole_answer="off") for _ in range(USERS)]
+def _users(rs, rng: np.random.Generator) -> list:  # noqa: ANN001
+    from personalizer.backends import Steering
+
+    def one() -> Steering:
+        coef = {n: float(rng.normal()) for n in rs.names}
+        try:
+            from personalizer.backends import Args
+        except ImportError:  # the API before the one-engine change (bench/decoding.py --against)
+            return Steering(coefficients=coef, reward_set_id=rs.id,
+                            reward_set_version=rs.version, strength=1.0, top_k=10,
+                            whole_answer="off")
+        return Steering(coefficients=coef, reward_set_id=rs.id, reward_set_version=rs.version,
+                        strength=1.0, strategy=Args(candidates=10, whole_answer="off"))
+
+    return [one() for _ in range(USERS)]
 
 
 def run(tokens: int = 48, repeats: int = 3) -> None:
     """Print the table: one by one vs batched, per decoding kind."""
+    from tiny import tokenizer
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    from personalizer.backends import LocalGenerator
+    from personalizer.backends.rewards import ClassifierReward, RewardSet
+    from personalizer.backends.trunk import TrunkHeads
 
     torch.set_num_threads(2)
     torch.manual_seed(0)

@@ -1,23 +1,30 @@
-"""Reward-guided decoding cost: ms per token, steered vs plain, ours vs the published ARGS loop.
+"""Reward-guided decoding cost: ms per token, steered vs plain, through the public API.
 
     .venv/bin/python bench/decoding.py [--tokens 64] [--k 10] [--repeats 3]
-                                       [--parts single proxy batch]
+                                       [--lengths 32 512] [--against REF]
+                                       [--parts single batch proxy]
 
 A random GPT-2-small-shaped LM (124M) and a same-size random reward model (GPT-2 sequence
-classifier, same vocabulary), greedy, k candidates, prompt lengths 32 and 512. Rows, measured
-side by side in one run (median of ``--repeats``):
+classifier, same vocabulary), greedy, k candidates, end of turn disabled, prompts of 32 and
+512 tokens. Rows, each measured in a process of its own (median of ``--repeats`` after a
+warm-up; peak RSS of that process):
 
-* plain: our cached greedy decoding;
+* plain: ``LocalGenerator.generate``;
 * reference ARGS: the published loop ported to transformers 5 (LM and RM KV caches; the k
   candidates batched through the RM as k rows, which repeats the prompt prefill k times and
-  copies the chosen row's RM cache k times every step);
-* tree ARGS: ours, one tree-attention pass of the RM over the k candidates per step;
-* trunk ARGS: ours, 8 linear reward heads on the LM's own last hidden state (no second
-  model): one k-candidate tree pass of the LM body per step.
+  copies the chosen row's RM cache k times every step) -- not ours, for scale;
+* tree ARGS: ``generate(steering=...)`` with the classifier as the reward (one
+  tree-attention pass of the RM over the k candidates per step);
+* trunk ARGS: ``generate(steering=...)`` with 8 linear heads on the LM's own last hidden state
+  (one k-candidate tree pass of the LM body per step);
+* trunk, batch of one: ``generate_batch([(prompt, steering)])``, which must cost what a single
+  request costs.
 
-Both ARGS rows must choose identical tokens. Peak memory is each row's maximum resident set
-size, run in its own process. Then (``--parts``) the proxy-tuning rows of ``bench/proxy.py``
-and the 8-users-in-one-batch rows of ``bench/batch.py``, in the same run.
+With ``--against REF`` (a git commit, e.g. the one a change started from) every row but the
+reference runs for both that commit's package (extracted with ``git archive``) and the
+working tree, interleaved row by row and repeat by repeat, and both tables are printed with
+each row's ratio to its own plain row. Then (``--parts``) 8 users in one batch vs one by one
+(``bench/batch.py``) and proxy-tuning (``bench/proxy.py``) for the working tree.
 """
 
 from __future__ import annotations
@@ -26,14 +33,53 @@ import argparse
 import multiprocessing as mp
 import resource
 import statistics
+import subprocess
 import sys
+import tarfile
 import time
+from io import BytesIO
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+ROWS = ("plain", "tree ARGS", "trunk ARGS", "trunk, batch of 1")
+
+
+def package_of(ref: str) -> Path:
+    """The ``personalizer`` package of commit ``ref`` as an importable folder (sdk/ with
+    backends/ and profiles/ inside, as pyproject's package-dir maps them)."""
+    sha = subprocess.run(["git", "rev-parse", ref], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    out = ROOT / "bench" / "out" / f"impl-{sha[:10]}"
+    pkg = out / "personalizer"
+    if not pkg.exists():
+        data = subprocess.run(["git", "archive", sha, "sdk", "backends", "profiles"], cwd=ROOT,
+                              check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=BytesIO(data)) as tar:
+            tar.extractall(out / "src", filter="data")
+        (out / "src" / "sdk").rename(pkg)
+        for sub in ("backends", "profiles"):
+            (out / "src" / sub).rename(pkg / sub)
+    return out
+
+
+def steering(rs, k: int, w: float = 1.0):  # noqa: ANN001, ANN201
+    """A Steering for every user of ``rs`` (coefficients 1), whole-answer lookahead off, in
+    the API of whichever version is imported."""
+    from personalizer.backends import Steering
+
+    coef = {n: 1.0 for n in rs.names}
+    try:
+        from personalizer.backends import Args
+    except ImportError:  # before the one-engine change
+        return Steering(coefficients=coef, reward_set_id=rs.id, reward_set_version=rs.version,
+                        strength=w, top_k=k, whole_answer="off")
+    return Steering(coefficients=coef, reward_set_id=rs.id, reward_set_version=rs.version,
+                    strength=w, strategy=Args(candidates=k, whole_answer="off"))
 
 
 def build(prompt_len: int):  # noqa: ANN201
@@ -45,19 +91,6 @@ def build(prompt_len: int):  # noqa: ANN201
     rm = GPT2ForSequenceClassification(GPT2Config(num_labels=1, pad_token_id=0)).eval()
     prompt = torch.randint(100, 50000, (prompt_len,), generator=torch.Generator().manual_seed(2))
     return lm, rm, prompt.tolist()
-
-
-def plain(lm, prompt: list[int], tokens: int, k: int, w: float) -> list[int]:  # noqa: ANN001
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=lm.config)
-    out = lm(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True, logits_to_keep=1)
-    ids = []
-    for _ in range(tokens):
-        tid = int(out.logits[0, -1].argmax())
-        ids.append(tid)
-        out = lm(input_ids=torch.tensor([[tid]]), cache=cache, use_cache=True)
-    return ids
 
 
 def reference_args(lm, rm, prompt: list[int], tokens: int, k: int, w: float) -> list[int]:  # noqa: ANN001
@@ -82,72 +115,104 @@ def reference_args(lm, rm, prompt: list[int], tokens: int, k: int, w: float) -> 
         best = int(torch.argmax(values + w * r))
         tid = int(cands[best])
         ids.append(tid)
-        # keep the chosen row, then copy it k times for the next step's candidates
-        for layer in rm_cache.layers:
+        for layer in rm_cache.layers:  # keep the chosen row, copy it k times for the next step
             layer.keys = layer.keys[best:best + 1].repeat(k, 1, 1, 1)
             layer.values = layer.values[best:best + 1].repeat(k, 1, 1, 1)
         out = lm(input_ids=torch.tensor([[tid]]), cache=cache, use_cache=True)
     return ids
 
 
-def tree_args(lm, rm, prompt: list[int], tokens: int, k: int, w: float) -> list[int]:  # noqa: ANN001
-    from transformers import DynamicCache
+def measure(job: tuple[str, int, int, int, int, str | None]) -> tuple[list[float], float]:
+    """One row in this (fresh) process: ms/token of each repeat, and peak RSS in MB."""
+    name, prompt_len, tokens, k, repeats, impl = job
+    if impl is not None:
+        sys.path.insert(0, impl)
+    torch.set_num_threads(2)
+    lm, rm, prompt = build(prompt_len)
+    if name == "reference ARGS":
+        def run() -> None:
+            reference_args(lm, rm, prompt, tokens, k, 1.0)
+    else:
+        run = _public(name, lm, rm, prompt_len, tokens, k)
+    times = []
+    with torch.inference_mode():
+        run()  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(1000 * (time.perf_counter() - start) / tokens)
+    return times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    from personalizer.backends.args import args_scores, args_select, top_candidates
-    from personalizer.backends.tree import TreeRewardScorer
 
-    scorer = TreeRewardScorer(rm, [1.0])
-    scorer.start(prompt)
-    cache = DynamicCache(config=lm.config)
-    out = lm(input_ids=torch.tensor([prompt]), cache=cache, use_cache=True, logits_to_keep=1)
-    ids = []
-    for _ in range(tokens):
-        values, cands = top_candidates(out.logits[0, -1], k)
-        tid = args_select(cands, args_scores(values, scorer.score(cands), w),
-                          vocab_size=out.logits.shape[-1], do_sample=False)
-        scorer.accept(tid)
-        ids.append(tid)
-        out = lm(input_ids=torch.tensor([[tid]]), cache=cache, use_cache=True)
-    return ids
-
-
-def trunk_args(lm, rm, prompt: list[int], tokens: int, k: int, w: float) -> list[int]:  # noqa: ANN001
-    from personalizer.backends import LocalGenerator, Steering
-    from personalizer.backends.local import GenerationOptions
-    from personalizer.backends.trunk import TrunkHeads, trunk_token_ids
-
+def _public(name: str, lm, rm, prompt_len: int, tokens: int, k: int):  # noqa: ANN001, ANN202
+    import numpy as np
     from tiny import tokenizer
+
+    from personalizer.backends import LocalGenerator
+    from personalizer.backends.rewards import ClassifierReward, RewardSet
+    from personalizer.backends.trunk import TrunkHeads
 
     gen = LocalGenerator(lm, tokenizer())
     gen.eos_ids = {-1}  # random weights: never stop early, time all tokens
-    rng = np.random.default_rng(0)
-    heads = TrunkHeads(gen, rng.standard_normal((8, 768)) / 30, np.zeros(8),
-                       [f"h{j}" for j in range(8)])
-    s = Steering(coefficients={f"h{j}": 1.0 for j in range(8)}, reward_set_id="b",
-                 reward_set_version="1", strength=w, top_k=k, whole_answer="off")
-    return list(trunk_token_ids(gen, prompt, GenerationOptions(max_new_tokens=tokens), s,
-                                heads, np.ones(8), 0.0))
+    words = ["water"] * prompt_len
+    while len(gen.prompt_ids(" ".join(words))) > prompt_len:
+        words.pop()
+    text = " ".join(words)
+    if name.startswith("trunk"):
+        heads = TrunkHeads(gen, np.random.default_rng(0).standard_normal((8, 768)) / 30,
+                           np.zeros(8), [f"h{j}" for j in range(8)])
+        gen.rewards = RewardSet("bench-trunk", [heads])
+    elif name == "tree ARGS":
+        gen.rewards = RewardSet("bench-rm", [ClassifierReward(rm, tokenizer(), name="rm")])
+    s = None if name == "plain" else steering(gen.rewards, k)
+    if name == "trunk, batch of 1":
+        return lambda: gen.generate_batch([(text, s)], max_new_tokens=tokens)
+    return lambda: gen.generate(text, steering=s, max_new_tokens=tokens)
 
 
-METHODS = {"plain": plain, "reference ARGS": reference_args, "tree ARGS (ours)": tree_args,
-           "trunk ARGS (ours)": trunk_args}
+def versions(args: argparse.Namespace) -> dict[str, str | None]:
+    """Version label -> import root (None: the working tree)."""
+    if not args.against:
+        return {"now": None}
+    return {args.against: str(package_of(args.against)), "now": None}
 
 
-def measure(args: tuple[str, int, int, int, int]) -> tuple[list[float], list[int], float]:
-    name, prompt_len, tokens, k, repeats = args
-    torch.set_num_threads(2)
-    lm, rm, prompt = build(prompt_len)
-    fn = METHODS[name]
-    times, ids = [], []
-    with torch.inference_mode():
-        fn(lm, rm, prompt, 2, k, 1.0) if name != "plain" else fn(lm, prompt, 2, k, 1.0)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            ids = fn(lm, rm, prompt, tokens, k, 1.0) if name != "plain" else \
-                fn(lm, prompt, tokens, k, 1.0)
-            times.append(1000 * (time.perf_counter() - start) / tokens)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return times, ids, peak_mb
+def batched(job: tuple[str | None, int, int]) -> None:
+    impl, tokens, repeats = job
+    if impl is not None:
+        sys.path.insert(0, impl)
+    import batch
+
+    batch.run(tokens, repeats)
+
+
+def single(args: argparse.Namespace) -> None:
+    ctx = mp.get_context("spawn")
+    impls = versions(args)
+    print(f"GPT-2-small LM + GPT-2-small RM (random weights), k={args.k}, {args.tokens} new "
+          f"tokens, greedy, median of {args.repeats}, torch threads 2; each row in its own "
+          "process" + (f"; versions interleaved: {', '.join(impls)}" if args.against else ""))
+    for length in args.lengths:
+        times: dict[tuple[str, str], list[float]] = {}
+        peak: dict[tuple[str, str], float] = {}
+        rows = [(r, v) for r in ROWS for v in impls] + [("reference ARGS", "now")]
+        for _ in range(args.rounds):
+            for row, version in rows:
+                with ctx.Pool(1) as pool:
+                    t, mb = pool.apply(measure, ((row, length, args.tokens, args.k,
+                                                  args.repeats, impls[version]),))
+                times.setdefault((row, version), []).extend(t)
+                peak[(row, version)] = max(peak.get((row, version), 0.0), mb)
+        print(f"\nprompt {length}")
+        print(f"  {'version':<12}{'row':<20}{'ms/token':>10}{'x plain':>9}{'peak RSS MB':>13}")
+        for version in impls:
+            base = statistics.median(times[("plain", version)])
+            for row in (*ROWS, "reference ARGS"):
+                if (row, version) not in times:
+                    continue
+                med = statistics.median(times[(row, version)])
+                print(f"  {version:<12}{row:<20}{med:>10.1f}{med / base:>9.2f}"
+                      f"{peak[(row, version)]:>13.0f}")
 
 
 def main() -> None:
@@ -155,42 +220,26 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the whole interleaved sweep (more samples per row)")
     ap.add_argument("--lengths", type=int, nargs="+", default=[32, 512])
+    ap.add_argument("--against", help="a git commit to compare with, interleaved")
     ap.add_argument("--parts", nargs="+", choices=["single", "proxy", "batch"],
                     default=["single", "proxy", "batch"])
     args = ap.parse_args()
     if "single" in args.parts:
         single(args)
+    if "batch" in args.parts:
+        ctx = mp.get_context("spawn")
+        for version, impl in versions(args).items():
+            print(f"\n# many users in one batch ({version})", flush=True)
+            with ctx.Pool(1) as pool:
+                pool.apply(batched, ((impl, 48, args.repeats),))
     if "proxy" in args.parts:
         import proxy
 
         print("\n# proxy-tuning")
         proxy.run(args.tokens, args.repeats)
-    if "batch" in args.parts:
-        import batch
-
-        print("\n# many users in one batch")
-        batch.run(48, args.repeats)
-
-
-def single(args: argparse.Namespace) -> None:
-    ctx = mp.get_context("spawn")
-    print(f"GPT-2-small LM + GPT-2-small RM (random weights), k={args.k}, {args.tokens} new "
-          f"tokens, greedy, median of {args.repeats}, torch threads 2")
-    print(f"{'prompt':>6}  {'method':<18}{'ms/token':>10}{'x plain':>9}{'peak RSS MB':>13}")
-    for length in args.lengths:
-        results = {}
-        for name in METHODS:
-            with ctx.Pool(1) as pool:
-                results[name] = pool.apply(measure, ((name, length, args.tokens, args.k,
-                                                      args.repeats),))
-        base = statistics.median(results["plain"][0])
-        for name, (times, _, peak) in results.items():
-            med = statistics.median(times)
-            print(f"{length:>6}  {name:<18}{med:>10.1f}{med / base:>9.2f}{peak:>13.0f}")
-        ref, ours = results["reference ARGS"], results["tree ARGS (ours)"]
-        print(f"        tree vs reference: {statistics.median(ref[0]) / statistics.median(ours[0]):.2f}x "
-              f"faster; identical tokens: {ref[1] == ours[1]}")
 
 
 if __name__ == "__main__":

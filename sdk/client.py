@@ -18,12 +18,14 @@ from personalizer.profiles import (
 )
 from personalizer.profiles.learner import make_preference
 
+from ._boundary import Unchecked, public_api
 from .errors import BackendError, InvalidInput
 from .types import Generation, Generator, MessagesLike, check_pairs
 
 __all__ = ["Personalizer"]
 
 
+@public_api
 class Personalizer:
     """Per-user personalization for an LLM application.
 
@@ -39,7 +41,7 @@ class Personalizer:
     Profile(user_id='alice', ...)
     """
 
-    def __init__(self, db: str | os.PathLike[str] | ProfileStore | None = None, *,
+    def __init__(self, db: Unchecked[str | os.PathLike[str] | ProfileStore | None] = None, *,
                  rewards: Any = None, generator: Generator | None = None) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
             self.store: ProfileStore = SQLiteProfileStore(db)
@@ -124,7 +126,7 @@ class Personalizer:
             return self.generator.generate(messages, **options)
         return self.generator.generate(messages, steering=steering, **options)
 
-    def generate_batch(self, requests: Sequence[tuple[str, MessagesLike]], *,
+    def generate_batch(self, requests: Unchecked[Sequence[tuple[str, MessagesLike]]], *,
                        strength: float = 1.0, strategy: Any = None,
                        **options: Any) -> list[Generation]:
         """Answer many users at once: ``requests`` are ``(user_id, messages)`` pairs, decoded

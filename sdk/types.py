@@ -8,9 +8,9 @@ except the error tree.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
 
 from .errors import InvalidInput
 
@@ -136,7 +136,10 @@ class Generator(Protocol):
         ...
 
 
-MessagesLike = str | Message | Mapping[str, Any] | Iterable[Message | Mapping[str, Any]]
+# Chat input as callers write it; ``as_messages`` validates it (pydantic skips it at the
+# boundary, so an iterable is never consumed twice).
+MessagesLike = Annotated[
+    str | Message | Mapping[str, Any] | Iterable[Message | Mapping[str, Any]], SkipValidation]
 
 
 def as_messages(messages: MessagesLike) -> list[Message]:

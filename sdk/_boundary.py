@@ -1,0 +1,141 @@
+"""Convert at the boundary, once: public methods validate their arguments against their
+annotations, and errors of pydantic, torch and transformers that would reach a caller become
+:class:`~personalizer.errors.PersonalizerError` subclasses naming what was wrong.
+
+``@public_api`` on a class wraps every public method (and ``__init__``):
+
+* arguments are checked with pydantic's ``validate_call`` (lax mode: ``1`` is a fine float,
+  ``"1"`` is not a string id's problem but ``3`` is); a bad one is an
+  :class:`~personalizer.errors.InvalidInput` that names the argument, the method and what it
+  expects. Parameters annotated with :data:`Unchecked` are left to the method itself;
+* a pydantic ``ValidationError`` raised inside (an options model, say) is an ``InvalidInput``;
+* an exception raised from inside torch or transformers is a
+  :class:`~personalizer.errors.BackendError` (the original is chained as its cause);
+* iterators, async iterators and coroutines returned are wrapped the same way.
+
+Our own exceptions pass through untouched; anything else is a bug and is not hidden.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+from pydantic import ConfigDict, SkipValidation, ValidationError, validate_call
+
+from .errors import BackendError, InvalidInput, PersonalizerError
+
+__all__ = ["Unchecked", "convert", "public_api"]
+
+T = TypeVar("T")
+
+Unchecked = SkipValidation  # ``x: Unchecked[Foo]``: the method validates x itself
+
+_FOREIGN = ("/torch/", "/transformers/", "/tokenizers/", "/safetensors/")
+
+
+def _message(exc: ValidationError, where: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "value"
+    got = err.get("input")
+    shown = repr(got) if len(repr(got)) <= 60 else f"{type(got).__name__} value"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: argument {loc!r}: {err['msg']}, got {shown}{more}"
+
+
+def _from_foreign_library(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last is not None and any(part in last.replace("\\", "/") for part in _FOREIGN)
+
+
+def convert(exc: BaseException, where: str) -> BaseException:
+    """The exception a caller should see for ``exc`` raised inside ``where``."""
+    if isinstance(exc, PersonalizerError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return InvalidInput(_message(exc, where))
+    if isinstance(exc, Exception) and _from_foreign_library(exc):
+        return BackendError(f"{where} failed inside the model library: "
+                            f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _raise(exc: BaseException, where: str) -> None:
+    new = convert(exc, where)
+    if new is exc:
+        raise exc
+    raise new from exc
+
+
+def _iterator(it: Iterator[T], where: str) -> Iterator[T]:
+    try:
+        yield from it
+    except Exception as exc:  # noqa: BLE001 - converted, never swallowed
+        _raise(exc, where)
+
+
+async def _aiterator(it: AsyncIterator[T], where: str) -> AsyncIterator[T]:
+    try:
+        async for item in it:
+            yield item
+    except Exception as exc:  # noqa: BLE001
+        _raise(exc, where)
+    finally:
+        close = getattr(it, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _guard(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
+    cell: list[Callable[..., Any]] = []
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if not cell:  # built on first use: annotations may name the class being defined
+            cell.append(validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn))
+        return cell[0](*args, **kwargs)
+
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await checked(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                _raise(exc, where)
+
+        return run_async
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            out = checked(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            _raise(exc, where)
+        if isinstance(out, Iterator) and not isinstance(out, (str, bytes, list, tuple, dict)):
+            return _iterator(out, where)
+        if isinstance(out, AsyncIterator):
+            return _aiterator(out, where)
+        return out
+
+    return run
+
+
+def public_api(cls: type[T]) -> type[T]:
+    """Guard every public method of ``cls`` (and ``__init__``) at the boundary."""
+    for name, value in list(vars(cls).items()):
+        if name.startswith("_") and name != "__init__":
+            continue
+        where = f"{cls.__name__}.{name}" if name != "__init__" else cls.__name__
+        if isinstance(value, classmethod):
+            setattr(cls, name, classmethod(_guard(value.__func__, where)))
+        elif isinstance(value, staticmethod):
+            setattr(cls, name, staticmethod(_guard(value.__func__, where)))
+        elif inspect.isfunction(value):
+            setattr(cls, name, _guard(value, where))
+    return cls
+
