@@ -62,7 +62,8 @@ class LocalGenerator:
                 raise InvalidInput(
                     f"model must be a hub id, a folder or a loaded transformers causal LM, not "
                     f"{type(model).__name__}")
-            if tokenizer is None or not callable(getattr(tokenizer, "decode", None)):
+            if tokenizer is None or not all(callable(getattr(tokenizer, m, None))
+                                            for m in ("decode", "get_vocab")):
                 raise InvalidInput("pass the tokenizer together with a loaded model")
             self.model, self.tokenizer = model.eval(), tokenizer
             self.name = getattr(model.config, "_name_or_path", None) or type(model).__name__
@@ -132,7 +133,7 @@ class LocalGenerator:
         **options)``. Best-of-n requests batch their own n samples: send them to
         :meth:`generate`."""
         opts = parse_options(options, self.defaults)
-        check_pairs(requests, "(messages, steering_or_None)")
+        requests = check_pairs(requests, "(messages, steering_or_None)")
         if not requests:
             return []
         planner = self._planner(proxy)

@@ -195,7 +195,9 @@ def single(args: argparse.Namespace) -> None:
     for length in args.lengths:
         times: dict[tuple[str, str], list[float]] = {}
         peak: dict[tuple[str, str], float] = {}
-        rows = [(r, v) for r in ROWS for v in impls] + [("reference ARGS", "now")]
+        rows = [(r, v) for r in args.rows for v in impls]
+        if "reference ARGS" in args.rows:
+            rows = [(r, v) for r, v in rows if r != "reference ARGS"] + [("reference ARGS", "now")]
         for _ in range(args.rounds):
             for row, version in rows:
                 with ctx.Pool(1) as pool:
@@ -224,9 +226,13 @@ def main() -> None:
                     help="repeat the whole interleaved sweep (more samples per row)")
     ap.add_argument("--lengths", type=int, nargs="+", default=[32, 512])
     ap.add_argument("--against", help="a git commit to compare with, interleaved")
+    ap.add_argument("--rows", nargs="+", choices=[*ROWS, "reference ARGS"],
+                    default=[*ROWS, "reference ARGS"], help="which rows (plain is always kept)")
     ap.add_argument("--parts", nargs="+", choices=["single", "proxy", "batch"],
                     default=["single", "proxy", "batch"])
     args = ap.parse_args()
+    if "plain" not in args.rows:
+        args.rows = ["plain", *args.rows]
     if "single" in args.parts:
         single(args)
     if "batch" in args.parts:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from personalizer._boundary import public_api
 from personalizer.errors import InvalidInput
 
 from .base import ProfileStore
@@ -129,6 +130,7 @@ def _pool_items(pool: Sequence[PoolItem | dict[str, Any]] | None) -> list[PoolIt
     return items
 
 
+@public_api
 class Onboarding:
     """A resumable onboarding session for one user (state kept in the profile store)."""
 

@@ -81,7 +81,12 @@ class SQLiteProfileStore:
     # -- connection and schema ---------------------------------------------------------
 
     def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
-        if self.path != ":memory:" and Path(self.path).is_dir():
+        try:
+            is_dir = self.path != ":memory:" and Path(self.path).is_dir()
+        except OSError as exc:  # a name too long, a path through a file, ...
+            raise StoreError(f"cannot use {self.path[:80]!r} as a database path: "
+                             f"{exc.strerror or exc}") from None
+        if is_dir:
             raise NotADatabase(f"{self.path} is a directory; pass a database file path")
         with self._sqlite_errors():
             conn = sqlite3.connect(

@@ -36,9 +36,12 @@ Unchecked = SkipValidation  # ``x: Unchecked[Foo]``: the method validates x itse
 _FOREIGN = ("/torch/", "/transformers/", "/tokenizers/", "/safetensors/")
 
 
-def _message(exc: ValidationError, where: str) -> str:
+def _message(exc: ValidationError, where: str, names: list[str] | None = None) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "value"
+    parts = list(err["loc"])
+    if parts and isinstance(parts[0], int) and names and parts[0] < len(names):
+        parts[0] = names[parts[0]]  # a positional argument: its parameter's name
+    loc = ".".join(str(p) for p in parts) or "value"
     got = err.get("input")
     shown = repr(got) if len(repr(got)) <= 60 else f"{type(got).__name__} value"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
@@ -54,20 +57,22 @@ def _from_foreign_library(exc: BaseException) -> bool:
     return last is not None and any(part in last.replace("\\", "/") for part in _FOREIGN)
 
 
-def convert(exc: BaseException, where: str) -> BaseException:
-    """The exception a caller should see for ``exc`` raised inside ``where``."""
+def convert(exc: BaseException, where: str,
+            names: list[str] | None = None) -> BaseException:
+    """The exception a caller should see for ``exc`` raised inside ``where`` (``names``: the
+    function's parameter names, to name positional arguments)."""
     if isinstance(exc, PersonalizerError):
         return exc
     if isinstance(exc, ValidationError):
-        return InvalidInput(_message(exc, where))
+        return InvalidInput(_message(exc, where, names))
     if isinstance(exc, Exception) and _from_foreign_library(exc):
         return BackendError(f"{where} failed inside the model library: "
                             f"{type(exc).__name__}: {exc}")
     return exc
 
 
-def _raise(exc: BaseException, where: str) -> None:
-    new = convert(exc, where)
+def _raise(exc: BaseException, where: str, names: list[str] | None = None) -> None:
+    new = convert(exc, where, names)
     if new is exc:
         raise exc
     raise new from exc
@@ -94,6 +99,7 @@ async def _aiterator(it: AsyncIterator[T], where: str) -> AsyncIterator[T]:
 
 def _guard(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
     cell: list[Callable[..., Any]] = []
+    names = list(inspect.signature(fn).parameters)
 
     def checked(*args: Any, **kwargs: Any) -> Any:
         if not cell:  # built on first use: annotations may name the class being defined
@@ -106,7 +112,7 @@ def _guard(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
             try:
                 return await checked(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001
-                _raise(exc, where)
+                _raise(exc, where, names)
 
         return run_async
 
@@ -115,7 +121,7 @@ def _guard(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
         try:
             out = checked(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001
-            _raise(exc, where)
+            _raise(exc, where, names)
         if isinstance(out, Iterator) and not isinstance(out, (str, bytes, list, tuple, dict)):
             return _iterator(out, where)
         if isinstance(out, AsyncIterator):

@@ -138,7 +138,7 @@ class Personalizer:
         if batch is None:
             raise BackendError(f"{type(self.generator).__name__} does not decode batches; "
                                "call generate() once per request")
-        check_pairs(requests, "(user_id, messages)")
+        requests = check_pairs(requests, "(user_id, messages)")
         rows = [(messages, self._steering(user_id, strength, strategy))
                 for user_id, messages in requests]
         return batch(rows, **options)

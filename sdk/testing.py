@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .errors import BackendError
-from .types import Generation, Message, Timings, as_messages
+from ._boundary import public_api
+from .errors import BackendError, InvalidInput
+from .types import Generation, Message, MessagesLike, Timings, as_messages
 
 __all__ = ["ScriptedGenerator"]
 
 
+@public_api
 class ScriptedGenerator:
     """A :class:`~personalizer.types.Generator` that answers from a script.
 
@@ -27,11 +29,16 @@ class ScriptedGenerator:
     def __init__(self, replies: Iterable[str] | Callable[[list[Message]], str]) -> None:
         self._reply_fn = replies if callable(replies) else None
         self._queue = [] if callable(replies) else list(replies)
+        if isinstance(replies, str) or not all(isinstance(r, str) for r in self._queue):
+            raise InvalidInput("replies must be a list of texts or a function of the messages")
         self.calls: list[tuple[list[Message], dict[str, Any]]] = []
 
     def _next(self, messages: list[Message]) -> str:
         if self._reply_fn is not None:
-            return self._reply_fn(messages)
+            text = self._reply_fn(messages)
+            if not isinstance(text, str):
+                raise BackendError(f"the script returned {type(text).__name__}, not a text")
+            return text
         if not self._queue:
             raise BackendError(
                 f"ScriptedGenerator ran out of replies after {len(self.calls) - 1} calls; "
@@ -39,7 +46,7 @@ class ScriptedGenerator:
             )
         return self._queue.pop(0)
 
-    def generate(self, messages: Sequence[Message] | str, **options: Any) -> Generation:
+    def generate(self, messages: MessagesLike, **options: Any) -> Generation:
         start = time.perf_counter()
         msgs = as_messages(messages)
         self.calls.append((msgs, dict(options)))
@@ -52,7 +59,7 @@ class ScriptedGenerator:
             model="scripted",
         )
 
-    def stream(self, messages: Sequence[Message] | str, **options: Any) -> Iterator[str]:
+    def stream(self, messages: MessagesLike, **options: Any) -> Iterator[str]:
         text = self.generate(messages, **options).text
         pieces = text.split(" ")
         for i, piece in enumerate(pieces):

@@ -179,8 +179,14 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"
 
 
-def check_pairs(requests: Any, shape: str) -> None:
-    """Refuse a batch whose items are not pairs (``shape`` names what each pair holds)."""
-    for i, r in enumerate(requests):
+def check_pairs(requests: Any, shape: str) -> list[Any]:
+    """The batch as a list, or InvalidInput when its items are not pairs (``shape`` names
+    what each pair holds)."""
+    if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
+        raise InvalidInput(f"requests must be a list of {shape} pairs, not "
+                           f"{type(requests).__name__}")
+    items = list(requests)
+    for i, r in enumerate(items):
         if not (isinstance(r, (tuple, list)) and len(r) == 2):
             raise InvalidInput(f"request {i} must be a {shape} pair, got {type(r).__name__}")
+    return items

@@ -364,3 +364,31 @@ def test_distilled_heads_predict_the_attribute_they_copy() -> None:
     pred = np.array(heads.score_many("q", texts))[:, 0]
     truth = REWARDS.raw_features("q", texts)[:, 0]
     assert np.corrcoef(pred, truth)[0, 1] > 0.9
+
+
+def test_every_path_is_reachable_from_the_facade(tmp_path) -> None:  # noqa: ANN001
+    from personalizer import Personalizer
+    from personalizer.backends import BestOfN, ProxyTuning
+    from personalizer.backends.trunk import TrunkHeads
+
+    rm, rm_set = _rm_setup()
+    lm = tiny.gpt2(seed=5)
+    trunk_gen = LocalGenerator(lm, tiny.tokenizer())
+    trunk_set = RewardSet("trunk", [TrunkHeads(trunk_gen, np.ones((1, 64)) / 8, np.zeros(1),
+                                               ["h0"])])
+    cases = [(REWARDS, "args-text"), (rm_set, "args-tree"), (trunk_set, "args-trunk")]
+    for rs, path in cases:
+        gen = LocalGenerator(lm, tiny.tokenizer(), rewards=rs)
+        with Personalizer(tmp_path / f"{rs.id}.db", rewards=rs, generator=gen) as p:
+            p.create_profile("u")
+            p.store.modify("u", lambda prof, rs=rs: prof.model_copy(update={
+                "coefficients": {n: 1.0 for n in rs.names}, "reward_set_id": rs.id,
+                "reward_set_version": rs.version}))
+            assert p.generate("u", "Hello there", max_new_tokens=6).steering.path == path
+            assert p.generate("u", "Hello there", strength=0.0,
+                              max_new_tokens=6).steering.path == "plain"
+            best = p.generate("u", "Hello there", strategy=BestOfN(n=2), max_new_tokens=6)
+            assert best.steering.path == "best-of-n"
+            proxied = p.generate("u", "Hello there", max_new_tokens=6,
+                                 proxy=ProxyTuning(trunk_gen, trunk_gen))
+            assert proxied.steering.levers[0] == "proxy"
