@@ -32,6 +32,7 @@ from .engine import Decoding
 from .plan import Plan, Planner
 from .proxy import ProxyTuning
 from .request import GenerationOptions, Steering, parse_options
+from .rewards.quality import QualityModel, default_quality
 
 __all__ = ["LocalGenerator"]
 
@@ -42,6 +43,10 @@ class LocalGenerator:
 
     ``model`` is a hub id, a folder, or an already-loaded ``PreTrainedModel`` (then pass its
     ``tokenizer``). Nothing is downloaded unless you pass a hub id that is not cached.
+    ``rewards`` is the reward set that users' coefficients refer to. ``quality`` is the
+    quality floor of steered answers (a :class:`~personalizer.backends.rewards.QualityModel`;
+    ``"auto"``: :class:`~personalizer.backends.rewards.Substance` on the shipped MiniLM when
+    it is installed; ``None``: off).
 
     >>> gen = LocalGenerator.smollm2()                       # doctest: +SKIP
     >>> gen.generate("Say hi", max_new_tokens=8).text        # doctest: +SKIP
@@ -50,7 +55,8 @@ class LocalGenerator:
     def __init__(self, model: str | os.PathLike[str] | Any, tokenizer: Any = None, *,
                  gguf_file: str | None = None, dtype: str | Any = "float32",
                  device: str = "cpu", cache_dir: Path | None = None,
-                 defaults: GenerationOptions | None = None, rewards: Any = None) -> None:
+                 defaults: GenerationOptions | None = None, rewards: Any = None,
+                 quality: Any = "auto") -> None:
         torch = _hf.torch_module()
         if isinstance(model, (str, os.PathLike)):
             self.model, self.tokenizer = _hf.load_causal_lm(
@@ -69,6 +75,11 @@ class LocalGenerator:
             self.name = getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.defaults = defaults or GenerationOptions()
         self.rewards = rewards  # the RewardSet that Steering coefficients refer to
+        # the quality floor of steered answers (a QualityModel), the same for every user
+        self.quality = default_quality() if quality == "auto" else quality
+        if self.quality is not None and not isinstance(self.quality, QualityModel):
+            raise InvalidInput("quality must be a QualityModel (name, description, floor, "
+                               "score(prompt, responses)), 'auto' or None")
         self.device = next(self.model.parameters()).device
         self.eos_ids = _hf.eos_ids(self.model, self.tokenizer)
         self._cache_kwarg = _hf.cache_kwarg(self.model)
@@ -180,7 +191,7 @@ class LocalGenerator:
         if proxy is not None and not isinstance(proxy, ProxyTuning):
             raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning, not "
                                f"{type(proxy).__name__}")
-        return Planner(self, self.rewards, proxy)
+        return Planner(self, self.rewards, proxy, self.quality)
 
     def _run(self, messages: MessagesLike, steering: Steering | None,
              proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:
@@ -191,12 +202,17 @@ class LocalGenerator:
     def _generation(self, plan: Plan, text: str, tokens: Sequence[int], finish: str,
                     first_s: float | None, total: float,
                     record: SteeringRecord | None = None) -> Generation:
+        record = record or plan.record
+        if record.quality is not None and plan.quality is not None:
+            score = float(plan.quality.score(plan.spec.prompt_text, [text])[0])
+            record = record.model_copy(update={
+                "quality": record.quality.model_copy(update={"score": score})})
         return Generation(
             text=text, completion_tokens=len(tokens), token_ids=tuple(tokens),
             prompt_tokens=len(plan.spec.prompt),
             finish_reason="stop" if finish == "stop" else "length",
             timings=Timings(total_s=total, first_token_s=first_s), model=self.name,
-            steering=record or plan.record, prompt_tokens_dropped=plan.dropped)
+            steering=record, prompt_tokens_dropped=plan.dropped)
 
 
 class _Run:

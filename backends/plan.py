@@ -9,7 +9,11 @@ decoding loop and the record of what was chosen:
   sampled lookahead) -> plain decoding limited to the same k candidates: identical answers,
   faster;
 * ARGS -> the reward's own fast token scorer when it offers one for this model
-  (``scoring="auto"`` or ``"fast"``), else candidate texts scored by the reward set;
+  (``scoring="auto"`` or ``"fast"``), else candidate texts scored by the reward set. The
+  user's reward is divided by the norm of their coefficients (``Steering.relative``);
+  whole-answer attributes (``per_token=False``: length) count only when finished answers are
+  compared; the generator's quality term (substance) joins them there with a fixed weight,
+  and an answer may end only once it clears the quality floor;
 * best-of-n -> n sampled rows per block (:mod:`.best_of_n`).
 """
 
@@ -19,10 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from personalizer.errors import InvalidInput
-from personalizer.types import Message, RewardTerm, SteeringRecord
+from personalizer.types import Message, QualityTerm, RewardTerm, SteeringRecord
 
 from .decoding_math import seeded_rng
 from .engine import RowSpec
@@ -47,6 +52,7 @@ class Plan:
     dropped: int = 0  # prompt tokens dropped to fit the context
     best_of_n: BestOfN | None = None
     user_reward: Callable[[list[str]], Any] | None = None  # best-of-n: reward of texts
+    quality: Any = None  # the quality model that kept the answer an answer
 
 
 def fit_context(handle: ModelHandle, prompt: list[int],
@@ -78,8 +84,10 @@ class Planner:
     """Plans the requests of one decoding run; rows steered with the same reward set share
     one token scorer per kind."""
 
-    def __init__(self, handle: ModelHandle, rewards: Any, proxy: ProxyTuning | None) -> None:
+    def __init__(self, handle: ModelHandle, rewards: Any, proxy: ProxyTuning | None,
+                 quality: Any = None) -> None:
         self.handle, self.rewards, self.proxy = handle, rewards, proxy
+        self.quality = quality  # a QualityModel: substance, with a fixed weight
         self._fast: Any = None
         self._fast_known = False
         self._text: TextScorer | None = None
@@ -112,12 +120,14 @@ class Planner:
                                      reward_set_version=steering.reward_set_version)
         strategy = steering.strategy
 
-        def record(path: str, levers: tuple[str, ...]) -> SteeringRecord:
+        def record(path: str, levers: tuple[str, ...],
+                   quality: QualityTerm | None = None) -> SteeringRecord:
             return SteeringRecord(
                 path=path, levers=(*base, *levers), strategy=strategy.model_dump(),
                 strength=steering.strength, reward_set_id=rs.id, reward_set_version=rs.version,
                 terms=tuple(RewardTerm(name=n, description=d, coefficient=float(c))
-                            for n, d, c in zip(rs.names, rs.descriptions, coef, strict=True)))
+                            for n, d, c in zip(rs.names, rs.descriptions, coef, strict=True)),
+                quality=quality)
 
         if isinstance(strategy, BestOfN):
             if options.do_sample is False:
@@ -135,16 +145,25 @@ class Planner:
             return Plan(row(PlainPolicy(limit=strategy.candidates)), record("plain", ()),
                         dropped)
         scorer = self._scorer(strategy.scoring)
-        weights, offset = rs.raw_weights(coef)
+        norm = float(np.linalg.norm(coef)) if steering.relative else 1.0
+        user = coef / norm if norm > 0 else coef
+        # whole-answer attributes (length) only count when finished answers are compared
+        weights, offset = rs.raw_weights(user * np.asarray(rs.per_token, dtype=float))
+        quality = self.quality if strategy.quality_weight > 0 else None
+        term = None if quality is None else QualityTerm(
+            name=quality.name, description=quality.description,
+            weight=strategy.quality_weight, floor=quality.floor)
         policy = ArgsPolicy(
             k=strategy.candidates, strength=steering.strength,
             weights=torch.tensor(weights, dtype=torch.float32), offset=offset, scorer=scorer,
             score_every=strategy.score_every,
             lookahead=strategy.lookahead_tokens if lookahead else None,
-            text_reward=lambda prompt_text, texts: rs.features(prompt_text, texts) @ coef,
-            eos=end_of_turn(self.handle))
+            text_reward=lambda prompt_text, texts: rs.features(prompt_text, texts) @ user,
+            eos=end_of_turn(self.handle), quality=quality,
+            quality_weight=strategy.quality_weight)
         levers = ("args", "lookahead") if lookahead else ("args",)
-        return Plan(row(policy), record(f"args-{scorer.kind}", levers), dropped)
+        return Plan(row(policy), record(f"args-{scorer.kind}", levers, term), dropped,
+                    quality=quality)
 
     def _scorer(self, scoring: str) -> TokenScorer:
         if scoring != "text":

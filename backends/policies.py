@@ -6,7 +6,10 @@
   ``logit + strength * (features @ weights + offset)``, then chosen with the same sampling
   options. With whole-answer lookahead, at each sentence end it also weighs stopping now
   against one more (greedily drafted) sentence, both scored as finished answers:
-  ``logit(eos) + w r(prefix)`` against ``logit(next) + w r(prefix + sentence)``.
+  ``logit(eos) + w (r + l q)(prefix)`` against ``logit(next) + w (r + l q)(prefix +
+  sentence)``, with ``q`` the quality term (substance) and ``l`` its fixed weight; an answer
+  whose substance is below the quality floor may not end (neither here nor by the reward
+  choosing the end of turn over the model's own choice).
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class ArgsPolicy:
     lookahead: int | None = None  # token budget of a drafted sentence; None: off
     text_reward: Callable[[str, list[str]], Any] | None = None  # user reward of texts
     eos: int = 0  # the id that ends an answer
+    quality: Any = None  # a QualityModel (substance) with a fixed weight, or None
+    quality_weight: float = 0.0
 
     def scored(self, step: int) -> bool:
         return step % self.score_every == 0
@@ -85,11 +90,24 @@ class ArgsPolicy:
             rewards = row.features[:self.k] @ self.weights + self.offset
         scores = scatter_scores(c, args_scores(v, rewards, self.strength), logits.shape[-1])
         tid = _sample(scores, row, row.spec.options.top_k)
-        if (self.lookahead is not None and row.ids and tid not in run.handle.eos_ids
+        eos = run.handle.eos_ids
+        if tid in eos and int(c[0]) not in eos and not self._has_content(row):
+            # the reward, not the model, wants to end an answer that says nothing yet
+            scores[[e for e in eos if e < scores.shape[-1]]] = float("-inf")
+            if bool(torch.isfinite(scores).any()):
+                tid = _sample(scores, row, row.spec.options.top_k)
+        if (self.lookahead is not None and row.ids and tid not in eos
                 and ends_sentence(row.tracker.decode())):
             if self._stop_here(run.handle, row, tid, logits):
                 return self.eos
         return tid
+
+    def _has_content(self, row: DecodeRow) -> bool:
+        """Whether the answer so far clears the quality floor (always, without one)."""
+        if self.quality is None:
+            return True
+        text = row.tracker.decode()
+        return float(self.quality.score(row.prompt_text, [text])[0]) >= self.quality.floor
 
     def _stop_here(self, handle: ModelHandle, row: DecodeRow, go: int,
                    logits: torch.Tensor) -> bool:
@@ -106,6 +124,12 @@ class ArgsPolicy:
         go_text = row.tracker.decode([*row.ids, *more])
         r_stop, r_go = (float(x) for x in self.text_reward(row.prompt_text,
                                                            [stop_text, go_text]))
+        if self.quality is not None:
+            q_stop, q_go = self.quality.score(row.prompt_text, [stop_text, go_text])
+            if q_stop < self.quality.floor:
+                return False  # nothing said yet: the answer may not end here
+            r_stop += self.quality_weight * q_stop
+            r_go += self.quality_weight * q_go
         w = self.strength
         return float(logits[self.eos]) + w * r_stop > float(logits[go]) + w * r_go
 

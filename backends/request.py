@@ -89,6 +89,11 @@ class Args(BaseModel):
         description="'fast': the reward's own token scorer (a reward model's tree pass, "
                     "heads on the LM's trunk), refused when the reward has none; 'text': "
                     "score decoded candidate texts; 'auto': fast when the reward offers it.")
+    quality_weight: float = Field(
+        default=1.0, ge=0, le=100,
+        description="Weight of the generator's quality term (substance) beside the user's "
+                    "reward when whole answers are compared; an answer may only end once "
+                    "its quality clears the term's floor. 0: off.")
 
 
 class BestOfN(BaseModel):
@@ -122,6 +127,9 @@ class Steering(BaseModel):
     reward_set_id: str = Field(description="The reward set the coefficients refer to.")
     reward_set_version: str = Field(description="Its version (checked, never reinterpreted).")
     strength: float = Field(default=1.0, ge=0, le=1000, description="ARGS weight w.")
+    relative: bool = Field(
+        default=True, description="Divide the user's reward by the norm of their "
+        "coefficients, so that a strength means the same for a faint and a clear profile.")
     strategy: Strategy = Field(default_factory=Args, description="How to search.")
 
     @field_validator("coefficients")

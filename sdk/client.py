@@ -16,13 +16,35 @@ from personalizer.profiles import (
     SQLiteProfileStore,
     validate_user_id,
 )
+from personalizer.profiles.conditioning import condition, profile_block
 from personalizer.profiles.learner import make_preference
 
 from ._boundary import Unchecked, public_api
-from .errors import BackendError, InvalidInput
-from .types import Generation, Generator, MessagesLike, check_pairs
+from .errors import BackendError, InvalidInput, ProfileNotFound
+from .types import (
+    Generation,
+    Generator,
+    Message,
+    MessagesLike,
+    SteeringRecord,
+    as_messages,
+    check_pairs,
+)
 
-__all__ = ["Personalizer"]
+__all__ = ["DEFAULT_STRENGTH", "LOCAL_PROMPT_DEFAULT", "Personalizer"]
+
+# Defaults of Personalizer.generate, chosen from bench/quality.py on SmolLM2 (see README).
+DEFAULT_STRENGTH = 1.0
+LOCAL_PROMPT_DEFAULT = True
+
+
+def _with_prompt_lever(out: Generation, block: str | None) -> Generation:
+    """``out`` with "prompt" among its levers when the profile block was in the prompt."""
+    if block is None:
+        return out
+    record = out.steering or SteeringRecord(path="plain")
+    return out.model_copy(update={"steering": record.model_copy(
+        update={"levers": ("prompt", *record.levers)})})
 
 
 @public_api
@@ -110,28 +132,33 @@ class Personalizer:
         self._need_learner("onboarding")
         return Onboarding(self.store, self.rewards, user_id, pool, **options)
 
-    def generate(self, user_id: str, messages: MessagesLike, *, strength: float = 1.0,
-                 strategy: Any = None, **options: Any) -> Generation:
-        """Answer ``messages`` for ``user_id``: reward-guided decoding toward their profile.
+    def generate(self, user_id: str, messages: MessagesLike, *,
+                 strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                 prompt_profile: bool | None = None, **options: Any) -> Generation:
+        """Answer ``messages`` for ``user_id``, personalized by their profile.
 
-        ``strength`` weighs the user's reward (0: plain decoding); ``strategy`` is how to
-        search (:class:`~personalizer.backends.Args`, the default, or
-        :class:`~personalizer.backends.BestOfN`, or their names ``"args"``/``"best_of_n"``).
-        A user without coefficients yet gets the generator's plain answer. ``options`` go to
-        the generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...); the
-        generation's ``steering`` record says which decoding path ran.
+        Two levers, each switchable per call: the profile as a delimited block in the system
+        prompt (``prompt_profile``; None: the generator's default, on for models without
+        logits, and for local models as measured in bench/quality.py) and reward-guided
+        decoding toward their reward (local models; ``strength`` weighs it relative to the
+        profile's scale, 0 switches it off; ``strategy``: :class:`~personalizer.backends.Args`
+        by default, or :class:`~personalizer.backends.BestOfN`, or their names). A user
+        without coefficients gets the generator's plain answer. ``options`` go to the
+        generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...); the
+        generation's ``steering`` record says what ran.
         """
-        steering = self._steering(user_id, strength, strategy)
-        if steering is None:
-            return self.generator.generate(messages, **options)
-        return self.generator.generate(messages, steering=steering, **options)
+        msgs, steering, block = self._request(user_id, messages, strength, strategy,
+                                              prompt_profile)
+        extra = {} if steering is None else {"steering": steering}
+        return _with_prompt_lever(self.generator.generate(msgs, **extra, **options), block)
 
     def generate_batch(self, requests: Unchecked[Sequence[tuple[str, MessagesLike]]], *,
-                       strength: float = 1.0, strategy: Any = None,
+                       strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                       prompt_profile: bool | None = None,
                        **options: Any) -> list[Generation]:
         """Answer many users at once: ``requests`` are ``(user_id, messages)`` pairs, decoded
-        together in one batch, each row steered toward its own user's profile (needs a
-        generator with ``generate_batch``, such as a LocalGenerator)."""
+        together in one batch, each row personalized for its own user as :meth:`generate`
+        does (needs a generator with ``generate_batch``, such as a LocalGenerator)."""
         if self.generator is None:
             raise InvalidInput("generate_batch needs a generator: Personalizer(db, generator=...)")
         batch = getattr(self.generator, "generate_batch", None)
@@ -139,17 +166,31 @@ class Personalizer:
             raise BackendError(f"{type(self.generator).__name__} does not decode batches; "
                                "call generate() once per request")
         requests = check_pairs(requests, "(user_id, messages)")
-        rows = [(messages, self._steering(user_id, strength, strategy))
-                for user_id, messages in requests]
-        return batch(rows, **options)
+        planned = [self._request(user_id, messages, strength, strategy, prompt_profile)
+                   for user_id, messages in requests]
+        outs = batch([(msgs, steering) for msgs, steering, _ in planned], **options)
+        return [_with_prompt_lever(o, block) for o, (_, _, block) in zip(outs, planned,
+                                                                          strict=True)]
 
-    def _steering(self, user_id: str, strength: float, strategy: Any) -> Any:
-        """The user's Steering, or None while their profile has no coefficients."""
+    def _request(self, user_id: str, messages: MessagesLike, strength: float, strategy: Any,
+                 prompt_profile: bool | None) -> tuple[list[Message], Any, str | None]:
+        """The messages (with the profile block when asked), the user's Steering (None while
+        their profile has no coefficients, or for a model without logits) and the block."""
         if self.generator is None:
             raise InvalidInput("generate needs a generator: Personalizer(db, generator=...)")
-        profile = self.profile(user_id)
-        if not profile.coefficients:
-            return None
+        msgs = as_messages(messages)
+        validate_user_id(user_id)
+        try:
+            profile = self.store.get(user_id)
+        except ProfileNotFound:
+            return msgs, None, None  # a user never seen: the plain answer
+        steerable = hasattr(self.generator, "rewards")
+        use_block = prompt_profile if prompt_profile is not None else \
+            (LOCAL_PROMPT_DEFAULT if steerable else True)
+        block = profile_block(profile, self.rewards) if use_block else None
+        msgs = condition(msgs, block)
+        if not profile.coefficients or not steerable:
+            return msgs, None, block
         from personalizer.backends import Steering
 
         if getattr(self.generator, "rewards", None) is None:
@@ -157,7 +198,7 @@ class Personalizer:
                 f"{type(self.generator).__name__} cannot steer toward {user_id!r}'s reward: "
                 "give a LocalGenerator the reward set of the profiles (rewards=...)")
         extra = {} if strategy is None else {"strategy": strategy}
-        return Steering.from_profile(profile, strength=strength, **extra)
+        return msgs, Steering.from_profile(profile, strength=strength, **extra), block
 
     def _need_learner(self, what: str) -> ProfileLearner:
         if self._learner is None:

@@ -18,6 +18,7 @@ __all__ = [
     "Generation",
     "Generator",
     "Message",
+    "QualityTerm",
     "RewardTerm",
     "ScoredCandidate",
     "SteeringRecord",
@@ -59,6 +60,19 @@ class RewardTerm(BaseModel):
     coefficient: float = Field(description="The user's weight on it.")
 
 
+class QualityTerm(BaseModel):
+    """The quality floor of a steered answer: a reward for substance with a fixed weight (the
+    same for every user), beside the user's own terms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="The quality reward's name.")
+    description: str = Field(description="What it measures, in words.")
+    weight: float = Field(description="Its fixed weight in the objective.")
+    floor: float = Field(description="The least an answer must score before it may end.")
+    score: float | None = Field(default=None, description="The returned answer's score.")
+
+
 class ScoredCandidate(BaseModel):
     """An answer (or block) that was considered, with the user's reward of it."""
 
@@ -89,6 +103,8 @@ class SteeringRecord(BaseModel):
     reward_set_version: str | None = None
     terms: tuple[RewardTerm, ...] = Field(
         default=(), description="The user's coefficients, each with its description.")
+    quality: QualityTerm | None = Field(
+        default=None, description="The quality term that kept the answer an answer, if any.")
     candidates: tuple[ScoredCandidate, ...] = Field(
         default=(), description="Best-of-n: the (last block's) candidates and their rewards.")
     chosen: int | None = Field(default=None, description="Index of the kept candidate.")

@@ -100,7 +100,7 @@ def test_text_level_rows_with_lookahead_equal_their_single_runs() -> None:
     # this tiny GPT-2 writes ':' (a sentence end) again and again, so lookahead runs often
     rs = RewardSet("text", [AttributeScorer("colons", "colons", lambda t: t.count(":")),
                             AttributeScorer("length", "characters", lambda t: len(t) / 10)])
-    g = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), rewards=rs)
+    g = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), rewards=rs, quality=None)
 
     def user(colons: float, length: float, **kw) -> Steering:  # noqa: ANN003
         return Steering(coefficients={"colons": colons, "length": length}, reward_set_id=rs.id,

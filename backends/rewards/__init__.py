@@ -17,6 +17,7 @@ from .attributes import (
 )
 from .base import MultiRewardModel, Normalization, RewardModel, RewardSet, check_scores
 from .judge import JudgeReward, Judgement, parse_score, parse_verdict
+from .quality import QualityModel, Substance, content_words
 
 __all__ = [
     "AttributeScorer",
@@ -29,12 +30,15 @@ __all__ = [
     "KeywordReward",
     "MultiRewardModel",
     "Normalization",
+    "QualityModel",
     "RewardModel",
     "RewardSet",
     "SentenceEncoder",
+    "Substance",
     "attribute_reward_set",
     "attribute_scorers",
     "check_scores",
+    "content_words",
     "flesch_kincaid_grade",
     "parse_score",
     "parse_verdict",

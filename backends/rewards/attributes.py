@@ -145,33 +145,54 @@ def _emoji(t: str) -> float:
 
 @dataclass(frozen=True)
 class AttributeScorer:
-    """A :class:`RewardModel` from a pure function of the response text."""
+    """A :class:`RewardModel` from a pure function of the response text.
+
+    ``per_token=False`` marks a whole-answer attribute (length): a prefix says nothing about
+    it (every candidate token adds about one word), so reward-guided decoding uses it only
+    when it compares finished answers (lookahead), never to rescore single tokens. ``more``
+    and ``less`` are instructions that ask a model for more or less of it (the profile's
+    prompt block uses them).
+    """
 
     name: str
     description: str
     fn: Callable[[str], float]
+    per_token: bool = True
+    more: str | None = None
+    less: str | None = None
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         return [float(self.fn(r)) for r in responses]
 
 
 _SCORERS = (
-    AttributeScorer("verbosity", "longer answers: log(1 + number of words)", _verbosity),
+    AttributeScorer("verbosity", "longer answers: log(1 + number of words)", _verbosity,
+                    per_token=False, more="Give thorough, detailed answers.",
+                    less="Keep answers short and to the point."),
     AttributeScorer("reading_level", "harder reading: Flesch-Kincaid grade level",
-                    flesch_kincaid_grade),
+                    flesch_kincaid_grade, more="Use precise, advanced vocabulary.",
+                    less="Use simple, everyday words."),
     AttributeScorer("formality", "more formal: formal connectives minus contractions, slang, "
-                    "exclamations and emoji, per 100 words", _formality),
+                    "exclamations and emoji, per 100 words", _formality,
+                    more="Write in a formal tone.", less="Write in a casual, friendly tone."),
     AttributeScorer("warmth", "warmer, more positive tone: VADER sentiment compound (-1..1)",
-                    _warmth),
+                    _warmth, more="Be warm and encouraging.",
+                    less="Be neutral and matter-of-fact."),
     AttributeScorer("structure", "more structured: share of lines that are list items, "
-                    "headings or table rows", _structure),
+                    "headings or table rows", _structure,
+                    more="Format the answer as a bulleted list.",
+                    less="Write in flowing prose, without lists."),
     AttributeScorer("technical_depth", "more technical: long jargon words, identifiers, "
-                    "numbers and code per 100 words", _technical),
+                    "numbers and code per 100 words", _technical,
+                    more="Include technical details.", less="Avoid technical jargon."),
     AttributeScorer("examples", "more examples: log(1 + 'for example', 'such as', code blocks, "
-                    "...)", _examples),
+                    "...)", _examples, more="Include a concrete example.",
+                    less="Skip examples."),
     AttributeScorer("hedging", "more hedging, less direct: 'might', 'perhaps', 'it depends', "
-                    "... per 100 words", _hedging),
-    AttributeScorer("emoji", "more emoji: log(1 + number of emoji)", _emoji),
+                    "... per 100 words", _hedging, more="Mention caveats and uncertainty.",
+                    less="Be direct and confident."),
+    AttributeScorer("emoji", "more emoji: log(1 + number of emoji)", _emoji,
+                    more="Use emoji.", less="Do not use emoji."),
 )
 
 

@@ -107,13 +107,20 @@ class RewardSet:
         self.rewards = tuple(rewards)
         names: list[str] = []
         descriptions: list[str] = []
+        per_token: list[bool] = []
+        instructions: list[tuple[str, str] | None] = []
         for r in self.rewards:
             if isinstance(r, MultiRewardModel):
                 names += r.names
                 descriptions += r.descriptions
+                per_token += [bool(getattr(r, "per_token", True))] * len(r.names)
+                instructions += [None] * len(r.names)
             elif isinstance(r, RewardModel):
                 names.append(r.name)
                 descriptions.append(r.description)
+                per_token.append(bool(getattr(r, "per_token", True)))
+                more, less = getattr(r, "more", None), getattr(r, "less", None)
+                instructions.append((more, less) if more and less else None)
             else:
                 raise InvalidInput(
                     f"{r!r} is not a reward model: it needs name, description and "
@@ -126,6 +133,10 @@ class RewardSet:
             raise InvalidInput(f"reward names must be unique in a set; repeated: {dupes}")
         self.names: tuple[str, ...] = tuple(names)
         self.descriptions: tuple[str, ...] = tuple(descriptions)
+        # False: a whole-answer attribute, used only when finished answers are compared
+        self.per_token: tuple[bool, ...] = tuple(per_token)
+        # (ask for more, ask for less) per reward, when it says how to ask a model for it
+        self.instructions: tuple[tuple[str, str] | None, ...] = tuple(instructions)
         self.normalization = normalization or Normalization.identity(len(names))
         if len(self.normalization.mean) != len(names):
             raise InvalidInput(f"normalization has {len(self.normalization.mean)} entries "
