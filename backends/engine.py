@@ -48,6 +48,10 @@ class TokenPolicy(Protocol):
     k: int  # candidates it rescores (0: none)
     scorer: TokenScorer | None  # where the candidates' features come from
 
+    def candidates_at(self, step: int) -> int:
+        """How many candidates it rescores at this step (0: none)."""
+        ...
+
     def scored(self, step: int) -> bool:
         """Whether the candidates are scored at this step."""
         ...
@@ -201,6 +205,7 @@ class Decoding:
         while active:
             for b, r in enumerate(active):
                 r.b = b
+                r.k = r.spec.policy.candidates_at(step)
             logits = source.current()
             k_max = max(r.k for r in active)
             values = cands = None

@@ -40,7 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .proxy import ProxyTuning
     from .scorers import TokenScorer
 
-__all__ = ["Plan", "Planner", "fit_context"]
+__all__ = ["CLEAR_NORM", "Plan", "Planner", "fit_context"]
+
+CLEAR_NORM = 0.5  # coefficient-vector norm from which a profile counts as clear
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Planner:
         self._fast: Any = None
         self._fast_known = False
         self._text: TextScorer | None = None
+        # rewards any row of this run weighs per token (text scoring computes only those)
+        self._needed = np.zeros(len(rewards.names) if rewards is not None else 0, dtype=bool)
 
     def plan(self, messages: Sequence[Message], options: GenerationOptions,
              steering: Steering | None) -> Plan:
@@ -144,11 +148,15 @@ class Planner:
                                       and not (lookahead and options.sampling())):
             return Plan(row(PlainPolicy(limit=strategy.candidates)), record("plain", ()),
                         dropped)
-        scorer = self._scorer(strategy.scoring)
-        norm = float(np.linalg.norm(coef)) if steering.relative else 1.0
-        user = coef / norm if norm > 0 else coef
+        # relative: the user's reward on a unit scale once the profile is clear (norm >=
+        # CLEAR_NORM); a faint profile (a few answers) stays proportionally weaker
+        norm = max(float(np.linalg.norm(coef)), CLEAR_NORM) if steering.relative else 1.0
+        user = coef / norm
         # whole-answer attributes (length) only count when finished answers are compared
-        weights, offset = rs.raw_weights(user * np.asarray(rs.per_token, dtype=float))
+        whole = 1.0 - np.asarray(rs.per_token, dtype=float)  # 1: a whole-answer attribute
+        weights, offset = rs.raw_weights(user * (1 - whole))
+        self._needed |= weights != 0
+        scorer = self._scorer(strategy.scoring, needed=self._needed)
         quality = self.quality if strategy.quality_weight > 0 else None
         term = None if quality is None else QualityTerm(
             name=quality.name, description=quality.description,
@@ -158,14 +166,16 @@ class Planner:
             weights=torch.tensor(weights, dtype=torch.float32), offset=offset, scorer=scorer,
             score_every=strategy.score_every,
             lookahead=strategy.lookahead_tokens if lookahead else None,
-            text_reward=lambda prompt_text, texts: rs.features(prompt_text, texts) @ user,
+            text_reward=lambda prompt_text, texts: (
+                rs.features(prompt_text, texts) @ (user * whole), rs.features(prompt_text, texts)
+                @ (user * (1 - whole))),
             eos=end_of_turn(self.handle), quality=quality,
-            quality_weight=strategy.quality_weight)
+            quality_weight=strategy.quality_weight, lookahead_weight=strategy.lookahead_weight)
         levers = ("args", "lookahead") if lookahead else ("args",)
         return Plan(row(policy), record(f"args-{scorer.kind}", levers, term), dropped,
                     quality=quality)
 
-    def _scorer(self, scoring: str) -> TokenScorer:
+    def _scorer(self, scoring: str, needed: Any = None) -> TokenScorer:
         if scoring != "text":
             if not self._fast_known:
                 self._fast, self._fast_known = self.rewards.token_scorer(self.handle), True
@@ -178,6 +188,9 @@ class Planner:
                     f"fitted on it); reward set {self.rewards.id!r} has none: use "
                     "scoring='auto' or 'text'")
         if self._text is None:
-            self._text = TextScorer(self.handle.tokenizer, self.rewards.raw_features)
+            rs = self.rewards
+            self._text = TextScorer(self.handle.tokenizer,
+                                    lambda prompt, texts: rs.raw_features(prompt, texts,
+                                                                          needed=needed))
         return self._text
 

@@ -6,8 +6,11 @@
   ``logit + strength * (features @ weights + offset)``, then chosen with the same sampling
   options. With whole-answer lookahead, at each sentence end it also weighs stopping now
   against one more (greedily drafted) sentence, both scored as finished answers:
-  ``logit(eos) + w (r + l q)(prefix)`` against ``logit(next) + w (r + l q)(prefix +
-  sentence)``, with ``q`` the quality term (substance) and ``l`` its fixed weight; an answer
+  ``logit(eos) + W (a + l q)(prefix) + w b(prefix)`` against the same for ``prefix +
+  sentence`` with ``logit(next)``: ``a`` is the user's reward from whole-answer attributes
+  (length), which only finished answers show, weighed by ``W = strength *
+  lookahead_weight``; ``b`` the rest of their reward at the per-token ``w = strength``;
+  ``q`` the quality term (substance) with its fixed weight ``l``; an answer
   whose substance is below the quality floor may not end (neither here nor by the reward
   choosing the end of turn over the model's own choice).
 """
@@ -18,13 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from .decoding_math import args_scores, choose_next, scatter_scores
 from .engine import Decoding, RowSpec
 from .handle import ModelHandle, context_length
 from .request import GenerationOptions
-from .text import ends_sentence
+from .text import ends_sentence, may_end
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import DecodeRow
@@ -50,6 +54,9 @@ class PlainPolicy:
     def scored(self, step: int) -> bool:
         return False
 
+    def candidates_at(self, step: int) -> int:
+        return 0
+
     def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
                values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
         top_k = row.spec.options.top_k
@@ -73,21 +80,27 @@ class ArgsPolicy:
     scorer: TokenScorer
     score_every: int = 1
     lookahead: int | None = None  # token budget of a drafted sentence; None: off
-    text_reward: Callable[[str, list[str]], Any] | None = None  # user reward of texts
+    # the user's reward of finished texts: (whole-answer part, per-token part), each (n,)
+    text_reward: Callable[[str, list[str]], Any] | None = None
     eos: int = 0  # the id that ends an answer
     quality: Any = None  # a QualityModel (substance) with a fixed weight, or None
     quality_weight: float = 0.0
+    lookahead_weight: float = 1.0  # whole answers are compared at strength * this
 
     def scored(self, step: int) -> bool:
         return step % self.score_every == 0
 
+    def candidates_at(self, step: int) -> int:
+        return self.k
+
     def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
                values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
         assert values is not None and candidates is not None
-        v, c = values[:self.k], candidates[:self.k]
+        k = row.k
+        v, c = values[:k], candidates[:k]
         rewards = torch.zeros_like(v)
         if row.features is not None:
-            rewards = row.features[:self.k] @ self.weights + self.offset
+            rewards = row.features[:k] @ self.weights + self.offset
         scores = scatter_scores(c, args_scores(v, rewards, self.strength), logits.shape[-1])
         tid = _sample(scores, row, row.spec.options.top_k)
         eos = run.handle.eos_ids
@@ -97,7 +110,7 @@ class ArgsPolicy:
             if bool(torch.isfinite(scores).any()):
                 tid = _sample(scores, row, row.spec.options.top_k)
         if (self.lookahead is not None and row.ids and tid not in eos
-                and ends_sentence(row.tracker.decode())):
+                and may_end(row.tracker.decode())):
             if self._stop_here(run.handle, row, tid, logits):
                 return self.eos
         return tid
@@ -122,16 +135,16 @@ class ArgsPolicy:
                            sentence_done)]
         stop_text = row.tracker.decode()
         go_text = row.tracker.decode([*row.ids, *more])
-        r_stop, r_go = (float(x) for x in self.text_reward(row.prompt_text,
-                                                           [stop_text, go_text]))
+        whole, rest = self.text_reward(row.prompt_text, [stop_text, go_text])
         if self.quality is not None:
             q_stop, q_go = self.quality.score(row.prompt_text, [stop_text, go_text])
             if q_stop < self.quality.floor:
                 return False  # nothing said yet: the answer may not end here
-            r_stop += self.quality_weight * q_stop
-            r_go += self.quality_weight * q_go
-        w = self.strength
-        return float(logits[self.eos]) + w * r_stop > float(logits[go]) + w * r_go
+            whole = whole + self.quality_weight * np.array([q_stop, q_go])
+        big, w = self.strength * self.lookahead_weight, self.strength
+        stop = float(logits[self.eos]) + big * float(whole[0]) + w * float(rest[0])
+        go_on = float(logits[go]) + big * float(whole[1]) + w * float(rest[1])
+        return stop > go_on
 
 
 def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,

@@ -84,13 +84,21 @@ class Args(BaseModel):
                     "finished answers (a prefix says nothing about length or structure).")
     lookahead_tokens: int = Field(default=48, ge=4, le=512,
                                   description="Token limit of one drafted sentence.")
+    lookahead_weight: float = Field(
+        default=200.0, ge=0, le=10000,
+        description="The reward's weight when two finished answers are compared (ending "
+                    "here or after one more sentence), as a multiple of strength. The "
+                    "model's logits there differ by 5-25 between going on and ending, "
+                    "while one more sentence moves a whole-answer reward by about 0.1 (on "
+                    "the relative scale), so this weight is far larger than the per-token "
+                    "one; the quality floor keeps an early end an answer.")
     scoring: Literal["auto", "text", "fast"] = Field(
         default="auto",
         description="'fast': the reward's own token scorer (a reward model's tree pass, "
                     "heads on the LM's trunk), refused when the reward has none; 'text': "
                     "score decoded candidate texts; 'auto': fast when the reward offers it.")
     quality_weight: float = Field(
-        default=1.0, ge=0, le=100,
+        default=0.25, ge=0, le=100,
         description="Weight of the generator's quality term (substance) beside the user's "
                     "reward when whole answers are compared; an answer may only end once "
                     "its quality clears the term's floor. 0: off.")

@@ -7,15 +7,24 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["TextTracker", "ends_sentence", "first_stop"]
+__all__ = ["TextTracker", "ends_sentence", "first_stop", "may_end"]
 
 # A sentence (or a list item's line) ends at . ! ? : ) or a line break.
 _SENTENCE_END = re.compile(r"[.!?:)]\s*$|\n\s*$")
+# ... but an answer may only end after a finished sentence: not after "Here are the steps:",
+# nor after a bare list marker ("2.", "-").
+_FINISHED = re.compile(r"[^\W\d_][\"')\]*]*[.!?][\"')\]*]*\s*$")
 
 
 def ends_sentence(text: str) -> bool:
-    """Whether ``text`` (non-blank) ends a sentence or a line."""
+    """Whether ``text`` (non-blank) ends a sentence or a line (a block may end here)."""
     return bool(text.strip()) and bool(_SENTENCE_END.search(text))
+
+
+def may_end(text: str) -> bool:
+    """Whether an answer could end after ``text``: its last sentence is finished (a word
+    and then . ! or ?), not an announcement (':') or a bare list marker."""
+    return bool(_FINISHED.search(text))
 
 
 def first_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -4,6 +4,7 @@
 """
 
 from .base import ProfilePage, ProfileStore
+from .conditioning import BLOCK_END, BLOCK_START, condition, profile_block
 from .export import EXPORT_SCHEMA, EXPORT_SCHEMA_VERSION, ProfileExport, parse_export
 from .learner import ProfileLearner
 from .learning import Posterior
@@ -20,6 +21,8 @@ from .simulate import TASTES, SimulatedUser
 from .sqlite import DEFAULT_DB, SQLiteProfileStore, UserTransaction, default_db_path
 
 __all__ = [
+    "BLOCK_END",
+    "BLOCK_START",
     "DEFAULT_DB",
     "EXPORT_SCHEMA",
     "EXPORT_SCHEMA_VERSION",
@@ -38,10 +41,12 @@ __all__ = [
     "SimulatedUser",
     "TASTES",
     "UserTransaction",
+    "condition",
     "default_db_path",
     "default_reward_set",
     "generate_pool",
     "parse_export",
+    "profile_block",
     "question_bank",
     "validate_user_id",
 ]

@@ -35,7 +35,9 @@ def _level(value: float) -> str | None:
 
 def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3) -> list[str]:
     """The strongest coefficients as instructions, strongest first (at most ``max_items``;
-    coefficients below the weakest level are left out)."""
+    coefficients below the weakest level are left out). Only the instruction goes into the
+    line: a small model copies any commentary (such as "the user prefers this") into its
+    answer."""
     if not profile.coefficients or rewards is None:
         return []
     names = list(rewards.names)
@@ -53,7 +55,7 @@ def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3) -> l
         else:
             what = rewards.descriptions[j].split(":")[0]
             text = f"Give {'more' if values[j] > 0 else 'less'} of: {what}."
-        lines.append(f"- {text} (this user {level} prefers it)")
+        lines.append(f"- {text}")
     return lines
 
 

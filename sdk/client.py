@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_STRENGTH", "LOCAL_PROMPT_DEFAULT", "Personalizer"]
 
 # Defaults of Personalizer.generate, chosen from bench/quality.py on SmolLM2 (see README).
 DEFAULT_STRENGTH = 1.0
-LOCAL_PROMPT_DEFAULT = True
+LOCAL_PROMPT_DEFAULT = False  # on SmolLM2 the block cost substance and moved nothing
 
 
 def _with_prompt_lever(out: Generation, block: str | None) -> Generation:

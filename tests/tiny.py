@@ -69,3 +69,31 @@ def gpt2_classifier(num_labels: int = 1, seed: int = 0, **kw):  # noqa: ANN201
                      num_labels=num_labels, bos_token_id=tok.bos_token_id,
                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
     return GPT2ForSequenceClassification(cfg).eval()
+
+
+@functools.lru_cache(maxsize=None)
+def trained_gpt2():  # noqa: ANN201
+    """A tiny GPT-2 trained for a few seconds to answer in the corpus's sentences
+    ("user: ...\\nassistant: <sentences></s>"), so that decoding meets finished sentences,
+    list lines and an end of turn, as a real model's answers do."""
+    tok = tokenizer()
+    model = gpt2(seed=11, n_layer=2, n_embd=64).train()
+    sentences = [s for line in dict.fromkeys(CORPUS) for s in line.split("\n")]
+    questions = ["Hello there", "Drink water", "Tell me about sleep", "How are you today?",
+                 "Any tips?", "What should I do?"]
+    rng = torch.Generator().manual_seed(0)
+    texts = []
+    for i in range(32):
+        n = 1 + i % 4
+        picked = [sentences[int(j)] for j in torch.randint(len(sentences), (n,), generator=rng)]
+        texts.append(f"user: {questions[i % len(questions)]}\nassistant: {' '.join(picked)}"
+                     f"{tok.eos_token}")
+    batch = tok(texts, padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = model(**batch, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()

@@ -157,13 +157,23 @@ class RewardSet:
         """Name -> human description, in order."""
         return dict(zip(self.names, self.descriptions, strict=True))
 
-    def raw_features(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
-        """Unnormalised ``(n_responses, n_rewards)`` scores, checked finite."""
+    def raw_features(self, prompt: str, responses: Sequence[str], *,
+                     needed: Sequence[bool] | None = None) -> np.ndarray:
+        """Unnormalised ``(n_responses, n_rewards)`` scores, checked finite. With ``needed``
+        (one flag per reward name), single rewards that are not needed are skipped (their
+        column is 0): decoding asks only for the rewards a user weighs."""
         if isinstance(responses, str):
             raise InvalidInput("responses must be a list of strings, not one string")
         n = len(responses)
         columns: list[np.ndarray] = []
+        at = 0
         for r in self.rewards:
+            width = len(r.names) if isinstance(r, MultiRewardModel) else 1
+            if needed is not None and width == 1 and not needed[at]:
+                columns.append(np.zeros((n, 1)))
+                at += 1
+                continue
+            at += width
             if isinstance(r, MultiRewardModel):
                 rows = r.score_many(prompt, list(responses))
                 block = np.asarray(rows, dtype=np.float64).reshape(n, len(r.names))

@@ -58,8 +58,19 @@ def content_words(text: str, without: str = "") -> list[str]:
     return [w for w in _WORD.findall(text) if _stem(w) not in known]
 
 
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences and lines of ``text`` (blank ones dropped)."""
+    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+
+
 class Substance:
-    """How much an answer says about the question beyond restating it (see module doc).
+    """How much an answer says about the question beyond restating it (see module doc):
+    the sum over its sentences (and list lines) of how far each one's relevance clears
+    ``noise`` (what a generic sentence scores), so that filler adds nothing and each
+    sentence with real content adds its share.
 
     ``encoder`` is anything with ``encode(texts) -> (n, dim)`` L2-normalised embeddings;
     by default the shipped MiniLM (:class:`~personalizer.backends.rewards.SentenceEncoder`),
@@ -67,12 +78,12 @@ class Substance:
     """
 
     name = "substance"
-    description = ("says something about the question beyond restating it: MiniLM relevance "
-                   "of the answer's new words to the question")
+    description = ("says something about the question beyond restating it: the MiniLM "
+                   "relevance of each sentence's new words to the question, summed")
 
-    def __init__(self, encoder: Any = None, *, floor: float = 0.3) -> None:
+    def __init__(self, encoder: Any = None, *, floor: float = 0.35, noise: float = 0.2) -> None:
         self._encoder = encoder
-        self.floor = float(floor)
+        self.floor, self.noise = float(floor), float(noise)
 
     @property
     def encoder(self) -> Any:
@@ -82,13 +93,20 @@ class Substance:
             self._encoder = SentenceEncoder()
         return self._encoder
 
-    def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
-        if not responses:
+    def relevance(self, prompt: str, texts: Sequence[str]) -> list[float]:
+        """Each text's new words' relevance to the prompt (0 for a text with none)."""
+        if not texts:
             return []
-        rest = [" ".join(content_words(r, prompt)) for r in responses]
+        rest = [" ".join(content_words(t, prompt)) for t in texts]
         emb = np.asarray(self.encoder.encode([prompt, *(r or "." for r in rest)]))
         scores = emb[1:] @ emb[0]
         return [float(s) if r.strip() else 0.0 for s, r in zip(scores, rest, strict=True)]
+
+    def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
+        parts = [sentences(r) for r in responses]
+        flat = [s for p in parts for s in p]
+        rel = iter(self.relevance(prompt, flat))
+        return [sum(max(0.0, next(rel) - self.noise) for _ in p) for p in parts]
 
 
 _DEFAULT: list[Substance] = []

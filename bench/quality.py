@@ -1,0 +1,251 @@
+"""Does personalization move real answers toward a person's taste while keeping them answers?
+
+    .venv/bin/python bench/quality.py [--configs default prompt-only ...] [--split report]
+                                      [--max-new-tokens 128] [--agreement 0.78]
+
+SmolLM2-135M-Instruct (offline), through ``Personalizer.generate``. Simulated people whose
+tastes are written here as text measures of our own (word counts, list lines, warm words;
+not the attribute scorers' vectors) are onboarded with 10 questions through the normal
+``Onboarding``, answering with Bradley-Terry noise calibrated so that ~78% of their answers
+agree with their noise-free preference. Then SmolLM2 answers 12 prompts that are not in the
+question bank, plainly and personalized; each prompt has the key terms a real answer names.
+The prompts are split: even indices to tune on, odd ones to report (``--split``).
+
+Per taste and configuration: how far the answers moved (the taste's own measure), substance
+(key terms named, mean; NOT the quality term the decoding optimises, which is MiniLM
+relevance), non-answers (answers naming no key term), and ms per emitted token against plain
+(lookahead drafts count as time, not as tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+OUT = Path(__file__).resolve().parent / "out"
+
+# 12 prompts outside the question bank, each with stems of the terms a real answer names.
+PROMPTS: list[tuple[str, list[str]]] = [
+    ("How do I keep houseplants alive?",
+     ["water", "light", "sun", "soil", "drain", "pot", "overwater", "humid", "fertili",
+      "temperature", "window", "leaves"]),
+    ("How can I improve my running endurance?",
+     ["pace", "interval", "distance", "mile", "long run", "rest", "hydrat", "stretch",
+      "gradual", "train", "breath", "slow"]),
+    ("What are some tips for a job interview?",
+     ["research", "company", "practice", "question", "prepar", "dress", "arriv", "early",
+      "example", "resume", "eye contact", "thank"]),
+    ("How do I brew good coffee at home?",
+     ["bean", "grind", "water", "temperature", "ratio", "fresh", "filter", "brew", "roast",
+      "minute", "press", "pour"]),
+    ("How can I learn a new language faster?",
+     ["practice", "daily", "vocabulary", "speak", "native", "app", "immers", "listen",
+      "grammar", "flashcard", "conversation", "read"]),
+    ("How do I start a vegetable garden?",
+     ["soil", "sun", "water", "seed", "plant", "compost", "bed", "space", "tomato", "weed",
+      "season", "fertili"]),
+    ("How should I prepare for a long flight?",
+     ["water", "hydrat", "sleep", "seat", "stretch", "walk", "snack", "pillow", "headphone",
+      "entertain", "compression", "blanket"]),
+    ("How can I get better at public speaking?",
+     ["practice", "audience", "prepar", "breath", "slow", "eye contact", "rehears",
+      "confiden", "record", "pause", "note", "feedback"]),
+    ("How do I take care of a new puppy?",
+     ["vet", "vaccin", "food", "train", "crate", "walk", "toy", "chew", "sleep", "feed",
+      "social", "potty"]),
+    ("How can I reduce my screen time?",
+     ["app", "limit", "notification", "phone", "timer", "bedroom", "hobb", "schedule",
+      "setting", "outside", "book", "break"]),
+    ("How do I clean a cast iron pan?",
+     ["water", "salt", "oil", "dry", "scrub", "soap", "season", "heat", "rust", "towel",
+      "brush", "rinse"]),
+    ("What is a good morning routine?",
+     ["wake", "water", "exercise", "breakfast", "stretch", "plan", "sunlight", "meditat",
+      "shower", "journal", "same time", "sleep"]),
+]
+
+_WORDS = re.compile(r"[A-Za-z0-9']+")
+_LIST = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S")
+_WARM = ("glad", "happy", "great", "wonderful", "love", "enjoy", "hope", "fun", "exciting",
+         "amazing", "welcome", "delight", "fantastic", "lovely", "good luck", "you've got this")
+
+
+def n_words(text: str) -> int:
+    return len(_WORDS.findall(text))
+
+
+def list_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if _LIST.match(line))
+
+
+def warmth(text: str) -> float:
+    low = text.lower()
+    hits = text.count("!") + sum(low.count(w) for w in _WARM)
+    return hits / math.sqrt(max(n_words(text), 1))
+
+
+# The people: their utility of an answer, in their own measures (not the scorers' vectors).
+TASTES: dict[str, Any] = {
+    "terse": lambda t: -math.log1p(n_words(t)),
+    "thorough": lambda t: math.log1p(n_words(t)),
+    "lists": lambda t: 1.5 * (list_lines(t) >= 2) + 0.5 * min(list_lines(t), 6) / 6,
+    "warm": warmth,
+}
+# How each taste's movement is reported: (label, per-answer measure, summary)
+MOVES: dict[str, tuple[str, Any, str]] = {
+    "terse": ("median words", n_words, "median"),
+    "thorough": ("median words", n_words, "median"),
+    "lists": ("answers as lists", lambda t: float(list_lines(t) >= 2), "share"),
+    "warm": ("warm words per sqrt(word)", warmth, "mean"),
+}
+
+
+def key_terms(text: str, terms: list[str]) -> int:
+    low = text.lower()
+    return sum(1 for t in terms if t in low)
+
+
+def _beta_for(margins: np.ndarray, agreement: float) -> float:
+    """beta at which mean sigmoid(beta * margin) is ``agreement`` (bisection)."""
+    lo, hi = 1e-3, 1e3
+    for _ in range(80):
+        mid = math.sqrt(lo * hi)
+        if float((1 / (1 + np.exp(-mid * margins))).mean()) < agreement:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(lo * hi)
+
+
+def onboard(p: Any, user: str, utility: Any, agreement: float, seed: int) -> dict[str, Any]:
+    """10 questions through the normal onboarding, answered with Bradley-Terry noise whose
+    beta is set so that the expected agreement with the noise-free preference over the
+    questions actually asked is ``agreement`` (the asked pairs depend on the answers, so
+    beta and the session are refined together, three times)."""
+    from personalizer.profiles import question_bank
+
+    margins = [abs(utility(a) - utility(b)) for item in question_bank()
+               for i, a in enumerate(item.responses) for b in item.responses[i + 1:]]
+    beta = _beta_for(np.array([m for m in margins if m > 0]), agreement)
+    for _ in range(3):
+        rng = np.random.default_rng(seed)
+        session = p.onboarding(user, max_questions=10, min_questions=10, restart=True)
+        asked, agree = [], []
+        while not session.done:
+            q = session.next_question()
+            diff = utility(q.options[0]) - utility(q.options[1])
+            first = rng.random() < 1 / (1 + math.exp(-beta * diff))
+            asked.append(abs(diff))
+            agree.append(first == (diff > 0) if diff != 0 else True)
+            session.answer(q.id, 0 if first else 1)
+        beta = _beta_for(np.array([m for m in asked if m > 0] or [1.0]), agreement)
+    expected = float((1 / (1 + np.exp(-beta * np.array(asked)))).mean())
+    return {"agreement": float(np.mean(agree)), "expected_agreement": expected, "beta": beta,
+            "coefficients": p.profile(user).coefficients}
+
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "prompt-only": {"strength": 0.0, "prompt_profile": True},
+    "args-only": {"prompt_profile": False},
+}
+
+
+def parse_config(name: str) -> dict[str, Any]:
+    """A named configuration, or key=value pairs (``strength=2,prompt_profile=False``)."""
+    if name in CONFIGS:
+        return CONFIGS[name]
+    out: dict[str, Any] = {}
+    for part in name.split(","):
+        key, value = part.split("=")
+        out[key] = json.loads(value.lower() if value in ("True", "False") else value)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", default=["default"])
+    ap.add_argument("--split", choices=["tune", "report", "all"], default="report")
+    ap.add_argument("--tastes", nargs="+", default=list(TASTES))
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--agreement", type=float, default=0.78)
+    args = ap.parse_args()
+
+    import torch
+
+    from personalizer import Personalizer
+    from personalizer.backends import LocalGenerator
+    from personalizer.profiles import default_reward_set
+
+    torch.set_num_threads(2)
+    OUT.mkdir(exist_ok=True)
+    index = {"tune": range(0, 12, 2), "report": range(1, 12, 2), "all": range(12)}[args.split]
+    prompts = [PROMPTS[i] for i in index]
+    rewards = default_reward_set()
+    gen = LocalGenerator.smollm2(rewards=rewards)
+    results: dict[str, Any] = {"split": args.split, "max_new_tokens": args.max_new_tokens}
+    with Personalizer(":memory:", rewards=rewards, generator=gen) as p:
+        people = {}
+        for seed, taste in enumerate(args.tastes):
+            people[taste] = r = onboard(p, f"sim-{taste}", TASTES[taste], args.agreement, seed)
+            top = sorted(r["coefficients"].items(), key=lambda kv: -abs(kv[1]))[:3]
+            print(f"{taste:<9} beta {r['beta']:6.2f}  agreement {r['agreement']:.2f} (expected "
+                  f"{r['expected_agreement']:.2f})  top coefficients "
+                  f"{', '.join(f'{k} {v:+.2f}' for k, v in top)}", flush=True)
+        plain = []
+        for prompt, _ in prompts:
+            t = time.perf_counter()
+            out = gen.generate(prompt, max_new_tokens=args.max_new_tokens)
+            plain.append((out.text, time.perf_counter() - t, out.completion_tokens))
+        plain_ms = 1000 * sum(x[1] for x in plain) / sum(x[2] for x in plain)
+        results["plain"] = [x[0] for x in plain]
+        for name in args.configs:
+            kw = parse_config(name)
+            print(f"\n## {name}  {kw}   (plain {plain_ms:.0f} ms/token)")
+            print(f"{'taste':<9}{'measure':<27}{'plain':>8}{'steered':>9}{'substance':>11}"
+                  f"{'plain':>7}{'non-ans':>9}{'x ms/tok':>10}")
+            for taste in args.tastes:
+                texts, secs, toks = [], 0.0, 0
+                for prompt, _ in prompts:
+                    t = time.perf_counter()
+                    out = p.generate(f"sim-{taste}", prompt, max_new_tokens=args.max_new_tokens,
+                                     **kw)
+                    secs += time.perf_counter() - t
+                    toks += max(out.completion_tokens, 1)
+                    texts.append(out.text)
+                label, measure, how = MOVES[taste]
+                summary = {"median": statistics.median, "mean": statistics.mean,
+                           "share": statistics.mean}[how]
+                before = summary([measure(x[0]) for x in plain])
+                after = summary([measure(t) for t in texts])
+                sub = statistics.mean(key_terms(t, k) for t, (_, k) in zip(texts, prompts,
+                                                                             strict=True))
+                sub0 = statistics.mean(key_terms(x[0], k) for x, (_, k) in zip(plain, prompts,
+                                                                                strict=True))
+                non = sum(key_terms(t, k) == 0 for t, (_, k) in zip(texts, prompts, strict=True))
+                non0 = sum(key_terms(x[0], k) == 0 for x, (_, k) in zip(plain, prompts,
+                                                                         strict=True))
+                ratio = (1000 * secs / toks) / plain_ms
+                print(f"{taste:<9}{label:<27}{before:>8.2f}{after:>9.2f}{sub:>7.2f}/{sub0:<4.2f}"
+                      f"{'':>6}{non:>3}/{len(texts)} ({non0}){ratio:>8.2f}", flush=True)
+                results.setdefault(name, {})[taste] = {
+                    "texts": texts, "move": [before, after], "substance": [sub, sub0],
+                    "non_answers": [non, non0], "ms_ratio": ratio}
+    path = OUT / f"quality-{args.split}.json"
+    path.write_text(json.dumps({"people": people, **results}, indent=1))
+    print(f"\nanswers in {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
