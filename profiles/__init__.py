@@ -1,9 +1,9 @@
-"""Per-user profiles: data models, the store seam and its embedded SQLite default.
+"""Per-user profiles: data models, the store seam, its embedded SQLite default and PostgreSQL.
 
->>> from personalizer.profiles import SQLiteProfileStore, Preference
+>>> from personalizer.profiles import SQLiteProfileStore, Preference, open_store
 """
 
-from .base import ProfilePage, ProfileStore
+from .base import PopulationSums, ProfilePage, ProfileStore
 from .conditioning import BLOCK_END, BLOCK_START, condition, profile_block
 from .export import EXPORT_SCHEMA, EXPORT_SCHEMA_VERSION, ProfileExport, parse_export
 from .learner import ProfileLearner
@@ -17,8 +17,11 @@ from .onboarding import (
     generate_pool,
     question_bank,
 )
+from .postgres import PostgresProfileStore
 from .simulate import TASTES, SimulatedUser
-from .sqlite import DEFAULT_DB, SQLiteProfileStore, UserTransaction, default_db_path
+from .sql import SQLProfileStore, UserTransaction
+from .sqlite import DEFAULT_DB, SQLiteProfileStore, default_db_path
+from .stores import open_store
 
 __all__ = [
     "BLOCK_END",
@@ -29,6 +32,8 @@ __all__ = [
     "Onboarding",
     "OnboardingState",
     "PoolItem",
+    "PopulationSums",
+    "PostgresProfileStore",
     "Posterior",
     "Preference",
     "Profile",
@@ -37,6 +42,7 @@ __all__ = [
     "ProfilePage",
     "ProfileStore",
     "Question",
+    "SQLProfileStore",
     "SQLiteProfileStore",
     "SimulatedUser",
     "TASTES",
@@ -45,6 +51,7 @@ __all__ = [
     "default_db_path",
     "default_reward_set",
     "generate_pool",
+    "open_store",
     "parse_export",
     "profile_block",
     "question_bank",

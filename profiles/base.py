@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from .models import Preference, Profile
 
-__all__ = ["ProfilePage", "ProfileStore"]
+__all__ = ["PopulationSums", "ProfilePage", "ProfileStore"]
 
 
 class ProfilePage(BaseModel):
@@ -20,6 +21,22 @@ class ProfilePage(BaseModel):
 
     profiles: list[Profile]
     next_after: str | None
+
+
+@dataclass(frozen=True)
+class PopulationSums:
+    """Sums over the learned profiles of one reward set version: what the population prior
+    needs, computed by the store (a SQL aggregate) without reading every profile out.
+
+    ``linear[name]`` sums a coefficient over users, ``outer[(a, b)]`` sums the products of two
+    coefficients, ``covariance[(i, j)]`` sums entry (i, j) of the users' covariances (in the
+    reward set's name order); ``count`` users took part.
+    """
+
+    count: int
+    linear: Mapping[str, float]
+    outer: Mapping[tuple[str, str], float]
+    covariance: Mapping[tuple[int, int], float]
 
 
 @runtime_checkable
@@ -36,6 +53,9 @@ class ProfileStore(Protocol):
 
     def count(self) -> int: ...
 
+    def population_sums(self, reward_set_id: str, reward_set_version: str, *,
+                        exclude: str | None = None) -> PopulationSums: ...
+
     def update(self, profile: Profile) -> Profile: ...
 
     def modify(
@@ -43,7 +63,8 @@ class ProfileStore(Protocol):
     ) -> Profile: ...
 
     def append_preferences(
-        self, user_id: str, preferences: Sequence[Preference], *, create: bool = True
+        self, user_id: str, preferences: Sequence[Preference], *, create: bool = True,
+        key: str | None = None
     ) -> Profile: ...
 
     def preferences(self, user_id: str) -> list[Preference]: ...

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from personalizer.errors import InvalidInput, RewardSetMismatch, VersionConflict
 
 from .base import ProfileStore
-from .learning import Posterior, fit_posterior, population_prior, preference_probability
+from .learning import Posterior, fit_posterior, preference_probability, prior_from_sums
 from .models import Preference, Profile, validate_user_id
 
 __all__ = ["ProfileLearner", "make_preference"]
@@ -50,19 +50,13 @@ class ProfileLearner:
     # -- priors and posteriors -----------------------------------------------------------
 
     def prior(self, *, exclude: str | None = None) -> Posterior:
-        """The population prior for a newcomer (other users of this reward set)."""
-        posts: list[Posterior] = []
-        after = None
-        while True:
-            page = self.store.list_profiles(limit=1000, after=after)
-            for p in page.profiles:
-                if p.user_id != exclude and self._matches(p) and p.covariance is not None:
-                    posts.append(self._to_posterior(p))
-            if page.next_after is None:
-                break
-            after = page.next_after
+        """The population prior for a newcomer (other users of this reward set), from the
+        store's aggregate over learned profiles of this reward set version."""
+        sums = self.store.population_sums(self.rewards.id, self.rewards.version,
+                                          exclude=exclude)
         fallback = Posterior.standard(len(self.rewards), self.prior_scale)
-        return population_prior(posts, min_users=self.min_population, fallback=fallback)
+        return prior_from_sums(sums, self.rewards.names, min_users=self.min_population,
+                               fallback=fallback)
 
     def _matches(self, p: Profile) -> bool:
         return (p.reward_set_id == self.rewards.id

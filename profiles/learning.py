@@ -22,17 +22,21 @@ Pure NumPy functions on feature vectors: no I/O, inputs never modified. A prefer
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from personalizer.errors import InvalidInput
 
+from .base import PopulationSums
+
 __all__ = [
     "Posterior",
     "fit_posterior",
     "information_gain",
     "population_prior",
+    "prior_from_sums",
     "pref_rule",
     "preference_probability",
     "select_question",
@@ -191,3 +195,21 @@ def population_prior(posteriors: list[Posterior], *, min_users: int = 20,
     within = np.mean([p.cov for p in posteriors], axis=0)
     cov = between + within + shrink * np.eye(j)
     return Posterior(means.mean(axis=0), 0.5 * (cov + cov.T))
+
+
+def prior_from_sums(sums: PopulationSums, names: Sequence[str], *, min_users: int = 20,
+                    fallback: Posterior | None = None, shrink: float = 1e-3) -> Posterior:
+    """:func:`population_prior` from a store's aggregate (:class:`PopulationSums`) instead of
+    every user's posterior: the same mean and covariance, without reading profiles out."""
+    j = len(names)
+    n = sums.count
+    if n < max(min_users, 1):
+        return fallback or Posterior.standard(j)
+    total = np.array([sums.linear.get(a, 0.0) for a in names])
+    mean = total / n
+    products = np.array([[sums.outer.get((a, b), 0.0) for b in names] for a in names])
+    between = (products - n * np.outer(mean, mean)) / (n - 1) if n > 1 else np.zeros((j, j))
+    within = np.array([[sums.covariance.get((r, c), 0.0) for c in range(j)]
+                       for r in range(j)]) / n
+    cov = between + within + shrink * np.eye(j)
+    return Posterior(mean, 0.5 * (cov + cov.T))

@@ -1,8 +1,9 @@
 """The SQLite schema, as sqlite-utils migrations (each in a transaction, safe to re-run).
 
-Add a step by appending a decorated function; never edit one that has shipped. Every table
-holding a user's data has a ``user_id`` column and is listed in :data:`USER_TABLES`, children
-before parents, so export, import and delete cover it.
+Add a step by appending a decorated function; never edit one that has shipped. Every step has
+a twin of the same name in :mod:`.pg_schema` (PostgreSQL): whichever store's change lands
+second adds the other's step. Every table holding a user's data has a ``user_id`` column and is
+listed in :data:`USER_TABLES`, children before parents, so export, import and delete cover it.
 """
 
 from __future__ import annotations
@@ -63,3 +64,12 @@ def m002_onboarding(db: Database) -> None:
         not_null={"state", "updated_at"},
         foreign_keys=[("user_id", "profiles", "user_id")],
     )
+
+
+@MIGRATIONS()
+def m003_append_keys(db: Database) -> None:
+    # Idempotency keys of appends: a retried append whose key is stored writes nothing.
+    # Store-internal (not exported); NULL for imported rows, and NULLs never collide.
+    db.execute("ALTER TABLE preferences ADD COLUMN append_key TEXT")
+    db.execute("CREATE UNIQUE INDEX idx_preferences_append_key "
+               "ON preferences (user_id, append_key)")

@@ -10,46 +10,36 @@ so the deleted text does not linger in the files.
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from sqlite_utils import Database
 
-from personalizer.errors import (
-    InvalidInput,
-    NotADatabase,
-    ProfileExists,
-    ProfileNotFound,
-    SchemaTooNew,
-    StoreBusy,
-    StoreError,
-    VersionConflict,
-)
+from personalizer.errors import InvalidInput, NotADatabase, SchemaTooNew, StoreBusy, StoreError
 
-from .base import ProfilePage
-from .export import ProfileExport, parse_export
-from .models import OnboardingState, Preference, Profile, utcnow, validate_user_id
-from .schema import MIGRATIONS, USER_TABLES
+from .base import PopulationSums
+from .schema import MIGRATIONS
+from .sql import POPULATION_FILTER, Connection, Op, SQLProfileStore, sums_from_rows
 
-__all__ = ["DEFAULT_DB", "SQLiteProfileStore", "UserTransaction", "default_db_path"]
+__all__ = ["DEFAULT_DB", "SQLiteProfileStore", "default_db_path"]
 
 DEFAULT_DB = "profiles.db"
 
-_PROFILE_COLUMNS = (
-    "user_id, version, reward_set_id, reward_set_version, coefficients, covariance, summary, "
-    "preference_count, created_at, updated_at"
+_SUMS = (
+    f"SELECT count(*) FROM profiles WHERE {POPULATION_FILTER}",
+    "SELECT a.key, sum(a.value) FROM profiles, json_each(profiles.coefficients) a "
+    f"WHERE {POPULATION_FILTER} GROUP BY a.key",
+    "SELECT a.key, b.key, sum(a.value * b.value) FROM profiles, "
+    "json_each(profiles.coefficients) a, json_each(profiles.coefficients) b "
+    f"WHERE {POPULATION_FILTER} GROUP BY a.key, b.key",
+    "SELECT r.key, c.key, sum(c.value) FROM profiles, json_each(profiles.covariance) r, "
+    f"json_each(r.value) c WHERE {POPULATION_FILTER} GROUP BY r.key, c.key",
 )
-_PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at"
 
 
 def default_db_path() -> str:
@@ -57,7 +47,7 @@ def default_db_path() -> str:
     return os.environ.get("PERSONALIZER_DB") or DEFAULT_DB
 
 
-class SQLiteProfileStore:
+class SQLiteProfileStore(SQLProfileStore):
     """Profiles and preference histories in one SQLite file.
 
     Safe to share between threads of a process (calls are serialised) and between processes
@@ -162,7 +152,7 @@ class SQLiteProfileStore:
             raise StoreError(f"SQLite error on {self.path}: {msg}") from None
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, landed: Op | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock at BEGIN."""
         with self._lock, self._sqlite_errors():
             self._conn.execute("BEGIN IMMEDIATE")
@@ -183,201 +173,23 @@ class SQLiteProfileStore:
             finally:
                 self._conn.execute("COMMIT")
 
-    # -- profiles ------------------------------------------------------------------------
+    # -- the primitives of SQLProfileStore (one local file: no connection to lose) -------------
 
-    def get(self, user_id: str) -> Profile:
-        """The stored profile of ``user_id``; :class:`ProfileNotFound` if there is none."""
-        validate_user_id(user_id)
+    def _read_op(self, fn: Op) -> Any:
         with self._read() as conn:
-            return self._get(conn, user_id)
+            return fn(conn)
 
-    def create(self, profile: Profile | str) -> Profile:
-        """Store a new profile (version 1); :class:`ProfileExists` if the user has one."""
-        if isinstance(profile, str):
-            profile = Profile(user_id=validate_user_id(profile))
-        profile = _revalidate(profile)
-        if profile.preference_count:
-            raise InvalidInput(
-                "a new profile starts with preference_count=0; add history with "
-                "append_preferences, or use import_profile"
-            )
-        now = utcnow()
-        stored = profile.model_copy(update={"version": 1, "created_at": now, "updated_at": now})
+    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
         with self._write() as conn:
-            if self._exists(conn, profile.user_id):
-                raise ProfileExists(profile.user_id, "; use get_or_create or update")
-            self._insert_profile(conn, stored)
-        return stored
+            return fn(conn)
 
-    def get_or_create(self, user_id: str) -> Profile:
-        """The profile of ``user_id``, created empty if missing (atomic across processes)."""
-        validate_user_id(user_id)
-        with self._write() as conn:
-            return self._get_or_create(conn, user_id)
+    def _population_sums(self, conn: Connection, reward_set_id: str, reward_set_version: str,
+                         exclude: str) -> PopulationSums:
+        args = (reward_set_id, reward_set_version, exclude)
+        count, linear, outer, cov = (conn.execute(sql, args).fetchall() for sql in _SUMS)
+        return sums_from_rows(int(count[0][0]), linear, outer, cov)
 
-    def list_profiles(self, *, limit: int = 100, after: str | None = None) -> ProfilePage:
-        """Profiles in user-id order, ``limit`` at a time, starting after user id ``after``."""
-        if not 1 <= limit <= 10_000:
-            raise InvalidInput(f"limit must be between 1 and 10000, got {limit}")
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE user_id > ? "
-                "ORDER BY user_id LIMIT ?",
-                (after or "", limit + 1),
-            ).fetchall()
-        profiles = [_profile_from_row(r) for r in rows[:limit]]
-        next_after = profiles[-1].user_id if len(rows) > limit else None
-        return ProfilePage(profiles=profiles, next_after=next_after)
-
-    def count(self) -> int:
-        """How many profiles are stored."""
-        with self._read() as conn:
-            return int(conn.execute("SELECT count(*) FROM profiles").fetchone()[0])
-
-    def update(self, profile: Profile) -> Profile:
-        """Store a changed profile if nobody changed it since it was read.
-
-        ``profile.version`` must equal the stored version, else :class:`VersionConflict`.
-        Coefficients, covariance, reward set and summary are written; the store keeps
-        ``preference_count`` and ``created_at``. Returns the stored profile (version + 1).
-        """
-        profile = _revalidate(profile)
-        with self._write() as conn:
-            current = self._get(conn, profile.user_id)
-            if current.version != profile.version:
-                raise VersionConflict(profile.user_id, profile.version, current.version)
-            stored = profile.model_copy(
-                update={
-                    "version": current.version + 1,
-                    "updated_at": utcnow(),
-                    "preference_count": current.preference_count,
-                    "created_at": current.created_at,
-                }
-            )
-            conn.execute(
-                "UPDATE profiles SET version = ?, reward_set_id = ?, reward_set_version = ?, "
-                "coefficients = ?, covariance = ?, summary = ?, updated_at = ? "
-                "WHERE user_id = ? AND version = ?",
-                (
-                    stored.version, stored.reward_set_id, stored.reward_set_version,
-                    json.dumps(stored.coefficients), _json_or_none(stored.covariance),
-                    stored.summary, stored.updated_at.isoformat(), stored.user_id,
-                    current.version,
-                ),
-            )
-        return stored
-
-    def modify(self, user_id: str, change: Callable[[Profile], Profile], *,
-               retries: int = 20) -> Profile:
-        """Read, apply ``change`` and update, re-reading and re-applying on a conflict.
-
-        ``change`` receives the current profile and returns the new one (for example
-        ``lambda p: p.model_copy(update={"summary": "..."})``); it may run more than once.
-        """
-        for attempt in range(retries + 1):
-            current = self.get(user_id)
-            try:
-                return self.update(change(current))
-            except VersionConflict:
-                if attempt == retries:
-                    raise
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    # -- preferences ---------------------------------------------------------------------
-
-    def append_preferences(self, user_id: str, preferences: Sequence[Preference], *,
-                           create: bool = True) -> Profile:
-        """Append preferences to a user's history in one transaction.
-
-        Creates the profile if missing (unless ``create=False``), bumps ``preference_count``
-        and the version. Returns the stored profile.
-        """
-        with self.transaction(user_id, create=create) as tx:
-            tx.append(preferences)
-        return tx.result
-
-    @contextmanager
-    def transaction(self, user_id: str, *, create: bool = True) -> Iterator[UserTransaction]:
-        """One atomic change to one user: read, append preferences, change the profile and the
-        onboarding state, all committed together (or not at all, on an exception).
-
-        >>> with store.transaction("alice") as tx:            # doctest: +SKIP
-        ...     tx.append([pref])
-        ...     tx.update(coefficients=..., covariance=...)
-        >>> tx.result                                          # doctest: +SKIP
-        """
-        validate_user_id(user_id)
-        with self._write() as conn:
-            current = self._get_or_create(conn, user_id) if create else self._get(conn, user_id)
-            tx = UserTransaction(conn, current)
-            yield tx
-            tx._flush()
-
-    def append_preference(self, user_id: str, preference: Preference, *,
-                          create: bool = True) -> Profile:
-        """Append one preference; see :meth:`append_preferences`."""
-        return self.append_preferences(user_id, [preference], create=create)
-
-    def preferences(self, user_id: str) -> list[Preference]:
-        """The user's preference history, oldest first."""
-        validate_user_id(user_id)
-        with self._read() as conn:
-            self._get(conn, user_id)
-            return self._preferences(conn, user_id)
-
-    # -- export, import, delete ----------------------------------------------------------
-
-    def export_profile(self, user_id: str) -> dict[str, Any]:
-        """One user's profile and history as a JSON-ready dict (schema in ``export.py``)."""
-        validate_user_id(user_id)
-        with self._read() as conn:  # one snapshot: the count matches the rows
-            profile = self._get(conn, user_id)
-            prefs = self._preferences(conn, user_id)
-            onboarding = _read_onboarding(conn, user_id)
-        return ProfileExport(profile=profile, preferences=prefs,
-                             onboarding=onboarding).to_json_dict()
-
-    def import_profile(self, data: Mapping[str, Any] | str | bytes, *,
-                       replace: bool = False) -> Profile:
-        """Store a profile and its history from an export, exactly as exported.
-
-        Refuses an existing user unless ``replace=True`` (which swaps the old rows for the
-        imported ones in one transaction). Invalid data raises before anything is written.
-        """
-        doc = parse_export(data)
-        profile = doc.profile
-        with self._write() as conn:
-            if self._exists(conn, profile.user_id):
-                if not replace:
-                    raise ProfileExists(
-                        profile.user_id, "; pass replace=True (CLI: --replace) to overwrite it"
-                    )
-                self._delete_rows(conn, profile.user_id)
-            self._insert_profile(conn, profile)
-            conn.executemany(
-                f"INSERT INTO preferences (user_id, {_PREFERENCE_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(profile.user_id, *_preference_row(p)) for p in doc.preferences],
-            )
-            if doc.onboarding is not None:
-                _write_onboarding(conn, profile.user_id, doc.onboarding)
-        return profile
-
-    def delete(self, user_id: str) -> int:
-        """Delete the user's profile and every row of theirs; returns the rows removed.
-
-        Touches nothing of any other user. :class:`ProfileNotFound` if there was nothing.
-        """
-        validate_user_id(user_id)
-        with self._write() as conn:
-            removed = self._delete_rows(conn, user_id)
-            if removed == 0:
-                raise ProfileNotFound(user_id)
-        self._checkpoint()
-        return removed
-
-    def _checkpoint(self) -> None:
+    def _after_delete(self) -> None:
         """Copy the WAL into the (secure-deleted) main file and truncate it, best effort:
         a reader in another process may keep part of it until its next checkpoint."""
         if self.path == ":memory:":
@@ -385,187 +197,3 @@ class SQLiteProfileStore:
         with self._lock, self._sqlite_errors():
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
-    # -- row helpers ---------------------------------------------------------------------
-
-    def _exists(self, conn: sqlite3.Connection, user_id: str) -> bool:
-        row = conn.execute("SELECT 1 FROM profiles WHERE user_id = ?", (user_id,)).fetchone()
-        return row is not None
-
-    def _get(self, conn: sqlite3.Connection, user_id: str) -> Profile:
-        row = conn.execute(
-            f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE user_id = ?", (user_id,)
-        ).fetchone()
-        if row is None:
-            raise ProfileNotFound(user_id)
-        return _profile_from_row(row)
-
-    def _get_or_create(self, conn: sqlite3.Connection, user_id: str) -> Profile:
-        try:
-            return self._get(conn, user_id)
-        except ProfileNotFound:
-            now = utcnow()
-            profile = Profile(user_id=user_id, version=1, created_at=now, updated_at=now)
-            self._insert_profile(conn, profile)
-            return profile
-
-    def _insert_profile(self, conn: sqlite3.Connection, p: Profile) -> None:
-        conn.execute(
-            f"INSERT INTO profiles ({_PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                p.user_id, p.version, p.reward_set_id, p.reward_set_version,
-                json.dumps(p.coefficients), _json_or_none(p.covariance), p.summary,
-                p.preference_count, p.created_at.isoformat(), p.updated_at.isoformat(),
-            ),
-        )
-
-    def _preferences(self, conn: sqlite3.Connection, user_id: str) -> list[Preference]:
-        rows = conn.execute(
-            f"SELECT {_PREFERENCE_COLUMNS} FROM preferences WHERE user_id = ? ORDER BY id",
-            (user_id,),
-        ).fetchall()
-        return [_preference_from_row(r) for r in rows]
-
-    def _delete_rows(self, conn: sqlite3.Connection, user_id: str) -> int:
-        removed = 0
-        for table in USER_TABLES:
-            cur = conn.execute(f"DELETE FROM [{table}] WHERE user_id = ?", (user_id,))
-            removed += cur.rowcount
-        return removed
-
-
-class UserTransaction:
-    """The handle of :meth:`SQLiteProfileStore.transaction` (all writes land at commit)."""
-
-    def __init__(self, conn: sqlite3.Connection, profile: Profile) -> None:
-        self._conn = conn
-        self.profile = profile  # as read at the start of the transaction
-        self._appended: list[Preference] = []
-        self._removed = 0
-        self._changes: dict[str, Any] = {}
-        self._onboarding: OnboardingState | None | bool = False  # False: untouched
-        self.result: Profile = profile
-
-    @property
-    def preferences(self) -> list[Preference]:
-        """The user's stored history (before this transaction's appends), oldest first."""
-        rows = self._conn.execute(
-            f"SELECT {_PREFERENCE_COLUMNS} FROM preferences WHERE user_id = ? ORDER BY id",
-            (self.profile.user_id,)).fetchall()
-        return [_preference_from_row(r) for r in rows]
-
-    @property
-    def onboarding(self) -> OnboardingState | None:
-        if self._onboarding is not False:
-            return self._onboarding  # type: ignore[return-value]
-        return _read_onboarding(self._conn, self.profile.user_id)
-
-    def append(self, preferences: Sequence[Preference]) -> None:
-        self._appended += [_revalidate(p) for p in preferences]
-
-    def update(self, **fields: Any) -> None:
-        """Stage changes to coefficients, covariance, reward set or summary."""
-        allowed = {"coefficients", "covariance", "reward_set_id", "reward_set_version",
-                   "summary"}
-        unknown = set(fields) - allowed
-        if unknown:
-            raise InvalidInput(f"cannot change {sorted(unknown)} of a profile; changeable: "
-                               f"{sorted(allowed)}")
-        self._changes.update(fields)
-
-    def set_onboarding(self, state: OnboardingState | None) -> None:
-        self._onboarding = state
-
-    def remove(self, index: int) -> None:
-        """Delete the ``index``-th stored preference (0 = oldest) now."""
-        row = self._conn.execute(
-            "SELECT id FROM preferences WHERE user_id = ? ORDER BY id LIMIT 1 OFFSET ?",
-            (self.profile.user_id, index)).fetchone()
-        if row is None or index < 0:
-            raise InvalidInput(f"no preference at index {index}")
-        self._conn.execute("DELETE FROM preferences WHERE id = ?", (row[0],))
-        self._removed += 1
-
-    def _flush(self) -> None:
-        if not (self._appended or self._removed or self._changes
-                or self._onboarding is not False):
-            return
-        p = self.profile
-        uid = p.user_id
-        if self._appended:
-            self._conn.executemany(
-                f"INSERT INTO preferences (user_id, {_PREFERENCE_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(uid, *_preference_row(x)) for x in self._appended],
-            )
-        new = _revalidate(p.model_copy(update={
-            **self._changes,
-            "preference_count": p.preference_count + len(self._appended) - self._removed,
-            "version": p.version + 1,
-            "updated_at": utcnow(),
-        }))
-        self._conn.execute(
-            "UPDATE profiles SET version = ?, reward_set_id = ?, reward_set_version = ?, "
-            "coefficients = ?, covariance = ?, summary = ?, preference_count = ?, "
-            "updated_at = ? WHERE user_id = ? AND version = ?",
-            (new.version, new.reward_set_id, new.reward_set_version,
-             json.dumps(new.coefficients), _json_or_none(new.covariance), new.summary,
-             new.preference_count, new.updated_at.isoformat(), uid, p.version),
-        )
-        if self._onboarding is not False:
-            if self._onboarding is None:
-                self._conn.execute("DELETE FROM onboarding WHERE user_id = ?", (uid,))
-            else:
-                _write_onboarding(self._conn, uid, self._onboarding)  # type: ignore[arg-type]
-        self.result = new
-
-
-def _read_onboarding(conn: sqlite3.Connection, user_id: str) -> OnboardingState | None:
-    row = conn.execute("SELECT state FROM onboarding WHERE user_id = ?", (user_id,)).fetchone()
-    return None if row is None else OnboardingState.model_validate_json(row[0])
-
-
-def _write_onboarding(conn: sqlite3.Connection, user_id: str, state: OnboardingState) -> None:
-    conn.execute(
-        "INSERT INTO onboarding (user_id, state, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(user_id) DO UPDATE SET state = excluded.state, "
-        "updated_at = excluded.updated_at",
-        (user_id, state.model_dump_json(), utcnow().isoformat()),
-    )
-
-
-def _preference_from_row(r: Sequence[Any]) -> Preference:
-    return Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
-                      created_at=datetime.fromisoformat(r[5]))
-
-
-def _revalidate(model: Any) -> Any:
-    """Validate a model again: ``model_copy(update=...)`` skips validation."""
-    try:
-        return type(model).model_validate(model.model_dump())
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or type(model).__name__
-        raise InvalidInput(f"invalid {type(model).__name__}: {where}: {err['msg']}") from None
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _preference_row(p: Preference) -> tuple[Any, ...]:
-    return (p.prompt, p.chosen, p.rejected, p.reason, p.source, p.created_at.isoformat())
-
-
-def _profile_from_row(r: Sequence[Any]) -> Profile:
-    return Profile(
-        user_id=r[0],
-        version=r[1],
-        reward_set_id=r[2],
-        reward_set_version=r[3],
-        coefficients=json.loads(r[4]),
-        covariance=None if r[5] is None else json.loads(r[5]),
-        summary=r[6],
-        preference_count=r[7],
-        created_at=datetime.fromisoformat(r[8]),
-        updated_at=datetime.fromisoformat(r[9]),
-    )

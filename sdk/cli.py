@@ -22,8 +22,8 @@ DB_OPTION = click.option(
     envvar="PERSONALIZER_DB",
     default="profiles.db",
     show_default=True,
-    type=click.Path(dir_okay=False),
-    help="SQLite profile database (env: PERSONALIZER_DB).",
+    help="Profile store: an SQLite file, or a postgresql://user:password@host/dbname URL "
+    "(env: PERSONALIZER_DB).",
 )
 
 

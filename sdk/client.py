@@ -13,7 +13,7 @@ from personalizer.profiles import (
     ProfileLearner,
     ProfilePage,
     ProfileStore,
-    SQLiteProfileStore,
+    open_store,
     validate_user_id,
 )
 from personalizer.profiles.conditioning import condition, profile_block
@@ -52,7 +52,8 @@ class Personalizer:
     """Per-user personalization for an LLM application.
 
     ``db`` is a path to the embedded SQLite store (default ``$PERSONALIZER_DB`` or
-    ``profiles.db``) or any :class:`~personalizer.profiles.ProfileStore` you built yourself.
+    ``profiles.db``), a ``postgresql://user:password@host/dbname`` URL for a PostgreSQL server
+    (extra ``postgres``), or any :class:`~personalizer.profiles.ProfileStore` you built yourself.
     ``rewards`` is the :class:`~personalizer.backends.rewards.RewardSet` that profiles'
     coefficients are learned over (for example
     :func:`personalizer.profiles.default_reward_set`); without it preferences are only stored.
@@ -66,7 +67,7 @@ class Personalizer:
     def __init__(self, db: Unchecked[str | os.PathLike[str] | ProfileStore | None] = None, *,
                  rewards: Any = None, generator: Generator | None = None) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
-            self.store: ProfileStore = SQLiteProfileStore(db)
+            self.store: ProfileStore = open_store(db)
             self._owns_store = True
         elif isinstance(db, ProfileStore):
             self.store = db

@@ -15,6 +15,9 @@ one class and messages say what to do next::
     ├── StoreError                         the profile store cannot do its job
     │   ├── NotADatabase                   the file is not an SQLite database
     │   ├── StoreBusy                      locked by other writers for longer than the timeout
+    │   ├── StoreUnavailable               the database server cannot be reached (says whether
+    │   │                                  anything was written)
+    │   ├── StoreAuthFailed                the database server refused the user or password
     │   ├── SchemaTooNew                   the database was written by a newer personalizer
     │   └── VersionConflict                optimistic-concurrency check failed; re-read and retry
     ├── BackendError                       a generator or reward model failed
@@ -37,8 +40,10 @@ __all__ = [
     "ProfileNotFound",
     "RewardSetMismatch",
     "SchemaTooNew",
+    "StoreAuthFailed",
     "StoreBusy",
     "StoreError",
+    "StoreUnavailable",
     "UnsupportedSchemaVersion",
     "VersionConflict",
 ]
@@ -102,6 +107,15 @@ class StoreBusy(StoreError):
     """The database stayed locked by other writers for longer than the busy timeout."""
 
 
+class StoreUnavailable(StoreError):
+    """The database server could not be reached, or the connection dropped, for longer than
+    the store's retry window. The message says whether the change was written."""
+
+
+class StoreAuthFailed(StoreError):
+    """The database server refused the user name or password of the store's URL."""
+
+
 class SchemaTooNew(StoreError):
     """The database holds schema migrations this release does not know."""
 
@@ -109,7 +123,7 @@ class SchemaTooNew(StoreError):
 class VersionConflict(StoreError):
     """A profile changed since it was read (optimistic concurrency check failed).
 
-    Re-read the profile and apply the change again; ``SQLiteProfileStore.modify`` does this
+    Re-read the profile and apply the change again; ``store.modify`` does this
     for you.
     """
 

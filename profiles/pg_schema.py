@@ -1,0 +1,55 @@
+"""The PostgreSQL schema: the same steps as :mod:`.schema` (SQLite), by the same names.
+
+Each step is a list of statements applied in one transaction together with its row in
+``personalizer_migrations``; :class:`~personalizer.profiles.PostgresProfileStore` applies the
+pending ones under an advisory lock, so servers starting at once migrate exactly once. Never
+edit a step that has shipped; append one. JSON columns are ``json``, not ``jsonb``: ``json``
+keeps the text as written, so coefficient names and covariance rows keep their order.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOCK_KEY", "MIGRATIONS_TABLE", "STEPS"]
+
+MIGRATIONS_TABLE = "personalizer_migrations"
+# pg_advisory_lock key of schema changes (any fixed bigint; "personali" in ASCII).
+LOCK_KEY = 0x706572736F6E616C
+
+STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("m001_profiles_and_preferences", (
+        """CREATE TABLE profiles (
+            user_id text PRIMARY KEY,
+            version bigint NOT NULL,
+            reward_set_id text,
+            reward_set_version text,
+            coefficients json NOT NULL,
+            covariance json,
+            summary text NOT NULL,
+            preference_count integer NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL
+        )""",
+        """CREATE TABLE preferences (
+            id bigserial PRIMARY KEY,
+            user_id text NOT NULL REFERENCES profiles (user_id),
+            prompt text NOT NULL,
+            chosen text NOT NULL,
+            rejected text NOT NULL,
+            reason text,
+            source text NOT NULL,
+            created_at timestamptz NOT NULL
+        )""",
+        "CREATE INDEX idx_preferences_user_id_id ON preferences (user_id, id)",
+    )),
+    ("m002_onboarding", (
+        """CREATE TABLE onboarding (
+            user_id text PRIMARY KEY REFERENCES profiles (user_id),
+            state json NOT NULL,
+            updated_at timestamptz NOT NULL
+        )""",
+    )),
+    ("m003_append_keys", (
+        "ALTER TABLE preferences ADD COLUMN append_key text",
+        "CREATE UNIQUE INDEX idx_preferences_append_key ON preferences (user_id, append_key)",
+    )),
+)

@@ -1,0 +1,565 @@
+"""What every SQL profile store shares: the contract's operations written once, over a connection.
+
+:class:`SQLProfileStore` implements the :class:`~personalizer.profiles.ProfileStore` contract on
+top of four primitives a concrete store supplies: ``_read_op(fn)`` runs ``fn(conn)`` in one
+read snapshot, ``_write_op(fn, landed=..., idempotent=...)`` runs it in one write transaction
+(retrying where the store can lose a connection), ``_write()`` is the write transaction as a
+context manager (for :meth:`SQLProfileStore.transaction`, whose body cannot be re-run) and
+``_population_sums(...)`` is the population aggregate in the database's own JSON dialect.
+SQL here uses ``?`` placeholders and only syntax SQLite and PostgreSQL share; a store whose
+driver wants another placeholder translates it in its connection adapter.
+
+Every write transaction locks the user's profile row first (``SELECT ... FOR UPDATE`` where the
+database has row locks; SQLite locks the whole file at ``BEGIN IMMEDIATE``), so the changes of
+one user are serialised and versions never skip or repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from personalizer.errors import InvalidInput, ProfileExists, ProfileNotFound, VersionConflict
+
+from .base import PopulationSums, ProfilePage
+from .export import ProfileExport, parse_export
+from .models import OnboardingState, Preference, Profile, utcnow, validate_user_id
+from .schema import USER_TABLES
+
+__all__ = ["Connection", "SQLProfileStore", "UserTransaction"]
+
+PROFILE_COLUMNS = (
+    "user_id, version, reward_set_id, reward_set_version, coefficients, covariance, summary, "
+    "preference_count, created_at, updated_at"
+)
+PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at"
+_INSERT_PREFERENCE = (f"INSERT INTO preferences (user_id, {PREFERENCE_COLUMNS}, append_key) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+# Profiles that count towards a reward set's population: learned ones of that exact version.
+POPULATION_FILTER = ("reward_set_id = ? AND reward_set_version = ? AND covariance IS NOT NULL "
+                     "AND user_id <> ?")
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """The slice of a DB-API connection the shared SQL needs (``?`` placeholders)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
+
+
+Op = Callable[[Connection], Any]
+
+
+class SQLProfileStore:
+    """The profile-store contract in SQL; subclasses supply connections and the dialect."""
+
+    # " FOR UPDATE" where the database locks rows (SQLite locks the file at BEGIN instead).
+    _lock_row = ""
+
+    # -- what a concrete store supplies --------------------------------------------------
+
+    def _read_op(self, fn: Op) -> Any:
+        raise NotImplementedError
+
+    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
+        """Run ``fn`` in one write transaction. Where a connection can drop, a store re-runs an
+        ``idempotent`` op, and after a commit whose acknowledgement was lost calls ``landed``
+        (the op's result if the commit did land, else None to run the op again)."""
+        raise NotImplementedError
+
+    def _write(self, *, landed: Op | None = None) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _population_sums(self, conn: Connection, reward_set_id: str, reward_set_version: str,
+                         exclude: str) -> PopulationSums:
+        raise NotImplementedError
+
+    def _after_delete(self) -> None:
+        """Called after a delete committed (SQLite truncates its WAL here)."""
+
+    # -- profiles ------------------------------------------------------------------------
+
+    def get(self, user_id: str) -> Profile:
+        """The stored profile of ``user_id``; :class:`ProfileNotFound` if there is none."""
+        validate_user_id(user_id)
+        return self._read_op(lambda conn: self._get(conn, user_id))
+
+    def create(self, profile: Profile | str) -> Profile:
+        """Store a new profile (version 1); :class:`ProfileExists` if the user has one."""
+        if isinstance(profile, str):
+            profile = Profile(user_id=validate_user_id(profile))
+        profile = revalidate(profile)
+        if profile.preference_count:
+            raise InvalidInput(
+                "a new profile starts with preference_count=0; add history with "
+                "append_preferences, or use import_profile"
+            )
+        now = utcnow()
+        stored = profile.model_copy(update={"version": 1, "created_at": now, "updated_at": now})
+
+        def op(conn: Connection) -> Profile:
+            if not self._insert_profile(conn, stored):
+                raise ProfileExists(profile.user_id, "; use get_or_create or update")
+            return stored
+
+        return self._write_op(op, landed=lambda conn: self._if_stored(conn, stored))
+
+    def get_or_create(self, user_id: str) -> Profile:
+        """The profile of ``user_id``, created empty if missing (atomic across processes)."""
+        validate_user_id(user_id)
+        return self._write_op(lambda conn: self._get_or_create(conn, user_id), idempotent=True)
+
+    def list_profiles(self, *, limit: int = 100, after: str | None = None) -> ProfilePage:
+        """Profiles in user-id order, ``limit`` at a time, starting after user id ``after``."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput(f"limit must be between 1 and 10000, got {limit}")
+        rows = self._read_op(lambda conn: conn.execute(
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE user_id > ? "
+            "ORDER BY user_id LIMIT ?",
+            (after or "", limit + 1),
+        ).fetchall())
+        profiles = [profile_from_row(r) for r in rows[:limit]]
+        next_after = profiles[-1].user_id if len(rows) > limit else None
+        return ProfilePage(profiles=profiles, next_after=next_after)
+
+    def count(self) -> int:
+        """How many profiles are stored."""
+        return self._read_op(
+            lambda conn: int(conn.execute("SELECT count(*) FROM profiles").fetchone()[0]))
+
+    def population_sums(self, reward_set_id: str, reward_set_version: str, *,
+                        exclude: str | None = None) -> PopulationSums:
+        """Sums over the learned profiles of one reward set version (all but ``exclude``), from
+        which :func:`~personalizer.profiles.learning.prior_from_sums` builds the population
+        prior. Computed by the database on every call: a deleted user stops counting at once."""
+        return self._read_op(lambda conn: self._population_sums(
+            conn, reward_set_id, reward_set_version, exclude or ""))
+
+    def update(self, profile: Profile) -> Profile:
+        """Store a changed profile if nobody changed it since it was read.
+
+        ``profile.version`` must equal the stored version, else :class:`VersionConflict`.
+        Coefficients, covariance, reward set and summary are written; the store keeps
+        ``preference_count`` and ``created_at``. Returns the stored profile (version + 1).
+        """
+        profile = revalidate(profile)
+        now = utcnow()
+
+        def op(conn: Connection) -> Profile:
+            current = self._get(conn, profile.user_id, lock=True)
+            if current.version != profile.version:
+                raise VersionConflict(profile.user_id, profile.version, current.version)
+            stored = profile.model_copy(update={
+                "version": current.version + 1,
+                "updated_at": now,
+                "preference_count": current.preference_count,
+                "created_at": current.created_at,
+            })
+            write_profile(conn, stored, current.version)
+            return stored
+
+        def landed(conn: Connection) -> Profile | None:
+            stored = self._get(conn, profile.user_id)
+            done = stored.version == profile.version + 1 and stored.updated_at == now
+            return stored if done else None
+
+        return self._write_op(op, landed=landed)
+
+    def modify(self, user_id: str, change: Callable[[Profile], Profile], *,
+               retries: int = 20) -> Profile:
+        """Read, apply ``change`` and update, re-reading and re-applying on a conflict.
+
+        ``change`` receives the current profile and returns the new one (for example
+        ``lambda p: p.model_copy(update={"summary": "..."})``); it may run more than once.
+        """
+        for attempt in range(retries + 1):
+            current = self.get(user_id)
+            try:
+                return self.update(change(current))
+            except VersionConflict:
+                if attempt == retries:
+                    raise
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- preferences ---------------------------------------------------------------------
+
+    def append_preferences(self, user_id: str, preferences: Sequence[Preference], *,
+                           create: bool = True, key: str | None = None) -> Profile:
+        """Append preferences to a user's history in one transaction.
+
+        Creates the profile if missing (unless ``create=False``), bumps ``preference_count``
+        and the version. Returns the stored profile.
+
+        ``key`` makes the append idempotent: an append whose key is already stored for this
+        user writes nothing and returns the current profile, so a request retried after a lost
+        reply cannot add the preferences twice. Without a key the store makes one, which keeps
+        its own retries (after a dropped connection) from doubling rows.
+        """
+        validate_user_id(user_id)
+        staged = [revalidate(p) for p in preferences]
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= 100):
+            raise InvalidInput("key must be a non-empty string of at most 100 characters")
+        key = key or uuid.uuid4().hex
+
+        def op(conn: Connection) -> Profile:
+            current = (self._get_or_create(conn, user_id) if create
+                       else self._get(conn, user_id, lock=True))
+            if staged and _key_stored(conn, user_id, key):
+                return current
+            tx = UserTransaction(conn, current, key=key)
+            tx.append(staged)
+            tx._flush()
+            return tx.result
+
+        return self._write_op(op, idempotent=True)
+
+    def append_preference(self, user_id: str, preference: Preference, *,
+                          create: bool = True, key: str | None = None) -> Profile:
+        """Append one preference; see :meth:`append_preferences`."""
+        return self.append_preferences(user_id, [preference], create=create, key=key)
+
+    @contextmanager
+    def transaction(self, user_id: str, *, create: bool = True) -> Iterator[UserTransaction]:
+        """One atomic change to one user: read, append preferences, change the profile and the
+        onboarding state, all committed together (or not at all, on an exception).
+
+        >>> with store.transaction("alice") as tx:            # doctest: +SKIP
+        ...     tx.append([pref])
+        ...     tx.update(coefficients=..., covariance=...)
+        >>> tx.result                                          # doctest: +SKIP
+        """
+        validate_user_id(user_id)
+        box: list[UserTransaction] = []
+
+        def landed(conn: Connection) -> Profile | None:
+            tx = box[0]
+            stored = self._get(conn, user_id)
+            same = (stored.version, stored.updated_at) == (tx.result.version,
+                                                           tx.result.updated_at)
+            return stored if same else None
+
+        with self._write(landed=landed) as conn:
+            current = (self._get_or_create(conn, user_id) if create
+                       else self._get(conn, user_id, lock=True))
+            tx = UserTransaction(conn, current, key=uuid.uuid4().hex)
+            box.append(tx)
+            yield tx
+            tx._flush()
+
+    def preferences(self, user_id: str) -> list[Preference]:
+        """The user's preference history, oldest first."""
+        validate_user_id(user_id)
+
+        def op(conn: Connection) -> list[Preference]:
+            self._get(conn, user_id)
+            return read_preferences(conn, user_id)
+
+        return self._read_op(op)
+
+    # -- export, import, delete ----------------------------------------------------------
+
+    def export_profile(self, user_id: str) -> dict[str, Any]:
+        """One user's profile and history as a JSON-ready dict (schema in ``export.py``)."""
+        validate_user_id(user_id)
+
+        def op(conn: Connection) -> ProfileExport:  # one snapshot: the count matches the rows
+            return ProfileExport(profile=self._get(conn, user_id),
+                                 preferences=read_preferences(conn, user_id),
+                                 onboarding=read_onboarding(conn, user_id))
+
+        return self._read_op(op).to_json_dict()
+
+    def import_profile(self, data: Mapping[str, Any] | str | bytes, *,
+                       replace: bool = False) -> Profile:
+        """Store a profile and its history from an export, exactly as exported.
+
+        Refuses an existing user unless ``replace=True`` (which swaps the old rows for the
+        imported ones in one transaction). Invalid data raises before anything is written.
+        """
+        doc = parse_export(data)
+        profile = doc.profile
+
+        def op(conn: Connection) -> Profile:
+            if self._exists(conn, profile.user_id, lock=True):
+                if not replace:
+                    raise ProfileExists(
+                        profile.user_id, "; pass replace=True (CLI: --replace) to overwrite it"
+                    )
+                self._delete_rows(conn, profile.user_id)
+            if not self._insert_profile(conn, profile):  # created meanwhile: try again
+                raise ProfileExists(profile.user_id, "; it was created during the import")
+            conn.executemany(_INSERT_PREFERENCE, [
+                (profile.user_id, *preference_row(p), None) for p in doc.preferences])
+            if doc.onboarding is not None:
+                write_onboarding(conn, profile.user_id, doc.onboarding)
+            return profile
+
+        return self._write_op(op, landed=lambda conn: self._if_stored(conn, profile))
+
+    def delete(self, user_id: str) -> int:
+        """Delete the user's profile and every row of theirs; returns the rows removed.
+
+        Touches nothing of any other user. :class:`ProfileNotFound` if there was nothing.
+        """
+        validate_user_id(user_id)
+        removed: list[int] = []
+
+        def op(conn: Connection) -> int:
+            self._exists(conn, user_id, lock=True)
+            removed[:] = [self._delete_rows(conn, user_id)]
+            if removed[0] == 0:
+                raise ProfileNotFound(user_id)
+            return removed[0]
+
+        def landed(conn: Connection) -> int | None:
+            return None if self._exists(conn, user_id) or not removed else removed[0]
+
+        count = self._write_op(op, landed=landed)
+        self._after_delete()
+        return count
+
+    # -- row helpers ---------------------------------------------------------------------
+
+    def _exists(self, conn: Connection, user_id: str, *, lock: bool = False) -> bool:
+        sql = "SELECT 1 FROM profiles WHERE user_id = ?" + (self._lock_row if lock else "")
+        return conn.execute(sql, (user_id,)).fetchone() is not None
+
+    def _get(self, conn: Connection, user_id: str, *, lock: bool = False) -> Profile:
+        row = conn.execute(
+            f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE user_id = ?"
+            + (self._lock_row if lock else ""), (user_id,)
+        ).fetchone()
+        if row is None:
+            raise ProfileNotFound(user_id)
+        return profile_from_row(row)
+
+    def _get_or_create(self, conn: Connection, user_id: str) -> Profile:
+        """The user's profile, created if missing, locked for the rest of the transaction."""
+        now = utcnow()
+        self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
+                                           updated_at=now))
+        return self._get(conn, user_id, lock=True)
+
+    def _if_stored(self, conn: Connection, profile: Profile) -> Profile | None:
+        """``profile`` if exactly that version of it is stored (a landed write)."""
+        try:
+            stored = self._get(conn, profile.user_id)
+        except ProfileNotFound:
+            return None
+        same = (stored.version, stored.updated_at) == (profile.version, profile.updated_at)
+        return stored if same else None
+
+    @staticmethod
+    def _insert_profile(conn: Connection, p: Profile) -> bool:
+        """Insert ``p`` unless the user has a profile; whether it was inserted."""
+        cur = conn.execute(
+            f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (user_id) DO NOTHING",
+            (
+                p.user_id, p.version, p.reward_set_id, p.reward_set_version,
+                json.dumps(p.coefficients), json_or_none(p.covariance), p.summary,
+                p.preference_count, p.created_at.isoformat(), p.updated_at.isoformat(),
+            ),
+        )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def _delete_rows(conn: Connection, user_id: str) -> int:
+        removed = 0
+        for table in USER_TABLES:
+            removed += conn.execute(f'DELETE FROM "{table}" WHERE user_id = ?',
+                                    (user_id,)).rowcount
+        return removed
+
+
+class UserTransaction:
+    """The handle of :meth:`SQLProfileStore.transaction` (all writes land at commit)."""
+
+    def __init__(self, conn: Connection, profile: Profile, *, key: str) -> None:
+        self._conn = conn
+        self._key = key
+        self.profile = profile  # as read (and locked) at the start of the transaction
+        self._appended: list[Preference] = []
+        self._removed = 0
+        self._changes: dict[str, Any] = {}
+        self._onboarding: OnboardingState | None | bool = False  # False: untouched
+        self.result: Profile = profile
+
+    @property
+    def preferences(self) -> list[Preference]:
+        """The user's stored history (before this transaction's appends), oldest first."""
+        return read_preferences(self._conn, self.profile.user_id)
+
+    @property
+    def onboarding(self) -> OnboardingState | None:
+        if self._onboarding is not False:
+            return self._onboarding  # type: ignore[return-value]
+        return read_onboarding(self._conn, self.profile.user_id)
+
+    def append(self, preferences: Sequence[Preference]) -> None:
+        self._appended += [revalidate(p) for p in preferences]
+
+    def update(self, **fields: Any) -> None:
+        """Stage changes to coefficients, covariance, reward set or summary."""
+        allowed = {"coefficients", "covariance", "reward_set_id", "reward_set_version",
+                   "summary"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidInput(f"cannot change {sorted(unknown)} of a profile; changeable: "
+                               f"{sorted(allowed)}")
+        self._changes.update(fields)
+
+    def set_onboarding(self, state: OnboardingState | None) -> None:
+        self._onboarding = state
+
+    def remove(self, index: int) -> None:
+        """Delete the ``index``-th stored preference (0 = oldest) now."""
+        row = None if index < 0 else self._conn.execute(
+            "SELECT id FROM preferences WHERE user_id = ? ORDER BY id LIMIT 1 OFFSET ?",
+            (self.profile.user_id, index)).fetchone()
+        if row is None:
+            raise InvalidInput(f"no preference at index {index}")
+        self._conn.execute("DELETE FROM preferences WHERE id = ?", (row[0],))
+        self._removed += 1
+
+    def _flush(self) -> None:
+        if not (self._appended or self._removed or self._changes
+                or self._onboarding is not False):
+            return
+        p = self.profile
+        uid = p.user_id
+        if self._appended:
+            self._conn.executemany(_INSERT_PREFERENCE, [
+                (uid, *preference_row(x), f"{self._key}:{i}")
+                for i, x in enumerate(self._appended)])
+        new = revalidate(p.model_copy(update={
+            **self._changes,
+            "preference_count": p.preference_count + len(self._appended) - self._removed,
+            "version": p.version + 1,
+            "updated_at": utcnow(),
+        }))
+        write_profile(self._conn, new, p.version, count=True)
+        if self._onboarding is not False:
+            if self._onboarding is None:
+                self._conn.execute("DELETE FROM onboarding WHERE user_id = ?", (uid,))
+            else:
+                write_onboarding(self._conn, uid, self._onboarding)  # type: ignore[arg-type]
+        self.result = new
+
+
+# -- rows <-> models ---------------------------------------------------------------------
+
+
+def write_profile(conn: Connection, new: Profile, expected_version: int, *,
+                  count: bool = False) -> None:
+    """Write ``new`` over the stored profile of version ``expected_version`` (locked by the
+    caller); :class:`VersionConflict` if that version is gone."""
+    cur = conn.execute(
+        "UPDATE profiles SET version = ?, reward_set_id = ?, reward_set_version = ?, "
+        "coefficients = ?, covariance = ?, summary = ?, updated_at = ?"
+        + (", preference_count = ?" if count else "")
+        + " WHERE user_id = ? AND version = ?",
+        (new.version, new.reward_set_id, new.reward_set_version, json.dumps(new.coefficients),
+         json_or_none(new.covariance), new.summary, new.updated_at.isoformat(),
+         *((new.preference_count,) if count else ()), new.user_id, expected_version),
+    )
+    if cur.rowcount != 1:
+        raise VersionConflict(new.user_id, expected_version, -1)
+
+
+def _key_stored(conn: Connection, user_id: str, key: str) -> bool:
+    return conn.execute("SELECT 1 FROM preferences WHERE user_id = ? AND append_key = ?",
+                        (user_id, f"{key}:0")).fetchone() is not None
+
+
+def read_preferences(conn: Connection, user_id: str) -> list[Preference]:
+    rows = conn.execute(
+        f"SELECT {PREFERENCE_COLUMNS} FROM preferences WHERE user_id = ? ORDER BY id",
+        (user_id,),
+    ).fetchall()
+    return [Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
+                       created_at=_when(r[5])) for r in rows]
+
+
+def read_onboarding(conn: Connection, user_id: str) -> OnboardingState | None:
+    row = conn.execute("SELECT state FROM onboarding WHERE user_id = ?", (user_id,)).fetchone()
+    return None if row is None else OnboardingState.model_validate_json(row[0])
+
+
+def write_onboarding(conn: Connection, user_id: str, state: OnboardingState) -> None:
+    conn.execute(
+        "INSERT INTO onboarding (user_id, state, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, "
+        "updated_at = excluded.updated_at",
+        (user_id, state.model_dump_json(), utcnow().isoformat()),
+    )
+
+
+def revalidate(model: Any) -> Any:
+    """Validate a model again: ``model_copy(update=...)`` skips validation."""
+    try:
+        return type(model).model_validate(model.model_dump())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or type(model).__name__
+        raise InvalidInput(f"invalid {type(model).__name__}: {where}: {err['msg']}") from None
+
+
+def json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def preference_row(p: Preference) -> tuple[Any, ...]:
+    return (p.prompt, p.chosen, p.rejected, p.reason, p.source, p.created_at.isoformat())
+
+
+def _when(value: str | datetime) -> datetime:
+    """A stored timestamp: ISO text (SQLite) or a datetime (PostgreSQL's timestamptz)."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def profile_from_row(r: Sequence[Any]) -> Profile:
+    return Profile(
+        user_id=r[0],
+        version=r[1],
+        reward_set_id=r[2],
+        reward_set_version=r[3],
+        coefficients=json.loads(r[4]),
+        covariance=None if r[5] is None else json.loads(r[5]),
+        summary=r[6],
+        preference_count=r[7],
+        created_at=_when(r[8]),
+        updated_at=_when(r[9]),
+    )
+
+
+def sums_from_rows(count: int, linear: Sequence[Sequence[Any]],
+                   outer: Sequence[Sequence[Any]], cov: Sequence[Sequence[Any]]
+                   ) -> PopulationSums:
+    """:class:`PopulationSums` from the aggregate queries' rows (name, sum), (name, name, sum)
+    and (row index, column index, sum) with 0-based indices."""
+    return PopulationSums(
+        count=count,
+        linear={str(k): float(v) for k, v in linear},
+        outer={(str(a), str(b)): float(v) for a, b, v in outer},
+        covariance={(int(i), int(j)): float(v) for i, j, v in cov},
+    )
