@@ -31,7 +31,6 @@ from personalizer.profiles.features import learn_heads
 from personalizer.profiles.learning import Posterior, fit_posterior
 from personalizer.profiles.simulate import calibrate_beta, sample_coefficients, synthetic_texts
 
-
 PROMPT = "Answer my question."
 
 

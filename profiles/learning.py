@@ -36,9 +36,9 @@ __all__ = [
     "fit_posterior",
     "information_gain",
     "population_prior",
-    "prior_from_sums",
     "pref_rule",
     "preference_probability",
+    "prior_from_sums",
     "select_question",
     "sigmoid",
 ]

@@ -51,18 +51,25 @@ __all__ = ["PostgresProfileStore", "is_postgres_url", "redact_url"]
 _FEATURE = "the PostgreSQL profile store"
 _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _WRITE = "BEGIN"
+_SINGLE = ""  # one statement in autocommit: its own snapshot, no BEGIN/COMMIT round trips
 
 _SUMS = (
     f"SELECT count(*) FROM profiles WHERE {POPULATION_FILTER}",
-    "SELECT a.key, sum(a.value::float8) FROM profiles, json_each_text(profiles.coefficients) a "
-    f"WHERE {POPULATION_FILTER} GROUP BY a.key",
-    "SELECT a.key, b.key, sum(a.value::float8 * b.value::float8) FROM profiles, "
-    "json_each_text(profiles.coefficients) a, json_each_text(profiles.coefficients) b "
-    f"WHERE {POPULATION_FILTER} GROUP BY a.key, b.key",
-    "SELECT r.i - 1, c.j - 1, sum(c.v::float8) FROM profiles, "
-    "json_array_elements(profiles.covariance) WITH ORDINALITY AS r(arr, i), "
-    "json_array_elements_text(r.arr) WITH ORDINALITY AS c(v, j) "
-    f"WHERE {POPULATION_FILTER} GROUP BY r.i, c.j",
+    (
+        "SELECT a.key, sum(a.value::float8) FROM profiles, json_each_text(profiles.coefficients) a "
+        f"WHERE {POPULATION_FILTER} GROUP BY a.key"
+    ),
+    (
+        "SELECT a.key, b.key, sum(a.value::float8 * b.value::float8) FROM profiles, "
+        "json_each_text(profiles.coefficients) a, json_each_text(profiles.coefficients) b "
+        f"WHERE {POPULATION_FILTER} GROUP BY a.key, b.key"
+    ),
+    (
+        "SELECT r.i - 1, c.j - 1, sum(c.v::float8) FROM profiles, "
+        "json_array_elements(profiles.covariance) WITH ORDINALITY AS r(arr, i), "
+        "json_array_elements_text(r.arr) WITH ORDINALITY AS c(v, j) "
+        f"WHERE {POPULATION_FILTER} GROUP BY r.i, c.j"
+    ),
 )
 
 
@@ -208,7 +215,8 @@ class PostgresProfileStore(SQLProfileStore):
             except self._pool_timeout as exc:
                 raise _Lost(exc, at_commit=False) from None
             try:
-                raw.execute(begin)
+                if begin:  # (a single read finds a dead connection itself, and is re-run)
+                    raw.execute(begin)
                 return raw
             except self._pg.OperationalError as exc:
                 self._pool.putconn(raw)  # a broken connection is discarded, not reused
@@ -228,6 +236,8 @@ class PostgresProfileStore(SQLProfileStore):
                 if isinstance(exc, self._pg.OperationalError) and raw.broken:
                     raise _Lost(exc, at_commit=False) from None
                 raise
+            if not begin:
+                return
             try:
                 raw.execute("COMMIT")
             except self._pg.OperationalError as exc:
@@ -268,7 +278,7 @@ class PostgresProfileStore(SQLProfileStore):
             except self._pg.Error as exc:
                 raise self._error(exc) from None
             if time.monotonic() + delay >= deadline:
-                raise self._unavailable(last, written=False)
+                raise self._unavailable(last, written=None if begin != _WRITE else False)
             time.sleep(delay)
             delay = min(2 * delay, 0.5)
 
@@ -276,7 +286,7 @@ class PostgresProfileStore(SQLProfileStore):
         """After a commit whose acknowledgement was lost: the op's result if it landed, else
         ``_NOT_LANDED`` (safe to run again)."""
         if landed is None:
-            raise self._unavailable(lost, written=None)
+            raise self._unavailable(lost, written=True)
         while True:
             try:
                 with self._tx(_READ, deadline) as conn:
@@ -284,15 +294,15 @@ class PostgresProfileStore(SQLProfileStore):
                 return _NOT_LANDED if outcome is None else outcome
             except _Lost:
                 if time.monotonic() >= deadline:
-                    raise self._unavailable(lost, written=None) from None
+                    raise self._unavailable(lost, written=True) from None
                 time.sleep(0.05)
             except self._pg.Error as exc:
                 raise self._error(exc) from None
 
     # -- the primitives of SQLProfileStore -----------------------------------------------
 
-    def _read_op(self, fn: Op) -> Any:
-        return self._run(fn, _READ, idempotent=True, landed=None)
+    def _read_op(self, fn: Op, *, single: bool = False) -> Any:
+        return self._run(fn, _SINGLE if single else _READ, idempotent=True, landed=None)
 
     def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
         return self._run(fn, _WRITE, idempotent=idempotent, landed=landed)
@@ -327,10 +337,12 @@ class PostgresProfileStore(SQLProfileStore):
         return redact_url(message.strip())
 
     def _unavailable(self, cause: BaseException, *, written: bool | None) -> StoreUnavailable:
+        """``written``: False (nothing was), True (maybe: the commit's reply was lost), None
+        (a read)."""
         what = {False: "nothing was written; retry the change",
-                None: "the connection dropped while committing and the server could not be "
-                      "asked whether the change landed; read the profile before retrying"
-                }[written]
+                True: "the connection dropped while committing and the server could not be "
+                      "asked whether the change landed; read the profile before retrying",
+                None: "retry the read"}[written]
         return StoreUnavailable(
             f"cannot reach PostgreSQL at {self.url} within {self.retry_s:g}s "
             f"({self._scrub(str(cause)) or type(cause).__name__}): {what}. "

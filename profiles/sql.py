@@ -2,7 +2,7 @@
 
 :class:`SQLProfileStore` implements the :class:`~personalizer.profiles.ProfileStore` contract on
 top of four primitives a concrete store supplies: ``_read_op(fn)`` runs ``fn(conn)`` in one
-read snapshot, ``_write_op(fn, landed=..., idempotent=...)`` runs it in one write transaction
+read snapshot (``single=True``: ``fn`` runs a single statement), ``_write_op(fn, landed=..., idempotent=...)`` runs it in one write transaction
 (retrying where the store can lose a connection), ``_write()`` is the write transaction as a
 context manager (for :meth:`SQLProfileStore.transaction`, whose body cannot be re-run) and
 ``_population_sums(...)`` is the population aggregate in the database's own JSON dialect.
@@ -76,7 +76,9 @@ class SQLProfileStore:
 
     # -- what a concrete store supplies --------------------------------------------------
 
-    def _read_op(self, fn: Op) -> Any:
+    def _read_op(self, fn: Op, *, single: bool = False) -> Any:
+        """Run ``fn`` in one read snapshot; ``single``: ``fn`` runs one statement, which is a
+        snapshot on its own (a server store may skip the transaction's round trips)."""
         raise NotImplementedError
 
     def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
@@ -100,7 +102,7 @@ class SQLProfileStore:
     def get(self, user_id: str) -> Profile:
         """The stored profile of ``user_id``; :class:`ProfileNotFound` if there is none."""
         validate_user_id(user_id)
-        return self._read_op(lambda conn: self._get(conn, user_id))
+        return self._read_op(lambda conn: self._get(conn, user_id), single=True)
 
     def create(self, profile: Profile | str) -> Profile:
         """Store a new profile (version 1); :class:`ProfileExists` if the user has one."""
@@ -135,7 +137,7 @@ class SQLProfileStore:
             f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE user_id > ? "
             "ORDER BY user_id LIMIT ?",
             (after or "", limit + 1),
-        ).fetchall())
+        ).fetchall(), single=True)
         profiles = [profile_from_row(r) for r in rows[:limit]]
         next_after = profiles[-1].user_id if len(rows) > limit else None
         return ProfilePage(profiles=profiles, next_after=next_after)
@@ -143,7 +145,8 @@ class SQLProfileStore:
     def count(self) -> int:
         """How many profiles are stored."""
         return self._read_op(
-            lambda conn: int(conn.execute("SELECT count(*) FROM profiles").fetchone()[0]))
+            lambda conn: int(conn.execute("SELECT count(*) FROM profiles").fetchone()[0]),
+            single=True)
 
     def population_sums(self, reward_set_id: str, reward_set_version: str, *,
                         exclude: str | None = None) -> PopulationSums:
@@ -218,12 +221,16 @@ class SQLProfileStore:
         staged = [revalidate(p) for p in preferences]
         if key is not None and not (isinstance(key, str) and 0 < len(key) <= 100):
             raise InvalidInput("key must be a non-empty string of at most 100 characters")
+        fresh = key is None  # our own new key cannot be stored yet, until a retry
         key = key or uuid.uuid4().hex
+        runs = 0
 
         def op(conn: Connection) -> Profile:
+            nonlocal runs
+            runs += 1
             current = (self._get_or_create(conn, user_id) if create
                        else self._get(conn, user_id, lock=True))
-            if staged and _key_stored(conn, user_id, key):
+            if staged and not (fresh and runs == 1) and _key_stored(conn, user_id, key):
                 return current
             tx = UserTransaction(conn, current, key=key)
             tx.append(staged)
@@ -353,11 +360,15 @@ class SQLProfileStore:
         return profile_from_row(row)
 
     def _get_or_create(self, conn: Connection, user_id: str) -> Profile:
-        """The user's profile, created if missing, locked for the rest of the transaction."""
-        now = utcnow()
-        self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
-                                           updated_at=now))
-        return self._get(conn, user_id, lock=True)
+        """The user's profile, created if missing, locked for the rest of the transaction
+        (two first requests for one user: one inserts, the other finds it)."""
+        try:
+            return self._get(conn, user_id, lock=True)
+        except ProfileNotFound:
+            now = utcnow()
+            self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
+                                               updated_at=now))
+            return self._get(conn, user_id, lock=True)
 
     def _if_stored(self, conn: Connection, profile: Profile) -> Profile | None:
         """``profile`` if exactly that version of it is stored (a landed write)."""

@@ -32,13 +32,19 @@ DEFAULT_DB = "profiles.db"
 
 _SUMS = (
     f"SELECT count(*) FROM profiles WHERE {POPULATION_FILTER}",
-    "SELECT a.key, sum(a.value) FROM profiles, json_each(profiles.coefficients) a "
-    f"WHERE {POPULATION_FILTER} GROUP BY a.key",
-    "SELECT a.key, b.key, sum(a.value * b.value) FROM profiles, "
-    "json_each(profiles.coefficients) a, json_each(profiles.coefficients) b "
-    f"WHERE {POPULATION_FILTER} GROUP BY a.key, b.key",
-    "SELECT r.key, c.key, sum(c.value) FROM profiles, json_each(profiles.covariance) r, "
-    f"json_each(r.value) c WHERE {POPULATION_FILTER} GROUP BY r.key, c.key",
+    (
+        "SELECT a.key, sum(a.value) FROM profiles, json_each(profiles.coefficients) a "
+        f"WHERE {POPULATION_FILTER} GROUP BY a.key"
+    ),
+    (
+        "SELECT a.key, b.key, sum(a.value * b.value) FROM profiles, "
+        "json_each(profiles.coefficients) a, json_each(profiles.coefficients) b "
+        f"WHERE {POPULATION_FILTER} GROUP BY a.key, b.key"
+    ),
+    (
+        "SELECT r.key, c.key, sum(c.value) FROM profiles, json_each(profiles.covariance) r, "
+        f"json_each(r.value) c WHERE {POPULATION_FILTER} GROUP BY r.key, c.key"
+    ),
 )
 
 
@@ -175,7 +181,7 @@ class SQLiteProfileStore(SQLProfileStore):
 
     # -- the primitives of SQLProfileStore (one local file: no connection to lose) -------------
 
-    def _read_op(self, fn: Op) -> Any:
+    def _read_op(self, fn: Op, *, single: bool = False) -> Any:
         with self._read() as conn:
             return fn(conn)
 

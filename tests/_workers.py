@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 import time
 
-from personalizer.profiles import Preference, SQLiteProfileStore
+from personalizer.profiles import Preference, open_store
 
 
 def append(db: str, user: str, n: int, tag: str) -> None:
-    with SQLiteProfileStore(db) as store:
+    with open_store(db) as store:
         for i in range(n):
             store.append_preference(
                 user, Preference(prompt=f"{tag}-{i}", chosen=f"a-{tag}-{i}", rejected=f"b-{i}")
@@ -17,7 +17,7 @@ def append(db: str, user: str, n: int, tag: str) -> None:
 
 
 def modify(db: str, user: str, n: int) -> None:
-    with SQLiteProfileStore(db) as store:
+    with open_store(db) as store:
         for _ in range(n):
             store.modify(
                 user,
@@ -28,7 +28,7 @@ def modify(db: str, user: str, n: int) -> None:
 
 def hold_transaction(db: str, user: str, n: int) -> None:
     """Append n preferences in one big transaction, announce it, then wait to be killed."""
-    with SQLiteProfileStore(db) as store:
+    with open_store(db) as store:
         prefs = [Preference(prompt=f"doomed-{i}", chosen="x", rejected="y") for i in range(n)]
         with store._write() as conn:  # the store's own transaction, held open on purpose
             conn.executemany(
@@ -43,7 +43,7 @@ def hold_transaction(db: str, user: str, n: int) -> None:
 
 
 def append_forever(db: str, user: str) -> None:
-    with SQLiteProfileStore(db) as store:
+    with open_store(db) as store:
         print("started", flush=True)
         i = 0
         while True:

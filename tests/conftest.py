@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,8 +29,13 @@ def pref(i: int = 0, *, source: str = "feedback", reason: str | None = None) -> 
     )
 
 
-def user_rows(db_path: Path, user_id: str) -> dict[str, int]:
-    """Rows of ``user_id`` in every table that has a user_id column (read with plain sqlite3)."""
+def user_rows(db_path: Path | str, user_id: str) -> dict[str, int]:
+    """Rows of ``user_id`` in every table that has a user_id column, read with the database's
+    own driver (sqlite3 for a file, psycopg for a postgresql:// URL)."""
+    if str(db_path).startswith("postgresql://"):
+        from pg_server import user_rows as pg_user_rows
+
+        return pg_user_rows(str(db_path), user_id)
     conn = sqlite3.connect(db_path)
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
@@ -50,3 +57,41 @@ def smollm2():  # noqa: ANN201
     from personalizer.backends import LocalGenerator
 
     return LocalGenerator.smollm2()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A PostgreSQL server for the whole session (skipped when the binaries are missing, unless
+    ``PERSONALIZER_REQUIRE_POSTGRES=1``, as CI sets, makes that a failure)."""
+    from pg_server import INSTALL_HINT, PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("PERSONALIZER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop("immediate")
+        finally:
+            server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> Iterator[str]:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    name = pg_server.create_database()
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each store kind: an SQLite file path or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "profiles.db")
+    return str(request.getfixturevalue("pg_url"))

@@ -1,4 +1,5 @@
-"""Many processes and crashes against one real SQLite file: nothing is lost or corrupted."""
+"""Many processes and crashes against one real SQLite file and one real PostgreSQL database
+(each test runs on both): nothing is lost, doubled or half-written."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from personalizer.profiles import SQLiteProfileStore
+from personalizer.profiles import open_store
 
 WORKER = str(Path(__file__).with_name("_workers.py"))
 
@@ -21,58 +22,68 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, WORKER, *args], stdout=subprocess.PIPE, text=True)
 
 
-def _consistent(db_path: Path) -> None:
-    conn = sqlite3.connect(db_path)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        for user_id, count in conn.execute("SELECT user_id, preference_count FROM profiles"):
-            rows = conn.execute("SELECT count(*) FROM preferences WHERE user_id = ?",
-                                (user_id,)).fetchone()[0]
-            assert rows == count, f"{user_id}: profile says {count}, table holds {rows}"
-    finally:
-        conn.close()
+def _consistent(db: str) -> None:
+    """The database's own checks pass and every profile's count matches its rows."""
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            pairs = conn.execute(
+                "SELECT p.user_id, p.preference_count, (SELECT count(*) FROM preferences r "
+                "WHERE r.user_id = p.user_id) FROM profiles p").fetchall()
+    else:
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+            pairs = conn.execute(
+                "SELECT p.user_id, p.preference_count, (SELECT count(*) FROM preferences r "
+                "WHERE r.user_id = p.user_id) FROM profiles p").fetchall()
+        finally:
+            conn.close()
+    for user_id, count, rows in pairs:
+        assert rows == count, f"{user_id}: profile says {count}, table holds {rows}"
 
 
-def test_eight_processes_appending_to_one_user_lose_nothing(db_path: Path) -> None:
+def test_eight_processes_appending_to_one_user_lose_nothing(db: str) -> None:
     n_procs, per_proc = 8, 40
-    procs = [_spawn("append", str(db_path), "shared-user", str(per_proc), f"p{k}")
+    procs = [_spawn("append", db, "shared-user", str(per_proc), f"p{k}")
              for k in range(n_procs)]  # no profile yet: they race to create it too
     for proc in procs:
         assert proc.wait(timeout=120) == 0
-    with SQLiteProfileStore(db_path) as store:
+    with open_store(db) as store:
         profile = store.get("shared-user")
         history = store.preferences("shared-user")
     assert profile.preference_count == n_procs * per_proc
     assert len(history) == n_procs * per_proc
     assert len({p.prompt for p in history}) == n_procs * per_proc  # every one, once
     assert profile.version == 1 + n_procs * per_proc
-    _consistent(db_path)
+    _consistent(db)
 
 
-def test_concurrent_modify_loses_no_update(db_path: Path) -> None:
-    with SQLiteProfileStore(db_path) as store:
+def test_concurrent_modify_loses_no_update(db: str) -> None:
+    with open_store(db) as store:
         store.create("counter")
-    procs = [_spawn("modify", str(db_path), "counter", "25") for _ in range(4)]
+    procs = [_spawn("modify", db, "counter", "25") for _ in range(4)]
     for proc in procs:
         assert proc.wait(timeout=120) == 0
-    with SQLiteProfileStore(db_path) as store:
+    with open_store(db) as store:
         assert store.get("counter").summary == "100"
 
 
-def test_kill_mid_transaction_leaves_a_consistent_database(db_path: Path) -> None:
-    with SQLiteProfileStore(db_path) as store:
+def test_kill_mid_transaction_leaves_a_consistent_database(db: str) -> None:
+    with open_store(db) as store:
         for i in range(3):
             store.append_preference("victim", _pref(i))
         store.append_preference("bystander", _pref(99))
         before = store.export_profile("victim")
-    proc = _spawn("hold", str(db_path), "victim", "5000")
+    proc = _spawn("hold", db, "victim", "5000")
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "in-transaction"  # rows written, not committed
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    _consistent(db_path)
-    with SQLiteProfileStore(db_path) as store:  # readable and writable again at once
+    _consistent(db)
+    with open_store(db) as store:  # readable and writable again at once
         after = store.export_profile("victim")
         assert after["profile"] == before["profile"]
         assert after["preferences"] == before["preferences"]
@@ -82,15 +93,15 @@ def test_kill_mid_transaction_leaves_a_consistent_database(db_path: Path) -> Non
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.2, 0.4])
-def test_kill_during_busy_appends_keeps_counts_consistent(db_path: Path, delay: float) -> None:
-    proc = _spawn("append-forever", str(db_path), "busy")
+def test_kill_during_busy_appends_keeps_counts_consistent(db: str, delay: float) -> None:
+    proc = _spawn("append-forever", db, "busy")
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    _consistent(db_path)
-    with SQLiteProfileStore(db_path) as store:
+    _consistent(db)
+    with open_store(db) as store:
         count = store.get("busy").preference_count if store.count() else 0
         assert count % 50 == 0  # whole batches only: each append is all or nothing
 

@@ -1,9 +1,11 @@
-"""SQLiteProfileStore on real SQLite files."""
+"""The profile-store contract, on real SQLite files and a real PostgreSQL server (each test that
+takes ``store`` or ``db`` runs on both), and what is particular to SQLite."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,14 @@ from personalizer.errors import (
     UnsupportedSchemaVersion,
     VersionConflict,
 )
-from personalizer.profiles import Profile, SQLiteProfileStore
+from personalizer.profiles import Profile, SQLiteProfileStore, SQLProfileStore, open_store
+
+
+@pytest.fixture
+def store(db: str) -> Iterator[SQLProfileStore]:
+    """A store of each kind (the ``db`` fixture is parametrised over SQLite and PostgreSQL)."""
+    with open_store(db) as s:
+        yield s
 
 
 def _tasteful(p: Profile) -> Profile:
@@ -34,7 +43,7 @@ def _tasteful(p: Profile) -> Profile:
     })
 
 
-def test_create_get_and_versions(store: SQLiteProfileStore) -> None:
+def test_create_get_and_versions(store: SQLProfileStore) -> None:
     created = store.create("alice")
     assert created.version == 1
     assert store.get("alice") == created
@@ -48,7 +57,7 @@ def test_create_get_and_versions(store: SQLiteProfileStore) -> None:
     assert again.stddev("warmth") == pytest.approx(0.1 ** 0.5)
 
 
-def test_stale_update_raises_conflict_and_changes_nothing(store: SQLiteProfileStore) -> None:
+def test_stale_update_raises_conflict_and_changes_nothing(store: SQLProfileStore) -> None:
     store.create("alice")
     first = store.get("alice")
     second = store.get("alice")
@@ -58,7 +67,7 @@ def test_stale_update_raises_conflict_and_changes_nothing(store: SQLiteProfileSt
     assert store.get("alice").summary == "first writer"
 
 
-def test_modify_reapplies_after_conflict(store: SQLiteProfileStore) -> None:
+def test_modify_reapplies_after_conflict(store: SQLProfileStore) -> None:
     store.create("alice")
     calls = []
 
@@ -73,7 +82,7 @@ def test_modify_reapplies_after_conflict(store: SQLiteProfileStore) -> None:
     assert result.summary == "interloper+mine"
 
 
-def test_update_revalidates_model_copy(store: SQLiteProfileStore) -> None:
+def test_update_revalidates_model_copy(store: SQLProfileStore) -> None:
     p = store.create("alice")
     bad = p.model_copy(update={"coefficients": {"x": float("nan")}, "reward_set_id": "s",
                                "reward_set_version": "1"})
@@ -82,7 +91,7 @@ def test_update_revalidates_model_copy(store: SQLiteProfileStore) -> None:
     assert store.get("alice") == p
 
 
-def test_append_preferences_counts_and_order(store: SQLiteProfileStore) -> None:
+def test_append_preferences_counts_and_order(store: SQLProfileStore) -> None:
     profile = store.append_preferences("bob", [pref(0), pref(1)])  # creates the profile
     assert profile.preference_count == 2
     profile = store.append_preference("bob", pref(2, reason="too long", source="onboarding"))
@@ -94,7 +103,7 @@ def test_append_preferences_counts_and_order(store: SQLiteProfileStore) -> None:
         store.append_preference("carol", pref(), create=False)
 
 
-def test_list_profiles_pages(store: SQLiteProfileStore) -> None:
+def test_list_profiles_pages(store: SQLProfileStore) -> None:
     for i in range(7):
         store.create(f"user-{i}")
     seen, after = [], None
@@ -110,7 +119,7 @@ def test_list_profiles_pages(store: SQLiteProfileStore) -> None:
         store.list_profiles(limit=0)
 
 
-def test_export_delete_import_round_trip(store: SQLiteProfileStore) -> None:
+def test_export_delete_import_round_trip(store: SQLProfileStore) -> None:
     store.append_preferences("alice", [pref(i) for i in range(5)])
     store.modify("alice", _tasteful)
     before = store.get("alice")
@@ -128,7 +137,7 @@ def test_export_delete_import_round_trip(store: SQLiteProfileStore) -> None:
     assert store.export_profile("alice")["profile"] == exported["profile"]
 
 
-def test_import_refuses_existing_unless_replace(store: SQLiteProfileStore) -> None:
+def test_import_refuses_existing_unless_replace(store: SQLProfileStore) -> None:
     store.append_preferences("alice", [pref(0)])
     exported = store.export_profile("alice")
     store.append_preferences("alice", [pref(1), pref(2)])
@@ -140,8 +149,7 @@ def test_import_refuses_existing_unless_replace(store: SQLiteProfileStore) -> No
     assert len(store.preferences("alice")) == 1
 
 
-def test_delete_removes_every_row_of_that_user_only(store: SQLiteProfileStore,
-                                                    db_path: Path) -> None:
+def test_delete_removes_every_row_of_that_user_only(store: SQLProfileStore, db: str) -> None:
     for user in ("alice", "bob", "carol"):
         store.append_preferences(user, [pref(i) for i in range(4)])
         store.modify(user, _tasteful)
@@ -151,8 +159,8 @@ def test_delete_removes_every_row_of_that_user_only(store: SQLiteProfileStore,
 
     before = others()
     assert store.delete("bob") == 5  # 4 preferences + 1 profile row
-    assert set(user_rows(db_path, "bob").values()) == {0}
-    assert user_rows(db_path, "alice") == {"preferences": 4, "profiles": 1, "onboarding": 0}
+    assert set(user_rows(db, "bob").values()) == {0}
+    assert user_rows(db, "alice") == {"preferences": 4, "profiles": 1, "onboarding": 0}
     assert others() == before
     with pytest.raises(ProfileNotFound):
         store.delete("bob")
@@ -175,7 +183,7 @@ def test_deleted_text_does_not_linger_in_the_files(tmp_path: Path) -> None:
     "bad",
     ["", "a" * 129, "with space", "semi;colon", "../etc", "-leading", "名前", "x'; DROP TABLE"],
 )
-def test_bad_user_ids_are_refused(store: SQLiteProfileStore, bad: str) -> None:
+def test_bad_user_ids_are_refused(store: SQLProfileStore, bad: str) -> None:
     with pytest.raises(InvalidUserId):
         store.get(bad)
     with pytest.raises(InvalidUserId):
@@ -184,7 +192,7 @@ def test_bad_user_ids_are_refused(store: SQLiteProfileStore, bad: str) -> None:
         store.append_preference(bad, pref())
 
 
-def test_good_user_ids_are_accepted(store: SQLiteProfileStore) -> None:
+def test_good_user_ids_are_accepted(store: SQLProfileStore) -> None:
     for good in ("a", "u-42", "alice@example.com", "tenant:7.user_9+x", "A" * 128):
         store.create(good)
         assert store.get(good).user_id == good
@@ -202,7 +210,7 @@ def test_good_user_ids_are_accepted(store: SQLiteProfileStore) -> None:
          InvalidProfileData, "profile"),
     ],
 )
-def test_malformed_imports(store: SQLiteProfileStore, payload: str, error: type,
+def test_malformed_imports(store: SQLProfileStore, payload: str, error: type,
                            match: str) -> None:
     with pytest.raises(error, match=match):
         store.import_profile(payload)
@@ -210,7 +218,7 @@ def test_malformed_imports(store: SQLiteProfileStore, payload: str, error: type,
 
 
 def test_import_with_wrong_fields_is_refused_and_writes_nothing(
-        store: SQLiteProfileStore) -> None:
+        store: SQLProfileStore) -> None:
     store.append_preferences("alice", [pref(0), pref(1)])
     good = store.export_profile("alice")
     store.delete("alice")
@@ -240,18 +248,19 @@ def test_file_that_is_not_sqlite(tmp_path: Path) -> None:
         SQLiteProfileStore(tmp_path / "missing" / "p.db")
 
 
-def test_errors_are_all_personalizer_errors(store: SQLiteProfileStore) -> None:
+def test_errors_are_all_personalizer_errors(store: SQLProfileStore) -> None:
     for call in (lambda: store.get("nobody"), lambda: store.get(""),
                  lambda: store.import_profile("{")):
         with pytest.raises(PersonalizerError):
             call()
 
 
-def test_store_opens_in_wal_with_secure_delete(store: SQLiteProfileStore) -> None:
-    conn = store._conn
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+def test_store_opens_in_wal_with_secure_delete(db_path: Path) -> None:
+    with SQLiteProfileStore(db_path) as store:
+        conn = store._conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
 
 
 def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
@@ -263,7 +272,7 @@ def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     names = [r[0] for r in conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
-    assert names == ["m001_profiles_and_preferences", "m002_onboarding"]
+    assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys"]
     conn.close()
 
 
@@ -292,7 +301,7 @@ def test_env_var_sets_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "from-env.db").exists()
 
 
-def test_version_1_exports_still_import(store: SQLiteProfileStore) -> None:
+def test_version_1_exports_still_import(store: SQLProfileStore) -> None:
     store.append_preferences("alice", [pref(0)])
     doc = store.export_profile("alice")
     assert doc["schema_version"] == 2 and doc["onboarding"] is None
@@ -318,7 +327,7 @@ def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -
         assert s.export_profile("early")["onboarding"] is None
 
 
-def test_transaction_is_all_or_nothing(store: SQLiteProfileStore) -> None:
+def test_transaction_is_all_or_nothing(store: SQLProfileStore) -> None:
     store.append_preferences("alice", [pref(0)])
     before = store.export_profile("alice")
     with pytest.raises(RuntimeError), store.transaction("alice") as tx:
@@ -336,3 +345,82 @@ def test_transaction_is_all_or_nothing(store: SQLiteProfileStore) -> None:
         tx.update(summary="done")
     assert tx.result.summary == "done" and tx.result.preference_count == 2
     assert store.get("alice") == tx.result
+
+
+# -- contract additions: idempotent appends, exact vectors, the population aggregate ----------
+
+
+def test_an_append_with_a_stored_key_writes_nothing(store: SQLProfileStore) -> None:
+    first = store.append_preferences("alice", [pref(0), pref(1)], key="request-17")
+    again = store.append_preferences("alice", [pref(0), pref(1)], key="request-17")
+    assert again == first  # the retry of a request whose reply was lost: no new rows
+    assert [p.prompt for p in store.preferences("alice")] == ["question 0", "question 1"]
+    store.append_preferences("alice", [pref(2)], key="request-18")
+    store.append_preferences("bob", [pref(0)], key="request-17")  # keys are per user
+    assert store.get("alice").preference_count == 3
+    assert store.get("bob").preference_count == 1
+    with pytest.raises(InvalidInput, match="key"):
+        store.append_preferences("alice", [pref(3)], key="")
+
+
+def test_vectors_keep_their_order_and_values_exactly(store: SQLProfileStore) -> None:
+    names = ["zeta", "alpha", "mu", "beta", "omega", "a_b", "Z"]  # not in sorted order
+    values = [0.1 + 0.2, -1e-300, 1e300, 2.0 / 3.0, -0.0, 123456789.123456789, 5e-324]
+    cov = [[(i + 1) / (j + 3) for j in range(len(names))] for i in range(len(names))]
+    p = store.create("alice")
+    stored = store.update(p.model_copy(update={
+        "coefficients": dict(zip(names, values, strict=True)), "covariance": cov,
+        "reward_set_id": "s", "reward_set_version": "1"}))
+    again = store.get("alice")
+    assert list(again.coefficients) == names
+    assert [again.coefficients[n] for n in names] == values
+    assert again.covariance == cov and again == stored
+    doc = store.export_profile("alice")
+    assert list(doc["profile"]["coefficients"]) == names
+    store.delete("alice")
+    assert list(store.import_profile(doc).coefficients) == names
+
+
+def test_population_sums_give_the_prior_of_the_stored_posteriors(store: SQLProfileStore) -> None:
+    import numpy as np
+
+    from personalizer.profiles.learning import Posterior, population_prior, prior_from_sums
+
+    names = ["verbosity", "warmth", "lists"]
+    rng = np.random.default_rng(0)
+    posts = {}
+    for i in range(6):
+        mean = rng.normal(size=3)
+        a = rng.normal(size=(3, 3))
+        cov = a @ a.T + np.eye(3)
+        posts[f"u{i}"] = Posterior(mean, cov)
+        p = store.create(f"u{i}")
+        store.update(p.model_copy(update={
+            "coefficients": dict(zip(names, map(float, mean), strict=True)),
+            "covariance": cov.tolist(), "reward_set_id": "attrs", "reward_set_version": "2"}))
+    other = store.create("other-set")  # another reward set version does not count
+    store.update(other.model_copy(update={"coefficients": {"verbosity": 9.0},
+                                          "covariance": [[1.0]], "reward_set_id": "attrs",
+                                          "reward_set_version": "1"}))
+    store.create("never-learned")  # no coefficients: does not count
+
+    sums = store.population_sums("attrs", "2", exclude="u0")
+    assert sums.count == 5
+    got = prior_from_sums(sums, names, min_users=2)
+    want = population_prior([posts[f"u{i}"] for i in range(1, 6)], min_users=2)
+    np.testing.assert_allclose(got.mean, want.mean, rtol=1e-9)
+    np.testing.assert_allclose(got.cov, want.cov, rtol=1e-9)
+
+    store.delete("u1")  # a deleted user stops counting at once
+    assert store.population_sums("attrs", "2").count == 5
+    want = population_prior([posts[f"u{i}"] for i in (0, 2, 3, 4, 5)], min_users=2)
+    got = prior_from_sums(store.population_sums("attrs", "2"), names, min_users=2)
+    np.testing.assert_allclose(got.mean, want.mean, rtol=1e-9)
+    assert store.population_sums("nothing", "1").count == 0
+
+
+def test_the_url_selects_the_store(db: str) -> None:
+    with open_store(db) as s:
+        kind = type(s).__name__
+    assert kind == ("PostgresProfileStore" if db.startswith("postgresql://")
+                    else "SQLiteProfileStore")

@@ -16,7 +16,7 @@ from .attributes import (
     flesch_kincaid_grade,
 )
 from .base import MultiRewardModel, Normalization, RewardModel, RewardSet, check_scores
-from .judge import JudgeReward, Judgement, parse_score, parse_verdict
+from .judge import Judgement, JudgeReward, parse_score, parse_verdict
 from .quality import QualityModel, Substance, content_words
 
 __all__ = [
