@@ -63,22 +63,15 @@ def smollm2():  # noqa: ANN201
 def pg_server() -> Iterator[Any]:
     """A PostgreSQL server for the whole session (skipped when the binaries are missing, unless
     ``PERSONALIZER_REQUIRE_POSTGRES=1``, as CI sets, makes that a failure)."""
-    from pg_server import INSTALL_HINT, PostgresServer, find_bindir
+    from pg_server import INSTALL_HINT, find_bindir, running
 
     bindir = find_bindir()
     if bindir is None:
         if os.environ.get("PERSONALIZER_REQUIRE_POSTGRES") == "1":
             pytest.fail(INSTALL_HINT)
         pytest.skip(INSTALL_HINT)
-    server = PostgresServer(bindir)
-    server.start()
-    try:
+    with running(bindir) as server:
         yield server
-    finally:
-        try:
-            server.stop("immediate")
-        finally:
-            server.remove()
 
 
 @pytest.fixture

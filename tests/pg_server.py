@@ -18,6 +18,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -104,6 +106,21 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def running(bindir: Path) -> Iterator[PostgresServer]:
+    """A new cluster, started; stopped and removed afterwards (even if stopped already)."""
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop("immediate")
+        except RuntimeError:
+            pass  # the test stopped it
+        server.remove()
 
 
 def user_rows(url: str, user_id: str) -> dict[str, int]:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from conftest import pref
-from pg_server import PostgresServer, rows_mentioning
+from pg_server import PostgresServer, rows_mentioning, running
 
 from personalizer import Personalizer
 from personalizer.cli import main
@@ -150,16 +150,9 @@ def test_a_connection_killed_before_commit_writes_nothing_and_says_so(pg_url: st
 
 @pytest.fixture
 def own_server(pg_server: Any) -> Iterator[PostgresServer]:
-    server = PostgresServer(pg_server.bindir)
-    server.start()
-    try:
+    """A server of this test's own, to stop and start."""
+    with running(pg_server.bindir) as server:
         yield server
-    finally:
-        try:
-            server.stop("immediate")
-        except RuntimeError:
-            pass  # already stopped
-        server.remove()
 
 
 def test_a_server_restart_gives_a_clear_error_then_works_again(own_server: Any) -> None:
