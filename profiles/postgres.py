@@ -44,7 +44,7 @@ from personalizer.errors import (
 
 from .base import PopulationSums
 from .pg_schema import LOCK_KEY, MIGRATIONS_TABLE, STEPS
-from .sql import POPULATION_FILTER, Connection, Op, SQLProfileStore, sums_from_rows
+from .sql import POPULATION_FILTER, UNKNOWN, Connection, Op, SQLProfileStore, sums_from_rows
 
 __all__ = ["PostgresProfileStore", "is_postgres_url", "redact_url"]
 
@@ -79,8 +79,20 @@ def is_postgres_url(db: object) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (URL and key=value forms)."""
-    url = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+    """A form of ``url`` safe to show: a ``postgresql://`` URL rebuilt from its parsed parts
+    without the password (whatever characters it holds); in key=value text, ``password=***``."""
+    if is_postgres_url(url):
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            parts = conninfo_to_dict(url)
+        except Exception:  # noqa: BLE001 - unparsable: show nothing of it
+            return "postgresql://<unparsable URL>"
+        user = parts.get("user")
+        auth = (f"{user}:***@" if parts.get("password") else f"{user}@") if user else ""
+        port = f":{parts['port']}" if parts.get("port") else ""
+        return f"postgresql://{auth}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
     return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]+)", r"\1***", url)
 
 
@@ -130,18 +142,20 @@ class PostgresProfileStore(SQLProfileStore):
         self.url = redact_url(url)  # safe to show
         try:
             password = self._pg.conninfo.conninfo_to_dict(url).get("password")
-        except self._pg.Error as exc:
-            raise InvalidInput(f"cannot parse the database URL {self.url}: "
-                               f"{self._scrub(str(exc), None)}") from None
-        self._password = SecretStr(str(password or ""))
+        except self._pg.Error:  # its message would echo the URL: say only what to check
+            raise InvalidInput("cannot parse the database URL; the form is "
+                               "postgresql://user:password@host:5432/dbname, with characters "
+                               "such as @ : / % in the password percent-encoded") from None
+        raw = re.match(r"[a-z]+://[^:/@]*:([^@]*)@", url)
+        self._secrets = [x for x in {str(password or ""), raw.group(1) if raw else ""} if x]
         self.connect_timeout_s, self.retry_s = connect_timeout_s, retry_s
-        self._lock_timeout_ms = int(lock_timeout_s * 1000)
+        self._lock_timeout_ms = max(1, int(lock_timeout_s * 1000))
         self._migrate()
         self._pool = pool_module.ConnectionPool(
             url, min_size=min_connections, max_size=max_connections, open=True,
             timeout=connect_timeout_s, name="personalizer", configure=self._configure,
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(connect_timeout_s)),
-                    "application_name": "personalizer"},
+            kwargs={"autocommit": True, "application_name": "personalizer",
+                    **self._connect_options()},
         )
         self._pool_timeout = pool_module.PoolTimeout
 
@@ -154,10 +168,17 @@ class PostgresProfileStore(SQLProfileStore):
         conn.execute("SET TIME ZONE 'UTC'")
         conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
 
+    def _connect_options(self) -> dict[str, Any]:
+        """Bounded connects, and a dead peer noticed within about ``retry_s`` (TCP keepalives and
+        a send timeout) rather than the kernel's ~15 minutes."""
+        return {"connect_timeout": max(1, round(self.connect_timeout_s)), "keepalives": 1,
+                "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                "tcp_user_timeout": max(1000, int(self.retry_s * 1000))}
+
     def _migrate(self) -> None:
         try:
             conn = self._pg.connect(self._url.get_secret_value(), autocommit=True,
-                                    connect_timeout=max(1, round(self.connect_timeout_s)),
+                                    **self._connect_options(),
                                     application_name="personalizer-migrate")
         except self._pg.Error as exc:
             raise self._error(exc) from None
@@ -263,12 +284,14 @@ class PostgresProfileStore(SQLProfileStore):
              landed: Op | None) -> Any:
         deadline = time.monotonic() + self.retry_s
         delay = 0.02
+        maybe_written = False  # a commit's reply was lost on the way (idempotent ops re-run)
         while True:
             try:
                 with self._tx(begin, deadline) as conn:
                     return fn(conn)
             except _Lost as lost:
                 last: BaseException = lost
+                maybe_written = maybe_written or lost.at_commit
                 if lost.at_commit and not idempotent:
                     outcome = self._landed(landed, deadline, lost)
                     if outcome is not _NOT_LANDED:
@@ -278,7 +301,8 @@ class PostgresProfileStore(SQLProfileStore):
             except self._pg.Error as exc:
                 raise self._error(exc) from None
             if time.monotonic() + delay >= deadline:
-                raise self._unavailable(last, written=None if begin != _WRITE else False)
+                written = None if begin != _WRITE else maybe_written
+                raise self._unavailable(last, written=written)
             time.sleep(delay)
             delay = min(2 * delay, 0.5)
 
@@ -291,6 +315,8 @@ class PostgresProfileStore(SQLProfileStore):
             try:
                 with self._tx(_READ, deadline) as conn:
                     outcome = landed(conn)
+                if outcome is UNKNOWN:
+                    raise self._unavailable(lost, written=True)
                 return _NOT_LANDED if outcome is None else outcome
             except _Lost:
                 if time.monotonic() >= deadline:
@@ -329,10 +355,9 @@ class PostgresProfileStore(SQLProfileStore):
 
     # -- errors --------------------------------------------------------------------------
 
-    def _scrub(self, message: str, password: SecretStr | None = None) -> str:
+    def _scrub(self, message: str) -> str:
         """A driver message with the password (if it ever appears) and any URL redacted."""
-        secret = (password or getattr(self, "_password", SecretStr(""))).get_secret_value()
-        if secret:
+        for secret in getattr(self, "_secrets", ()):
             message = message.replace(secret, "***")
         return redact_url(message.strip())
 
@@ -340,8 +365,8 @@ class PostgresProfileStore(SQLProfileStore):
         """``written``: False (nothing was), True (maybe: the commit's reply was lost), None
         (a read)."""
         what = {False: "nothing was written; retry the change",
-                True: "the connection dropped while committing and the server could not be "
-                      "asked whether the change landed; read the profile before retrying",
+                True: "the connection dropped while committing and whether the change landed "
+                      "cannot be told; read the profile before retrying",
                 None: "retry the read"}[written]
         return StoreUnavailable(
             f"cannot reach PostgreSQL at {self.url} within {self.retry_s:g}s "

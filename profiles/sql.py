@@ -2,7 +2,8 @@
 
 :class:`SQLProfileStore` implements the :class:`~personalizer.profiles.ProfileStore` contract on
 top of four primitives a concrete store supplies: ``_read_op(fn)`` runs ``fn(conn)`` in one
-read snapshot (``single=True``: ``fn`` runs a single statement), ``_write_op(fn, landed=..., idempotent=...)`` runs it in one write transaction
+read snapshot (``single=True``: ``fn`` runs a single statement),
+``_write_op(fn, landed=..., idempotent=...)`` runs it in one write transaction
 (retrying where the store can lose a connection), ``_write()`` is the write transaction as a
 context manager (for :meth:`SQLProfileStore.transaction`, whose body cannot be re-run) and
 ``_population_sums(...)`` is the population aggregate in the database's own JSON dialect.
@@ -67,6 +68,10 @@ class Connection(Protocol):
 
 Op = Callable[[Connection], Any]
 
+# What a ``landed`` check returns when it cannot tell whether a commit landed (another writer
+# changed the row since): the store then says so instead of guessing.
+UNKNOWN: Any = object()
+
 
 class SQLProfileStore:
     """The profile-store contract in SQL; subclasses supply connections and the dialect."""
@@ -83,8 +88,9 @@ class SQLProfileStore:
 
     def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
         """Run ``fn`` in one write transaction. Where a connection can drop, a store re-runs an
-        ``idempotent`` op, and after a commit whose acknowledgement was lost calls ``landed``
-        (the op's result if the commit did land, else None to run the op again)."""
+        ``idempotent`` op, and after a commit whose acknowledgement was lost calls ``landed``:
+        the op's result if the commit did land, None if it surely did not (run the op again),
+        :data:`UNKNOWN` if it cannot tell."""
         raise NotImplementedError
 
     def _write(self, *, landed: Op | None = None) -> AbstractContextManager[Connection]:
@@ -122,7 +128,14 @@ class SQLProfileStore:
                 raise ProfileExists(profile.user_id, "; use get_or_create or update")
             return stored
 
-        return self._write_op(op, landed=lambda conn: self._if_stored(conn, stored))
+        def landed(conn: Connection) -> Profile | None:
+            try:  # created_at is ours alone and no later write changes it
+                found = self._get(conn, profile.user_id)
+            except ProfileNotFound:
+                return None
+            return found if found.created_at == now else None  # else: someone else's
+
+        return self._write_op(op, landed=landed)
 
     def get_or_create(self, user_id: str) -> Profile:
         """The profile of ``user_id``, created empty if missing (atomic across processes)."""
@@ -179,10 +192,15 @@ class SQLProfileStore:
             write_profile(conn, stored, current.version)
             return stored
 
-        def landed(conn: Connection) -> Profile | None:
-            stored = self._get(conn, profile.user_id)
-            done = stored.version == profile.version + 1 and stored.updated_at == now
-            return stored if done else None
+        def landed(conn: Connection) -> Any:
+            try:
+                stored = self._get(conn, profile.user_id)
+            except ProfileNotFound:
+                return UNKNOWN
+            if stored.version == profile.version:
+                return None  # untouched: ours did not land
+            same = (stored.version, stored.updated_at) == (profile.version + 1, now)
+            return stored if same else UNKNOWN  # later writes hide whether ours landed
 
         return self._write_op(op, landed=landed)
 
@@ -257,12 +275,19 @@ class SQLProfileStore:
         validate_user_id(user_id)
         box: list[UserTransaction] = []
 
-        def landed(conn: Connection) -> Profile | None:
+        def landed(conn: Connection) -> Any:
             tx = box[0]
-            stored = self._get(conn, user_id)
+            try:
+                stored = self._get(conn, user_id)
+            except ProfileNotFound:
+                return UNKNOWN
+            if tx._appended:  # its rows carry the transaction's key: a sure answer
+                return stored if _key_stored(conn, user_id, tx._key) else None
+            if stored.version == tx.profile.version:
+                return None
             same = (stored.version, stored.updated_at) == (tx.result.version,
                                                            tx.result.updated_at)
-            return stored if same else None
+            return stored if same else UNKNOWN
 
         with self._write(landed=landed) as conn:
             current = (self._get_or_create(conn, user_id) if create
@@ -320,7 +345,15 @@ class SQLProfileStore:
                 write_onboarding(conn, profile.user_id, doc.onboarding)
             return profile
 
-        return self._write_op(op, landed=lambda conn: self._if_stored(conn, profile))
+        def landed(conn: Connection) -> Any:
+            try:
+                stored = self._get(conn, profile.user_id)
+            except ProfileNotFound:
+                return None
+            same = (stored.version, stored.updated_at) == (profile.version, profile.updated_at)
+            return stored if same else UNKNOWN
+
+        return self._write_op(op, landed=landed)
 
     def delete(self, user_id: str) -> int:
         """Delete the user's profile and every row of theirs; returns the rows removed.
@@ -329,16 +362,28 @@ class SQLProfileStore:
         """
         validate_user_id(user_id)
         removed: list[int] = []
+        created: list[Any] = []
 
         def op(conn: Connection) -> int:
-            self._exists(conn, user_id, lock=True)
+            try:
+                created[:] = [self._get(conn, user_id, lock=True).created_at]
+            except ProfileNotFound:
+                created[:] = []
             removed[:] = [self._delete_rows(conn, user_id)]
             if removed[0] == 0:
                 raise ProfileNotFound(user_id)
             return removed[0]
 
-        def landed(conn: Connection) -> int | None:
-            return None if self._exists(conn, user_id) or not removed else removed[0]
+        def landed(conn: Connection) -> Any:
+            if not removed:
+                return None
+            try:
+                again = self._get(conn, user_id).created_at
+            except ProfileNotFound:
+                return removed[0]
+            # the same profile is still there: ours did not land; a newer one: it did, and the
+            # user was created again after it
+            return None if created and again == created[0] else removed[0]
 
         count = self._write_op(op, landed=landed)
         self._after_delete()
@@ -369,15 +414,6 @@ class SQLProfileStore:
             self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
                                                updated_at=now))
             return self._get(conn, user_id, lock=True)
-
-    def _if_stored(self, conn: Connection, profile: Profile) -> Profile | None:
-        """``profile`` if exactly that version of it is stored (a landed write)."""
-        try:
-            stored = self._get(conn, profile.user_id)
-        except ProfileNotFound:
-            return None
-        same = (stored.version, stored.updated_at) == (profile.version, profile.updated_at)
-        return stored if same else None
 
     @staticmethod
     def _insert_profile(conn: Connection, p: Profile) -> bool:

@@ -40,6 +40,11 @@ def test_the_password_never_shows(pg_url: str, pg_server: Any) -> None:
         PostgresProfileStore(wrong)
     assert "not-the-password" not in str(info.value)
     assert redact_url("host=x password='a b' user=u") == "host=x password=*** user=u"
+    odd = "postgresql://u:pa?ss#word@db.example:5433/app"  # libpq takes ? and # in a password
+    assert redact_url(odd) == "postgresql://u:***@db.example:5433/app"
+    with pytest.raises(InvalidInput, match="percent-encoded") as info:
+        PostgresProfileStore("postgresql://u:se%zzcret@h/db")
+    assert "zzcret" not in str(info.value)
 
 
 def test_unreachable_server_and_missing_database_are_clear(pg_server: Any) -> None:
@@ -100,6 +105,7 @@ class _LosesReplies(PostgresProfileStore):
     acknowledgement never reached the client."""
 
     drops = 0
+    meanwhile: Any = None  # another server's write between the commit and the check
 
     @contextmanager
     def _tx(self, begin: str, deadline: float) -> Iterator[Any]:
@@ -107,6 +113,8 @@ class _LosesReplies(PostgresProfileStore):
             yield conn
         if begin == "BEGIN" and self.drops:
             self.drops -= 1
+            if self.meanwhile is not None:
+                self.meanwhile()
             raise _Lost(ConnectionError("server closed the connection"), at_commit=True)
 
 
@@ -129,6 +137,22 @@ def test_a_write_retried_after_a_lost_commit_reply_lands_once(pg_url: str) -> No
 
         store.drops = 1
         assert store.delete("alice") == 4
+
+
+def test_a_lost_commit_reply_hidden_by_a_later_write_is_reported_not_guessed(pg_url: str) -> None:
+    with _LosesReplies(pg_url) as store, PostgresProfileStore(pg_url) as other:
+        store.append_preferences("alice", [pref(0)])
+        store.meanwhile = lambda: other.modify(
+            "alice", lambda p: p.model_copy(update={"summary": "other server"}))
+        store.drops = 1
+        with pytest.raises(StoreUnavailable, match="cannot be told"):
+            store.update(store.get("alice").model_copy(update={"summary": "mine"}))
+        assert store.get("alice").summary == "other server"  # and ours was not applied twice
+
+        store.drops = 1  # appends carry their key: a sure answer despite the other write
+        with store.transaction("alice") as tx:
+            tx.append([pref(1)])
+        assert store.get("alice").preference_count == 2 == len(store.preferences("alice"))
 
 
 def test_a_connection_killed_before_commit_writes_nothing_and_says_so(pg_url: str) -> None:
