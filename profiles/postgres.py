@@ -214,12 +214,6 @@ class PostgresProfileStore(SQLProfileStore):
         """Close the pool's connections (idempotent)."""
         self._pool.close()
 
-    def __enter__(self) -> PostgresProfileStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"PostgresProfileStore({self.url!r})"
 

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -34,6 +34,9 @@ from .base import PopulationSums, ProfilePage
 from .export import ProfileExport, parse_export
 from .models import OnboardingState, Preference, Profile, utcnow, validate_user_id
 from .schema import USER_TABLES
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 __all__ = ["Connection", "SQLProfileStore", "UserTransaction"]
 
@@ -80,6 +83,16 @@ class SQLProfileStore:
     _lock_row = ""
 
     # -- what a concrete store supplies --------------------------------------------------
+
+    def close(self) -> None:
+        """Release the store's connections (idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _read_op(self, fn: Op, *, single: bool = False) -> Any:
         """Run ``fn`` in one read snapshot; ``single``: ``fn`` runs one statement, which is a
@@ -129,11 +142,8 @@ class SQLProfileStore:
             return stored
 
         def landed(conn: Connection) -> Profile | None:
-            try:  # created_at is ours alone and no later write changes it
-                found = self._get(conn, profile.user_id)
-            except ProfileNotFound:
-                return None
-            return found if found.created_at == now else None  # else: someone else's
+            found = self._find(conn, profile.user_id)  # created_at is ours alone, never changed
+            return found if found is not None and found.created_at == now else None
 
         return self._write_op(op, landed=landed)
 
@@ -193,9 +203,8 @@ class SQLProfileStore:
             return stored
 
         def landed(conn: Connection) -> Any:
-            try:
-                stored = self._get(conn, profile.user_id)
-            except ProfileNotFound:
+            stored = self._find(conn, profile.user_id)
+            if stored is None:
                 return UNKNOWN
             if stored.version == profile.version:
                 return None  # untouched: ours did not land
@@ -277,9 +286,8 @@ class SQLProfileStore:
 
         def landed(conn: Connection) -> Any:
             tx = box[0]
-            try:
-                stored = self._get(conn, user_id)
-            except ProfileNotFound:
+            stored = self._find(conn, user_id)
+            if stored is None:
                 return UNKNOWN
             if tx._appended:  # its rows carry the transaction's key: a sure answer
                 return stored if _key_stored(conn, user_id, tx._key) else None
@@ -337,7 +345,7 @@ class SQLProfileStore:
                         profile.user_id, "; pass replace=True (CLI: --replace) to overwrite it"
                     )
                 self._delete_rows(conn, profile.user_id)
-            if not self._insert_profile(conn, profile):  # created meanwhile: try again
+            if not self._insert_profile(conn, profile):  # another writer created it meanwhile
                 raise ProfileExists(profile.user_id, "; it was created during the import")
             conn.executemany(_INSERT_PREFERENCE, [
                 (profile.user_id, *preference_row(p), None) for p in doc.preferences])
@@ -346,9 +354,8 @@ class SQLProfileStore:
             return profile
 
         def landed(conn: Connection) -> Any:
-            try:
-                stored = self._get(conn, profile.user_id)
-            except ProfileNotFound:
+            stored = self._find(conn, profile.user_id)
+            if stored is None:
                 return None
             same = (stored.version, stored.updated_at) == (profile.version, profile.updated_at)
             return stored if same else UNKNOWN
@@ -361,29 +368,26 @@ class SQLProfileStore:
         Touches nothing of any other user. :class:`ProfileNotFound` if there was nothing.
         """
         validate_user_id(user_id)
-        removed: list[int] = []
-        created: list[Any] = []
+        removed = 0
+        deleted: Profile | None = None  # the profile the last run removed
 
         def op(conn: Connection) -> int:
-            try:
-                created[:] = [self._get(conn, user_id, lock=True).created_at]
-            except ProfileNotFound:
-                created[:] = []
-            removed[:] = [self._delete_rows(conn, user_id)]
-            if removed[0] == 0:
+            nonlocal removed, deleted
+            deleted = self._find(conn, user_id, lock=True)
+            removed = self._delete_rows(conn, user_id)
+            if removed == 0:
                 raise ProfileNotFound(user_id)
-            return removed[0]
+            return removed
 
         def landed(conn: Connection) -> Any:
             if not removed:
                 return None
-            try:
-                again = self._get(conn, user_id).created_at
-            except ProfileNotFound:
-                return removed[0]
-            # the same profile is still there: ours did not land; a newer one: it did, and the
-            # user was created again after it
-            return None if created and again == created[0] else removed[0]
+            again = self._find(conn, user_id)
+            # the same profile still there: ours did not land; none, or a newer one (the user
+            # was created again after it): it did
+            same = again is not None and deleted is not None and \
+                again.created_at == deleted.created_at
+            return None if same else removed
 
         count = self._write_op(op, landed=landed)
         self._after_delete()
@@ -395,25 +399,30 @@ class SQLProfileStore:
         sql = "SELECT 1 FROM profiles WHERE user_id = ?" + (self._lock_row if lock else "")
         return conn.execute(sql, (user_id,)).fetchone() is not None
 
-    def _get(self, conn: Connection, user_id: str, *, lock: bool = False) -> Profile:
+    def _find(self, conn: Connection, user_id: str, *, lock: bool = False) -> Profile | None:
+        """The user's stored profile, or None; ``lock``: locked until the transaction ends."""
         row = conn.execute(
             f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE user_id = ?"
             + (self._lock_row if lock else ""), (user_id,)
         ).fetchone()
-        if row is None:
+        return None if row is None else profile_from_row(row)
+
+    def _get(self, conn: Connection, user_id: str, *, lock: bool = False) -> Profile:
+        found = self._find(conn, user_id, lock=lock)
+        if found is None:
             raise ProfileNotFound(user_id)
-        return profile_from_row(row)
+        return found
 
     def _get_or_create(self, conn: Connection, user_id: str) -> Profile:
         """The user's profile, created if missing, locked for the rest of the transaction
         (two first requests for one user: one inserts, the other finds it)."""
-        try:
-            return self._get(conn, user_id, lock=True)
-        except ProfileNotFound:
-            now = utcnow()
-            self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
-                                               updated_at=now))
-            return self._get(conn, user_id, lock=True)
+        found = self._find(conn, user_id, lock=True)
+        if found is not None:
+            return found
+        now = utcnow()
+        self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
+                                           updated_at=now))
+        return self._get(conn, user_id, lock=True)
 
     @staticmethod
     def _insert_profile(conn: Connection, p: Profile) -> bool:

@@ -121,12 +121,6 @@ class SQLiteProfileStore(SQLProfileStore):
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> SQLiteProfileStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"SQLiteProfileStore({self.path!r})"
 
