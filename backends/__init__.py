@@ -8,7 +8,8 @@ The decoding layer, by module: :mod:`.request` (options, steering, strategies),
 :mod:`.plan` (the one place that chooses a path), :mod:`.engine` (the one loop),
 :mod:`.policies` and :mod:`.best_of_n` (strategies), :mod:`.scorers` (token scorers),
 :mod:`.decoding_math` (pure tensor math), :mod:`.kv` (KV-cache surgery),
-:mod:`.local` (the ``LocalGenerator`` facade).
+:mod:`.local` (the ``LocalGenerator`` facade). Hosted models (no logits): :mod:`.hosted`
+(the shared request logic), :mod:`.openai_api`, :mod:`.anthropic_api`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any
 
 from .request import Args, BestOfN, GenerationOptions, Steering
 
-__all__ = ["Args", "BestOfN", "GenerationOptions", "LocalGenerator", "ModelHandle",
-           "ProxyTuning", "Steering", "TokenScorer"]
+__all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "HostedGenerator",
+           "HostedOptions", "LocalGenerator", "ModelHandle", "OpenAIGenerator", "ProxyTuning",
+           "Steering", "TokenScorer"]
 
 _LAZY = {"LocalGenerator": ".local", "ProxyTuning": ".proxy", "ModelHandle": ".handle",
-         "TokenScorer": ".scorers"}
+         "TokenScorer": ".scorers", "OpenAIGenerator": ".openai_api",
+         "AnthropicGenerator": ".anthropic_api", "HostedGenerator": ".hosted",
+         "HostedOptions": ".hosted"}
 
 
 def __getattr__(name: str) -> Any:

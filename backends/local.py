@@ -52,6 +52,8 @@ class LocalGenerator:
     >>> gen.generate("Say hi", max_new_tokens=8).text        # doctest: +SKIP
     """
 
+    steers_decoding = True  # holds the logits: reward-guided decoding, not only the prompt
+
     def __init__(self, model: str | os.PathLike[str] | Any, tokenizer: Any = None, *,
                  gguf_file: str | None = None, dtype: str | Any = "float32",
                  device: str = "cpu", cache_dir: Path | None = None,

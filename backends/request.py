@@ -139,6 +139,11 @@ class Steering(BaseModel):
         default=True, description="Divide the user's reward by the norm of their "
         "coefficients, so that a strength means the same for a faint and a clear profile.")
     strategy: Strategy = Field(default_factory=Args, description="How to search.")
+    principles: str | None = Field(
+        default=None, max_length=20000,
+        description="The user's preferences in words (their profile summary), for rewards "
+        "that read text, such as a judge reranking best-of-n candidates. Data about the "
+        "user, never instructions to the model.")
 
     @field_validator("coefficients")
     @classmethod
@@ -156,6 +161,7 @@ class Steering(BaseModel):
     @classmethod
     def from_profile(cls, profile: Any, **options: Any) -> Steering:
         """Steering for a stored profile (anything with coefficients and a reward set)."""
+        options.setdefault("principles", getattr(profile, "summary", None) or None)
         return cls(coefficients=dict(profile.coefficients),
                    reward_set_id=profile.reward_set_id,
                    reward_set_version=profile.reward_set_version, **options)

@@ -1,11 +1,12 @@
 """The profile export format: one user's profile and full preference history as JSON.
 
-Schema ``personalizer.profile-export``, version 2 (version 1 files, which have no
-``onboarding`` key, are still read)::
+Schema ``personalizer.profile-export``, version 3. Older versions are still read: version 2
+files have no summary metadata (a summary in them counts as the person's own), version 1
+files no ``onboarding`` key either::
 
     {
       "schema": "personalizer.profile-export",
-      "schema_version": 2,
+      "schema_version": 3,
       "exported_at": "2026-11-24T18:00:00.000000Z",
       "profile": {                      # every field of personalizer.profiles.Profile
         "user_id": "alice",
@@ -13,6 +14,10 @@ Schema ``personalizer.profile-export``, version 2 (version 1 files, which have n
         "covariance": [[0.1, 0.0], [0.0, 0.2]],          # or null; rows follow coefficients
         "reward_set_id": "attributes", "reward_set_version": "1",
         "summary": "Prefers short, direct answers.",
+        "summary_source": "summarizer",  # or "user" (written by the person), or null
+        "summary_written_at": "...",     # or null
+        "summary_preferences": 1,        # the oldest preferences it was folded from
+        "summary_stale": false,          # some of those were deleted since
         "preference_count": 1, "version": 3,
         "created_at": "...", "updated_at": "..."
       },
@@ -43,7 +48,9 @@ from .models import OnboardingState, Preference, Profile, utcnow
 __all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_export"]
 
 EXPORT_SCHEMA = "personalizer.profile-export"
-EXPORT_SCHEMA_VERSION = 2
+EXPORT_SCHEMA_VERSION = 3
+SUMMARY_FIELDS = frozenset({"summary_source", "summary_written_at", "summary_preferences",
+                            "summary_stale"})
 
 
 class ProfileExport(BaseModel):
@@ -54,7 +61,7 @@ class ProfileExport(BaseModel):
     schema_: Literal["personalizer.profile-export"] = Field(
         default=EXPORT_SCHEMA, alias="schema"
     )
-    schema_version: Literal[1, 2] = EXPORT_SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = EXPORT_SCHEMA_VERSION
     exported_at: datetime = Field(default_factory=utcnow)
     profile: Profile
     preferences: list[Preference] = Field(default_factory=list)
@@ -67,6 +74,10 @@ class ProfileExport(BaseModel):
                 f"profile.preference_count is {self.profile.preference_count} but the file "
                 f"holds {len(self.preferences)} preferences; the export is incomplete or edited"
             )
+        if self.profile.summary_preferences > self.profile.preference_count:
+            raise ValueError(
+                f"profile.summary_preferences is {self.profile.summary_preferences}, more than "
+                f"the {self.profile.preference_count} preferences in the file")
         return self
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -78,7 +89,7 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
     """Validate an export given as a dict or JSON text.
 
     Raises :class:`InvalidProfileData` (naming the first problem) for anything that is not a
-    version-1 or version-2 export, and :class:`UnsupportedSchemaVersion` for a newer version.
+    version 1, 2 or 3 export, and :class:`UnsupportedSchemaVersion` for a newer version.
     """
     if isinstance(data, (str, bytes)):
         try:
@@ -100,6 +111,12 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
             f"this export uses schema version {version}, but this personalizer reads up to "
             f"version {EXPORT_SCHEMA_VERSION}; upgrade personalizer to import it"
         )
+    if version in (1, 2) and isinstance(data.get("profile"), Mapping):
+        added = SUMMARY_FIELDS & set(data["profile"])
+        if added:
+            raise InvalidProfileData(
+                f"invalid profile export: profile fields {sorted(added)} are new in schema "
+                f"version 3, but the file says version {version}")
     try:
         return ProfileExport.model_validate(data)
     except ValidationError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -133,12 +133,36 @@ class Profile(BaseModel):
     summary: str = Field(
         default="", max_length=20000, description="Readable summary of the user's preferences."
     )
+    summary_source: Literal["summarizer", "user"] | None = Field(
+        default=None, description="Who wrote the summary: 'summarizer' (folded from the "
+        "history) or 'user' (the person; the summarizer never overwrites it). None without a "
+        "summary; a summary given without a source counts as the person's.")
+    summary_written_at: datetime | None = Field(
+        default=None, description="When the summary was last written.")
+    summary_preferences: int = Field(
+        default=0, ge=0, description="How many of the oldest preferences the summary was "
+        "folded from (the summarizer's count, not Profile.version).")
+    summary_stale: bool = Field(
+        default=False, description="Preferences the summary was folded from were deleted "
+        "since: the next refresh writes it again from the whole history.")
     preference_count: int = Field(default=0, ge=0, description="Preferences in the history.")
     version: int = Field(default=0, ge=0, description="0 until stored; +1 on every change.")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
     _utc = field_validator("created_at", "updated_at")(_as_utc)
+
+    @field_validator("summary_written_at")
+    @classmethod
+    def _utc_or_none(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _summary_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("summary") and not data.get("summary_source"):
+            data = {**data, "summary_source": "user"}  # written by a person or the app
+        return data
 
     @field_validator("coefficients")
     @classmethod

@@ -52,4 +52,12 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ALTER TABLE preferences ADD COLUMN append_key text",
         "CREATE UNIQUE INDEX idx_preferences_append_key ON preferences (user_id, append_key)",
     )),
+    ("m004_summary_meta", (
+        "ALTER TABLE profiles ADD COLUMN summary_source text",
+        "ALTER TABLE profiles ADD COLUMN summary_written_at timestamptz",
+        "ALTER TABLE profiles ADD COLUMN summary_preferences integer NOT NULL DEFAULT 0",
+        "ALTER TABLE profiles ADD COLUMN summary_stale boolean NOT NULL DEFAULT false",
+        "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
+        "WHERE summary <> ''",
+    )),
 )

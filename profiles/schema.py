@@ -73,3 +73,16 @@ def m003_append_keys(db: Database) -> None:
     db.execute("ALTER TABLE preferences ADD COLUMN append_key TEXT")
     db.execute("CREATE UNIQUE INDEX idx_preferences_append_key "
                "ON preferences (user_id, append_key)")
+
+
+@MIGRATIONS()
+def m004_summary_meta(db: Database) -> None:
+    # Who wrote the summary, when, from how many preferences, and whether deletions made it
+    # stale. Summaries written before this step came from a person or the app: 'user'.
+    for sql in ("ALTER TABLE profiles ADD COLUMN summary_source TEXT",
+                "ALTER TABLE profiles ADD COLUMN summary_written_at TEXT",
+                "ALTER TABLE profiles ADD COLUMN summary_preferences INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE profiles ADD COLUMN summary_stale INTEGER NOT NULL DEFAULT 0",
+                "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
+                "WHERE summary <> ''"):
+        db.execute(sql)

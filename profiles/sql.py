@@ -42,7 +42,8 @@ __all__ = ["Connection", "SQLProfileStore", "UserTransaction"]
 
 PROFILE_COLUMNS = (
     "user_id, version, reward_set_id, reward_set_version, coefficients, covariance, summary, "
-    "preference_count, created_at, updated_at"
+    "preference_count, created_at, updated_at, summary_source, summary_written_at, "
+    "summary_preferences, summary_stale"
 )
 PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at"
 _INSERT_PREFERENCE = (f"INSERT INTO preferences (user_id, {PREFERENCE_COLUMNS}, append_key) "
@@ -428,12 +429,13 @@ class SQLProfileStore:
     def _insert_profile(conn: Connection, p: Profile) -> bool:
         """Insert ``p`` unless the user has a profile; whether it was inserted."""
         cur = conn.execute(
-            f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (user_id) DO NOTHING",
+            f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
             (
                 p.user_id, p.version, p.reward_set_id, p.reward_set_version,
                 json.dumps(p.coefficients), json_or_none(p.covariance), p.summary,
                 p.preference_count, p.created_at.isoformat(), p.updated_at.isoformat(),
+                *summary_row(p),
             ),
         )
         return cur.rowcount == 1
@@ -456,6 +458,7 @@ class UserTransaction:
         self.profile = profile  # as read (and locked) at the start of the transaction
         self._appended: list[Preference] = []
         self._removed = 0
+        self._folded = profile.summary_preferences  # the summary's preferences still stored
         self._changes: dict[str, Any] = {}
         self._onboarding: OnboardingState | None | bool = False  # False: untouched
         self.result: Profile = profile
@@ -477,7 +480,8 @@ class UserTransaction:
     def update(self, **fields: Any) -> None:
         """Stage changes to coefficients, covariance, reward set or summary."""
         allowed = {"coefficients", "covariance", "reward_set_id", "reward_set_version",
-                   "summary"}
+                   "summary", "summary_source", "summary_written_at", "summary_preferences",
+                   "summary_stale"}
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidInput(f"cannot change {sorted(unknown)} of a profile; changeable: "
@@ -496,6 +500,10 @@ class UserTransaction:
             raise InvalidInput(f"no preference at index {index}")
         self._conn.execute("DELETE FROM preferences WHERE id = ?", (row[0],))
         self._removed += 1
+        if index < self._folded:  # the summary was folded from it: redo on the next refresh
+            self._folded -= 1
+            self._changes.setdefault("summary_stale",
+                                     self.profile.summary_source == "summarizer")
 
     def _flush(self) -> None:
         if not (self._appended or self._removed or self._changes
@@ -508,6 +516,7 @@ class UserTransaction:
                 (uid, *preference_row(x), f"{self._key}:{i}")
                 for i, x in enumerate(self._appended)])
         new = revalidate(p.model_copy(update={
+            "summary_preferences": self._folded,
             **self._changes,
             "preference_count": p.preference_count + len(self._appended) - self._removed,
             "version": p.version + 1,
@@ -531,12 +540,14 @@ def write_profile(conn: Connection, new: Profile, expected_version: int, *,
     caller); :class:`VersionConflict` if that version is gone."""
     cur = conn.execute(
         "UPDATE profiles SET version = ?, reward_set_id = ?, reward_set_version = ?, "
-        "coefficients = ?, covariance = ?, summary = ?, updated_at = ?"
+        "coefficients = ?, covariance = ?, summary = ?, updated_at = ?, summary_source = ?, "
+        "summary_written_at = ?, summary_preferences = ?, summary_stale = ?"
         + (", preference_count = ?" if count else "")
         + " WHERE user_id = ? AND version = ?",
         (new.version, new.reward_set_id, new.reward_set_version, json.dumps(new.coefficients),
          json_or_none(new.covariance), new.summary, new.updated_at.isoformat(),
-         *((new.preference_count,) if count else ()), new.user_id, expected_version),
+         *summary_row(new), *((new.preference_count,) if count else ()), new.user_id,
+         expected_version),
     )
     if cur.rowcount != 1:
         raise VersionConflict(new.user_id, expected_version, -1)
@@ -605,7 +616,18 @@ def profile_from_row(r: Sequence[Any]) -> Profile:
         preference_count=r[7],
         created_at=_when(r[8]),
         updated_at=_when(r[9]),
+        summary_source=r[10],
+        summary_written_at=None if r[11] is None else _when(r[11]),
+        summary_preferences=r[12],
+        summary_stale=bool(r[13]),
     )
+
+
+def summary_row(p: Profile) -> tuple[Any, ...]:
+    """The summary's metadata columns of ``p``."""
+    return (p.summary_source,
+            None if p.summary_written_at is None else p.summary_written_at.isoformat(),
+            p.summary_preferences, p.summary_stale)
 
 
 def sums_from_rows(count: int, linear: Sequence[Sequence[Any]],

@@ -21,6 +21,14 @@ one class and messages say what to do next::
     │   ├── SchemaTooNew                   the database was written by a newer personalizer
     │   └── VersionConflict                optimistic-concurrency check failed; re-read and retry
     ├── BackendError                       a generator or reward model failed
+    │   ├── UnsupportedRequest             a backend cannot honour the request (says what can)
+    │   └── ProviderError                  a hosted model's API failed (carries its message)
+    │       ├── ProviderAuthFailed         401/403: the API key was refused
+    │       ├── ProviderRateLimited        429, after the client's retries
+    │       ├── ProviderTimeout            no reply within the client's timeout
+    │       ├── ProviderBadRequest         400/404/413/422: the request was refused as sent
+    │       ├── ProviderServerError        5xx or overloaded, after the client's retries
+    │       └── ProviderUnavailable        the server could not be reached
     └── MissingDependency (ImportError)    an optional extra is not installed
 
 This module imports nothing of ours.
@@ -38,12 +46,20 @@ __all__ = [
     "PersonalizerError",
     "ProfileExists",
     "ProfileNotFound",
+    "ProviderAuthFailed",
+    "ProviderBadRequest",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderServerError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
     "RewardSetMismatch",
     "SchemaTooNew",
     "StoreAuthFailed",
     "StoreBusy",
     "StoreError",
     "StoreUnavailable",
+    "UnsupportedRequest",
     "UnsupportedSchemaVersion",
     "VersionConflict",
 ]
@@ -140,6 +156,64 @@ class VersionConflict(StoreError):
 
 class BackendError(PersonalizerError):
     """A generator or reward backend failed or returned something unusable."""
+
+
+class UnsupportedRequest(BackendError):
+    """The backend cannot do what was asked (ARGS on a hosted API, an option a provider does
+    not have); the message names what works instead."""
+
+
+class ProviderError(BackendError):
+    """A hosted model's API refused or failed a request.
+
+    ``provider`` names the API ("OpenAI", "Anthropic"), ``status_code`` is the HTTP status
+    (None when no reply came) and ``provider_message`` the provider's own words.
+    """
+
+    hint = ""
+
+    def __init__(self, provider: str, provider_message: str, *,
+                 status_code: int | None = None) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.provider_message = provider_message
+        status = f" (HTTP {status_code})" if status_code is not None else ""
+        super().__init__(f"{provider}{status}: {provider_message}{self.hint}")
+
+
+class ProviderAuthFailed(ProviderError):
+    """The provider refused the API key (HTTP 401 or 403)."""
+
+    hint = ("; check the API key (OPENAI_API_KEY / ANTHROPIC_API_KEY, or api_key=) and that "
+            "it may use this model")
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider's rate limit was hit (HTTP 429) and the client's retries ran out."""
+
+    hint = "; slow down, or raise max_retries on the generator"
+
+
+class ProviderTimeout(ProviderError):
+    """No reply came within the client's timeout."""
+
+    hint = "; raise timeout= on the generator, or ask for fewer tokens"
+
+
+class ProviderBadRequest(ProviderError):
+    """The provider refused the request as sent (model name, options, prompt size)."""
+
+
+class ProviderServerError(ProviderError):
+    """The provider failed (HTTP 5xx, overloaded) and the client's retries ran out."""
+
+    hint = "; try again later"
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider's server could not be reached."""
+
+    hint = "; check base_url and the network"
 
 
 class MissingDependency(PersonalizerError, ImportError):

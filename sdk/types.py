@@ -116,7 +116,9 @@ class Generation(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str = Field(description="The generated answer.")
-    completion_tokens: int = Field(ge=0, description="Tokens generated.")
+    completion_tokens: int | None = Field(
+        ge=0, description="Tokens generated (best-of-n on a hosted model: of every "
+        "candidate, as billed); None when a hosted server did not report usage.")
     prompt_tokens: int | None = Field(default=None, ge=0, description="Tokens in the prompt.")
     finish_reason: Literal["stop", "length"] | None = Field(
         default=None, description="'stop' at end of turn or a stop string, 'length' at the limit."

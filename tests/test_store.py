@@ -272,7 +272,8 @@ def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     names = [r[0] for r in conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
-    assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys"]
+    assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys",
+                     "m004_summary_meta"]
     conn.close()
 
 
@@ -301,13 +302,24 @@ def test_env_var_sets_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "from-env.db").exists()
 
 
-def test_version_1_exports_still_import(store: SQLProfileStore) -> None:
+def test_version_1_and_2_exports_still_import(store: SQLProfileStore) -> None:
+    from personalizer.profiles.export import SUMMARY_FIELDS
+
     store.append_preferences("alice", [pref(0)])
+    store.modify("alice", lambda p: p.model_copy(update={"summary": "Likes it short."}))
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 2 and doc["onboarding"] is None
-    store.delete("alice")
-    v1 = {k: v for k, v in doc.items() if k != "onboarding"} | {"schema_version": 1}
-    assert store.import_profile(v1).preference_count == 1
+    assert doc["schema_version"] == 3 and doc["onboarding"] is None
+    v2 = doc | {"schema_version": 2, "profile": {
+        k: v for k, v in doc["profile"].items() if k not in SUMMARY_FIELDS}}
+    v1 = {k: v for k, v in v2.items() if k != "onboarding"} | {"schema_version": 1}
+    for old in (v1, v2):
+        store.delete("alice")
+        back = store.import_profile(old)
+        assert back.preference_count == 1 and back.summary == "Likes it short."
+        # a summary from before summaries had an author is the person's: never overwritten
+        assert back.summary_source == "user" and not back.summary_stale
+    with pytest.raises(InvalidProfileData, match="new in schema version 3"):
+        store.import_profile(doc | {"schema_version": 2}, replace=True)
 
 
 def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:
@@ -324,6 +336,7 @@ def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -
     old.close()
     with SQLiteProfileStore(db_path) as s:
         assert s.get("early").summary == "from v0.1"
+        assert s.get("early").summary_source == "user"  # m004: old summaries are the person's
         assert s.export_profile("early")["onboarding"] is None
 
 

@@ -1,0 +1,581 @@
+"""Hosted chat models (no logits): the request logic shared by every provider, sync and async.
+
+A hosted API is a black box: it takes messages and returns text. It is personalized by the
+profile in the system prompt (the facade puts it there) and, when asked, by best-of-n
+reranking: n candidates, each scored with the user's reward, the best returned. What needs
+logits (ARGS, proxy-tuning, trunk heads, seed-exact sampling) is refused with an error that
+says what works instead.
+
+One implementation for sync and async: a request is a plan — a generator that yields the
+steps it needs (:class:`Calls` to the provider, :class:`Compute` for CPU work such as scoring
+candidates) and returns the :class:`~personalizer.types.Generation`. :meth:`HostedGenerator.
+generate` drives it with the sync client (parallel calls on threads), :meth:`agenerate` with
+the async client (``asyncio.gather``; CPU steps in a worker thread), so the event loop is never
+blocked and the logic is written once. Streams share one parser the same way.
+
+A provider subclass says how to build its request, read its reply and its stream events, and
+which options it lacks (:mod:`.openai_api`, :mod:`.anthropic_api`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from personalizer.errors import (
+    InvalidInput,
+    ProviderAuthFailed,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderServerError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    UnsupportedRequest,
+)
+from personalizer.types import (
+    Generation,
+    Message,
+    MessagesLike,
+    RewardTerm,
+    ScoredCandidate,
+    SteeringRecord,
+    Timings,
+    as_messages,
+)
+
+from .request import BestOfN, Steering, validation_message
+
+__all__ = ["HostedGenerator", "HostedOptions", "HostedStream", "AsyncHostedStream"]
+
+CLEAR_NORM = 0.5  # as in plan.py: a profile's reward is on a unit scale once it is clear
+
+# Options of local generators that no hosted API has, with what to do instead.
+LOCAL_ONLY: dict[str, str] = {
+    "do_sample": "hosted models always sample; set temperature=0 for their most likely answer",
+    "seed": "hosted models give no seed-exact sampling",
+    "truncate": "the provider decides how long a prompt may be",
+    "proxy": "proxy-tuning needs the model's logits; use a LocalGenerator",
+    "top_logprobs": "hosted generators return text only",
+}
+
+
+class HostedOptions(BaseModel):
+    """Options of one hosted request. Only what the caller set is sent (plus what the API
+    requires), so a model that refuses a parameter never receives one it was not given."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: int | None = Field(default=None, ge=1, le=1_000_000,
+                                       description="Most tokens to generate.")
+    temperature: float | None = Field(default=None, ge=0, le=2,
+                                      description="Sampling temperature.")
+    top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling.")
+    top_k: int | None = Field(default=None, ge=1, description="Sample among the k most "
+                              "likely tokens (Anthropic only).")
+    stop: tuple[str, ...] | None = Field(default=None, description="Stop strings.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and any(not s for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+    def given(self) -> dict[str, Any]:
+        """The options the caller set."""
+        return self.model_dump(exclude_unset=True)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One candidate answer as the provider returned it."""
+
+    text: str
+    finish: Literal["stop", "length"] | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Calls:
+    """A plan step: send these requests (in parallel) and send back their replies."""
+
+    requests: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Compute:
+    """A plan step: run this CPU-bound function (scoring) and send back its result."""
+
+    fn: Callable[[], Any]
+
+
+Plan = Generator["Calls | Compute", Any, Generation]
+
+
+@dataclass
+class StreamState:
+    """What a stream said besides its text; filled in by the provider's event parser."""
+
+    finish: Literal["stop", "length"] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    model: str | None = None
+    pieces: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A validated request, before any I/O."""
+
+    messages: list[Message]
+    options: HostedOptions
+    rerank: BestOfN | None
+    steering: Steering | None
+
+
+def _secret(value: str | SecretStr | None, env: str) -> SecretStr | None:
+    if value is None:
+        value = os.environ.get(env) or None
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
+
+
+class HostedGenerator:
+    """The shared part of a hosted chat model; see the module docstring.
+
+    ``rewards`` (a :class:`~personalizer.backends.rewards.RewardSet` that scores text) and/or
+    ``judge`` (a :class:`~personalizer.backends.rewards.JudgeReward`, given the user's summary
+    as principles) rerank best-of-n candidates: a candidate's score is the user's reward
+    (coefficients . features, divided by the coefficients' norm like local steering) plus
+    ``judge_weight`` times the judge's score.
+    """
+
+    provider: ClassVar[str]
+    sdk_module: ClassVar[str]
+    api_key_env: ClassVar[str]
+    native_n: ClassVar[bool] = False  # one call can return n candidates
+    # options this provider lacks, with what to do instead (beside LOCAL_ONLY)
+    lacks: ClassVar[dict[str, str]] = {}
+    steers_decoding: ClassVar[bool] = False  # no logits: prompt conditioning, best-of-n
+
+    def __init__(self, model: str, *, client: Any = None, async_client: Any = None,
+                 api_key: str | SecretStr | None = None, base_url: str | None = None,
+                 timeout: float | None = None, max_retries: int | None = None,
+                 rewards: Any = None, judge: Any = None, judge_weight: float = 1.0,
+                 max_parallel: int = 8) -> None:
+        if not isinstance(model, str) or not model:
+            raise InvalidInput(f"{type(self).__name__} needs a model name, such as "
+                               f"{self.example_model!r}")
+        if max_parallel < 1:
+            raise InvalidInput("max_parallel must be at least 1")
+        self.model = model
+        self.rewards, self.judge, self.judge_weight = rewards, judge, float(judge_weight)
+        self.max_parallel = max_parallel
+        self._client, self._async_client = client, async_client
+        self._api_key = _secret(api_key, self.api_key_env)
+        self._base_url, self._timeout, self._max_retries = base_url, timeout, max_retries
+        if client is None and async_client is None and self._api_key is None \
+                and base_url is None:
+            raise InvalidInput(
+                f"{type(self).__name__} needs an API key: set {self.api_key_env}, pass "
+                "api_key=, or pass a ready client=")
+
+    example_model: ClassVar[str] = ""
+
+    def __repr__(self) -> str:
+        where = f", base_url={self._base_url!r}" if self._base_url else ""
+        return f"{type(self).__name__}({self.model!r}{where})"
+
+    # -- clients (built on first use; a caller's client is used as given) -----------------
+
+    def _settings(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "api_key": self._api_key.get_secret_value() if self._api_key else "not-needed"}
+        if self._base_url is not None:
+            kw["base_url"] = self._base_url
+        if self._timeout is not None:
+            kw["timeout"] = self._timeout
+        if self._max_retries is not None:
+            kw["max_retries"] = self._max_retries
+        return kw
+
+    def _from_client(self, client: Any) -> dict[str, Any]:
+        """The settings of a caller's client, to build its twin (sync or async)."""
+        return {"api_key": client.api_key, "base_url": str(client.base_url),
+                "timeout": client.timeout, "max_retries": client.max_retries}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            sdk = self._sdk()
+            kw = (self._from_client(self._async_client) if self._async_client is not None
+                  else self._settings())
+            self._client = getattr(sdk, self.sync_class)(**kw)
+        return self._client
+
+    @property
+    def async_client(self) -> Any:
+        if self._async_client is None:
+            sdk = self._sdk()
+            kw = (self._from_client(self._client) if self._client is not None
+                  else self._settings())
+            self._async_client = getattr(sdk, self.async_class)(**kw)
+        return self._async_client
+
+    sync_class: ClassVar[str]
+    async_class: ClassVar[str]
+
+    def _sdk(self) -> Any:
+        from personalizer._optional import require
+
+        return require(self.sdk_module, extra=self.sdk_module,
+                       feature=f"{type(self).__name__}")
+
+    # -- what a provider subclass supplies -------------------------------------------------
+
+    def _endpoint(self, client: Any) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def _request(self, messages: list[Message], options: HostedOptions, n: int
+                 ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _replies(self, response: Any) -> list[Reply]:
+        raise NotImplementedError
+
+    def _stream_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _event(self, state: StreamState, event: Any) -> str | None:
+        """Read one stream event into ``state``; the text piece it carries, if any."""
+        raise NotImplementedError
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _prepare(self, messages: MessagesLike, steering: Any,
+                 options: Mapping[str, Any]) -> _Request:
+        msgs = as_messages(messages)
+        for name in options:
+            reason = self.lacks.get(name) or LOCAL_ONLY.get(name)
+            if reason is not None:
+                raise UnsupportedRequest(
+                    f"{type(self).__name__} cannot take {name!r}: {reason}")
+        try:
+            opts = HostedOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise InvalidInput(
+                f"generation option {validation_message(exc)} (options of "
+                f"{type(self).__name__}: {', '.join(HostedOptions.model_fields)})") from None
+        rerank = None
+        if steering is not None:
+            if not isinstance(steering, Steering):
+                raise InvalidInput("steering must be a personalizer.backends.Steering, not "
+                                   f"{type(steering).__name__}")
+            rerank = self._check_rerank(steering)
+        return _Request(msgs, opts, rerank, steering)
+
+    def _check_rerank(self, steering: Steering) -> BestOfN:
+        strategy = steering.strategy
+        name = type(self).__name__
+        if not isinstance(strategy, BestOfN):
+            raise UnsupportedRequest(
+                f"{name} cannot do ARGS: a hosted API exposes no logits to rescore. Use "
+                "best-of-n reranking (Steering(..., strategy='best_of_n'), or "
+                "Personalizer.generate(..., strategy='best_of_n')) or the profile in the "
+                "prompt (Personalizer does that by default); reward-guided decoding needs a "
+                "LocalGenerator")
+        if strategy.block != "answer":
+            raise UnsupportedRequest(
+                f"{name} cannot do sentence-blockwise best-of-n (a hosted answer cannot be "
+                "continued from a chosen sentence); use BestOfN(block='answer')")
+        if self.rewards is None and self.judge is None:
+            raise UnsupportedRequest(
+                f"best-of-n needs a reward to rerank by: {name}(..., rewards=reward_set) "
+                "and/or judge=JudgeReward(...)")
+        if self.rewards is not None and steering.coefficients:
+            self.rewards.coefficient_vector(  # RewardSetMismatch before any call is made
+                steering.coefficients, reward_set_id=steering.reward_set_id,
+                reward_set_version=steering.reward_set_version)
+        return strategy
+
+    # -- the plan: one implementation, driven sync or async --------------------------------
+
+    def _plan(self, req: _Request) -> Plan:
+        start = time.perf_counter()
+        n = req.rerank.n if req.rerank is not None else 1
+        replies: list[Reply] = []
+        if self.native_n or n == 1:
+            responses = yield Calls([self._request(req.messages, req.options, n)])
+            replies = [r for rs in responses for r in self._replies(rs)]
+        while len(replies) < n:  # a server that ignores n: one call per missing candidate
+            single = self._request(req.messages, req.options, 1)
+            more = yield Calls([single] * (n - len(replies)))
+            got = [r for rs in more for r in self._replies(rs)]
+            if not got:
+                raise ProviderError(self.provider, "the reply held no answer")
+            replies += got
+        replies = replies[:n]
+        record = SteeringRecord(path="plain")
+        chosen = replies[0]
+        if req.rerank is not None:
+            assert req.steering is not None
+            prompt = _last_user_text(req.messages)
+            texts = [r.text for r in replies]
+            scores, terms = yield Compute(lambda: self._scores(prompt, texts, req.steering))
+            best = int(np.argmax(scores))
+            chosen = replies[best]
+            record = self._record(req.steering, terms, texts, scores, best)
+        total = time.perf_counter() - start
+        return Generation(
+            text=chosen.text, completion_tokens=_sum(r.completion_tokens for r in replies),
+            prompt_tokens=chosen.prompt_tokens, finish_reason=chosen.finish,
+            timings=Timings(total_s=total), model=chosen.model or self.model, steering=record)
+
+    def _scores(self, prompt: str, texts: list[str], steering: Steering
+                ) -> tuple[np.ndarray, tuple[RewardTerm, ...]]:
+        total = np.zeros(len(texts))
+        terms: tuple[RewardTerm, ...] = ()
+        rs = self.rewards
+        if rs is not None and steering.coefficients:
+            coef = rs.coefficient_vector(steering.coefficients,
+                                         reward_set_id=steering.reward_set_id,
+                                         reward_set_version=steering.reward_set_version)
+            norm = max(float(np.linalg.norm(coef)), CLEAR_NORM) if steering.relative else 1.0
+            total += rs.features(prompt, texts) @ coef / norm
+            terms = tuple(RewardTerm(name=n, description=d, coefficient=float(c))
+                          for n, d, c in zip(rs.names, rs.descriptions, coef, strict=True))
+        if self.judge is not None:
+            judge = self.judge
+            if steering.principles and hasattr(judge, "with_principles"):
+                judge = judge.with_principles(steering.principles)
+            total += self.judge_weight * np.asarray(judge.score(prompt, texts), dtype=float)
+        return total, terms
+
+    def _record(self, steering: Steering, terms: tuple[RewardTerm, ...], texts: list[str],
+                scores: np.ndarray, best: int) -> SteeringRecord:
+        rs = self.rewards if terms else None
+        return SteeringRecord(
+            path="best-of-n", levers=("best_of_n",), strategy=steering.strategy.model_dump(),
+            strength=steering.strength, reward_set_id=rs.id if rs else None,
+            reward_set_version=rs.version if rs else None, terms=terms,
+            candidates=tuple(ScoredCandidate(text=t, reward=float(s))
+                             for t, s in zip(texts, scores, strict=True)),
+            chosen=best)
+
+    # -- drivers -------------------------------------------------------------------------
+
+    def _call(self, request: dict[str, Any]) -> Any:
+        with self._errors():
+            return self._endpoint(self.client)(**request)
+
+    async def _acall(self, request: dict[str, Any]) -> Any:
+        with self._errors():
+            return await self._endpoint(self.async_client)(**request)
+
+    def _run(self, plan: Plan) -> Generation:
+        result: Any = None
+        try:
+            while True:
+                step = plan.send(result)
+                if isinstance(step, Compute):
+                    result = step.fn()
+                elif len(step.requests) == 1:
+                    result = [self._call(step.requests[0])]
+                else:
+                    workers = min(len(step.requests), self.max_parallel)
+                    with ThreadPoolExecutor(workers, thread_name_prefix="personalizer") as ex:
+                        result = list(ex.map(self._call, step.requests))
+        except StopIteration as done:
+            return done.value
+
+    async def _arun(self, plan: Plan) -> Generation:
+        result: Any = None
+        limit = asyncio.Semaphore(self.max_parallel)
+
+        async def call(request: dict[str, Any]) -> Any:
+            async with limit:
+                return await self._acall(request)
+
+        try:
+            while True:
+                step = plan.send(result)
+                if isinstance(step, Compute):
+                    result = await asyncio.to_thread(step.fn)
+                else:
+                    result = list(await asyncio.gather(*(call(r) for r in step.requests)))
+        except StopIteration as done:
+            return done.value
+
+    # -- public API ----------------------------------------------------------------------
+
+    def generate(self, messages: MessagesLike, *, steering: Steering | None = None,
+                 **options: Any) -> Generation:
+        """Answer ``messages``. ``options``: :class:`HostedOptions`. With a best-of-n
+        ``steering``, n candidates are drawn and the one the user's reward likes best is
+        returned; the record holds every candidate's score."""
+        return self._run(self._plan(self._prepare(messages, steering, options)))
+
+    async def agenerate(self, messages: MessagesLike, *, steering: Steering | None = None,
+                        **options: Any) -> Generation:
+        """:meth:`generate` with the async client: the event loop is never blocked."""
+        return await self._arun(self._plan(self._prepare(messages, steering, options)))
+
+    def stream(self, messages: MessagesLike, *, steering: Steering | None = None,
+               **options: Any) -> HostedStream:
+        """Answer piece by piece; the pieces join to the answer. With best-of-n the chosen
+        answer comes as one piece once chosen. After the last piece, ``.generation`` holds
+        the whole generation (token usage when the server reported it, else None)."""
+        return HostedStream(self, self._prepare(messages, steering, options))
+
+    def astream(self, messages: MessagesLike, *, steering: Steering | None = None,
+                **options: Any) -> AsyncHostedStream:
+        """:meth:`stream` with the async client."""
+        return AsyncHostedStream(self, self._prepare(messages, steering, options))
+
+    def option_names(self) -> Sequence[str]:
+        """The generation options this generator takes."""
+        return [n for n in HostedOptions.model_fields if n not in self.lacks]
+
+    # -- errors --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The SDK's errors as ours (the SDK's own retries have already run)."""
+        sdk = self._sdk()
+        try:
+            yield
+        except sdk.APIError as exc:
+            raise provider_error(self.provider, sdk, exc) from exc
+
+
+def provider_error(provider: str, sdk: Any, exc: Exception) -> ProviderError:
+    """An SDK exception (openai and anthropic share the shape) as a :class:`ProviderError`."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderTimeout(provider, "the request timed out")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderUnavailable(provider, f"could not connect ({exc})")
+    status = getattr(exc, "status_code", None)
+    message = _provider_message(exc)
+    kind: type[ProviderError] = ProviderError
+    if status in (401, 403):
+        kind = ProviderAuthFailed
+    elif status == 429:
+        kind = ProviderRateLimited
+    elif status == 408:
+        kind = ProviderTimeout
+    elif status in (400, 404, 409, 413, 422):
+        kind = ProviderBadRequest
+    elif status is not None and status >= 500:
+        kind = ProviderServerError
+    return kind(provider, message, status_code=status)
+
+
+def _provider_message(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+            return inner["message"]
+    return str(getattr(exc, "message", None) or exc)
+
+
+def _sum(values: Any) -> int | None:
+    values = list(values)
+    return None if any(v is None for v in values) else int(sum(values))
+
+
+def _last_user_text(messages: Sequence[Message]) -> str:
+    return next((m.content for m in reversed(messages) if m.role == "user"),
+                messages[-1].content)
+
+
+class _StreamBase:
+    """The parts of a hosted stream that sync and async share."""
+
+    def __init__(self, gen: HostedGenerator, req: _Request) -> None:
+        self._gen, self._req = gen, req
+        self._state = StreamState()
+        self._start = time.perf_counter()
+        self._first: float | None = None
+        self.generation: Generation | None = None  # set once the stream is exhausted
+
+    def _stream_request(self) -> dict[str, Any]:
+        return self._gen._stream_request(self._gen._request(self._req.messages,
+                                                             self._req.options, 1))
+
+    def _piece(self, event: Any) -> str | None:
+        piece = self._gen._event(self._state, event)
+        if piece:
+            if self._first is None:
+                self._first = time.perf_counter() - self._start
+            self._state.pieces.append(piece)
+        return piece or None
+
+    def _finish(self) -> None:
+        s = self._state
+        self.generation = Generation(
+            text="".join(s.pieces), completion_tokens=s.completion_tokens,
+            prompt_tokens=s.prompt_tokens, finish_reason=s.finish,
+            timings=Timings(total_s=time.perf_counter() - self._start,
+                            first_token_s=self._first),
+            model=s.model or self._gen.model, steering=SteeringRecord(path="plain"))
+
+
+class HostedStream(_StreamBase):
+    """A sync stream of text pieces; ``generation`` is set after the last one."""
+
+    def __iter__(self) -> Iterator[str]:
+        if self._req.rerank is not None:  # best-of-n: the chosen answer, once chosen
+            self.generation = self._gen._run(self._gen._plan(self._req))
+            yield self.generation.text
+            return
+        gen = self._gen
+        stream = gen._call(self._stream_request())
+        try:
+            with gen._errors():
+                for event in stream:
+                    piece = self._piece(event)
+                    if piece:
+                        yield piece
+        finally:
+            stream.close()
+        self._finish()
+
+
+class AsyncHostedStream(_StreamBase):
+    """An async stream of text pieces; ``generation`` is set after the last one."""
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        if self._req.rerank is not None:
+            self.generation = await self._gen._arun(self._gen._plan(self._req))
+            yield self.generation.text
+            return
+        gen = self._gen
+        stream = await gen._acall(self._stream_request())
+        try:
+            with gen._errors():
+                async for event in stream:
+                    piece = self._piece(event)
+                    if piece:
+                        yield piece
+        finally:
+            await stream.close()
+        self._finish()
