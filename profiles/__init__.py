@@ -1,4 +1,5 @@
-"""Per-user profiles: data models, the store seam, its embedded SQLite default and PostgreSQL.
+"""Per-user profiles: data models, the store seam, its embedded SQLite default and PostgreSQL,
+learning, onboarding and summaries.
 
 >>> from personalizer.profiles import SQLiteProfileStore, Preference, open_store
 """
@@ -22,6 +23,7 @@ from .simulate import TASTES, SimulatedUser
 from .sql import SQLProfileStore, UserTransaction
 from .sqlite import DEFAULT_DB, SQLiteProfileStore, default_db_path
 from .stores import open_store
+from .summaries import Summarizer, SummarizerSettings
 
 __all__ = [
     "BLOCK_END",
@@ -45,6 +47,8 @@ __all__ = [
     "SQLProfileStore",
     "SQLiteProfileStore",
     "SimulatedUser",
+    "Summarizer",
+    "SummarizerSettings",
     "TASTES",
     "UserTransaction",
     "condition",

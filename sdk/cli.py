@@ -140,6 +140,44 @@ def delete(db: str, user: str, yes: bool) -> None:
     click.echo(f"deleted {user}: {removed} rows removed")
 
 
+@profiles.command("summary")
+@DB_OPTION
+@click.argument("user")
+@click.option("--set", "text", default=None, metavar="TEXT",
+              help="Write the summary yourself ('' removes it); the summarizer never "
+                   "overwrites a summary written this way.")
+@click.option("--edit", is_flag=True, help="Edit the summary in $EDITOR.")
+def summary(db: str, user: str, text: str | None, edit: bool) -> None:
+    """Show a profile's summary, or write it yourself.
+
+    Examples: personalizer profiles summary alice;
+    personalizer profiles summary alice --set "Prefers short answers with an example."
+    """
+    if text is not None and edit:
+        raise click.UsageError("pass --set TEXT or --edit, not both")
+    with Personalizer(db) as p:
+        if edit:
+            edited = click.edit(p.profile(user).summary)
+            if edited is None:
+                click.echo("summary unchanged (editor closed without saving)", err=True)
+                return
+            text = edited
+        profile = p.profile(user) if text is None else p.set_summary(user, text)
+    if not profile.summary:
+        click.echo(f"{user} has no summary yet")
+        return
+    who = {"user": "written by the person", "summarizer": "written by the summarizer"}
+    meta = [who.get(profile.summary_source or "", "author unknown")]
+    if profile.summary_written_at is not None:
+        meta.append(f"{profile.summary_written_at:%Y-%m-%d %H:%M} UTC")
+    if profile.summary_source == "summarizer":
+        meta.append(f"from {profile.summary_preferences} preferences")
+    if profile.summary_stale:
+        meta.append("stale: preferences it was written from were deleted")
+    click.echo(profile.summary)
+    click.echo(f"({'; '.join(meta)})", err=True)
+
+
 def _short(text: str, width: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -18,6 +18,8 @@ from personalizer.profiles import (
 )
 from personalizer.profiles.conditioning import condition, profile_block
 from personalizer.profiles.learner import make_preference
+from personalizer.profiles.models import utcnow
+from personalizer.profiles.summaries import Summarizer
 
 from ._boundary import Unchecked, public_api
 from .errors import BackendError, InvalidInput, ProfileNotFound
@@ -57,6 +59,12 @@ class Personalizer:
     ``rewards`` is the :class:`~personalizer.backends.rewards.RewardSet` that profiles'
     coefficients are learned over (for example
     :func:`personalizer.profiles.default_reward_set`); without it preferences are only stored.
+    ``generator`` answers: a :class:`~personalizer.backends.LocalGenerator` (reward-guided
+    decoding) or a hosted one such as :class:`~personalizer.backends.OpenAIGenerator`
+    (the profile in the system prompt; best-of-n reranking when asked). ``summarizer`` writes
+    profile summaries (default: a :class:`~personalizer.profiles.Summarizer` on
+    ``generator``); with ``summary_every=N`` a summary is refreshed once N preferences were
+    recorded since it was written.
 
     >>> p = Personalizer(db=":memory:")
     >>> p.record_preference("alice", "Hi?", chosen="Hi!", rejected="Hello there, friend!")
@@ -65,7 +73,9 @@ class Personalizer:
     """
 
     def __init__(self, db: Unchecked[str | os.PathLike[str] | ProfileStore | None] = None, *,
-                 rewards: Any = None, generator: Generator | None = None) -> None:
+                 rewards: Any = None, generator: Generator | None = None,
+                 summarizer: Summarizer | None = None, summary_every: int | None = None
+                 ) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
             self.store: ProfileStore = open_store(db)
             self._owns_store = True
@@ -76,8 +86,15 @@ class Personalizer:
             raise InvalidInput(
                 f"db must be a path or a ProfileStore, not {type(db).__name__}"
             )
+        if summary_every is not None and (isinstance(summary_every, bool)
+                                          or not isinstance(summary_every, int)
+                                          or summary_every < 1):
+            raise InvalidInput("summary_every must be a whole number >= 1 (or None: only "
+                               "update_summary writes summaries)")
         self.rewards = rewards
         self.generator = generator
+        self.summarizer = summarizer
+        self.summary_every = summary_every
         self._learner = ProfileLearner(self.store, rewards) if rewards is not None else None
 
     def close(self) -> None:
@@ -114,10 +131,56 @@ class Personalizer:
         """
         validate_user_id(user_id)
         if self._learner is not None:
-            return self._learner.record_preference(user_id, prompt, chosen, rejected,
-                                                   reason=reason, source=source)
-        pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
-        return self.store.append_preferences(user_id, [pref])
+            profile = self._learner.record_preference(user_id, prompt, chosen, rejected,
+                                                      reason=reason, source=source)
+        else:
+            pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
+            profile = self.store.append_preferences(user_id, [pref])
+        return self._refresh_summary(profile)
+
+    # -- summaries -----------------------------------------------------------------------
+
+    def update_summary(self, user_id: str) -> Profile:
+        """Fold the user's new preferences into their summary (PLUS) with the summarizer and
+        store it; a summary the person wrote is left as it is. Returns the profile."""
+        return self._need_summarizer().update(self.store, user_id)
+
+    def set_summary(self, user_id: str, text: str) -> Profile:
+        """Store a summary the person wrote or edited (the summarizer never overwrites it);
+        ``""`` removes it, so that the summarizer writes one again. Creates the profile."""
+        if not isinstance(text, str):
+            raise InvalidInput(f"a summary is text, not {type(text).__name__}")
+        text = text.strip()
+        self.store.get_or_create(validate_user_id(user_id))
+        now = utcnow()
+
+        def change(p: Profile) -> Profile:
+            return p.model_copy(update={
+                "summary": text, "summary_source": "user" if text else None,
+                "summary_written_at": now if text else None,
+                "summary_preferences": p.preference_count if text else 0,
+                "summary_stale": False})
+
+        return self.store.modify(user_id, change)
+
+    def _need_summarizer(self) -> Summarizer:
+        if self.summarizer is None:
+            if self.generator is None:
+                raise InvalidInput(
+                    "summaries need a model: Personalizer(db, generator=...) or "
+                    "summarizer=Summarizer(generator)")
+            self.summarizer = Summarizer(self.generator, self.rewards)
+        return self.summarizer
+
+    def _refresh_summary(self, profile: Profile) -> Profile:
+        """With ``summary_every``, the summary rewritten once enough preferences arrived."""
+        every = self.summary_every
+        if every is None or profile.summary_source == "user":
+            return profile
+        new = profile.preference_count - profile.summary_preferences
+        if new >= every or (profile.summary_stale and profile.preference_count):
+            return self.update_summary(profile.user_id)
+        return profile
 
     def delete_preference(self, user_id: str, index: int) -> Profile:
         """Remove one preference (0 = oldest) and learn the coefficients again without it."""
@@ -143,7 +206,9 @@ class Personalizer:
         logits, and for local models as measured in bench/quality.py) and reward-guided
         decoding toward their reward (local models; ``strength`` weighs it relative to the
         profile's scale, 0 switches it off; ``strategy``: :class:`~personalizer.backends.Args`
-        by default, or :class:`~personalizer.backends.BestOfN`, or their names). A user
+        by default, or :class:`~personalizer.backends.BestOfN`, or their names). Hosted models
+        get the prompt block, and best-of-n reranking by the user's reward with
+        ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user
         without coefficients gets the generator's plain answer. ``options`` go to the
         generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...); the
         generation's ``steering`` record says what ran.
@@ -185,16 +250,16 @@ class Personalizer:
             profile = self.store.get(user_id)
         except ProfileNotFound:
             return msgs, None, None  # a user never seen: the plain answer
-        steerable = hasattr(self.generator, "rewards")
+        steerable = getattr(self.generator, "steers_decoding", False)
         use_block = prompt_profile if prompt_profile is not None else \
             (LOCAL_PROMPT_DEFAULT if steerable else True)
         block = profile_block(profile, self.rewards) if use_block else None
         msgs = condition(msgs, block)
-        if not profile.coefficients or not steerable:
-            return msgs, None, block
+        if not profile.coefficients or not (steerable or strategy is not None):
+            return msgs, None, block  # a hosted model: the prompt, unless best-of-n is asked
         from personalizer.backends import Steering
 
-        if getattr(self.generator, "rewards", None) is None:
+        if steerable and getattr(self.generator, "rewards", None) is None:
             raise BackendError(
                 f"{type(self.generator).__name__} cannot steer toward {user_id!r}'s reward: "
                 "give a LocalGenerator the reward set of the profiles (rewards=...)")
