@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
@@ -383,12 +385,14 @@ class HostedGenerator:
     # -- drivers -------------------------------------------------------------------------
 
     def _call(self, request: dict[str, Any]) -> Any:
+        endpoint = self._endpoint(self.client)
         with self._errors():
-            return self._endpoint(self.client)(**request)
+            return endpoint(**_as_sdk_arguments(endpoint, request))
 
     async def _acall(self, request: dict[str, Any]) -> Any:
+        endpoint = self._endpoint(self.async_client)
         with self._errors():
-            return await self._endpoint(self.async_client)(**request)
+            return await endpoint(**_as_sdk_arguments(endpoint, request))
 
     def _run(self, plan: Plan) -> Generation:
         result: Any = None
@@ -464,6 +468,29 @@ class HostedGenerator:
             yield
         except sdk.APIError as exc:
             raise provider_error(self.provider, sdk, exc) from exc
+
+
+def _as_sdk_arguments(endpoint: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
+    """``request`` as keyword arguments of the SDK's method: fields that this SDK version's
+    method does not name (some releases dropped sampling parameters that older models still
+    take) travel in ``extra_body``, exactly as given."""
+    try:
+        known = _parameters(endpoint)
+    except (TypeError, ValueError):  # no signature: send everything as named arguments
+        return request
+    extra = {k: v for k, v in request.items() if k not in known}
+    if not extra:
+        return request
+    return {k: v for k, v in request.items() if k in known} | {"extra_body": extra}
+
+
+@functools.lru_cache(maxsize=32)
+def _parameters_of(func: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(func).parameters)
+
+
+def _parameters(endpoint: Callable[..., Any]) -> frozenset[str]:
+    return _parameters_of(getattr(endpoint, "__func__", endpoint))
 
 
 def provider_error(provider: str, sdk: Any, exc: Exception) -> ProviderError:

@@ -131,9 +131,12 @@ class Steering(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    coefficients: dict[str, float] = Field(description="Weight per base reward (the profile's).")
-    reward_set_id: str = Field(description="The reward set the coefficients refer to.")
-    reward_set_version: str = Field(description="Its version (checked, never reinterpreted).")
+    coefficients: dict[str, float] = Field(
+        default_factory=dict, description="Weight per base reward (the profile's).")
+    reward_set_id: str | None = Field(
+        default=None, description="The reward set the coefficients refer to.")
+    reward_set_version: str | None = Field(
+        default=None, description="Its version (checked, never reinterpreted).")
     strength: float = Field(default=1.0, ge=0, le=1000, description="ARGS weight w.")
     relative: bool = Field(
         default=True, description="Divide the user's reward by the norm of their "

@@ -255,7 +255,10 @@ class Personalizer:
             (LOCAL_PROMPT_DEFAULT if steerable else True)
         block = profile_block(profile, self.rewards) if use_block else None
         msgs = condition(msgs, block)
-        if not profile.coefficients or not (steerable or strategy is not None):
+        if steerable and not profile.coefficients:
+            return msgs, None, block
+        if not steerable and (strategy is None or not (profile.coefficients
+                                                       or profile.summary)):
             return msgs, None, block  # a hosted model: the prompt, unless best-of-n is asked
         from personalizer.backends import Steering
 

@@ -38,7 +38,10 @@ falls back to their exponential backoff (about 0.5 s, 1 s, ...). Use
 decision whether to retry at all.
 
 Transport: HTTP/1.1 with keep-alive; JSON answers carry ``Content-Length``, SSE answers use
-chunked transfer encoding so the connection stays reusable.
+chunked transfer encoding so the connection stays reusable. ``close()`` wakes requests that
+sleep on a delay and hangs up on them (the client sees a connection error), and ends idle
+keep-alive connections. Note: ``anthropic`` 2.x sends ``api_key`` as
+``authorization: Bearer <key>``, not ``x-api-key``.
 """
 
 from __future__ import annotations
@@ -278,16 +281,15 @@ class _Handler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         call, scripted = owner._record(Recorded(path=path, headers=headers, body=body))
 
-        if owner.delay_s > 0:
-            owner._sleep(owner.delay_s)
-        if scripted is not None:
-            if scripted.delay_s > 0:
-                owner._sleep(scripted.delay_s)
-            if scripted.body is not None or scripted.status >= 400:
-                payload = (scripted.body if scripted.body is not None
-                           else error_body(path, scripted.status))
-                self._send_json(scripted.status, payload, scripted.headers)
-                return
+        delay = owner.delay_s + (scripted.delay_s if scripted is not None else 0.0)
+        if delay > 0 and owner._sleep(delay):
+            self.close_connection = True  # close() during the delay: hang up, answer nothing
+            return
+        if scripted is not None and (scripted.body is not None or scripted.status >= 400):
+            payload = (scripted.body if scripted.body is not None
+                       else error_body(path, scripted.status))
+            self._send_json(scripted.status, payload, scripted.headers)
+            return
         extra = dict(scripted.headers) if scripted is not None else {}
 
         if self.command != "POST" or path not in (OPENAI_PATH, ANTHROPIC_PATH):
@@ -563,8 +565,9 @@ class ProviderServer:
             self._seq += 1
             return f"{prefix}ps{self._seq:010d}"
 
-    def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep; True when ``close()`` cut the sleep short."""
+        return self._stop.wait(seconds)
 
     def _connection_opened(self, sock: socket.socket) -> None:
         with self._lock:
