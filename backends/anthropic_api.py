@@ -6,11 +6,14 @@ System messages become the top-level ``system`` field; best-of-n makes n calls i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+from pydantic import Field
+
+from personalizer._boundary import Unchecked, public_api
 from personalizer.types import Message
 
-from .hosted import HostedGenerator, HostedOptions, Reply, StreamState
+from .hosted import HostedGenerator, HostedOptions, ModelName, Reply, StreamState
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicGenerator"]
 
@@ -21,6 +24,7 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
            "refusal": "stop", "tool_use": "stop", "pause_turn": "stop"}
 
 
+@public_api
 class AnthropicGenerator(HostedGenerator):
     """A Claude model behind the Anthropic Messages API.
 
@@ -36,6 +40,7 @@ class AnthropicGenerator(HostedGenerator):
     """
 
     provider = "Anthropic"
+    client_attr = "messages"
     sdk_module = "anthropic"
     api_key_env = "ANTHROPIC_API_KEY"
     sync_class = "Anthropic"
@@ -44,8 +49,9 @@ class AnthropicGenerator(HostedGenerator):
     native_n = False
     lacks: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, model: str, *, max_tokens: int = DEFAULT_MAX_TOKENS,
-                 **kwargs: Any) -> None:
+    def __init__(self, model: ModelName, *,
+                 max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = DEFAULT_MAX_TOKENS,
+                 **kwargs: Unchecked[Any]) -> None:
         super().__init__(model, **kwargs)
         self.max_tokens = max_tokens
 

@@ -25,13 +25,16 @@ import functools
 import inspect
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from personalizer._boundary import Unchecked, public_api
 
 from personalizer.errors import (
     InvalidInput,
@@ -58,6 +61,13 @@ from personalizer.types import (
 from .request import BestOfN, Steering, validation_message
 
 __all__ = ["HostedGenerator", "HostedOptions", "HostedStream", "AsyncHostedStream"]
+
+ModelName = Annotated[str, Field(min_length=1, max_length=256)]
+Url = Annotated[str, Field(min_length=1, max_length=2048)]
+Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
+Retries = Annotated[int, Field(ge=0, le=100)]
+Weight = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+Parallel = Annotated[int, Field(ge=1, le=256)]
 
 CLEAR_NORM = 0.5  # as in plan.py: a profile's reward is on a unit scale once it is clear
 
@@ -99,8 +109,8 @@ class HostedOptions(BaseModel):
         return value
 
     def given(self) -> dict[str, Any]:
-        """The options the caller set."""
-        return self.model_dump(exclude_unset=True)
+        """The options the caller set (None counts as not set)."""
+        return self.model_dump(exclude_unset=True, exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,7 @@ def _secret(value: str | SecretStr | None, env: str) -> SecretStr | None:
     return SecretStr(value)
 
 
+@public_api
 class HostedGenerator:
     """The shared part of a hosted chat model; see the module docstring.
 
@@ -171,6 +182,7 @@ class HostedGenerator:
     """
 
     provider: ClassVar[str]
+    client_attr: ClassVar[str]  # what a ready client must have (its API's namespace)
     sdk_module: ClassVar[str]
     api_key_env: ClassVar[str]
     native_n: ClassVar[bool] = False  # one call can return n candidates
@@ -178,20 +190,25 @@ class HostedGenerator:
     lacks: ClassVar[dict[str, str]] = {}
     steers_decoding: ClassVar[bool] = False  # no logits: prompt conditioning, best-of-n
 
-    def __init__(self, model: str, *, client: Any = None, async_client: Any = None,
-                 api_key: str | SecretStr | None = None, base_url: str | None = None,
-                 timeout: float | None = None, max_retries: int | None = None,
-                 rewards: Any = None, judge: Any = None, judge_weight: float = 1.0,
-                 max_parallel: int = 8) -> None:
-        if not isinstance(model, str) or not model:
-            raise InvalidInput(f"{type(self).__name__} needs a model name, such as "
-                               f"{self.example_model!r}")
-        if max_parallel < 1:
-            raise InvalidInput("max_parallel must be at least 1")
+    def __init__(self, model: ModelName, *, client: Unchecked[Any] = None,
+                 async_client: Unchecked[Any] = None, api_key: str | SecretStr | None = None,
+                 base_url: Url | None = None, timeout: Seconds | None = None,
+                 max_retries: Retries | None = None, rewards: Unchecked[Any] = None,
+                 judge: Unchecked[Any] = None, judge_weight: Weight = 1.0,
+                 max_parallel: Parallel = 8) -> None:
+        name = type(self).__name__
+        for what, value, needs in (("client", client, self.client_attr),
+                                   ("async_client", async_client, self.client_attr),
+                                   ("rewards", rewards, "coefficient_vector"),
+                                   ("judge", judge, "score")):
+            if value is not None and not hasattr(value, needs):
+                raise InvalidInput(f"{name}: {what} must have .{needs} (got "
+                                   f"{type(value).__name__}); see {name}'s docstring")
         self.model = model
         self.rewards, self.judge, self.judge_weight = rewards, judge, float(judge_weight)
         self.max_parallel = max_parallel
         self._client, self._async_client = client, async_client
+        self._loop_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._api_key = _secret(api_key, self.api_key_env)
         self._base_url, self._timeout, self._max_retries = base_url, timeout, max_retries
         if client is None and async_client is None and self._api_key is None \
@@ -235,12 +252,19 @@ class HostedGenerator:
 
     @property
     def async_client(self) -> Any:
-        if self._async_client is None:
+        """The caller's async client, else one built for the running event loop (an async
+        HTTP client's connections belong to the loop that opened them, and applications that
+        call ``asyncio.run`` more than once run more than one loop)."""
+        if self._async_client is not None:
+            return self._async_client
+        loop = asyncio.get_running_loop()
+        client = self._loop_clients.get(loop)
+        if client is None:
             sdk = self._sdk()
             kw = (self._from_client(self._client) if self._client is not None
                   else self._settings())
-            self._async_client = getattr(sdk, self.async_class)(**kw)
-        return self._async_client
+            client = self._loop_clients[loop] = getattr(sdk, self.async_class)(**kw)
+        return client
 
     sync_class: ClassVar[str]
     async_class: ClassVar[str]

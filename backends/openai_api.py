@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from personalizer._boundary import Unchecked, public_api
 from personalizer.types import Message
 
-from .hosted import HostedGenerator, HostedOptions, Reply, StreamState
+from .hosted import HostedGenerator, HostedOptions, ModelName, Reply, StreamState
 
 __all__ = ["OpenAIGenerator"]
 
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "stop", "tool_calls": "stop"}
 
 
+@public_api
 class OpenAIGenerator(HostedGenerator):
     """A chat model behind the OpenAI Chat Completions API.
 
@@ -37,6 +39,7 @@ class OpenAIGenerator(HostedGenerator):
     """
 
     provider = "OpenAI"
+    client_attr = "chat"
     sdk_module = "openai"
     api_key_env = "OPENAI_API_KEY"
     sync_class = "OpenAI"
@@ -46,11 +49,11 @@ class OpenAIGenerator(HostedGenerator):
     lacks: ClassVar[dict[str, str]] = {
         "top_k": "the OpenAI API has no top_k; use top_p or temperature"}
 
-    def __init__(self, model: str, *,
+    def __init__(self, model: ModelName, *,
                  token_parameter: Literal["max_completion_tokens", "max_tokens"] =
                  "max_completion_tokens",
                  system_role: Literal["system", "developer"] = "system",
-                 stream_usage: bool = True, **kwargs: Any) -> None:
+                 stream_usage: bool = True, **kwargs: Unchecked[Any]) -> None:
         super().__init__(model, **kwargs)
         self.token_parameter, self.system_role = token_parameter, system_role
         self.stream_usage = stream_usage

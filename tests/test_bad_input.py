@@ -15,9 +15,20 @@ import pytest
 import tiny
 
 from personalizer import Personalizer, PersonalizerError
-from personalizer.backends import GenerationOptions, LocalGenerator, Steering
+from personalizer.backends import (
+    AnthropicGenerator,
+    GenerationOptions,
+    HostedGenerator,
+    LocalGenerator,
+    OpenAIGenerator,
+    Steering,
+)
+from personalizer.backends.hosted import AsyncHostedStream, HostedStream
 from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.testing import ScriptedGenerator
+
+HOSTED = (OpenAIGenerator, AnthropicGenerator)
+SERVER: list[Any] = []  # the wire-format server of the hosted generators' test
 
 REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])
 
@@ -46,7 +57,10 @@ def valid(name: str, owner: Any) -> Any:
         "model": lambda: tiny.gpt2(), "tokenizer": lambda: tiny.tokenizer(),
         "gguf_file": lambda: None, "dtype": lambda: "float32", "device": lambda: "cpu",
         "cache_dir": lambda: None, "defaults": lambda: None, "replies": lambda: ["ok"],
+        "text": lambda: "Prefers short answers.",
     }
+    if name == "model" and (owner in HOSTED or isinstance(owner, HostedGenerator)):
+        return "gpt-test"
     if name not in values:
         raise AssertionError(f"add a valid value for parameter {name!r} to this test")
     return values[name]()
@@ -54,7 +68,11 @@ def valid(name: str, owner: Any) -> Any:
 
 def extra_options(owner: Any, method: str) -> dict[str, Any]:
     """Keyword options every call gets (short answers), and the option names to spoil."""
-    if isinstance(owner, (LocalGenerator, Personalizer)) and method in (
+    if owner in HOSTED:  # a hosted generator's constructor: a server that answers
+        url = SERVER[0].openai_base_url if owner is OpenAIGenerator else \
+            SERVER[0].anthropic_base_url
+        return {"api_key": "sk-test", "base_url": url, "max_retries": 0, "timeout": 5}
+    if isinstance(owner, (LocalGenerator, Personalizer, HostedGenerator)) and method in (
             "generate", "stream", "agenerate", "astream", "generate_batch"):
         return {"max_new_tokens": 2}
     return {}
@@ -72,13 +90,13 @@ def consume(result: Any) -> None:
     """Run whatever was returned to the end (streams, coroutines)."""
     if inspect.iscoroutine(result):
         result = asyncio.run(result)
-    if isinstance(result, AsyncIterator):
+    if isinstance(result, (AsyncIterator, AsyncHostedStream)):
         async def drain() -> None:
             async for _ in result:
                 pass
 
         asyncio.run(drain())
-    elif isinstance(result, Iterator):
+    elif isinstance(result, (Iterator, HostedStream)):
         for _ in result:
             pass
 
@@ -141,16 +159,28 @@ def test_facade_constructor_refuses_bad_arguments(tmp_path: Path,
     assert not escapes, "\n".join(escapes)
 
 
-@pytest.mark.parametrize("kind", ["local", "scripted"])
+@pytest.mark.parametrize("kind", ["local", "scripted", "openai", "anthropic"])
 def test_every_generator_method_refuses_bad_arguments_with_the_tree(kind: str) -> None:
-    gen: Any = (LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS)
-                if kind == "local" else ScriptedGenerator(lambda m: "ok"))
-    escapes: list[str] = []
-    for name, fn in public_methods(gen):
-        if name == "smollm2":
-            continue  # loads the real model: its arguments are LocalGenerator's (below)
-        escapes += call_all(gen, name, fn)
-    escapes += call_all(None, type(gen).__name__, type(gen))
+    from provider_server import ProviderServer
+
+    with ProviderServer() as server:
+        SERVER[:] = [server]
+        gen: Any = {
+            "local": lambda: LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS),
+            "scripted": lambda: ScriptedGenerator(lambda m: "ok"),
+            "openai": lambda: OpenAIGenerator("gpt-test", base_url=server.openai_base_url,
+                                              api_key="k", max_retries=0, rewards=REWARDS),
+            "anthropic": lambda: AnthropicGenerator(
+                "claude-test", base_url=server.anthropic_base_url, api_key="k",
+                max_retries=0, rewards=REWARDS),
+        }[kind]()
+        escapes: list[str] = []
+        for name, fn in public_methods(gen):
+            if name == "smollm2":
+                continue  # loads the real model: its arguments are LocalGenerator's (below)
+            escapes += call_all(gen, name, fn)
+        cls = type(gen)
+        escapes += call_all(cls if cls in HOSTED else None, cls.__name__, cls)
     assert not escapes, "\n".join(escapes)
 
 

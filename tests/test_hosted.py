@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from provider_server import ProviderServer, Scripted, echo_reply
 
 from personalizer.backends import AnthropicGenerator, Args, BestOfN, OpenAIGenerator, Steering
 from personalizer.errors import (
@@ -22,7 +23,6 @@ from personalizer.errors import (
     UnsupportedRequest,
 )
 from personalizer.profiles import default_reward_set
-from provider_server import ProviderServer, Scripted, echo_reply
 
 CHAT = [{"role": "system", "content": "You are the app's helpful assistant."},
         {"role": "user", "content": "How do I get better sleep?"}]
