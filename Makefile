@@ -44,6 +44,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/decoding.py
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/hosted.py
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm

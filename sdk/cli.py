@@ -14,7 +14,7 @@ from rich.table import Table
 from . import __version__
 from .client import Personalizer
 from .errors import PersonalizerError
-from .render import profile_view
+from .render import profile_view, summary_note
 
 DB_OPTION = click.option(
     "--db",
@@ -166,16 +166,8 @@ def summary(db: str, user: str, text: str | None, edit: bool) -> None:
     if not profile.summary:
         click.echo(f"{user} has no summary yet")
         return
-    who = {"user": "written by the person", "summarizer": "written by the summarizer"}
-    meta = [who.get(profile.summary_source or "", "author unknown")]
-    if profile.summary_written_at is not None:
-        meta.append(f"{profile.summary_written_at:%Y-%m-%d %H:%M} UTC")
-    if profile.summary_source == "summarizer":
-        meta.append(f"from {profile.summary_preferences} preferences")
-    if profile.summary_stale:
-        meta.append("stale: preferences it was written from were deleted")
     click.echo(profile.summary)
-    click.echo(f"({'; '.join(meta)})", err=True)
+    click.echo(f"({summary_note(profile)})", err=True)
 
 
 def _short(text: str, width: int = 160) -> str:

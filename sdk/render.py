@@ -57,5 +57,21 @@ def profile_view(profile: Profile) -> RenderableType:
         parts.append(Text("no coefficients yet (onboard the user or record preferences)",
                           style="dim"))
     parts.append(Panel(profile.summary or "(no summary yet)", title="summary",
-                       title_align="left"))
+                       title_align="left", subtitle=summary_note(profile),
+                       subtitle_align="left"))
     return Group(*parts)
+
+
+def summary_note(profile: Profile) -> str | None:
+    """Who wrote the summary, when, from how many preferences, and whether it is stale."""
+    if not profile.summary:
+        return None
+    who = {"user": "written by the person", "summarizer": "by the summarizer"}
+    note = [who.get(profile.summary_source or "", "author unknown")]
+    if profile.summary_source == "summarizer":
+        note.append(f"from {profile.summary_preferences} preferences")
+    if profile.summary_written_at is not None:
+        note.append(f"{profile.summary_written_at:%Y-%m-%d %H:%M} UTC")
+    if profile.summary_stale:
+        note.append("stale: some of its preferences were deleted")
+    return ", ".join(note)
