@@ -68,7 +68,8 @@ def main() -> None:
         db = args.db or str(Path(tmp) / "bench.db")
         t = time.perf_counter()
         populate(db, args.users, rewards)
-        print(f"store: {db if args.db else 'SQLite'} with {args.users} profiles "
+        kind = "PostgreSQL" if db.startswith(("postgresql:", "postgres:")) else "SQLite"
+        print(f"store: {kind} with {args.users} profiles "
               f"(filled in {time.perf_counter() - t:.1f} s)")
         gen = OpenAIGenerator("gpt-bench", base_url=server.openai_base_url, api_key="k",
                               max_retries=0)
@@ -92,8 +93,9 @@ def main() -> None:
                         out = p.generate(user, MESSAGES)
                         personal.append(time.perf_counter() - t)
                         assert out.steering.levers == ("prompt",)
-        sent = server.requests[-1].body["messages"][0]["content"]
-        assert "<user_profile>" in sent
+        blocks = sum("<user_profile>" in r.body["messages"][0]["content"]
+                     for r in server.requests)
+        assert blocks == args.calls + 20, blocks  # every personalized call carried its block
     print(f"{args.calls} calls each, interleaved; ms")
     print(f"{'':14}{'p50':>8}{'p99':>8}{'mean':>8}")
     for name, xs in (("plain SDK", plain), ("personalized", personal)):
