@@ -35,7 +35,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from personalizer._boundary import Unchecked, public_api
-
 from personalizer.errors import (
     InvalidInput,
     ProviderAuthFailed,
