@@ -24,7 +24,9 @@ import contextlib
 import functools
 import inspect
 import os
+import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from personalizer._boundary import Unchecked, public_api
 from personalizer.errors import (
     InvalidInput,
+    PersonalizerError,
     ProviderAuthFailed,
     ProviderBadRequest,
     ProviderError,
@@ -72,7 +75,8 @@ CLEAR_NORM = 0.5  # as in plan.py: a profile's reward is on a unit scale once it
 
 # Options of local generators that no hosted API has, with what to do instead.
 LOCAL_ONLY: dict[str, str] = {
-    "do_sample": "hosted models always sample; set temperature=0 for their most likely answer",
+    "do_sample": "hosted models always sample (do_sample=True is accepted and changes "
+                 "nothing); set temperature=0 for their most likely answer",
     "seed": "hosted models give no seed-exact sampling",
     "truncate": "the provider decides how long a prompt may be",
     "proxy": "proxy-tuning needs the model's logits; use a LocalGenerator",
@@ -190,12 +194,17 @@ class HostedGenerator:
     steers_decoding: ClassVar[bool] = False  # no logits: prompt conditioning, best-of-n
 
     def __init__(self, model: ModelName, *, client: Unchecked[Any] = None,
-                 async_client: Unchecked[Any] = None, api_key: str | SecretStr | None = None,
+                 async_client: Unchecked[Any] = None,
+                 api_key: Unchecked[str | SecretStr | None] = None,
                  base_url: Url | None = None, timeout: Seconds | None = None,
                  max_retries: Retries | None = None, rewards: Unchecked[Any] = None,
                  judge: Unchecked[Any] = None, judge_weight: Weight = 1.0,
                  max_parallel: Parallel = 8) -> None:
         name = type(self).__name__
+        if not (api_key is None or isinstance(api_key, SecretStr)
+                or (isinstance(api_key, str) and 0 < len(api_key) <= 1000)):
+            raise InvalidInput(f"{name}: api_key must be a non-empty string or a SecretStr "
+                               f"(got {type(api_key).__name__}; its value is not shown)")
         for what, value, needs in (("client", client, self.client_attr),
                                    ("async_client", async_client, self.client_attr),
                                    ("rewards", rewards, "coefficient_vector"),
@@ -207,7 +216,9 @@ class HostedGenerator:
         self.rewards, self.judge, self.judge_weight = rewards, judge, float(judge_weight)
         self.max_parallel = max_parallel
         self._client, self._async_client = client, async_client
+        self._given = (client is not None, async_client is not None)  # the caller's own
         self._loop_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
         self._api_key = _secret(api_key, self.api_key_env)
         self._base_url, self._timeout, self._max_retries = base_url, timeout, max_retries
         if client is None and async_client is None and self._api_key is None \
@@ -219,7 +230,7 @@ class HostedGenerator:
     example_model: ClassVar[str] = ""
 
     def __repr__(self) -> str:
-        where = f", base_url={self._base_url!r}" if self._base_url else ""
+        where = f", base_url={_without_credentials(self._base_url)!r}" if self._base_url else ""
         return f"{type(self).__name__}({self.model!r}{where})"
 
     # -- clients (built on first use; a caller's client is used as given) -----------------
@@ -235,19 +246,21 @@ class HostedGenerator:
             kw["max_retries"] = self._max_retries
         return kw
 
-    def _from_client(self, client: Any) -> dict[str, Any]:
-        """The settings of a caller's client, to build its twin (sync or async)."""
-        return {"api_key": client.api_key, "base_url": str(client.base_url),
-                "timeout": client.timeout, "max_retries": client.max_retries}
+    def _only_given(self, given: str, needed: str, methods: str) -> UnsupportedRequest:
+        name = type(self).__name__
+        return UnsupportedRequest(
+            f"{name} was given only {given}=; pass {needed}= too for {methods} (a client "
+            "built from yours could miss its settings: headers, proxies, auth)")
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            sdk = self._sdk()
-            kw = (self._from_client(self._async_client) if self._async_client is not None
-                  else self._settings())
-            self._client = getattr(sdk, self.sync_class)(**kw)
-        return self._client
+        """The caller's sync client, or one built from this generator's settings."""
+        with self._lock:
+            if self._client is None:
+                if self._given[1]:
+                    raise self._only_given("async_client", "client", "generate and stream")
+                self._client = getattr(self._sdk(), self.sync_class)(**self._settings())
+            return self._client
 
     @property
     def async_client(self) -> Any:
@@ -256,13 +269,14 @@ class HostedGenerator:
         call ``asyncio.run`` more than once run more than one loop)."""
         if self._async_client is not None:
             return self._async_client
+        if self._given[0]:
+            raise self._only_given("client", "async_client", "agenerate and astream")
         loop = asyncio.get_running_loop()
-        client = self._loop_clients.get(loop)
-        if client is None:
-            sdk = self._sdk()
-            kw = (self._from_client(self._client) if self._client is not None
-                  else self._settings())
-            client = self._loop_clients[loop] = getattr(sdk, self.async_class)(**kw)
+        with self._lock:
+            client = self._loop_clients.get(loop)
+            if client is None:
+                client = self._loop_clients[loop] = getattr(self._sdk(), self.async_class)(
+                    **self._settings())
         return client
 
     sync_class: ClassVar[str]
@@ -298,13 +312,15 @@ class HostedGenerator:
     def _prepare(self, messages: MessagesLike, steering: Any,
                  options: Mapping[str, Any]) -> _Request:
         msgs = as_messages(messages)
+        options = {k: v for k, v in options.items()
+                   if v is not None and not (k == "do_sample" and v is True)}
         for name in options:
             reason = self.lacks.get(name) or LOCAL_ONLY.get(name)
             if reason is not None:
                 raise UnsupportedRequest(
                     f"{type(self).__name__} cannot take {name!r}: {reason}")
         try:
-            opts = HostedOptions.model_validate(dict(options))
+            opts = HostedOptions.model_validate(options)
         except ValidationError as exc:
             raise InvalidInput(
                 f"generation option {validation_message(exc)} (options of "
@@ -349,11 +365,11 @@ class HostedGenerator:
         replies: list[Reply] = []
         if self.native_n or n == 1:
             responses = yield Calls([self._request(req.messages, req.options, n)])
-            replies = [r for rs in responses for r in self._replies(rs)]
+            replies = [r for rs in responses for r in self._read(rs)]
         while len(replies) < n:  # a server that ignores n: one call per missing candidate
             single = self._request(req.messages, req.options, 1)
             more = yield Calls([single] * (n - len(replies)))
-            got = [r for rs in more for r in self._replies(rs)]
+            got = [r for rs in more for r in self._read(rs)]
             if not got:
                 raise ProviderError(self.provider, "the reply held no answer")
             replies += got
@@ -408,14 +424,18 @@ class HostedGenerator:
     # -- drivers -------------------------------------------------------------------------
 
     def _call(self, request: dict[str, Any]) -> Any:
-        endpoint = self._endpoint(self.client)
         with self._errors():
+            endpoint = self._endpoint(self.client)
             return endpoint(**_as_sdk_arguments(endpoint, request))
 
     async def _acall(self, request: dict[str, Any]) -> Any:
-        endpoint = self._endpoint(self.async_client)
         with self._errors():
+            endpoint = self._endpoint(self.async_client)
             return await endpoint(**_as_sdk_arguments(endpoint, request))
+
+    def _read(self, response: Any) -> list[Reply]:
+        with self._errors():
+            return self._replies(response)
 
     def _run(self, plan: Plan) -> Generation:
         result: Any = None
@@ -427,11 +447,19 @@ class HostedGenerator:
                 elif len(step.requests) == 1:
                     result = [self._call(step.requests[0])]
                 else:
-                    workers = min(len(step.requests), self.max_parallel)
-                    with ThreadPoolExecutor(workers, thread_name_prefix="personalizer") as ex:
-                        result = list(ex.map(self._call, step.requests))
+                    result = self._parallel(step.requests)
         except StopIteration as done:
             return done.value
+
+    def _parallel(self, requests: list[dict[str, Any]]) -> list[Any]:
+        """The requests on threads; when one fails, those not yet sent are not sent."""
+        self.client  # noqa: B018 - built once, before the threads race to build it
+        ex = ThreadPoolExecutor(min(len(requests), self.max_parallel),
+                                thread_name_prefix="personalizer")
+        try:
+            return list(ex.map(self._call, requests))
+        finally:
+            ex.shutdown(wait=False, cancel_futures=True)
 
     async def _arun(self, plan: Plan) -> Generation:
         result: Any = None
@@ -446,8 +474,15 @@ class HostedGenerator:
                 step = plan.send(result)
                 if isinstance(step, Compute):
                     result = await asyncio.to_thread(step.fn)
-                else:
-                    result = list(await asyncio.gather(*(call(r) for r in step.requests)))
+                    continue
+                tasks = [asyncio.ensure_future(call(r)) for r in step.requests]
+                try:
+                    result = list(await asyncio.gather(*tasks))
+                except BaseException:
+                    for task in tasks:  # one failed: the others stop (and stop billing)
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
         except StopIteration as done:
             return done.value
 
@@ -489,8 +524,12 @@ class HostedGenerator:
         sdk = self._sdk()
         try:
             yield
+        except PersonalizerError:
+            raise
         except sdk.APIError as exc:
             raise provider_error(self.provider, sdk, exc) from exc
+        except Exception as exc:
+            raise _unexpected(self.provider, sdk, exc) from exc
 
 
 def _as_sdk_arguments(endpoint: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
@@ -538,6 +577,34 @@ def provider_error(provider: str, sdk: Any, exc: Exception) -> ProviderError:
     return kind(provider, message, status_code=status)
 
 
+def _unexpected(provider: str, sdk: Any, exc: Exception) -> ProviderError:
+    """Anything else raised while talking to a provider: a transport error the SDK did not
+    wrap (a stream cut mid-way), the SDK refusing its settings, a reply we cannot read."""
+    kind = type(exc).__name__
+    module = type(exc).__module__.split(".")[0]
+    if module in ("httpx", "httpx2", "httpcore", "h11", "h2", "anyio"):
+        if "Timeout" in kind:
+            return ProviderTimeout(provider, f"the request timed out ({kind})")
+        return ProviderUnavailable(provider, f"the connection failed ({kind}: {exc})")
+    base = getattr(sdk, "OpenAIError", None) or getattr(sdk, "AnthropicError", None)
+    if base is not None and isinstance(exc, base):
+        return ProviderError(provider, f"{kind}: {exc}")
+    if isinstance(exc, (AttributeError, TypeError, KeyError, IndexError, ValueError)):
+        return ProviderError(provider, f"the reply could not be read ({kind}: {exc}); is "
+                                       "base_url a server that speaks this API?")
+    return ProviderError(provider, f"{kind}: {exc}")
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a user name or password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def _provider_message(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, Mapping):
@@ -565,7 +632,15 @@ class _StreamBase:
         self._state = StreamState()
         self._start = time.perf_counter()
         self._first: float | None = None
+        self._used = False
         self.generation: Generation | None = None  # set once the stream is exhausted
+
+    def _begin(self) -> None:
+        if self._used:
+            raise InvalidInput("a stream can be iterated once; call stream() again for "
+                               "another answer")
+        self._used = True
+        self._start = time.perf_counter()
 
     def _stream_request(self) -> dict[str, Any]:
         return self._gen._stream_request(self._gen._request(self._req.messages,
@@ -593,6 +668,7 @@ class HostedStream(_StreamBase):
     """A sync stream of text pieces; ``generation`` is set after the last one."""
 
     def __iter__(self) -> Iterator[str]:
+        self._begin()
         if self._req.rerank is not None:  # best-of-n: the chosen answer, once chosen
             self.generation = self._gen._run(self._gen._plan(self._req))
             yield self.generation.text
@@ -614,6 +690,7 @@ class AsyncHostedStream(_StreamBase):
     """An async stream of text pieces; ``generation`` is set after the last one."""
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        self._begin()
         if self._req.rerank is not None:
             self.generation = await self._gen._arun(self._gen._plan(self._req))
             yield self.generation.text

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from personalizer._text import quote
 from personalizer.types import Message
 
 from .models import Profile
@@ -80,15 +81,6 @@ def coefficient_words(profile: Profile, rewards: Any, *, max_items: int = 4) -> 
         lines.append(f"- prefers {'more' if values[j] > 0 else 'less'} of: {what} "
                      f"({words[level]})")
     return lines
-
-
-def quote(text: str, limit: int) -> str:
-    """``text`` made safe as data inside a tagged block: ``<`` and ``>`` replaced (so it can
-    neither close its block nor forge another), one paragraph, at most ``limit`` characters
-    (cut with "…")."""
-    safe = text.replace("<", "‹").replace(">", "›")
-    safe = " ".join(safe.split())
-    return safe if len(safe) <= limit else safe[: limit - 1].rstrip() + "…"
 
 
 def profile_block(profile: Profile, rewards: Any = None, *, max_items: int = 3,

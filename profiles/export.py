@@ -18,6 +18,7 @@ files no ``onboarding`` key either::
         "summary_written_at": "...",     # or null
         "summary_preferences": 1,        # the oldest preferences it was folded from
         "summary_stale": false,          # some of those were deleted since
+        "summary_digest": "...",         # digest of those (the summarizer's), or null
         "preference_count": 1, "version": 3,
         "created_at": "...", "updated_at": "..."
       },
@@ -50,7 +51,7 @@ __all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_exp
 EXPORT_SCHEMA = "personalizer.profile-export"
 EXPORT_SCHEMA_VERSION = 3
 SUMMARY_FIELDS = frozenset({"summary_source", "summary_written_at", "summary_preferences",
-                            "summary_stale"})
+                            "summary_stale", "summary_digest"})
 
 
 class ProfileExport(BaseModel):

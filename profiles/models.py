@@ -7,8 +7,11 @@ counts. :class:`Preference` is one pairwise judgement in the user's history.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -23,7 +26,8 @@ from pydantic import (
 
 from personalizer.errors import InvalidUserId
 
-__all__ = ["OnboardingState", "Preference", "Profile", "utcnow", "validate_user_id"]
+__all__ = ["OnboardingState", "Preference", "Profile", "history_digest", "summary_by_person",
+           "utcnow", "validate_user_id"]
 
 USER_ID_MAX = 128
 _USER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]*")
@@ -144,7 +148,11 @@ class Profile(BaseModel):
         "folded from (the summarizer's count, not Profile.version).")
     summary_stale: bool = Field(
         default=False, description="Preferences the summary was folded from were deleted "
-        "since: the next refresh writes it again from the whole history.")
+        "or replaced since: the next refresh writes it again from the whole history.")
+    summary_digest: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="Digest of the preferences the "
+        "summarizer folded (see history_digest): an import whose history differs marks the "
+        "summary stale.")
     preference_count: int = Field(default=0, ge=0, description="Preferences in the history.")
     version: int = Field(default=0, ge=0, description="0 until stored; +1 on every change.")
     created_at: datetime = Field(default_factory=utcnow)
@@ -186,6 +194,10 @@ class Profile(BaseModel):
                     _finite(v, f"covariance[{i}][{j}]")
                 if row[i] < 0:
                     raise ValueError(f"covariance[{i}][{i}] is a variance and cannot be negative")
+        if self.summary_preferences > self.preference_count:
+            raise ValueError(
+                f"summary_preferences ({self.summary_preferences}) cannot exceed "
+                f"preference_count ({self.preference_count})")
         if (self.reward_set_id is None) != (self.reward_set_version is None):
             raise ValueError("reward_set_id and reward_set_version go together: set both or neither")
         if self.coefficients and self.reward_set_id is None:
@@ -201,6 +213,25 @@ class Profile(BaseModel):
             return None
         i = list(self.coefficients).index(name)
         return math.sqrt(max(self.covariance[i][i], 0.0))
+
+
+def history_digest(history: Sequence[Preference]) -> str:
+    """A digest of preferences (text and time, in order): what a summary was folded from."""
+    h = hashlib.sha256()
+    for p in history:
+        h.update(json.dumps([p.prompt, p.chosen, p.rejected, p.reason,
+                             p.created_at.isoformat()]).encode())
+    return h.hexdigest()
+
+
+def summary_by_person(text: str, preference_count: int, now: datetime) -> dict[str, Any]:
+    """The summary fields of a summary a person (or the app) wrote, or of none when empty."""
+    if not text:
+        return {"summary": "", "summary_source": None, "summary_written_at": None,
+                "summary_preferences": 0, "summary_stale": False, "summary_digest": None}
+    return {"summary": text, "summary_source": "user", "summary_written_at": now,
+            "summary_preferences": preference_count, "summary_stale": False,
+            "summary_digest": None}
 
 
 class OnboardingState(BaseModel):

@@ -57,6 +57,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ALTER TABLE profiles ADD COLUMN summary_written_at timestamptz",
         "ALTER TABLE profiles ADD COLUMN summary_preferences integer NOT NULL DEFAULT 0",
         "ALTER TABLE profiles ADD COLUMN summary_stale boolean NOT NULL DEFAULT false",
+        "ALTER TABLE profiles ADD COLUMN summary_digest text",
         "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
         "WHERE summary <> ''",
     )),

@@ -83,6 +83,7 @@ def m004_summary_meta(db: Database) -> None:
                 "ALTER TABLE profiles ADD COLUMN summary_written_at TEXT",
                 "ALTER TABLE profiles ADD COLUMN summary_preferences INTEGER NOT NULL DEFAULT 0",
                 "ALTER TABLE profiles ADD COLUMN summary_stale INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE profiles ADD COLUMN summary_digest TEXT",
                 "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
                 "WHERE summary <> ''"):
         db.execute(sql)

@@ -32,7 +32,15 @@ from personalizer.errors import InvalidInput, ProfileExists, ProfileNotFound, Ve
 
 from .base import PopulationSums, ProfilePage
 from .export import ProfileExport, parse_export
-from .models import OnboardingState, Preference, Profile, utcnow, validate_user_id
+from .models import (
+    OnboardingState,
+    Preference,
+    Profile,
+    history_digest,
+    summary_by_person,
+    utcnow,
+    validate_user_id,
+)
 from .schema import USER_TABLES
 
 if TYPE_CHECKING:
@@ -43,7 +51,7 @@ __all__ = ["Connection", "SQLProfileStore", "UserTransaction"]
 PROFILE_COLUMNS = (
     "user_id, version, reward_set_id, reward_set_version, coefficients, covariance, summary, "
     "preference_count, created_at, updated_at, summary_source, summary_written_at, "
-    "summary_preferences, summary_stale"
+    "summary_preferences, summary_stale, summary_digest"
 )
 PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at"
 _INSERT_PREFERENCE = (f"INSERT INTO preferences (user_id, {PREFERENCE_COLUMNS}, append_key) "
@@ -185,7 +193,10 @@ class SQLProfileStore:
 
         ``profile.version`` must equal the stored version, else :class:`VersionConflict`.
         Coefficients, covariance, reward set and summary are written; the store keeps
-        ``preference_count`` and ``created_at``. Returns the stored profile (version + 1).
+        ``preference_count`` and ``created_at``. A summary whose text changes while its
+        ``summary_source`` does not is a person's (or the app's) own: it is marked
+        ``"user"``, so the summarizer never overwrites it. Returns the stored profile
+        (version + 1).
         """
         profile = revalidate(profile)
         now = utcnow()
@@ -194,13 +205,18 @@ class SQLProfileStore:
             current = self._get(conn, profile.user_id, lock=True)
             if current.version != profile.version:
                 raise VersionConflict(profile.user_id, profile.version, current.version)
+            summary: dict[str, Any] = {}
+            if (profile.summary != current.summary
+                    and profile.summary_source == current.summary_source):
+                summary = summary_by_person(profile.summary, current.preference_count, now)
             stored = profile.model_copy(update={
                 "version": current.version + 1,
                 "updated_at": now,
                 "preference_count": current.preference_count,
                 "created_at": current.created_at,
+                **summary,
             })
-            write_profile(conn, stored, current.version)
+            write_profile(conn, revalidate(stored), current.version)
             return stored
 
         def landed(conn: Connection) -> Any:
@@ -219,7 +235,7 @@ class SQLProfileStore:
         """Read, apply ``change`` and update, re-reading and re-applying on a conflict.
 
         ``change`` receives the current profile and returns the new one (for example
-        ``lambda p: p.model_copy(update={"summary": "..."})``); it may run more than once.
+        ``lambda p: p.model_copy(update={"coefficients": {...}})``); it may run more than once.
         """
         for attempt in range(retries + 1):
             current = self.get(user_id)
@@ -338,6 +354,10 @@ class SQLProfileStore:
         """
         doc = parse_export(data)
         profile = doc.profile
+        if profile.summary_source == "summarizer" and not profile.summary_stale and \
+                history_digest(doc.preferences[:profile.summary_preferences]) != \
+                profile.summary_digest:  # not the history it was folded from: redo it
+            profile = profile.model_copy(update={"summary_stale": True})
 
         def op(conn: Connection) -> Profile:
             if self._exists(conn, profile.user_id, lock=True):
@@ -430,7 +450,7 @@ class SQLProfileStore:
         """Insert ``p`` unless the user has a profile; whether it was inserted."""
         cur = conn.execute(
             f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
             (
                 p.user_id, p.version, p.reward_set_id, p.reward_set_version,
                 json.dumps(p.coefficients), json_or_none(p.covariance), p.summary,
@@ -481,7 +501,7 @@ class UserTransaction:
         """Stage changes to coefficients, covariance, reward set or summary."""
         allowed = {"coefficients", "covariance", "reward_set_id", "reward_set_version",
                    "summary", "summary_source", "summary_written_at", "summary_preferences",
-                   "summary_stale"}
+                   "summary_stale", "summary_digest"}
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidInput(f"cannot change {sorted(unknown)} of a profile; changeable: "
@@ -541,7 +561,8 @@ def write_profile(conn: Connection, new: Profile, expected_version: int, *,
     cur = conn.execute(
         "UPDATE profiles SET version = ?, reward_set_id = ?, reward_set_version = ?, "
         "coefficients = ?, covariance = ?, summary = ?, updated_at = ?, summary_source = ?, "
-        "summary_written_at = ?, summary_preferences = ?, summary_stale = ?"
+        "summary_written_at = ?, summary_preferences = ?, summary_stale = ?, "
+        "summary_digest = ?"
         + (", preference_count = ?" if count else "")
         + " WHERE user_id = ? AND version = ?",
         (new.version, new.reward_set_id, new.reward_set_version, json.dumps(new.coefficients),
@@ -620,6 +641,7 @@ def profile_from_row(r: Sequence[Any]) -> Profile:
         summary_written_at=None if r[11] is None else _when(r[11]),
         summary_preferences=r[12],
         summary_stale=bool(r[13]),
+        summary_digest=r[14],
     )
 
 
@@ -627,7 +649,7 @@ def summary_row(p: Profile) -> tuple[Any, ...]:
     """The summary's metadata columns of ``p``."""
     return (p.summary_source,
             None if p.summary_written_at is None else p.summary_written_at.isoformat(),
-            p.summary_preferences, p.summary_stale)
+            p.summary_preferences, p.summary_stale, p.summary_digest)
 
 
 def sums_from_rows(count: int, linear: Sequence[Sequence[Any]],

@@ -20,8 +20,6 @@ each piece is length-capped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +31,14 @@ from personalizer.types import Generator, Message
 
 from .base import ProfileStore
 from .conditioning import coefficient_words, quote
-from .models import Preference, Profile, utcnow, validate_user_id
+from .models import (
+    Preference,
+    Profile,
+    history_digest,
+    summary_by_person,
+    utcnow,
+    validate_user_id,
+)
 
 __all__ = ["Summarizer", "SummarizerSettings"]
 
@@ -134,7 +139,7 @@ class Summarizer:
     def update(self, store: ProfileStore, user_id: str, *, attempts: int = 3) -> Profile:
         """Fold the user's new preferences into their summary and store it; returns the
         profile. A person's own summary is left as it is; so is a summary that is up to
-        date."""
+        date. A stale summary with no history left is removed."""
         validate_user_id(user_id)
         for _ in range(attempts):
             profile = store.get(user_id)
@@ -143,28 +148,29 @@ class Summarizer:
             history = store.preferences(user_id)
             redo = profile.summary_stale or profile.summary_source is None
             start = 0 if redo else min(profile.summary_preferences, len(history))
-            if not history or (start == len(history) and not redo):
-                return profile
+            if start == len(history) and not (redo and profile.summary):
+                return profile  # nothing new to fold (and nothing stale to remove)
             text = self.fold("" if redo else profile.summary,
                              coefficient_words(profile, self.rewards), history[start:])
-            digest = _digest(history)
+            digest = history_digest(history)
             with store.transaction(user_id, create=False) as tx:
                 now = tx.profile
                 if now.summary_source == "user":  # the person wrote one meanwhile: theirs
                     return now
-                if _digest(tx.preferences[:len(history)]) != digest:
-                    continue  # preferences it was folded from were deleted: read again
-                tx.update(summary=text, summary_source="summarizer",
-                          summary_written_at=utcnow(), summary_preferences=len(history),
-                          summary_stale=False)
+                if _summary_state(now) != _summary_state(profile) or \
+                        history_digest(tx.preferences[:len(history)]) != digest:
+                    continue  # deleted or rewritten meanwhile: nothing written, read again
+                if text:
+                    tx.update(summary=text, summary_source="summarizer",
+                              summary_written_at=utcnow(), summary_preferences=len(history),
+                              summary_stale=False, summary_digest=digest)
+                else:  # stale, and every preference it came from is gone
+                    tx.update(**summary_by_person("", 0, utcnow()))
             return tx.result
         raise StoreBusy(f"the preference history of {user_id!r} kept changing while its "
                         "summary was written; try update_summary again")
 
 
-def _digest(history: Sequence[Preference]) -> str:
-    h = hashlib.sha256()
-    for p in history:
-        h.update(json.dumps([p.prompt, p.chosen, p.rejected, p.reason,
-                             p.created_at.isoformat()]).encode())
-    return h.hexdigest()
+def _summary_state(p: Profile) -> tuple[Any, ...]:
+    return (p.summary, p.summary_source, p.summary_written_at, p.summary_preferences,
+            p.summary_stale)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,11 +19,11 @@ from personalizer.profiles import (
 )
 from personalizer.profiles.conditioning import condition, profile_block
 from personalizer.profiles.learner import make_preference
-from personalizer.profiles.models import utcnow
+from personalizer.profiles.models import summary_by_person, utcnow
 from personalizer.profiles.summaries import Summarizer
 
 from ._boundary import Unchecked, public_api
-from .errors import BackendError, InvalidInput, ProfileNotFound
+from .errors import BackendError, InvalidInput, PersonalizerError, ProfileNotFound
 from .types import (
     Generation,
     Generator,
@@ -34,6 +35,8 @@ from .types import (
 )
 
 __all__ = ["DEFAULT_STRENGTH", "LOCAL_PROMPT_DEFAULT", "Personalizer"]
+
+log = logging.getLogger("personalizer")
 
 # Defaults of Personalizer.generate, chosen from bench/quality.py on SmolLM2 (see README).
 DEFAULT_STRENGTH = 1.0
@@ -91,6 +94,9 @@ class Personalizer:
                                           or summary_every < 1):
             raise InvalidInput("summary_every must be a whole number >= 1 (or None: only "
                                "update_summary writes summaries)")
+        if summary_every is not None and generator is None and summarizer is None:
+            raise InvalidInput("summary_every needs a model to write summaries with: pass "
+                               "generator=... or summarizer=Summarizer(generator)")
         self.rewards = rewards
         self.generator = generator
         self.summarizer = summarizer
@@ -153,15 +159,8 @@ class Personalizer:
         text = text.strip()
         self.store.get_or_create(validate_user_id(user_id))
         now = utcnow()
-
-        def change(p: Profile) -> Profile:
-            return p.model_copy(update={
-                "summary": text, "summary_source": "user" if text else None,
-                "summary_written_at": now if text else None,
-                "summary_preferences": p.preference_count if text else 0,
-                "summary_stale": False})
-
-        return self.store.modify(user_id, change)
+        return self.store.modify(user_id, lambda p: p.model_copy(
+            update=summary_by_person(text, p.preference_count, now)))
 
     def _need_summarizer(self) -> Summarizer:
         if self.summarizer is None:
@@ -173,13 +172,20 @@ class Personalizer:
         return self.summarizer
 
     def _refresh_summary(self, profile: Profile) -> Profile:
-        """With ``summary_every``, the summary rewritten once enough preferences arrived."""
+        """With ``summary_every``, the summary rewritten once enough preferences arrived (or
+        when it went stale). The preference is already stored: a failure to summarize is
+        logged (without user data) and retried at the next refresh, never raised."""
         every = self.summary_every
         if every is None or profile.summary_source == "user":
             return profile
         new = profile.preference_count - profile.summary_preferences
-        if new >= every or (profile.summary_stale and profile.preference_count):
-            return self.update_summary(profile.user_id)
+        if new >= every or profile.summary_stale:
+            try:
+                return self.update_summary(profile.user_id)
+            except PersonalizerError as exc:
+                log.warning("summary refresh failed (%s); it is retried on the next "
+                            "preference", type(exc).__name__)
+                log.debug("summary refresh failure: %s", exc)
         return profile
 
     def delete_preference(self, user_id: str, index: int) -> Profile:
@@ -257,9 +263,14 @@ class Personalizer:
         msgs = condition(msgs, block)
         if steerable and not profile.coefficients:
             return msgs, None, block
-        if not steerable and (strategy is None or not (profile.coefficients
-                                                       or profile.summary)):
-            return msgs, None, block  # a hosted model: the prompt, unless best-of-n is asked
+        if not steerable:  # a hosted model: the prompt, and best-of-n when asked
+            rewards = getattr(self.generator, "rewards", None)
+            judge = getattr(self.generator, "judge", None)
+            rankable = (profile.coefficients and rewards is not None) or \
+                (profile.summary and judge is not None)
+            if strategy is None or ((rewards is not None or judge is not None)
+                                    and not rankable):
+                return msgs, None, block  # nothing of this user's can rank candidates yet
         from personalizer.backends import Steering
 
         if steerable and getattr(self.generator, "rewards", None) is None:

@@ -180,6 +180,15 @@ class ProviderError(BackendError):
         status = f" (HTTP {status_code})" if status_code is not None else ""
         super().__init__(f"{provider}{status}: {provider_message}{self.hint}")
 
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes
+        return (_provider_error, (type(self), self.provider, self.provider_message,
+                                  self.status_code))
+
+
+def _provider_error(cls: type[ProviderError], provider: str, message: str,
+                    status_code: int | None) -> ProviderError:
+    return cls(provider, message, status_code=status_code)
+
 
 class ProviderAuthFailed(ProviderError):
     """The provider refused the API key (HTTP 401 or 403)."""

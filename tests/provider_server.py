@@ -31,6 +31,10 @@ Scripted responses
     ``body=None`` an error body shaped like the provider's (by path) is built. A scripted
     status below 400 with ``body=None`` gives the normal answer (after its ``delay_s``).
 
+Cutting streams
+    ``cut_stream_after = N`` hangs up every stream after its N-th SSE event (a dropped
+    connection mid-answer); ``clear()`` resets it.
+
 Retry headers (as the SDKs read them): both SDKs honour ``retry-after-ms`` (milliseconds) and
 ``retry-after`` (seconds or an HTTP date) but only a value **above zero**; ``retry-after: 0``
 falls back to their exponential backoff (about 0.5 s, 1 s, ...). Use
@@ -341,6 +345,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _sse(self, data: Any, event: str | None = None) -> None:
+        owner = self.server.owner
+        if owner.cut_stream_after is not None:
+            self._sent_events = getattr(self, "_sent_events", 0) + 1
+            if self._sent_events > owner.cut_stream_after:  # hang up mid-stream
+                self._sent_events = 0
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                raise ConnectionResetError("stream cut by the test")
         text = data if isinstance(data, str) else json.dumps(data)
         frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
         chunk = frame.encode()
@@ -481,6 +493,7 @@ class ProviderServer:
         self.requests: list[Recorded] = []
         self.supports_n: bool = True
         self.send_stream_usage: bool = True
+        self.cut_stream_after: int | None = None  # hang up after this many SSE events
         self.delay_s: float = 0.0
         self.url = ""
         self.openai_base_url = ""
@@ -551,6 +564,7 @@ class ProviderServer:
             self._calls.clear()
         self.supports_n = True
         self.send_stream_usage = True
+        self.cut_stream_after = None
         self.delay_s = 0.0
 
     # -- used by the handler

@@ -346,5 +346,46 @@ def test_a_ready_client_is_used_as_given(server: ProviderServer) -> None:
     gen = OpenAIGenerator("gpt-test", client=client)
     gen.generate(CHAT)
     assert server.requests[0].headers["x-app"] == "mine"
-    asyncio.run(gen.agenerate(CHAT))  # an async twin built from the client's settings
-    assert server.requests[1].headers["authorization"] == "Bearer sk-own"
+    assert server.requests[0].headers["authorization"] == "Bearer sk-own"
+    # no async twin is guessed from it (it could miss its headers, proxies or auth)
+    with pytest.raises(UnsupportedRequest, match="pass async_client= too"):
+        asyncio.run(gen.agenerate(CHAT))
+    aclient = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="sk-own",
+                                 default_headers={"x-app": "mine-async"}, max_retries=0)
+    both = OpenAIGenerator("gpt-test", client=client, async_client=aclient)
+    asyncio.run(both.agenerate(CHAT))
+    assert server.requests[-1].headers["x-app"] == "mine-async"
+
+
+def test_provider_errors_survive_pickling() -> None:
+    import pickle
+
+    err = ProviderRateLimited("OpenAI", "Rate limit reached", status_code=429)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is ProviderRateLimited and str(back) == str(err)
+    assert (back.status_code, back.provider_message) == (429, "Rate limit reached")
+
+
+def test_reprs_show_no_credentials_and_streams_run_once(server: ProviderServer) -> None:
+    gen = OpenAIGenerator("m", base_url="http://user:pw@127.0.0.1:9/v1", api_key="k")
+    assert "pw" not in repr(gen) and "127.0.0.1:9" in repr(gen)
+    with pytest.raises(InvalidInput, match="its value is not shown"):
+        OpenAIGenerator("m", api_key=["sk-secret-in-a-list"])  # type: ignore[arg-type]
+    stream = openai_gen(server).stream(CHAT)
+    assert "".join(stream).startswith("Echo:")
+    with pytest.raises(InvalidInput, match="iterated once"):
+        list(stream)
+
+
+@pytest.mark.parametrize("kind", GENERATORS)
+def test_a_stream_cut_mid_way_is_a_provider_error(server: ProviderServer, kind: str) -> None:
+    server.cut_stream_after = 3
+    with pytest.raises(ProviderUnavailable):
+        list(GENERATORS[kind](server).stream(CHAT))
+
+    async def run() -> None:
+        async for _ in GENERATORS[kind](server).astream(CHAT):
+            pass
+
+    with pytest.raises(ProviderUnavailable):
+        asyncio.run(run())

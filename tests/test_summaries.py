@@ -315,3 +315,98 @@ def test_a_judge_reranks_by_the_users_summary_as_principles(server: ProviderServ
     assert [c.reward for c in out.steering.candidates] == [3.0, 9.0, 3.0]
     assert len(judged) == 3 and all("Likes answers that mention tea." in t for t in judged)
     assert neutral.text == candidates[0]  # ties: nothing in their summary favours tea
+
+
+# -- races, failures and edges ------------------------------------------------------------------
+
+
+def test_a_deletion_during_the_model_call_is_not_lost(server: ProviderServer, db: str) -> None:
+    with Personalizer(db, generator=gen(server), rewards=default_reward_set()) as p:
+        for i in range(3):
+            record(p, "alice", i)
+        p.update_summary("alice")
+        record(p, "alice", 3)
+        deleted: list[int] = []
+
+        def delete_once(body: dict[str, Any]) -> str:
+            if not deleted:  # the person removes a folded answer while the model writes
+                deleted.append(1)
+                p.delete_preference("alice", 0)
+            return f"Summary of call {body['_call']}."
+
+        server.clear()
+        server.reply = delete_once
+        out = p.update_summary("alice")
+    first, second = prompts(server)
+    assert choices_in(first) == 1  # it folded the new one into the old summary ...
+    # ... then saw the deletion at commit, wrote nothing, and redid it from the whole history
+    assert "(none yet)" in second and choices_in(second) == 3 and "question 0?" not in second
+    assert out.summary == "Summary of call 1." and not out.summary_stale
+    assert out.summary_preferences == out.preference_count == 3
+
+
+def test_a_failing_summary_refresh_never_fails_the_recorded_preference(
+        server: ProviderServer, tmp_path: Any) -> None:
+    from provider_server import Scripted
+
+    with Personalizer(tmp_path / "p.db", generator=gen(server), summary_every=1) as p:
+        server.script(Scripted(500))
+        stored = record(p, "alice", 0)  # the model fails: the preference is kept all the same
+        assert stored.preference_count == 1 and stored.summary == ""
+        again = record(p, "alice", 1)  # and the refresh is tried again
+        assert again.preference_count == 2 and again.summary_preferences == 2
+    with pytest.raises(InvalidInput, match="summary_every needs a model"):
+        Personalizer(tmp_path / "q.db", summary_every=3)
+
+
+def test_a_stale_summary_whose_history_is_gone_is_removed(server: ProviderServer,
+                                                          tmp_path: Any) -> None:
+    with Personalizer(tmp_path / "p.db", generator=gen(server),
+                      rewards=default_reward_set()) as p:
+        record(p, "alice", 0)
+        p.update_summary("alice")
+        assert p.delete_preference("alice", 0).summary_stale
+        server.clear()
+        out = p.update_summary("alice")
+    assert server.requests == []  # nothing to fold: no call
+    assert (out.summary, out.summary_source, out.summary_stale) == ("", None, False)
+
+
+def test_an_import_whose_history_differs_marks_the_summary_stale(
+        server: ProviderServer, tmp_path: Any) -> None:
+    with Personalizer(tmp_path / "p.db", generator=gen(server)) as p:
+        record(p, "alice", 0)
+        record(p, "alice", 1)
+        p.update_summary("alice")
+        doc = p.export_profile("alice")
+        edited = {**doc, "preferences": [dict(doc["preferences"][0], chosen="something else"),
+                                         doc["preferences"][1]]}
+        assert not p.import_profile(doc, replace=True).summary_stale  # its own history
+        assert p.import_profile(edited, replace=True).summary_stale  # not what it came from
+
+
+def test_a_summary_written_through_the_store_api_is_the_persons(tmp_path: Any,
+                                                                server: ProviderServer) -> None:
+    with Personalizer(tmp_path / "p.db", generator=gen(server)) as p:
+        record(p, "alice", 0)
+        assert p.update_summary("alice").summary_source == "summarizer"
+        mine = p.store.modify("alice", lambda prof: prof.model_copy(
+            update={"summary": "Edited by hand."}))
+        assert (mine.summary_source, mine.summary_preferences) == ("user", 1)
+        with pytest.raises(InvalidInput, match="summary_preferences"):
+            p.store.update(mine.model_copy(update={"summary_preferences": 99}))
+        record(p, "alice", 1)
+        assert p.update_summary("alice").summary == "Edited by hand."
+
+
+def test_a_hosted_judge_retries_an_unparseable_verdict(server: ProviderServer) -> None:
+    def reply(body: dict[str, Any]) -> str:
+        return "I cannot decide." if body["_call"] == 0 else "Clear and short.\nScore: 7"
+
+    server.reply = reply
+    for samples in (1, 2):
+        server.clear()
+        server.reply = reply
+        judge = JudgeReward(gen(server), finish="parse", samples=samples)
+        assert judge.score("How do I sleep?", ["Keep a fixed bedtime."]) == [7.0]
+    assert server.requests[-1].body.get("temperature") == 0.8  # sampled, as asked
