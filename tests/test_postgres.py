@@ -237,3 +237,25 @@ def test_a_profile_moves_from_sqlite_to_postgresql_and_back_equal(tmp_path: Any,
     with SQLiteProfileStore(tmp_path / "b.db") as back:
         back.import_profile(via_pg)
         assert same(back.export_profile("alice")) == same(original)
+
+
+def test_a_database_from_before_summaries_is_upgraded_in_place(pg_url: str) -> None:
+    from personalizer.profiles.pg_schema import MIGRATIONS_TABLE
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the schema of the last release
+        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name text PRIMARY KEY, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        for name, statements in STEPS[:3]:
+            for sql in statements:
+                conn.execute(sql)
+            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
+        conn.execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
+                     "preference_count, created_at, updated_at) VALUES "
+                     "('early', 1, '{}', 'from the last release', 0, now(), now()), "
+                     "('blank', 1, '{}', '', 0, now(), now())")
+    with PostgresProfileStore(pg_url) as store:
+        early, blank = store.get("early"), store.get("blank")
+    # m004: a summary from before summaries had an author is the person's own
+    assert (early.summary, early.summary_source) == ("from the last release", "user")
+    assert early.summary_written_at == early.updated_at and not early.summary_stale
+    assert (blank.summary_source, blank.summary_preferences) == (None, 0)
