@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from personalizer.profiles import (
@@ -23,7 +25,7 @@ from personalizer.profiles.models import summary_by_person, utcnow
 from personalizer.profiles.summaries import Summarizer
 
 from ._boundary import Unchecked, public_api
-from .errors import BackendError, InvalidInput, PersonalizerError, ProfileNotFound
+from .errors import BackendError, InvalidInput, PersonalizerError
 from .types import (
     Generation,
     Generator,
@@ -43,13 +45,30 @@ DEFAULT_STRENGTH = 1.0
 LOCAL_PROMPT_DEFAULT = False  # on SmolLM2 the block cost substance and moved nothing
 
 
-def _with_prompt_lever(out: Generation, block: str | None) -> Generation:
-    """``out`` with "prompt" among its levers when the profile block was in the prompt."""
-    if block is None:
-        return out
-    record = out.steering or SteeringRecord(path="plain")
-    return out.model_copy(update={"steering": record.model_copy(
-        update={"levers": ("prompt", *record.levers)})})
+NEW_USER_HINT = ("this user has not answered anything yet, so the answer is not personalized; "
+                 "a few onboarding questions (Personalizer.onboarding) would let it be")
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A request planned for one user: what goes to the generator, and what the record of
+    its answer must add (the prompt lever, the newcomer's hint)."""
+
+    messages: list[Message]
+    extra: dict[str, Any]  # {"steering": Steering} when the answer is steered
+    block: str | None
+    new_user: bool
+
+    def finish(self, out: Generation) -> Generation:
+        record = out.steering or SteeringRecord(path="plain")
+        update: dict[str, Any] = {}
+        if self.block is not None:
+            update["levers"] = ("prompt", *record.levers)
+        if self.new_user:
+            update |= {"new_user": True, "hint": NEW_USER_HINT}
+        if not update:
+            return out
+        return out.model_copy(update={"steering": record.model_copy(update=update)})
 
 
 @public_api
@@ -214,15 +233,56 @@ class Personalizer:
         profile's scale, 0 switches it off; ``strategy``: :class:`~personalizer.backends.Args`
         by default, or :class:`~personalizer.backends.BestOfN`, or their names). Hosted models
         get the prompt block, and best-of-n reranking by the user's reward with
-        ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user
-        without coefficients gets the generator's plain answer. ``options`` go to the
-        generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...); the
-        generation's ``steering`` record says what ran.
+        ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user never seen before is served
+        at once: their profile is created, the answer is the generator's plain one, and the
+        record says so (``new_user``; onboarding would personalize their answers). ``options``
+        go to the generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...);
+        the generation's ``steering`` record says what ran.
         """
-        msgs, steering, block = self._request(user_id, messages, strength, strategy,
-                                              prompt_profile)
-        extra = {} if steering is None else {"steering": steering}
-        return _with_prompt_lever(self.generator.generate(msgs, **extra, **options), block)
+        plan = self._plan(user_id, messages, strength, strategy, prompt_profile)
+        return plan.finish(self.generator.generate(plan.messages, **plan.extra, **options))
+
+    async def agenerate(self, user_id: str, messages: MessagesLike, *,
+                        strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                        prompt_profile: bool | None = None, **options: Any) -> Generation:
+        """:meth:`generate` without blocking the event loop (the profile is read in a worker
+        thread; the generator's own ``agenerate`` runs, or its ``generate`` in a thread)."""
+        plan = await asyncio.to_thread(self._plan, user_id, messages, strength, strategy,
+                                       prompt_profile)
+        agenerate = getattr(self.generator, "agenerate", None)
+        if agenerate is not None:
+            out = await agenerate(plan.messages, **plan.extra, **options)
+        else:
+            out = await asyncio.to_thread(self.generator.generate, plan.messages,
+                                          **plan.extra, **options)
+        return plan.finish(out)
+
+    def stream(self, user_id: str, messages: MessagesLike, *,
+               strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+               prompt_profile: bool | None = None, **options: Any) -> Iterable[str]:
+        """:meth:`generate` piece by piece: the pieces join to the answer. The generator's
+        stream is returned as it is (a hosted stream's ``.generation`` is filled in after the
+        last piece)."""
+        plan = self._plan(user_id, messages, strength, strategy, prompt_profile)
+        return self.generator.stream(plan.messages, **plan.extra, **options)
+
+    async def astream(self, user_id: str, messages: MessagesLike, *,
+                      strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                      prompt_profile: bool | None = None,
+                      **options: Any) -> AsyncIterator[str]:
+        """:meth:`stream` as an async iterator that never blocks the event loop."""
+        plan = await asyncio.to_thread(self._plan, user_id, messages, strength, strategy,
+                                       prompt_profile)
+        astream = getattr(self.generator, "astream", None)
+        if astream is not None:
+            pieces = astream(plan.messages, **plan.extra, **options)
+        else:
+            from ._async import iterate_in_thread
+
+            pieces = iterate_in_thread(iter(self.generator.stream(plan.messages, **plan.extra,
+                                                                  **options)))
+        async for piece in pieces:
+            yield piece
 
     def generate_batch(self, requests: Unchecked[Sequence[tuple[str, MessagesLike]]], *,
                        strength: float = DEFAULT_STRENGTH, strategy: Any = None,
@@ -238,31 +298,32 @@ class Personalizer:
             raise BackendError(f"{type(self.generator).__name__} does not decode batches; "
                                "call generate() once per request")
         requests = check_pairs(requests, "(user_id, messages)")
-        planned = [self._request(user_id, messages, strength, strategy, prompt_profile)
-                   for user_id, messages in requests]
-        outs = batch([(msgs, steering) for msgs, steering, _ in planned], **options)
-        return [_with_prompt_lever(o, block) for o, (_, _, block) in zip(outs, planned,
-                                                                          strict=True)]
+        plans = [self._plan(user_id, messages, strength, strategy, prompt_profile)
+                 for user_id, messages in requests]
+        outs = batch([(plan.messages, plan.extra.get("steering")) for plan in plans],
+                     **options)
+        return [plan.finish(o) for o, plan in zip(outs, plans, strict=True)]
 
-    def _request(self, user_id: str, messages: MessagesLike, strength: float, strategy: Any,
-                 prompt_profile: bool | None) -> tuple[list[Message], Any, str | None]:
-        """The messages (with the profile block when asked), the user's Steering (None while
-        their profile has no coefficients, or for a model without logits) and the block."""
+    def _plan(self, user_id: str, messages: MessagesLike, strength: float, strategy: Any,
+              prompt_profile: bool | None) -> _Planned:
+        """One request, before the generator runs: the messages (with the profile block when
+        asked) and the user's Steering (None while their profile has no coefficients, or for
+        a model without logits unless best-of-n is asked). The one implementation behind
+        generate, agenerate, stream, astream and generate_batch."""
         if self.generator is None:
             raise InvalidInput("generate needs a generator: Personalizer(db, generator=...)")
         msgs = as_messages(messages)
-        validate_user_id(user_id)
-        try:
-            profile = self.store.get(user_id)
-        except ProfileNotFound:
-            return msgs, None, None  # a user never seen: the plain answer
+        profile = self.store.get_or_create(validate_user_id(user_id))  # a newcomer: created
+        new_user = not profile.coefficients and profile.preference_count == 0 \
+            and not profile.summary
         steerable = getattr(self.generator, "steers_decoding", False)
         use_block = prompt_profile if prompt_profile is not None else \
             (LOCAL_PROMPT_DEFAULT if steerable else True)
         block = profile_block(profile, self.rewards) if use_block else None
         msgs = condition(msgs, block)
+        plain = _Planned(msgs, {}, block, new_user)
         if steerable and not profile.coefficients:
-            return msgs, None, block
+            return plain
         if not steerable:  # a hosted model: the prompt, and best-of-n when asked
             rewards = getattr(self.generator, "rewards", None)
             judge = getattr(self.generator, "judge", None)
@@ -270,7 +331,7 @@ class Personalizer:
                 (profile.summary and judge is not None)
             if strategy is None or ((rewards is not None or judge is not None)
                                     and not rankable):
-                return msgs, None, block  # nothing of this user's can rank candidates yet
+                return plain  # nothing of this user's can rank candidates yet
         from personalizer.backends import Steering
 
         if steerable and getattr(self.generator, "rewards", None) is None:
@@ -278,7 +339,8 @@ class Personalizer:
                 f"{type(self.generator).__name__} cannot steer toward {user_id!r}'s reward: "
                 "give a LocalGenerator the reward set of the profiles (rewards=...)")
         extra = {} if strategy is None else {"strategy": strategy}
-        return msgs, Steering.from_profile(profile, strength=strength, **extra), block
+        steering = Steering.from_profile(profile, strength=strength, **extra)
+        return _Planned(msgs, {"steering": steering}, block, new_user)
 
     def _need_learner(self, what: str) -> ProfileLearner:
         if self._learner is None:

@@ -108,6 +108,11 @@ class SteeringRecord(BaseModel):
     candidates: tuple[ScoredCandidate, ...] = Field(
         default=(), description="Best-of-n: the (last block's) candidates and their rewards.")
     chosen: int | None = Field(default=None, description="Index of the kept candidate.")
+    new_user: bool = Field(
+        default=False, description="The user had answered nothing yet: the answer is not "
+        "personalized (see hint).")
+    hint: str | None = Field(default=None, description="What would personalize answers "
+                                                       "better, in words.")
 
 
 class Generation(BaseModel):

@@ -1,0 +1,108 @@
+"""The facade an application embeds: one planning step behind generate, agenerate, stream,
+astream and generate_batch; newcomers served at once; concurrent users on one model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tiny
+
+from personalizer import Personalizer
+from personalizer.backends import LocalGenerator
+from personalizer.backends.rewards import AttributeScorer, RewardSet
+from personalizer.profiles import Profile
+from personalizer.testing import ScriptedGenerator
+
+REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])
+CHAT = [{"role": "user", "content": "Hello there, how are you?"}]
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalGenerator:
+    return LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None)
+
+
+def with_coefficients(p: Personalizer, user: str, value: float) -> Profile:
+    p.store.get_or_create(user)
+    return p.store.modify(user, lambda prof: prof.model_copy(update={
+        "coefficients": {"e_count": value}, "reward_set_id": REWARDS.id,
+        "reward_set_version": REWARDS.version}))
+
+
+def test_a_user_never_seen_is_served_at_once_and_told_about_onboarding(
+        tmp_path: Path, local: LocalGenerator) -> None:
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local) as p:
+        out = p.generate("newcomer", CHAT, max_new_tokens=8)
+        plain = local.generate(CHAT, max_new_tokens=8)
+        assert out.text == plain.text  # not steered: nothing is known about them
+        record = out.steering
+        assert record.new_user and "onboarding" in record.hint
+        assert p.profile("newcomer").preference_count == 0  # created on first use
+        p.record_preference("newcomer", "q", "short", "a longer answer")
+        again = p.generate("newcomer", CHAT, max_new_tokens=8).steering
+        assert not again.new_user and again.hint is None
+
+
+def test_concurrent_first_requests_create_one_profile(tmp_path: Path) -> None:
+    gen = ScriptedGenerator(lambda m: "ok")
+    with Personalizer(tmp_path / "p.db", generator=gen) as p:
+        with ThreadPoolExecutor(8) as pool:
+            outs = list(pool.map(lambda _: p.generate("rush", "hi"), range(16)))
+        assert all(o.text == "ok" and o.steering.new_user for o in outs)
+        assert p.store.count() == 1 and p.profile("rush").version == 1
+
+
+def test_stream_agenerate_and_astream_answer_as_generate_does(
+        tmp_path: Path, local: LocalGenerator) -> None:
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local) as p:
+        with_coefficients(p, "eve", 2.0)
+        whole = p.generate("eve", CHAT, max_new_tokens=12)
+        assert whole.steering.path.startswith("args")  # steered, so the paths must agree
+        pieces = list(p.stream("eve", CHAT, max_new_tokens=12))
+
+        async def run() -> tuple[Any, list[str]]:
+            out = await p.agenerate("eve", CHAT, max_new_tokens=12)
+            return out, [x async for x in p.astream("eve", CHAT, max_new_tokens=12)]
+
+        out, apieces = asyncio.run(run())
+    assert "".join(pieces) == whole.text == out.text == "".join(apieces)
+    assert out.steering == whole.steering
+
+
+def test_async_facade_works_with_a_generator_that_has_only_sync_methods(
+        tmp_path: Path) -> None:
+    gen = ScriptedGenerator(lambda m: f"seen {len(m)} messages")
+    with Personalizer(tmp_path / "p.db", generator=gen) as p:
+        p.set_summary("ann", "Likes tea.")
+
+        async def run() -> tuple[Any, list[str]]:
+            out = await p.agenerate("ann", "hi")
+            return out, [x async for x in p.astream("ann", "hi")]
+
+        out, pieces = asyncio.run(run())
+    assert out.text == "seen 2 messages" == "".join(pieces)  # the profile block was added
+    assert out.steering.levers == ("prompt",)
+
+
+def test_different_users_on_one_loaded_model_concurrently(tmp_path: Path,
+                                                          local: LocalGenerator) -> None:
+    users = {f"u{i}": (-2.0 if i % 2 else 2.0) for i in range(6)}
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local) as p:
+        for user, value in users.items():
+            with_coefficients(p, user, value)
+        alone = {u: p.generate(u, CHAT, max_new_tokens=10).text for u in users}
+        assert len(set(alone.values())) == 2  # the two tastes answer differently
+        start = threading.Barrier(len(users))
+
+        def ask(user: str) -> str:
+            start.wait()
+            return p.generate(user, CHAT, max_new_tokens=10).text
+
+        with ThreadPoolExecutor(len(users)) as pool:
+            together = dict(zip(users, pool.map(ask, users), strict=True))
+    assert together == alone
