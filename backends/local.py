@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from personalizer._boundary import Unchecked, public_api
+from personalizer._async import ThreadedStream
+from personalizer._boundary import Unchecked, convert, public_api
 from personalizer.errors import InvalidInput
 from personalizer.types import (
     Generation,
@@ -116,17 +117,19 @@ class LocalGenerator:
         return run.result(text)
 
     def stream(self, messages: MessagesLike, *, steering: Steering | None = None,
-               proxy: ProxyTuning | None = None, **options: Any) -> Iterator[str]:
-        """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text."""
-        return iter(self._run(messages, steering, proxy, options))
+               proxy: ProxyTuning | None = None, **options: Any) -> LocalStream:
+        """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text, and
+        after the last one ``.generation`` holds the whole Generation (token counts, the
+        steering record)."""
+        return LocalStream(self._run(messages, steering, proxy, options))
 
     def astream(self, messages: MessagesLike, *, steering: Steering | None = None,
-                proxy: ProxyTuning | None = None, **options: Any) -> AsyncIterator[str]:
-        """:meth:`stream` as an async iterator: decoding runs in a worker thread, so the event
-        loop is never blocked; leaving the loop early (``aclose``) stops the decoding."""
-        from personalizer._async import iterate_in_thread
-
-        return iterate_in_thread(iter(self._run(messages, steering, proxy, options)))
+                proxy: ProxyTuning | None = None, **options: Any) -> ThreadedStream:
+        """:meth:`stream` as an async iterable: decoding runs in a worker thread, so the event
+        loop is never blocked; leaving the loop early (``aclose``) stops the decoding;
+        ``.generation`` is set after the last piece."""
+        return ThreadedStream(self.stream(messages, steering=steering, proxy=proxy,
+                                          **options))
 
     async def agenerate(self, messages: MessagesLike, *, steering: Steering | None = None,
                         proxy: ProxyTuning | None = None, **options: Any) -> Generation:
@@ -215,6 +218,32 @@ class LocalGenerator:
             finish_reason="stop" if finish == "stop" else "length",
             timings=Timings(total_s=total, first_token_s=first_s), model=self.name,
             steering=record, prompt_tokens_dropped=plan.dropped)
+
+
+class LocalStream:
+    """The text pieces of one answer, iterated once; ``generation`` is set after the last."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self._used = False
+        self.generation: Generation | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._used:
+            raise InvalidInput("a stream can be iterated once; call stream() again for "
+                               "another answer")
+        self._used = True
+        pieces: list[str] = []
+        try:
+            for piece in self._run:
+                pieces.append(piece)
+                yield piece
+            self.generation = self._run.result("".join(pieces))
+        except Exception as exc:  # noqa: BLE001 - converted at the boundary, never swallowed
+            new = convert(exc, "LocalGenerator.stream")
+            if new is exc:
+                raise
+            raise new from exc
 
 
 class _Run:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +55,40 @@ LOCAL_PROMPT_DEFAULT = False  # on SmolLM2 the block cost substance and moved no
 
 NEW_USER_HINT = ("this user has not answered anything yet, so the answer is not personalized; "
                  "a few onboarding questions (Personalizer.onboarding) would let it be")
+
+
+class PersonalizedStream:
+    """The pieces of one personalized answer, iterated once; ``generation`` is set after the
+    last piece when the generator's stream reports its Generation."""
+
+    def __init__(self, plan: _Planned, inner: Iterable[str]) -> None:
+        self._plan, self._inner = plan, inner
+        self.generation: Generation | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._inner
+        done = getattr(self._inner, "generation", None)
+        self.generation = None if done is None else self._plan.finish(done)
+
+
+class AsyncPersonalizedStream:
+    """:class:`PersonalizedStream` for ``async for``."""
+
+    def __init__(self, start: Callable[[], Awaitable[tuple[_Planned, Any]]]) -> None:
+        self._start = start
+        self.generation: Generation | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        plan, inner = await self._start()
+        try:
+            async for piece in inner:
+                yield piece
+        finally:
+            close = getattr(inner, "aclose", None)
+            if close is not None:
+                await close()
+        done = getattr(inner, "generation", None)
+        self.generation = None if done is None else plan.finish(done)
 
 
 @dataclass(frozen=True)
@@ -259,30 +301,32 @@ class Personalizer:
 
     def stream(self, user_id: str, messages: MessagesLike, *,
                strength: float = DEFAULT_STRENGTH, strategy: Any = None,
-               prompt_profile: bool | None = None, **options: Any) -> Iterable[str]:
-        """:meth:`generate` piece by piece: the pieces join to the answer. The generator's
-        stream is returned as it is (a hosted stream's ``.generation`` is filled in after the
-        last piece)."""
+               prompt_profile: bool | None = None, **options: Any) -> PersonalizedStream:
+        """:meth:`generate` piece by piece: the pieces join to the answer; after the last one
+        ``.generation`` holds the Generation with its steering record (when the generator's
+        stream reports one, as local and hosted generators do)."""
         plan = self._plan(user_id, messages, strength, strategy, prompt_profile)
-        return self.generator.stream(plan.messages, **plan.extra, **options)
+        return PersonalizedStream(plan, self.generator.stream(plan.messages, **plan.extra,
+                                                              **options))
 
-    async def astream(self, user_id: str, messages: MessagesLike, *,
-                      strength: float = DEFAULT_STRENGTH, strategy: Any = None,
-                      prompt_profile: bool | None = None,
-                      **options: Any) -> AsyncIterator[str]:
-        """:meth:`stream` as an async iterator that never blocks the event loop."""
-        plan = await asyncio.to_thread(self._plan, user_id, messages, strength, strategy,
-                                       prompt_profile)
-        astream = getattr(self.generator, "astream", None)
-        if astream is not None:
-            pieces = astream(plan.messages, **plan.extra, **options)
-        else:
-            from ._async import iterate_in_thread
+    def astream(self, user_id: str, messages: MessagesLike, *,
+                strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                prompt_profile: bool | None = None,
+                **options: Any) -> AsyncPersonalizedStream:
+        """:meth:`stream` as an async iterable that never blocks the event loop (the profile
+        is read in a worker thread when iteration starts)."""
+        async def start() -> tuple[_Planned, Any]:
+            plan = await asyncio.to_thread(self._plan, user_id, messages, strength, strategy,
+                                           prompt_profile)
+            astream = getattr(self.generator, "astream", None)
+            if astream is not None:
+                return plan, astream(plan.messages, **plan.extra, **options)
+            from ._async import ThreadedStream
 
-            pieces = iterate_in_thread(iter(self.generator.stream(plan.messages, **plan.extra,
-                                                                  **options)))
-        async for piece in pieces:
-            yield piece
+            return plan, ThreadedStream(self.generator.stream(plan.messages, **plan.extra,
+                                                              **options))
+
+        return AsyncPersonalizedStream(start)
 
     def generate_batch(self, requests: Unchecked[Sequence[tuple[str, MessagesLike]]], *,
                        strength: float = DEFAULT_STRENGTH, strategy: Any = None,

@@ -106,3 +106,25 @@ def test_different_users_on_one_loaded_model_concurrently(tmp_path: Path,
         with ThreadPoolExecutor(len(users)) as pool:
             together = dict(zip(users, pool.map(ask, users), strict=True))
     assert together == alone
+
+
+def test_streams_report_the_whole_generation_after_the_last_piece(
+        tmp_path: Path, local: LocalGenerator) -> None:
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local) as p:
+        with_coefficients(p, "eve", 2.0)
+        whole = p.generate("eve", CHAT, max_new_tokens=12, prompt_profile=True)
+        stream = p.stream("eve", CHAT, max_new_tokens=12, prompt_profile=True)
+        assert stream.generation is None
+        assert "".join(stream) == whole.text
+        done = stream.generation
+        assert done.steering.levers == whole.steering.levers == ("prompt", "args", "lookahead")
+        assert (done.completion_tokens, done.token_ids) == (whole.completion_tokens,
+                                                            whole.token_ids)
+
+        async def run() -> Any:
+            s = p.astream("newbie", CHAT, max_new_tokens=5)
+            text = "".join([x async for x in s])
+            return text, s.generation
+
+        text, newbie = asyncio.run(run())
+    assert newbie.text == text and newbie.steering.new_user

@@ -1,0 +1,160 @@
+"""PersonalizedChatModel: LangChain's own standard test suites (unit and integration), once on a
+tiny local model and once on the hosted OpenAI generator against the local wire-format server;
+then what is ours: the user from the run's config, LCEL chains, batches, plain answers without
+a user."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tiny
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
+from provider_server import ProviderServer, echo_reply
+
+from personalizer import Personalizer
+from personalizer.backends import LocalGenerator, OpenAIGenerator
+from personalizer.backends.rewards import AttributeScorer, RewardSet
+from personalizer.integrations.langchain import PersonalizedChatModel
+
+REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])
+_TMP = tempfile.TemporaryDirectory(prefix="personalizer-langchain-")
+atexit.register(_TMP.cleanup)
+
+
+@functools.lru_cache(maxsize=None)
+def local_personalizer() -> Personalizer:
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None)
+    return Personalizer(Path(_TMP.name) / "local.db", rewards=REWARDS, generator=gen)
+
+
+@functools.lru_cache(maxsize=None)
+def server() -> ProviderServer:
+    srv = ProviderServer().start()
+    atexit.register(srv.close)
+    return srv
+
+
+@functools.lru_cache(maxsize=None)
+def hosted_personalizer() -> Personalizer:
+    gen = OpenAIGenerator("gpt-test", base_url=server().openai_base_url, api_key="sk-test",
+                          max_retries=0, timeout=10)
+    return Personalizer(Path(_TMP.name) / "hosted.db", generator=gen)
+
+
+class _Local:
+    @property
+    def chat_model_class(self) -> type[PersonalizedChatModel]:
+        return PersonalizedChatModel
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"personalizer": local_personalizer()}
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True  # local generations count their tokens, streamed or not
+
+
+class _Hosted(_Local):
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"personalizer": hosted_personalizer()}
+
+
+class TestLocalUnit(_Local, ChatModelUnitTests):
+    pass
+
+
+class TestLocalIntegration(_Local, ChatModelIntegrationTests):
+    pass
+
+
+class TestHostedUnit(_Hosted, ChatModelUnitTests):
+    pass
+
+
+class TestHostedIntegration(_Hosted, ChatModelIntegrationTests):
+    pass
+
+
+# -- ours ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hosted(tmp_path: Path) -> Personalizer:
+    srv = server()
+    srv.clear()
+    srv.reply = echo_reply
+    gen = OpenAIGenerator("gpt-test", base_url=srv.openai_base_url, api_key="sk-test",
+                          max_retries=0, timeout=10)
+    return Personalizer(tmp_path / "p.db", generator=gen)
+
+
+def system_prompts() -> list[str]:
+    return [r.body["messages"][0]["content"] for r in server().requests
+            if r.body["messages"][0]["role"] == "system"]
+
+
+def test_the_user_comes_from_the_run_config_in_an_lcel_chain(hosted: Personalizer) -> None:
+    hosted.set_summary("alice", "Likes answers about tea.")
+    hosted.set_summary("bob", "Likes answers about chess.")
+    prompt = ChatPromptTemplate.from_messages([("system", "You help with hobbies."),
+                                               ("human", "{question}")])
+    chain = prompt | PersonalizedChatModel(personalizer=hosted) | StrOutputParser()
+    answers = chain.batch([{"question": "What should I try?"}] * 2, config=[
+        {"configurable": {"user_id": "alice"}}, {"configurable": {"user_id": "bob"}}])
+    assert answers == ["Echo: What should I try?"] * 2
+    prompts = system_prompts()
+    assert len(prompts) == 2 and all(p.startswith("You help with hobbies.") for p in prompts)
+    assert sorted("tea" in p for p in prompts) == [False, True]  # each got only their own
+    assert sum("chess" in p for p in prompts) == 1
+
+
+async def test_async_batch_and_stream_read_the_user_too(hosted: Personalizer) -> None:
+    hosted.set_summary("alice", "Likes answers about tea.")
+    model = PersonalizedChatModel(personalizer=hosted)
+    config = {"configurable": {"user_id": "alice"}}
+    outs = await model.abatch(["Hi", "Hello"], config=config)
+    assert [o.response_metadata["personalized"] for o in outs] == [True, True]
+    chunks = [c async for c in model.astream("Hi", config=config)]
+    assert "".join(c.text for c in chunks) == "Echo: Hi"
+    assert chunks[-1].response_metadata["steering"]["levers"] == ["prompt"]
+    assert all("tea" in p for p in system_prompts())
+
+
+def test_without_a_user_the_answer_is_plain_and_says_so(hosted: Personalizer) -> None:
+    out = PersonalizedChatModel(personalizer=hosted).invoke("Hi")
+    assert out.text == "Echo: Hi" and out.response_metadata["personalized"] is False
+    assert "user_id" in out.response_metadata["note"]
+    assert hosted.store.count() == 0  # no profile read or created
+    assert server().requests[0].body["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+def test_a_new_user_is_served_and_the_record_says_so(hosted: Personalizer) -> None:
+    out = PersonalizedChatModel(personalizer=hosted).invoke(
+        "Hi", config={"configurable": {"user_id": "newcomer"}})
+    assert out.response_metadata["steering"]["new_user"] is True
+    assert out.usage_metadata["output_tokens"] == 2
+
+
+def test_local_steering_reaches_langchain_answers() -> None:
+    p = local_personalizer()
+    p.store.get_or_create("e-lover")
+    p.store.modify("e-lover", lambda prof: prof.model_copy(update={
+        "coefficients": {"e_count": 3.0}, "reward_set_id": REWARDS.id,
+        "reward_set_version": REWARDS.version}))
+    model = PersonalizedChatModel(personalizer=p, max_tokens=12, temperature=0)
+    steered = model.invoke("Hello there", config={"configurable": {"user_id": "e-lover"}})
+    plain = model.invoke("Hello there")
+    assert steered.response_metadata["steering"]["path"].startswith("args")
+    assert steered.text.count("e") > plain.text.count("e")
+    direct = p.generate("e-lover", "Hello there", max_new_tokens=12, do_sample=False)
+    assert steered.text == direct.text
