@@ -1,4 +1,5 @@
-"""Every subpackage reaches the wheel: pyproject's package list covers each folder of ours."""
+"""Every subpackage reaches the wheel: pyproject's package list covers each folder of ours, and
+every module imports from the built wheel outside the checkout."""
 
 from __future__ import annotations
 
@@ -21,3 +22,41 @@ def test_every_subpackage_is_listed_for_the_wheel() -> None:
             found.add(".".join((name, *rel)))
     assert found, "no packages found under package-dir"
     assert found <= listed, f"missing from [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_the_built_wheel_holds_every_module(tmp_path: Path) -> None:
+    """Build the wheel, install it without dependencies into a fresh virtual environment
+    outside the checkout (which sees this environment's packages, but not our checkout), and
+    import every module of the package from it."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(dist), str(ROOT)], check=True, cwd=tmp_path)
+    (wheel,) = dist.glob("personalizer-*.whl")
+    env = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    python = env / "bin" / "python"
+    site = Path(subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True).stdout.strip())
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(site), str(wheel)], check=True)
+    # this environment's packages (torch, transformers, SDKs), after the wheel's; a plain
+    # path line does not run the .pth files there, so our editable checkout stays out of it
+    (site / "test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    script = (
+        "import importlib, pkgutil, sys, personalizer\n"
+        f"assert personalizer.__file__.startswith({str(site)!r}), personalizer.__file__\n"
+        "names = [m.name for m in pkgutil.walk_packages(personalizer.__path__, 'personalizer.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n")
+    out = subprocess.run([str(python), "-c", script], check=True, capture_output=True,
+                         text=True, cwd=tmp_path)
+    modules = int(out.stdout.strip())
+    ours = sum(1 for folder in ("sdk", "backends", "profiles")
+               for f in (ROOT / folder).rglob("*.py"))
+    assert modules == ours - 1  # every .py file but personalizer/__init__ itself is a module
