@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from .models import Preference, Profile
+from .models import OnboardingState, Preference, Profile
 
 __all__ = ["PopulationSums", "ProfilePage", "ProfileStore"]
 
@@ -68,6 +68,8 @@ class ProfileStore(Protocol):
     ) -> Profile: ...
 
     def preferences(self, user_id: str) -> list[Preference]: ...
+
+    def onboarding_state(self, user_id: str) -> OnboardingState | None: ...
 
     def transaction(self, user_id: str, *, create: bool = True
                     ) -> AbstractContextManager[Any]: ...

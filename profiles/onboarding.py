@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from personalizer._boundary import public_api
-from personalizer.errors import InvalidInput
+from personalizer.errors import InvalidInput, ProfileNotFound
 
 from .base import ProfileStore
 from .learner import ProfileLearner, make_preference
@@ -164,36 +164,35 @@ class Onboarding:
                     diffs.append(feats[a] - feats[b])
         self._diffs = np.array(diffs)
         self._index = {q.id: i for i, q in enumerate(self._questions)}
-        self._start(max_questions, restart)
+        self._fresh = OnboardingState(
+            reward_set_id=reward_set.id, reward_set_version=reward_set.version,
+            pool_id=self.pool_id, max_questions=max_questions)
+        self._restart = restart  # start over at the first answer (reading writes nothing)
+        stored = store.onboarding_state(user_id)
+        same = stored is not None and (stored.pool_id, stored.reward_set_id,
+                                       stored.reward_set_version) == (
+            self.pool_id, reward_set.id, reward_set.version)
+        if stored is not None and not same and not restart:
+            raise InvalidInput(
+                f"{user_id!r} has an onboarding started with another question pool "
+                "or reward set; pass restart=True to start over (answers are kept)")
 
-    def _start(self, max_questions: int, restart: bool) -> None:
-        with self.store.transaction(self.user_id) as tx:
-            state = tx.onboarding
-            same = state is not None and (state.pool_id, state.reward_set_id,
-                                          state.reward_set_version) == (
-                self.pool_id, self.rewards.id, self.rewards.version)
-            if state is not None and not same and not restart:
-                raise InvalidInput(
-                    f"{self.user_id!r} has an onboarding started with another question pool "
-                    "or reward set; pass restart=True to start over (answers are kept)")
-            if state is None or restart:
-                tx.set_onboarding(OnboardingState(
-                    reward_set_id=self.rewards.id, reward_set_version=self.rewards.version,
-                    pool_id=self.pool_id, max_questions=max_questions))
+    # -- state (reading never writes: no profile is created, no lock is taken) -------------
 
-    # -- state ---------------------------------------------------------------------------
+    def _current(self, stored: OnboardingState | None) -> OnboardingState:
+        """The session's state: the stored one, or a fresh one until the first write."""
+        return self._fresh if stored is None or self._restart else stored
 
     @property
     def state(self) -> OnboardingState:
-        with self.store.transaction(self.user_id, create=False) as tx:
-            state = tx.onboarding
-        if state is None:
-            raise InvalidInput(f"{self.user_id!r} has no onboarding in progress")
-        return state
+        return self._current(self.store.onboarding_state(self.user_id))
 
     @property
     def profile(self) -> Profile:
-        return self.store.get(self.user_id)
+        try:
+            return self.store.get(self.user_id)
+        except ProfileNotFound:
+            return Profile(user_id=self.user_id)  # not created until the first answer
 
     @property
     def done(self) -> bool:
@@ -231,8 +230,21 @@ class Onboarding:
                             asked=self._asked(state))
         question = self._questions[i]
         with self.store.transaction(self.user_id) as tx:
-            tx.set_onboarding(state.model_copy(update={"pending": question.id}))
+            tx.set_onboarding(self._current(tx.onboarding).model_copy(
+                update={"pending": question.id}))
+        self._restart = False
         return question
+
+    def run(self, answer: Callable[[Question], int]) -> Profile:
+        """Ask until the session is done: ``answer(question)`` says which option the person
+        prefers (0 or 1) — a person at a prompt, a UI callback, or a simulated person
+        (:meth:`SimulatedUser.chooser`). Each answer is stored as it comes, so a session
+        that stops (an exception, a closed window) resumes where it stopped. Returns the
+        profile."""
+        while not self.done:
+            question = self.next_question()
+            self.answer(question.id, answer(question))
+        return self.profile
 
     def answer(self, question_id: str, preferred_index: int) -> Profile:
         """Record that the user preferred ``options[preferred_index]`` of that question."""
@@ -247,9 +259,10 @@ class Onboarding:
         pref = make_preference(q.prompt, chosen, rejected, source="onboarding")
         prior = self.learner.prior_for(self.user_id)
         with self.store.transaction(self.user_id) as tx:
-            state = tx.onboarding
-            if state is None or state.finished:
-                raise InvalidInput(f"no onboarding of {self.user_id!r} is in progress")
+            state = self._current(tx.onboarding)
+            if state.finished:
+                raise InvalidInput(f"onboarding of {self.user_id!r} is finished "
+                                   f"({len(state.asked)} answers)")
             if question_id in state.asked:
                 raise InvalidInput(f"question {question_id!r} was already answered")
             post = self.learner.posterior(tx.profile, prior=prior)
@@ -261,4 +274,5 @@ class Onboarding:
             provisional = tx.profile.model_copy(update=self.learner.fields(new_post))
             tx.set_onboarding(new_state.model_copy(
                 update={"finished": self._finished(new_state, provisional)}))
+        self._restart = False
         return tx.result

@@ -5,6 +5,9 @@ Used by tests, benchmarks and the demo (PersonalLLM-style weighted reward mixtur
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from personalizer.errors import InvalidInput
@@ -62,6 +65,15 @@ class SimulatedUser:
     def answer(self, features_first: np.ndarray, features_second: np.ndarray) -> int:
         """0 if they pick the first response, 1 for the second."""
         return 0 if self.prefers_first(np.asarray(features_first) - features_second) else 1
+
+    def chooser(self, rewards: Any) -> Callable[[Any], int]:
+        """An answer function for :meth:`Onboarding.run`: this person's choice between a
+        question's two options, judged on ``rewards``' features."""
+        def choose(question: Any) -> int:
+            f = rewards.features(question.prompt, list(question.options))
+            return self.answer(f[0], f[1])
+
+        return choose
 
     def truth(self, diffs: np.ndarray) -> np.ndarray:
         """Noise-free preferences (True where the first is preferred)."""

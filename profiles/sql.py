@@ -322,6 +322,12 @@ class SQLProfileStore:
             yield tx
             tx._flush()
 
+    def onboarding_state(self, user_id: str) -> OnboardingState | None:
+        """The user's stored onboarding state, or None (no profile, or none started). Reads
+        only: no profile is created and no lock is taken."""
+        validate_user_id(user_id)
+        return self._read_op(lambda conn: read_onboarding(conn, user_id), single=True)
+
     def preferences(self, user_id: str) -> list[Preference]:
         """The user's preference history, oldest first."""
         validate_user_id(user_id)

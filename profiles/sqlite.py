@@ -20,7 +20,14 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from personalizer.errors import InvalidInput, NotADatabase, SchemaTooNew, StoreBusy, StoreError
+from personalizer.errors import (
+    DatabaseNotFound,
+    InvalidInput,
+    NotADatabase,
+    SchemaTooNew,
+    StoreBusy,
+    StoreError,
+)
 
 from .base import PopulationSums
 from .schema import MIGRATIONS
@@ -61,10 +68,14 @@ class SQLiteProfileStore(SQLProfileStore):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 busy_timeout_s: float = 30.0) -> None:
+                 busy_timeout_s: float = 30.0, create: bool = True) -> None:
         if busy_timeout_s <= 0:
             raise InvalidInput("busy_timeout_s must be positive (seconds to wait for a lock)")
         self.path = str(path) if path is not None else default_db_path()
+        if not create and self.path != ":memory:" and not Path(self.path).exists():
+            raise DatabaseNotFound(
+                f"no database at {self.path!r}; check the path (--db or $PERSONALIZER_DB), "
+                "or create one by recording a preference")
         self._lock = threading.RLock()
         self._conn = self._connect(busy_timeout_s)
         self.db = Database(self._conn, execute_plugins=False)

@@ -6,6 +6,7 @@
 from .client import Personalizer
 from .errors import (
     BackendError,
+    DatabaseNotFound,
     InvalidInput,
     InvalidProfileData,
     InvalidUserId,
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "DatabaseNotFound",
     "Generation",
     "Generator",
     "InvalidInput",

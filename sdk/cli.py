@@ -61,7 +61,7 @@ def list_profiles(db: str, limit: int, after: str | None) -> None:
 
     Example: personalizer profiles list --db profiles.db --limit 20
     """
-    with Personalizer(db) as p:
+    with Personalizer(db, create=False) as p:
         page = p.list_profiles(limit=limit, after=after)
     table = Table("user", "preferences", "coefficients", "version", "updated (UTC)")
     for prof in page.profiles:
@@ -82,7 +82,7 @@ def show(db: str, user: str, as_json: bool) -> None:
 
     Example: personalizer profiles show alice
     """
-    with Personalizer(db) as p:
+    with Personalizer(db, create=False) as p:
         profile = p.profile(user)
     if as_json:
         click.echo(profile.model_dump_json(indent=2))
@@ -100,7 +100,7 @@ def export(db: str, user: str, output: str | None) -> None:
 
     Example: personalizer profiles export alice -o alice.json
     """
-    with Personalizer(db) as p:
+    with Personalizer(db, create=False) as p:
         text = json.dumps(p.export_profile(user), indent=2, ensure_ascii=False)
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
@@ -135,7 +135,7 @@ def delete(db: str, user: str, yes: bool) -> None:
     if not yes and not click.confirm(f"Delete every stored row of {user!r}?",
                                      default=False, err=True):
         raise click.ClickException("not deleted (pass --yes to skip this question)")
-    with Personalizer(db) as p:
+    with Personalizer(db, create=False) as p:
         removed = p.delete_profile(user)
     click.echo(f"deleted {user}: {removed} rows removed")
 
@@ -155,7 +155,7 @@ def summary(db: str, user: str, text: str | None, edit: bool) -> None:
     """
     if text is not None and edit:
         raise click.UsageError("pass --set TEXT or --edit, not both")
-    with Personalizer(db) as p:
+    with Personalizer(db, create=text is not None or edit) as p:
         if edit:
             edited = click.edit(p.profile(user).summary)
             if edited is None:
@@ -202,24 +202,25 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
     console = _console()
     with Personalizer(db, rewards=rewards) as p:
         session = p.onboarding(user, max_questions=questions, restart=restart)
-        step = len(session.state.asked)
-        while not session.done:
-            q = session.next_question()
-            step += 1
-            console.print(f"\n[bold]Question {step}[/] — {q.prompt}")
+        step = [len(session.state.asked)]
+        simulate = None if simulated is None else simulated.chooser(rewards)
+
+        def ask(q: Any) -> int:
+            step[0] += 1
+            console.print(f"\n[bold]Question {step[0]}[/] — {q.prompt}")
             for i, option in enumerate(q.options, start=1):
                 console.print(f"  [cyan]{i})[/] {_short(option)}")
-            if simulated is not None:
-                f = rewards.features(q.prompt, list(q.options))
-                choice = simulated.answer(f[0], f[1]) + 1
-                console.print(f"  → {choice} (simulated '{taste}' user)")
-            else:
-                choice = click.prompt("  Which do you prefer?", type=click.Choice(["1", "2"]),
-                                      show_choices=True)
-            session.answer(q.id, int(choice) - 1)
+            if simulate is not None:
+                choice = simulate(q)
+                console.print(f"  → {choice + 1} (simulated '{taste}' user)")
+                return choice
+            return int(click.prompt("  Which do you prefer?", type=click.Choice(["1", "2"]),
+                                    show_choices=True)) - 1
+
+        profile = session.run(ask)
         console.print(f"\n[bold]Onboarding of {user} complete[/] "
                       f"({len(session.state.asked)} answers).\n")
-        console.print(profile_view(p.profile(user)))
+        console.print(profile_view(profile))
 
 
 @main.command()

@@ -128,7 +128,8 @@ class Personalizer:
     (the profile in the system prompt; best-of-n reranking when asked). ``summarizer`` writes
     profile summaries (default: a :class:`~personalizer.profiles.Summarizer` on
     ``generator``); with ``summary_every=N`` a summary is refreshed once N preferences were
-    recorded since it was written.
+    recorded since it was written. ``create=False`` refuses an SQLite path where there is no
+    database yet instead of creating one (for tools that only read).
 
     >>> p = Personalizer(db=":memory:")
     >>> p.record_preference("alice", "Hi?", chosen="Hi!", rejected="Hello there, friend!")
@@ -138,10 +139,10 @@ class Personalizer:
 
     def __init__(self, db: Unchecked[str | os.PathLike[str] | ProfileStore | None] = None, *,
                  rewards: Any = None, generator: Generator | None = None,
-                 summarizer: Summarizer | None = None, summary_every: int | None = None
-                 ) -> None:
+                 summarizer: Summarizer | None = None, summary_every: int | None = None,
+                 create: bool = True) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
-            self.store: ProfileStore = open_store(db)
+            self.store: ProfileStore = open_store(db, create=create)
             self._owns_store = True
         elif isinstance(db, ProfileStore):
             self.store = db

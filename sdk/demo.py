@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +23,11 @@ from .render import profile_view
 from .types import Generation
 
 __all__ = ["DEMO_PROMPTS", "DEMO_USERS", "run_demo"]
+
+
+def _short(text: str, width: int = 110) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 DEMO_PROMPTS = ("How do I get better sleep?", "How should I start learning to cook?")
 DEMO_USERS = {"demo-terse": "terse", "demo-thorough": "thorough"}  # user -> hidden taste
@@ -52,11 +58,21 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
             except ProfileNotFound:
                 pass
             hidden = SimulatedUser(taste_vector(taste, rewards.names), beta=2.0, seed=seed)
+            choose = hidden.chooser(rewards)
+            shown = seed == 0  # the first user's questions are printed as they are asked
+
+            def answer(q: Any, choose: Any = choose, shown: bool = shown,
+                       user_id: str = user_id) -> int:
+                choice = choose(q)
+                if shown:
+                    console.print(f"[bold]{user_id}[/] — {q.prompt}")
+                    for i, option in enumerate(q.options):
+                        mark = "→" if i == choice else " "
+                        console.print(f"  {mark} {i + 1}) {_short(option)}")
+                return choice
+
             session = p.onboarding(user_id, max_questions=questions)
-            while not session.done:
-                q = session.next_question()
-                f = rewards.features(q.prompt, list(q.options))
-                session.answer(q.id, hidden.answer(f[0], f[1]))
+            session.run(answer)
             console.print(f"onboarded [bold]{user_id}[/] (hidden taste: {taste}) with "
                           f"{len(session.state.asked)} questions")
         console.print()

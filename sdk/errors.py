@@ -14,6 +14,7 @@ one class and messages say what to do next::
     ├── ProfileExists                      create/import over an existing profile
     ├── StoreError                         the profile store cannot do its job
     │   ├── NotADatabase                   the file is not an SQLite database
+    │   ├── DatabaseNotFound               no database file where a read-only use expected one
     │   ├── StoreBusy                      locked by other writers for longer than the timeout
     │   ├── StoreUnavailable               the database server cannot be reached (says whether
     │   │                                  anything was written)
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "DatabaseNotFound",
     "InvalidInput",
     "InvalidProfileData",
     "InvalidUserId",
@@ -117,6 +119,10 @@ class StoreError(PersonalizerError):
 
 class NotADatabase(StoreError):
     """The store path exists but is not an SQLite database."""
+
+
+class DatabaseNotFound(StoreError, LookupError):
+    """No database file at the path, where one was expected (reading never creates one)."""
 
 
 class StoreBusy(StoreError):

@@ -28,13 +28,8 @@ def rewards():  # noqa: ANN201
     return default_reward_set()
 
 
-def answer_all(ob: Onboarding, user: SimulatedUser, rewards, limit: int = 100) -> None:  # noqa: ANN001
-    for _ in range(limit):
-        if ob.done:
-            return
-        q = ob.next_question()
-        f = rewards.features(q.prompt, list(q.options))
-        ob.answer(q.id, user.answer(f[0], f[1]))
+def answer_all(ob: Onboarding, user: SimulatedUser, rewards) -> None:  # noqa: ANN001
+    ob.run(user.chooser(rewards))
 
 
 def test_question_bank_has_30_plus_distinct_questions() -> None:
@@ -220,3 +215,38 @@ def test_causal_lm_encoder_feeds_learned_heads() -> None:
     np.testing.assert_allclose(e[1], single[0], rtol=1e-4, atol=1e-5)  # padding-independent
     heads = EmbeddingHeads(enc, np.ones((2, 64)), None, ["h0", "h1"])
     assert RewardSet("lm-heads", [heads]).features("q", ["a", "b"]).shape == (2, 2)
+
+
+def test_reading_an_onboarding_never_writes(db_path: Path, rewards) -> None:  # noqa: ANN001
+    import sqlite3
+
+    from personalizer.profiles import SQLiteProfileStore
+
+    SQLiteProfileStore(db_path).close()  # the schema exists; nobody is in it
+    writer = sqlite3.connect(db_path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock throughout
+    try:
+        with SQLiteProfileStore(db_path, busy_timeout_s=0.2) as store:
+            ob = Onboarding(store, rewards, "reader", max_questions=5)
+            assert (ob.done, ob.remaining, ob.state.asked) == (False, len(ob._questions), [])
+            assert ob.profile.preference_count == 0
+            assert store.count() == 0  # no profile was created by looking
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with SQLiteProfileStore(db_path) as store:
+        ob = Onboarding(store, rewards, "reader", max_questions=5)
+        q = ob.next_question()  # acting writes: now the profile and the session exist
+        assert store.onboarding_state("reader").pending == q.id
+        ob.answer(q.id, 0)
+        assert store.get("reader").preference_count == 1
+
+
+def test_read_only_cli_verbs_refuse_a_missing_database_file(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    for verb in (["list"], ["show", "alice"], ["export", "alice"], ["summary", "alice"],
+                 ["delete", "alice", "--yes"]):
+        out = CliRunner().invoke(main, ["profiles", *verb, "--db", str(missing)])
+        assert out.exit_code == 1 and "DatabaseNotFound" in out.output, verb
+        assert "typo.db" in out.output
+    assert not missing.exists()
