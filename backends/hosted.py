@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import inspect
 import os
@@ -228,6 +229,15 @@ class HostedGenerator:
                 "api_key=, or pass a ready client=")
 
     example_model: ClassVar[str] = ""
+
+    def with_rewards(self, rewards: Unchecked[Any]) -> HostedGenerator:
+        """This generator with a reward set to rerank best-of-n candidates by (the same
+        clients); this object is left as it is."""
+        if rewards is not None and not hasattr(rewards, "coefficient_vector"):
+            raise InvalidInput("rewards must be a RewardSet (or None)")
+        twin = copy.copy(self)
+        twin.rewards = rewards
+        return twin
 
     def __repr__(self) -> str:
         where = f", base_url={_without_credentials(self._base_url)!r}" if self._base_url else ""

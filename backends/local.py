@@ -9,6 +9,7 @@ turns the rows into text, streams and :class:`~personalizer.Generation` records.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -96,6 +97,13 @@ class LocalGenerator:
 
     def __repr__(self) -> str:
         return f"LocalGenerator({self.name!r})"
+
+    def with_rewards(self, rewards: Unchecked[Any]) -> LocalGenerator:
+        """This generator with another reward set: the same loaded model and tokenizer (no
+        copy of the weights); this object is left as it is."""
+        twin = copy.copy(self)
+        twin.rewards = rewards
+        return twin
 
     # -- public API --------------------------------------------------------------------
 

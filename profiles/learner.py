@@ -109,6 +109,14 @@ class ProfileLearner:
         validate_user_id(user_id)
         pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
         d = self.diff(prompt, chosen, rejected)  # outside the write lock: may be slow
+        try:
+            current = self.store.get(user_id)
+        except LookupError:
+            current = None
+        if current is not None and current.preference_count and not current.coefficients:
+            # a history stored before a reward set was configured: learn from all of it
+            self.store.append_preferences(user_id, [pref], create=False)
+            return self.refit(user_id)
         prior = self.prior_for(user_id)
         with self.store.transaction(user_id) as tx:
             post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])

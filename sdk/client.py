@@ -57,6 +57,26 @@ NEW_USER_HINT = ("this user has not answered anything yet, so the answer is not 
                  "a few onboarding questions (Personalizer.onboarding) would let it be")
 
 
+def _one_reward_set(rewards: Any, generator: Any) -> tuple[Any, Any]:
+    """The reward set given once: the facade's, handed to a generator that has none (as a
+    twin sharing its model; the caller's object is left as it is), or the generator's when the
+    facade was given none. Two different sets are refused."""
+    if generator is None or not hasattr(generator, "rewards"):
+        return rewards, generator
+    own = generator.rewards
+    if rewards is None:
+        return own, generator
+    if own is None:
+        twin = getattr(generator, "with_rewards", None)
+        return rewards, (twin(rewards) if twin is not None else generator)
+    if (own.id, own.version) != (rewards.id, rewards.version):
+        raise InvalidInput(
+            f"the generator's reward set ({own.id!r} v{own.version}) is not the one given as "
+            f"rewards= ({rewards.id!r} v{rewards.version}); give the reward set once, to "
+            "either of them")
+    return rewards, generator
+
+
 class PersonalizedStream:
     """The pieces of one personalized answer, iterated once; ``generation`` is set after the
     last piece when the generator's stream reports its Generation."""
@@ -123,6 +143,9 @@ class Personalizer:
     ``rewards`` is the :class:`~personalizer.backends.rewards.RewardSet` that profiles'
     coefficients are learned over (for example
     :func:`personalizer.profiles.default_reward_set`); without it preferences are only stored.
+    Give it once: a generator without a reward set steers with this one (``p.generator`` is
+    then a twin of yours sharing its model), and a generator's own set is used when
+    ``rewards`` is not given.
     ``generator`` answers: a :class:`~personalizer.backends.LocalGenerator` (reward-guided
     decoding) or a hosted one such as :class:`~personalizer.backends.OpenAIGenerator`
     (the profile in the system prompt; best-of-n reranking when asked). ``summarizer`` writes
@@ -159,6 +182,7 @@ class Personalizer:
         if summary_every is not None and generator is None and summarizer is None:
             raise InvalidInput("summary_every needs a model to write summaries with: pass "
                                "generator=... or summarizer=Summarizer(generator)")
+        rewards, generator = _one_reward_set(rewards, generator)
         self.rewards = rewards
         self.generator = generator
         self.summarizer = summarizer
@@ -249,6 +273,12 @@ class Personalizer:
                             "preference", type(exc).__name__)
                 log.debug("summary refresh failure: %s", exc)
         return profile
+
+    def refit(self, user_id: str) -> Profile:
+        """Learn the user's coefficients again from their whole history against this reward
+        set (after changing reward sets; preferences stored before any set was configured
+        are folded in by the next recorded preference on their own)."""
+        return self._need_learner("refit").refit(user_id)
 
     def delete_preference(self, user_id: str, index: int) -> Profile:
         """Remove one preference (0 = oldest) and learn the coefficients again without it."""

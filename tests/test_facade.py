@@ -128,3 +128,37 @@ def test_streams_report_the_whole_generation_after_the_last_piece(
 
         text, newbie = asyncio.run(run())
     assert newbie.text == text and newbie.steering.new_user
+
+
+def test_the_reward_set_is_given_once(tmp_path: Path) -> None:
+    bare = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), quality=None)
+    with Personalizer(tmp_path / "a.db", rewards=REWARDS, generator=bare) as p:
+        assert bare.rewards is None and p.generator.rewards is REWARDS  # a twin, not mutated
+        assert p.generator.model is bare.model  # sharing the loaded weights
+        with_coefficients(p, "eve", 2.0)
+        assert p.generate("eve", CHAT, max_new_tokens=4).steering.path.startswith("args")
+    owned = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None)
+    with Personalizer(tmp_path / "b.db", generator=owned) as p:
+        assert p.rewards is REWARDS  # the generator's set, for learning too
+        assert p.record_preference("bob", "q", "eee", "a").coefficients
+    other = RewardSet("other", [AttributeScorer("a_count", "more a", lambda t: t.count("a"))])
+    from personalizer import InvalidInput
+
+    with pytest.raises(InvalidInput, match="give the reward set once"):
+        Personalizer(tmp_path / "c.db", rewards=other, generator=owned)
+
+
+def test_preferences_stored_before_a_reward_set_are_learned_from(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    with Personalizer(db) as p:  # an app that only collected preferences at first
+        for i in range(3):
+            p.record_preference("ann", f"q{i}", "eeee", "a")
+        assert p.profile("ann").coefficients == {}
+    with Personalizer(db, rewards=REWARDS) as p:
+        later = p.record_preference("ann", "q3", "a", "ee")  # one the other way round
+        assert later.preference_count == 4
+        assert later.coefficients["e_count"] > 0  # three earlier answers outweigh it
+        assert p.refit("ann").coefficients == pytest.approx(later.coefficients)
+    with Personalizer(tmp_path / "alone.db", rewards=REWARDS) as p:
+        only = p.record_preference("ann", "q3", "a", "ee")
+    assert only.coefficients["e_count"] < 0  # what the last answer alone would say
