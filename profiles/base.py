@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from .models import OnboardingState, Preference, Profile
+from .models import OnboardingState, Preference, Profile, Rating, StoredGeneration
 
 __all__ = ["PopulationSums", "ProfilePage", "ProfileStore"]
 
@@ -70,6 +70,13 @@ class ProfileStore(Protocol):
     def preferences(self, user_id: str) -> list[Preference]: ...
 
     def onboarding_state(self, user_id: str) -> OnboardingState | None: ...
+
+    def save_generation(self, user_id: str, generation: StoredGeneration, *, keep: int = ...,
+                        max_age_s: float = ...) -> None: ...
+
+    def generation(self, user_id: str, generation_id: str) -> StoredGeneration | None: ...
+
+    def ratings(self, user_id: str) -> list[Rating]: ...
 
     def transaction(self, user_id: str, *, create: bool = True
                     ) -> AbstractContextManager[Any]: ...

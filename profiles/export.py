@@ -1,12 +1,12 @@
 """The profile export format: one user's profile and full preference history as JSON.
 
-Schema ``personalizer.profile-export``, version 3. Older versions are still read: version 2
-files have no summary metadata (a summary in them counts as the person's own), version 1
-files no ``onboarding`` key either::
+Schema ``personalizer.profile-export``, version 4. Older versions are still read: version 3
+files have no ``generations`` or ``ratings``, version 2 files no summary metadata either (a
+summary in them counts as the person's own), version 1 files no ``onboarding`` key::
 
     {
       "schema": "personalizer.profile-export",
-      "schema_version": 3,
+      "schema_version": 4,
       "exported_at": "2026-11-24T18:00:00.000000Z",
       "profile": {                      # every field of personalizer.profiles.Profile
         "user_id": "alice",
@@ -26,7 +26,13 @@ files no ``onboarding`` key either::
         {"prompt": "...", "chosen": "...", "rejected": "...", "reason": null,
          "source": "feedback", "created_at": "..."}
       ],
-      "onboarding": null                # or the OnboardingState: pool, asked ids, pending id
+      "onboarding": null,               # or the OnboardingState: pool, asked ids, pending id
+      "generations": [                  # answers kept for feedback (retention-limited)
+        {"id": "<32 hex>", "prompt": "...", "answer": "...", "created_at": "..."}
+      ],
+      "ratings": [                      # thumbs up / down, oldest first
+        {"prompt": "...", "answer": "...", "rating": "down", "created_at": "..."}
+      ]
     }
 
 Readers refuse a ``schema_version`` newer than :data:`EXPORT_SCHEMA_VERSION` with
@@ -44,12 +50,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from personalizer.errors import InvalidProfileData, UnsupportedSchemaVersion
 
-from .models import OnboardingState, Preference, Profile, utcnow
+from .models import OnboardingState, Preference, Profile, Rating, StoredGeneration, utcnow
 
 __all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_export"]
 
 EXPORT_SCHEMA = "personalizer.profile-export"
-EXPORT_SCHEMA_VERSION = 3
+EXPORT_SCHEMA_VERSION = 4
 SUMMARY_FIELDS = frozenset({"summary_source", "summary_written_at", "summary_preferences",
                             "summary_stale", "summary_digest"})
 
@@ -62,11 +68,13 @@ class ProfileExport(BaseModel):
     schema_: Literal["personalizer.profile-export"] = Field(
         default=EXPORT_SCHEMA, alias="schema"
     )
-    schema_version: Literal[1, 2, 3] = EXPORT_SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = EXPORT_SCHEMA_VERSION
     exported_at: datetime = Field(default_factory=utcnow)
     profile: Profile
     preferences: list[Preference] = Field(default_factory=list)
     onboarding: OnboardingState | None = None
+    generations: list[StoredGeneration] = Field(default_factory=list)
+    ratings: list[Rating] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _counts_match(self) -> ProfileExport:
@@ -90,7 +98,7 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
     """Validate an export given as a dict or JSON text.
 
     Raises :class:`InvalidProfileData` (naming the first problem) for anything that is not a
-    version 1, 2 or 3 export, and :class:`UnsupportedSchemaVersion` for a newer version.
+    version 1 to 4 export, and :class:`UnsupportedSchemaVersion` for a newer version.
     """
     if isinstance(data, (str, bytes)):
         try:
@@ -118,6 +126,12 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
             raise InvalidProfileData(
                 f"invalid profile export: profile fields {sorted(added)} are new in schema "
                 f"version 3, but the file says version {version}")
+    if version in (1, 2, 3):
+        newer = {"generations", "ratings"} & set(data)
+        if newer:
+            raise InvalidProfileData(
+                f"invalid profile export: {sorted(newer)} are new in schema version 4, but "
+                f"the file says version {version}")
     try:
         return ProfileExport.model_validate(data)
     except ValidationError as exc:

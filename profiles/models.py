@@ -26,8 +26,8 @@ from pydantic import (
 
 from personalizer.errors import InvalidUserId
 
-__all__ = ["OnboardingState", "Preference", "Profile", "history_digest", "summary_by_person",
-           "utcnow", "validate_user_id"]
+__all__ = ["OnboardingState", "Preference", "Profile", "Rating", "StoredGeneration",
+           "history_digest", "summary_by_person", "utcnow", "validate_user_id"]
 
 USER_ID_MAX = 128
 _USER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]*")
@@ -232,6 +232,37 @@ def summary_by_person(text: str, preference_count: int, now: datetime) -> dict[s
     return {"summary": text, "summary_source": "user", "summary_written_at": now,
             "summary_preferences": preference_count, "summary_stale": False,
             "summary_digest": None}
+
+
+class StoredGeneration(BaseModel):
+    """An answer given to a user, kept (within the retention limits) so that the person can
+    rate, choose or edit it afterwards (:meth:`Personalizer.record_feedback`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The generation id.")
+    prompt: str = Field(description="The last user message it answered.")
+    answer: str = Field(description="The answer's text.")
+    created_at: datetime = Field(default_factory=utcnow)
+
+    _utc = field_validator("created_at")(_as_utc)
+
+
+class Rating(BaseModel):
+    """A thumbs up or down on one answer: part of the user's history, like a preference.
+
+    Modelled as a comparison with a typical answer: on the reward set's normalised scale a
+    typical answer's features are zero, so ``up`` says ``c . phi(answer) > 0`` and ``down``
+    says ``< 0``, one Bradley-Terry term each (a unary likelihood on the answer's reward)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str
+    answer: str
+    rating: Literal["up", "down"]
+    created_at: datetime = Field(default_factory=utcnow)
+
+    _utc = field_validator("created_at")(_as_utc)
 
 
 class OnboardingState(BaseModel):

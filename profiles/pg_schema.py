@@ -61,4 +61,23 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
         "WHERE summary <> ''",
     )),
+    ("m005_generations", (
+        """CREATE TABLE generations (
+            id text PRIMARY KEY,
+            user_id text NOT NULL REFERENCES profiles (user_id),
+            prompt text NOT NULL,
+            answer text NOT NULL,
+            created_at timestamptz NOT NULL
+        )""",
+        "CREATE INDEX idx_generations_user_id_created_at ON generations (user_id, created_at)",
+        """CREATE TABLE ratings (
+            id bigserial PRIMARY KEY,
+            user_id text NOT NULL REFERENCES profiles (user_id),
+            prompt text NOT NULL,
+            answer text NOT NULL,
+            rating text NOT NULL,
+            created_at timestamptz NOT NULL
+        )""",
+        "CREATE INDEX idx_ratings_user_id_id ON ratings (user_id, id)",
+    )),
 )

@@ -16,7 +16,8 @@ __all__ = ["MIGRATIONS", "USER_TABLES"]
 MIGRATIONS = Migrations("personalizer")
 
 # Every table with per-user rows, children first (delete order).
-USER_TABLES: tuple[str, ...] = ("preferences", "onboarding", "profiles")
+USER_TABLES: tuple[str, ...] = ("preferences", "onboarding", "generations", "ratings",
+                                 "profiles")
 
 
 @MIGRATIONS()
@@ -87,3 +88,17 @@ def m004_summary_meta(db: Database) -> None:
                 "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
                 "WHERE summary <> ''"):
         db.execute(sql)
+
+
+@MIGRATIONS()
+def m005_generations(db: Database) -> None:
+    # Answers kept for feedback (retention-limited), and thumbs up/down ratings (history).
+    db.execute("CREATE TABLE generations (id TEXT PRIMARY KEY, user_id TEXT NOT NULL "
+               "REFERENCES profiles (user_id), prompt TEXT NOT NULL, answer TEXT NOT NULL, "
+               "created_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_generations_user_id_created_at "
+               "ON generations (user_id, created_at)")
+    db.execute("CREATE TABLE ratings (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL "
+               "REFERENCES profiles (user_id), prompt TEXT NOT NULL, answer TEXT NOT NULL, "
+               "rating TEXT NOT NULL, created_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_ratings_user_id_id ON ratings (user_id, id)")

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
@@ -36,6 +36,8 @@ from .models import (
     OnboardingState,
     Preference,
     Profile,
+    Rating,
+    StoredGeneration,
     history_digest,
     summary_by_person,
     utcnow,
@@ -54,6 +56,10 @@ PROFILE_COLUMNS = (
     "summary_preferences, summary_stale, summary_digest"
 )
 PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at"
+_INSERT_GENERATION = ("INSERT INTO generations (id, user_id, prompt, answer, created_at) "
+                      "VALUES (?, ?, ?, ?, ?)")
+_INSERT_RATING = ("INSERT INTO ratings (user_id, prompt, answer, rating, created_at) "
+                  "VALUES (?, ?, ?, ?, ?)")
 _INSERT_PREFERENCE = (f"INSERT INTO preferences (user_id, {PREFERENCE_COLUMNS}, append_key) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -322,6 +328,45 @@ class SQLProfileStore:
             yield tx
             tx._flush()
 
+    def save_generation(self, user_id: str, generation: StoredGeneration, *, keep: int = 100,
+                        max_age_s: float = 30 * 86400) -> None:
+        """Keep an answer given to ``user_id`` for later feedback, then drop the user's kept
+        answers beyond the newest ``keep`` or older than ``max_age_s`` (in one transaction).
+        Saving the same id twice writes it once."""
+        validate_user_id(user_id)
+        cutoff = (utcnow() - timedelta(seconds=max_age_s)).isoformat()
+
+        def op(conn: Connection) -> None:
+            self._get(conn, user_id, lock=True)
+            conn.execute(_INSERT_GENERATION + " ON CONFLICT (id) DO NOTHING", (
+                generation.id, user_id, generation.prompt, generation.answer,
+                generation.created_at.isoformat()))
+            conn.execute(
+                "DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
+                "(SELECT id FROM generations WHERE user_id = ? "
+                "ORDER BY created_at DESC, id DESC LIMIT ?))",
+                (user_id, cutoff, user_id, keep))
+
+        self._write_op(op, idempotent=True)
+
+    def generation(self, user_id: str, generation_id: str) -> StoredGeneration | None:
+        """A kept answer of ``user_id`` by id, or None (unknown, another user's, or dropped
+        by the retention limits)."""
+        validate_user_id(user_id)
+
+        def op(conn: Connection) -> StoredGeneration | None:
+            row = conn.execute("SELECT id, prompt, answer, created_at FROM generations "
+                               "WHERE id = ? AND user_id = ?",
+                               (generation_id, user_id)).fetchone()
+            return None if row is None else generation_from_row(row)
+
+        return self._read_op(op, single=True)
+
+    def ratings(self, user_id: str) -> list[Rating]:
+        """The user's thumbs up/down, oldest first."""
+        validate_user_id(user_id)
+        return self._read_op(lambda conn: read_ratings(conn, user_id), single=True)
+
     def onboarding_state(self, user_id: str) -> OnboardingState | None:
         """The user's stored onboarding state, or None (no profile, or none started). Reads
         only: no profile is created and no lock is taken."""
@@ -347,7 +392,9 @@ class SQLProfileStore:
         def op(conn: Connection) -> ProfileExport:  # one snapshot: the count matches the rows
             return ProfileExport(profile=self._get(conn, user_id),
                                  preferences=read_preferences(conn, user_id),
-                                 onboarding=read_onboarding(conn, user_id))
+                                 onboarding=read_onboarding(conn, user_id),
+                                 generations=read_generations(conn, user_id),
+                                 ratings=read_ratings(conn, user_id))
 
         return self._read_op(op).to_json_dict()
 
@@ -378,6 +425,11 @@ class SQLProfileStore:
                 (profile.user_id, *preference_row(p), None) for p in doc.preferences])
             if doc.onboarding is not None:
                 write_onboarding(conn, profile.user_id, doc.onboarding)
+            conn.executemany(_INSERT_GENERATION, [
+                (g.id, profile.user_id, g.prompt, g.answer, g.created_at.isoformat())
+                for g in doc.generations])
+            conn.executemany(_INSERT_RATING, [(profile.user_id, *rating_row(r))
+                                              for r in doc.ratings])
             return profile
 
         def landed(conn: Connection) -> Any:
@@ -483,6 +535,7 @@ class UserTransaction:
         self._key = key
         self.profile = profile  # as read (and locked) at the start of the transaction
         self._appended: list[Preference] = []
+        self._rated: list[Rating] = []
         self._removed = 0
         self._folded = profile.summary_preferences  # the summary's preferences still stored
         self._changes: dict[str, Any] = {}
@@ -514,6 +567,15 @@ class UserTransaction:
                                f"{sorted(allowed)}")
         self._changes.update(fields)
 
+    @property
+    def ratings(self) -> list[Rating]:
+        """The user's stored ratings (before this transaction's), oldest first."""
+        return read_ratings(self._conn, self.profile.user_id)
+
+    def rate(self, ratings: Sequence[Rating]) -> None:
+        """Stage thumbs up/down ratings for the history."""
+        self._rated += [revalidate(r) for r in ratings]
+
     def set_onboarding(self, state: OnboardingState | None) -> None:
         self._onboarding = state
 
@@ -532,7 +594,7 @@ class UserTransaction:
                                      self.profile.summary_source == "summarizer")
 
     def _flush(self) -> None:
-        if not (self._appended or self._removed or self._changes
+        if not (self._appended or self._removed or self._changes or self._rated
                 or self._onboarding is not False):
             return
         p = self.profile
@@ -541,6 +603,9 @@ class UserTransaction:
             self._conn.executemany(_INSERT_PREFERENCE, [
                 (uid, *preference_row(x), f"{self._key}:{i}")
                 for i, x in enumerate(self._appended)])
+        if self._rated:
+            self._conn.executemany(_INSERT_RATING, [(uid, *rating_row(r))
+                                                    for r in self._rated])
         new = revalidate(p.model_copy(update={
             "summary_preferences": self._folded,
             **self._changes,
@@ -592,6 +657,27 @@ def read_preferences(conn: Connection, user_id: str) -> list[Preference]:
     ).fetchall()
     return [Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
                        created_at=_when(r[5])) for r in rows]
+
+
+def read_generations(conn: Connection, user_id: str) -> list[StoredGeneration]:
+    rows = conn.execute("SELECT id, prompt, answer, created_at FROM generations "
+                        "WHERE user_id = ? ORDER BY created_at, id", (user_id,)).fetchall()
+    return [generation_from_row(r) for r in rows]
+
+
+def generation_from_row(r: Sequence[Any]) -> StoredGeneration:
+    return StoredGeneration(id=r[0], prompt=r[1], answer=r[2], created_at=_when(r[3]))
+
+
+def read_ratings(conn: Connection, user_id: str) -> list[Rating]:
+    rows = conn.execute("SELECT prompt, answer, rating, created_at FROM ratings "
+                        "WHERE user_id = ? ORDER BY id", (user_id,)).fetchall()
+    return [Rating(prompt=r[0], answer=r[1], rating=r[2], created_at=_when(r[3]))
+            for r in rows]
+
+
+def rating_row(r: Rating) -> tuple[Any, ...]:
+    return (r.prompt, r.answer, r.rating, r.created_at.isoformat())
 
 
 def read_onboarding(conn: Connection, user_id: str) -> OnboardingState | None:

@@ -150,17 +150,25 @@ def test_import_refuses_existing_unless_replace(store: SQLProfileStore) -> None:
 
 
 def test_delete_removes_every_row_of_that_user_only(store: SQLProfileStore, db: str) -> None:
+    from uuid import uuid4
+
+    from personalizer.profiles.models import Rating, StoredGeneration
+
     for user in ("alice", "bob", "carol"):
         store.append_preferences(user, [pref(i) for i in range(4)])
         store.modify(user, _tasteful)
+        store.save_generation(user, StoredGeneration(id=uuid4().hex, prompt="q", answer="a"))
+        with store.transaction(user) as tx:
+            tx.rate([Rating(prompt="q", answer="a", rating="down")])
     def others() -> dict:
         return {u: {k: v for k, v in store.export_profile(u).items() if k != "exported_at"}
                 for u in ("alice", "carol")}
 
     before = others()
-    assert store.delete("bob") == 5  # 4 preferences + 1 profile row
+    assert store.delete("bob") == 7  # 4 preferences, a generation, a rating, the profile
     assert set(user_rows(db, "bob").values()) == {0}
-    assert user_rows(db, "alice") == {"preferences": 4, "profiles": 1, "onboarding": 0}
+    assert user_rows(db, "alice") == {"preferences": 4, "profiles": 1, "onboarding": 0,
+                                      "generations": 1, "ratings": 1}
     assert others() == before
     with pytest.raises(ProfileNotFound):
         store.delete("bob")
@@ -273,7 +281,7 @@ def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
     names = [r[0] for r in conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
     assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys",
-                     "m004_summary_meta"]
+                     "m004_summary_meta", "m005_generations"]
     conn.close()
 
 
@@ -308,18 +316,22 @@ def test_version_1_and_2_exports_still_import(store: SQLProfileStore) -> None:
     store.append_preferences("alice", [pref(0)])
     store.modify("alice", lambda p: p.model_copy(update={"summary": "Likes it short."}))
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 3 and doc["onboarding"] is None
-    v2 = doc | {"schema_version": 2, "profile": {
+    assert doc["schema_version"] == 4 and doc["onboarding"] is None
+    v3 = {k: v for k, v in doc.items() if k not in ("generations", "ratings")} | {
+        "schema_version": 3}
+    v2 = v3 | {"schema_version": 2, "profile": {
         k: v for k, v in doc["profile"].items() if k not in SUMMARY_FIELDS}}
     v1 = {k: v for k, v in v2.items() if k != "onboarding"} | {"schema_version": 1}
-    for old in (v1, v2):
+    for old in (v1, v2, v3):
         store.delete("alice")
         back = store.import_profile(old)
         assert back.preference_count == 1 and back.summary == "Likes it short."
         # a summary from before summaries had an author is the person's: never overwritten
         assert back.summary_source == "user" and not back.summary_stale
     with pytest.raises(InvalidProfileData, match="new in schema version 3"):
-        store.import_profile(doc | {"schema_version": 2}, replace=True)
+        store.import_profile(v3 | {"schema_version": 2}, replace=True)
+    with pytest.raises(InvalidProfileData, match="new in schema version 4"):
+        store.import_profile(doc | {"schema_version": 3}, replace=True)
 
 
 def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:

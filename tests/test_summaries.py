@@ -200,7 +200,7 @@ def test_summary_metadata_survives_export_and_import_across_stores(
         record(p, "alice", 0)
         written = p.update_summary("alice")
         doc = p.export_profile("alice")
-    assert doc["schema_version"] == 3 and doc["profile"]["summary_source"] == "summarizer"
+    assert doc["schema_version"] == 4 and doc["profile"]["summary_source"] == "summarizer"
     with Personalizer(tmp_path / "other.db") as q:
         back = q.import_profile(doc)
     assert back == written
