@@ -11,7 +11,7 @@ The prior is an aggregate computed on demand, so a deleted user stops counting a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from personalizer.errors import InvalidInput, RewardSetMismatch, VersionConflict
 
 from .base import ProfileStore
 from .learning import Posterior, fit_posterior, preference_probability, prior_from_sums
-from .models import Preference, Profile, validate_user_id
+from .models import Preference, Profile, Rating, validate_user_id
 
 __all__ = ["ProfileLearner", "make_preference"]
 
@@ -124,6 +124,30 @@ class ProfileLearner:
             tx.update(**self.fields(post))
         return tx.result
 
+    def rating_term(self, rating: Rating) -> np.ndarray:
+        """A thumbs up/down as one Bradley-Terry term: the answer against a typical answer,
+        whose normalised features are zero (see :class:`Rating`)."""
+        f = self.rewards.features(rating.prompt, [rating.answer])[0]
+        return f if rating.rating == "up" else -f
+
+    def record_rating(self, user_id: str, prompt: str, answer: str,
+                      rating: Literal["up", "down"]) -> Profile:
+        """Store a thumbs up/down on an answer and update the posterior, in one
+        transaction."""
+        validate_user_id(user_id)
+        try:
+            entry = Rating(prompt=prompt, answer=answer, rating=rating)
+        except ValidationError as exc:
+            raise InvalidInput(f"invalid rating: {exc.errors()[0]['msg']}; pass 'up' or "
+                               "'down'") from None
+        d = self.rating_term(entry)
+        prior = self.prior_for(user_id)
+        with self.store.transaction(user_id) as tx:
+            post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])
+            tx.rate([entry])
+            tx.update(**self.fields(post))
+        return tx.result
+
     def prior_for(self, user_id: str) -> Posterior | None:
         """The population prior if ``user_id`` has no coefficients yet (else None)."""
         try:
@@ -148,9 +172,10 @@ class ProfileLearner:
                 raise InvalidInput(f"{user_id!r} has {len(history)} preferences; index {drop} "
                                    "is out of range")
             keep = [p for i, p in enumerate(history) if i != drop]
-            diffs = np.array([self.diff(p.prompt, p.chosen, p.rejected) for p in keep])
+            diffs = [self.diff(p.prompt, p.chosen, p.rejected) for p in keep]
+            diffs += [self.rating_term(r) for r in self.store.ratings(user_id)]
             post = fit_posterior(self.prior(exclude=user_id),
-                                 diffs.reshape(len(keep), len(self.rewards)))
+                                 np.array(diffs).reshape(len(diffs), len(self.rewards)))
             with self.store.transaction(user_id, create=False) as tx:
                 if tx.profile.version != profile.version:
                     continue  # changed meanwhile: nothing is written, read again

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -15,7 +16,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from personalizer.profiles import (
     Onboarding,
@@ -29,7 +30,7 @@ from personalizer.profiles import (
 )
 from personalizer.profiles.conditioning import condition, profile_block
 from personalizer.profiles.learner import make_preference
-from personalizer.profiles.models import summary_by_person, utcnow
+from personalizer.profiles.models import StoredGeneration, summary_by_person, utcnow
 from personalizer.profiles.summaries import Summarizer
 
 from ._boundary import Unchecked, public_api
@@ -39,6 +40,7 @@ from .types import (
     Generator,
     Message,
     MessagesLike,
+    RewardTerm,
     SteeringRecord,
     as_messages,
     check_pairs,
@@ -51,6 +53,11 @@ log = logging.getLogger("personalizer")
 # Defaults of Personalizer.generate, chosen from bench/quality.py on SmolLM2 (see README).
 DEFAULT_STRENGTH = 1.0
 LOCAL_PROMPT_DEFAULT = False  # on SmolLM2 the block cost substance and moved nothing
+
+
+def _last_user_text(messages: Sequence[Message]) -> str:
+    return next((m.content for m in reversed(messages) if m.role == "user"),
+                messages[-1].content)
 
 
 NEW_USER_HINT = ("this user has not answered anything yet, so the answer is not personalized; "
@@ -108,7 +115,7 @@ class AsyncPersonalizedStream:
             if close is not None:
                 await close()
         done = getattr(inner, "generation", None)
-        self.generation = None if done is None else plan.finish(done)
+        self.generation = None if done is None else await asyncio.to_thread(plan.finish, done)
 
 
 @dataclass(frozen=True)
@@ -120,17 +127,24 @@ class _Planned:
     extra: dict[str, Any]  # {"steering": Steering} when the answer is steered
     block: str | None
     new_user: bool
+    profile: Profile
+    owner: Personalizer
 
     def finish(self, out: Generation) -> Generation:
+        """The generator's answer with the record's additions (the prompt lever, the
+        newcomer's hint, each base reward's part in it), kept for feedback (with an id)."""
         record = out.steering or SteeringRecord(path="plain")
         update: dict[str, Any] = {}
         if self.block is not None:
             update["levers"] = ("prompt", *record.levers)
         if self.new_user:
             update |= {"new_user": True, "hint": NEW_USER_HINT}
-        if not update:
-            return out
-        return out.model_copy(update={"steering": record.model_copy(update=update)})
+        terms = self.owner._why(self.profile, self.messages, out.text, record)
+        if terms:
+            update["terms"] = terms
+        if update:
+            out = out.model_copy(update={"steering": record.model_copy(update=update)})
+        return self.owner._keep(self.profile.user_id, self.messages, out)
 
 
 @public_api
@@ -152,7 +166,10 @@ class Personalizer:
     profile summaries (default: a :class:`~personalizer.profiles.Summarizer` on
     ``generator``); with ``summary_every=N`` a summary is refreshed once N preferences were
     recorded since it was written. ``create=False`` refuses an SQLite path where there is no
-    database yet instead of creating one (for tools that only read).
+    database yet instead of creating one (for tools that only read). Answers are kept per
+    user for feedback (:meth:`record_feedback`): the newest ``keep_generations`` (100; 0 keeps
+    none and answers carry no id) and none older than ``keep_generations_days`` (30); they are
+    exported and deleted with the user.
 
     >>> p = Personalizer(db=":memory:")
     >>> p.record_preference("alice", "Hi?", chosen="Hi!", rejected="Hello there, friend!")
@@ -163,7 +180,8 @@ class Personalizer:
     def __init__(self, db: Unchecked[str | os.PathLike[str] | ProfileStore | None] = None, *,
                  rewards: Any = None, generator: Generator | None = None,
                  summarizer: Summarizer | None = None, summary_every: int | None = None,
-                 create: bool = True) -> None:
+                 create: bool = True, keep_generations: int = 100,
+                 keep_generations_days: float = 30.0) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
             self.store: ProfileStore = open_store(db, create=create)
             self._owns_store = True
@@ -182,6 +200,14 @@ class Personalizer:
         if summary_every is not None and generator is None and summarizer is None:
             raise InvalidInput("summary_every needs a model to write summaries with: pass "
                                "generator=... or summarizer=Summarizer(generator)")
+        if isinstance(keep_generations, bool) or not isinstance(keep_generations, int) or \
+                not 0 <= keep_generations <= 100_000:
+            raise InvalidInput("keep_generations must be a whole number from 0 (keep none) "
+                               "to 100000")
+        if not 0 < keep_generations_days <= 36500:
+            raise InvalidInput("keep_generations_days must be more than 0 and at most 36500")
+        self.keep_generations, self.keep_generations_days = keep_generations, \
+            float(keep_generations_days)
         rewards, generator = _one_reward_set(rewards, generator)
         self.rewards = rewards
         self.generator = generator
@@ -274,6 +300,84 @@ class Personalizer:
                 log.debug("summary refresh failure: %s", exc)
         return profile
 
+    def record_feedback(self, user_id: str, generation_id: str, *,
+                        preferred_over: str | None = None, edited: str | None = None,
+                        rating: Literal["up", "down"] | None = None,
+                        reason: str | None = None) -> Profile:
+        """Learn from what the person did with an answer (``generation_id``: a Generation's
+        ``id``). Exactly one of:
+
+        * ``preferred_over``: the id of another answer shown beside it, which they liked
+          less (a preference row: this answer over that one);
+        * ``edited``: their edit of the answer (a preference row: the edit over the answer);
+        * ``rating``: ``"up"`` or ``"down"``, modelled as the answer against a typical answer
+          (see :class:`~personalizer.profiles.Rating`): a run of thumbs-down on long answers
+          moves the verbosity coefficient down.
+
+        Returns the updated profile. The answers must still be kept (see the retention
+        settings of the constructor)."""
+        given = [x is not None for x in (preferred_over, edited, rating)]
+        if sum(given) != 1:
+            raise InvalidInput("pass exactly one of preferred_over= (another answer's id), "
+                               "edited= (the person's edit) or rating= ('up' or 'down')")
+        kept = self._kept(user_id, generation_id)
+        if preferred_over is not None:
+            other = self._kept(user_id, preferred_over)
+            if other.prompt != kept.prompt:
+                raise InvalidInput("the two answers answer different prompts; a choice "
+                                   "compares two answers to the same message")
+            return self.record_preference(user_id, kept.prompt, kept.answer, other.answer,
+                                          reason=reason, source="choice")
+        if edited is not None:
+            if not isinstance(edited, str) or not edited.strip():
+                raise InvalidInput("edited must be the edited answer's text")
+            if edited == kept.answer:
+                raise InvalidInput("the edit is the same as the answer: nothing to learn")
+            return self.record_preference(user_id, kept.prompt, edited, kept.answer,
+                                          reason=reason, source="edit")
+        learner = self._need_learner("a rating")
+        return self._refresh_summary(learner.record_rating(user_id, kept.prompt, kept.answer,
+                                                           rating))  # type: ignore[arg-type]
+
+    def _kept(self, user_id: str, generation_id: str) -> StoredGeneration:
+        validate_user_id(user_id)
+        if not isinstance(generation_id, str) or not generation_id:
+            raise InvalidInput("generation_id must be a Generation's id")
+        kept = self.store.generation(user_id, generation_id)
+        if kept is None:
+            raise InvalidInput(
+                f"no kept answer {generation_id[:40]!r} for {user_id!r}: unknown, another "
+                f"user's, or beyond the retention limits (the newest {self.keep_generations}, "
+                f"at most {self.keep_generations_days:g} days old)")
+        return kept
+
+    def _keep(self, user_id: str, messages: list[Message], out: Generation) -> Generation:
+        """``out`` kept for feedback, with its id (unless keep_generations=0)."""
+        if not self.keep_generations:
+            return out
+        kept = StoredGeneration(id=uuid.uuid4().hex, prompt=_last_user_text(messages),
+                                answer=out.text)
+        self.store.save_generation(user_id, kept, keep=self.keep_generations,
+                                   max_age_s=self.keep_generations_days * 86400)
+        return out.model_copy(update={"id": kept.id})
+
+    def _why(self, profile: Profile, messages: list[Message], text: str,
+             record: SteeringRecord) -> tuple[RewardTerm, ...]:
+        """Each base reward's part in the user's reward of ``text`` (empty without
+        coefficients of this facade's reward set)."""
+        rs = self.rewards
+        if rs is None or not profile.coefficients or (profile.reward_set_id,
+                                                      profile.reward_set_version) != (
+                rs.id, rs.version):
+            return ()
+        coef = rs.coefficient_vector(profile.coefficients, reward_set_id=rs.id,
+                                     reward_set_version=rs.version)
+        feats = rs.features(_last_user_text(messages), [text])[0]
+        return tuple(RewardTerm(name=n, description=d, coefficient=float(c),
+                                contribution=float(c * f))
+                     for n, d, c, f in zip(rs.names, rs.descriptions, coef, feats,
+                                           strict=True))
+
     def refit(self, user_id: str) -> Profile:
         """Learn the user's coefficients again from their whole history against this reward
         set (after changing reward sets; preferences stored before any set was configured
@@ -328,7 +432,7 @@ class Personalizer:
         else:
             out = await asyncio.to_thread(self.generator.generate, plan.messages,
                                           **plan.extra, **options)
-        return plan.finish(out)
+        return await asyncio.to_thread(plan.finish, out)
 
     def stream(self, user_id: str, messages: MessagesLike, *,
                strength: float = DEFAULT_STRENGTH, strategy: Any = None,
@@ -396,7 +500,7 @@ class Personalizer:
             (LOCAL_PROMPT_DEFAULT if steerable else True)
         block = profile_block(profile, self.rewards) if use_block else None
         msgs = condition(msgs, block)
-        plain = _Planned(msgs, {}, block, new_user)
+        plain = _Planned(msgs, {}, block, new_user, profile, self)
         if steerable and not profile.coefficients:
             return plain
         if not steerable:  # a hosted model: the prompt, and best-of-n when asked
@@ -415,7 +519,7 @@ class Personalizer:
                 "give a LocalGenerator the reward set of the profiles (rewards=...)")
         extra = {} if strategy is None else {"strategy": strategy}
         steering = Steering.from_profile(profile, strength=strength, **extra)
-        return _Planned(msgs, {"steering": steering}, block, new_user)
+        return _Planned(msgs, {"steering": steering}, block, new_user, profile, self)
 
     def _need_learner(self, what: str) -> ProfileLearner:
         if self._learner is None:

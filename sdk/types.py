@@ -58,6 +58,9 @@ class RewardTerm(BaseModel):
     name: str = Field(description="The base reward's name.")
     description: str = Field(description="What more of it means, in words.")
     coefficient: float = Field(description="The user's weight on it.")
+    contribution: float | None = Field(
+        default=None, description="Its part in the user's reward of the returned answer: the "
+        "coefficient times the answer's (normalised) score on it. Why this answer.")
 
 
 class QualityTerm(BaseModel):
@@ -129,6 +132,9 @@ class Generation(BaseModel):
         default=None, description="'stop' at end of turn or a stop string, 'length' at the limit."
     )
     timings: Timings = Field(description="Wall-clock timings.")
+    id: str | None = Field(
+        default=None, description="The id to give Personalizer.record_feedback, when the "
+        "answer was kept for feedback.")
     model: str | None = Field(default=None, description="Model id or path, when known.")
     steering: SteeringRecord | None = Field(
         default=None, description="How the answer was steered (see SteeringRecord), or None "

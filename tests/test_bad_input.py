@@ -58,6 +58,7 @@ def valid(name: str, owner: Any) -> Any:
         "gguf_file": lambda: None, "dtype": lambda: "float32", "device": lambda: "cpu",
         "cache_dir": lambda: None, "defaults": lambda: None, "replies": lambda: ["ok"],
         "text": lambda: "Prefers short answers.",
+        "generation_id": lambda: owner.generate("alice", "hi", max_new_tokens=2).id,
     }
     if name == "model" and (owner in HOSTED or isinstance(owner, HostedGenerator)):
         return "gpt-test"

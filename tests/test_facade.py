@@ -162,3 +162,74 @@ def test_preferences_stored_before_a_reward_set_are_learned_from(tmp_path: Path)
     with Personalizer(tmp_path / "alone.db", rewards=REWARDS) as p:
         only = p.record_preference("ann", "q3", "a", "ee")
     assert only.coefficients["e_count"] < 0  # what the last answer alone would say
+
+
+# -- feedback on answers ---------------------------------------------------------------------
+
+LONG = ("Sleep improves with a fixed bedtime and wake time, a dark and cool bedroom, no "
+        "screens for an hour before bed, no caffeine after noon, daylight in the morning, "
+        "regular exercise, a light dinner, and a short wind-down routine such as reading.")
+
+
+def test_answers_carry_an_id_and_feedback_learns_from_choices_edits_and_ratings(
+        tmp_path: Path) -> None:
+    from personalizer.profiles import default_reward_set
+
+    rewards = default_reward_set()
+    replies = iter(["Keep a fixed bedtime.", LONG] * 20)
+    gen = ScriptedGenerator(lambda m: next(replies))
+    with Personalizer(tmp_path / "p.db", rewards=rewards, generator=gen) as p:
+        short, long = p.generate("ann", "How do I sleep better?"), p.generate(
+            "ann", "How do I sleep better?")
+        assert short.id and long.id and short.id != long.id
+        chose = p.record_feedback("ann", short.id, preferred_over=long.id)
+        edit = p.record_feedback("ann", long.id, edited="Keep a fixed bedtime and no screens.")
+        history = p.preferences("ann")
+        assert [(h.source, h.chosen, h.rejected) for h in history] == [
+            ("choice", short.text, long.text),
+            ("edit", "Keep a fixed bedtime and no screens.", LONG)]
+        assert edit.preference_count == chose.preference_count + 1 == 2
+
+        # thumbs down on long answers, again and again: verbosity goes down each time
+        verbosity = []
+        for _ in range(4):
+            out = p.generate("bob", "How do I sleep better?")
+            if out.text != LONG:
+                out = p.generate("bob", "How do I sleep better?")
+            verbosity.append(p.record_feedback("bob", out.id, rating="down")
+                             .coefficients["verbosity"])
+        assert all(b < a for a, b in zip(verbosity, verbosity[1:])) and verbosity[0] < 0
+        assert len(p.store.ratings("bob")) == 4
+        assert p.refit("bob").coefficients["verbosity"] == pytest.approx(verbosity[-1],
+                                                                        abs=0.05)
+        # why this answer: each base reward's part; together, the user's reward of it
+        out = p.generate("bob", "How do I sleep better?")
+        why = out.steering.terms
+        assert {t.name for t in why} == set(rewards.names)
+        total = rewards.user_reward("How do I sleep better?", [out.text],
+                                    p.profile("bob").coefficients, reward_set_id=rewards.id,
+                                    reward_set_version=rewards.version)[0]
+        assert sum(t.contribution for t in why) == pytest.approx(total) and total != 0
+
+
+def test_feedback_refuses_what_it_cannot_learn_from(tmp_path: Path) -> None:
+    from personalizer import InvalidInput
+
+    gen = ScriptedGenerator(lambda m: "An answer.")
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=gen,
+                      keep_generations=2) as p:
+        outs = [p.generate("ann", "q") for _ in range(3)]
+        theirs = p.generate("bob", "q")
+        with pytest.raises(InvalidInput, match="exactly one"):
+            p.record_feedback("ann", outs[2].id, rating="up", edited="x")
+        with pytest.raises(InvalidInput, match="retention"):
+            p.record_feedback("ann", outs[0].id, rating="up")  # beyond the newest 2
+        with pytest.raises(InvalidInput, match="no kept answer"):
+            p.record_feedback("ann", theirs.id, rating="up")  # another user's answer
+        assert len(p.export_profile("ann")["generations"]) == 2
+        assert p.record_feedback("ann", outs[2].id, rating="up").coefficients
+        p.delete_profile("ann")
+        with pytest.raises(InvalidInput, match="no kept answer"):
+            p.record_feedback("bob", outs[2].id, rating="up")
+    with Personalizer(tmp_path / "q.db", generator=gen, keep_generations=0) as p:
+        assert p.generate("ann", "q").id is None  # nothing kept, nothing to refer to
