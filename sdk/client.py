@@ -16,7 +16,9 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from personalizer.profiles import (
     Onboarding,
@@ -169,7 +171,8 @@ class Personalizer:
     database yet instead of creating one (for tools that only read). Answers are kept per
     user for feedback (:meth:`record_feedback`): the newest ``keep_generations`` (100; 0 keeps
     none and answers carry no id) and none older than ``keep_generations_days`` (30); they are
-    exported and deleted with the user.
+    exported and deleted with the user. ``strength``, ``strategy`` and ``prompt_profile`` are
+    the defaults of every generate call (each call may override them).
 
     >>> p = Personalizer(db=":memory:")
     >>> p.record_preference("alice", "Hi?", chosen="Hi!", rejected="Hello there, friend!")
@@ -181,7 +184,9 @@ class Personalizer:
                  rewards: Any = None, generator: Generator | None = None,
                  summarizer: Summarizer | None = None, summary_every: int | None = None,
                  create: bool = True, keep_generations: int = 100,
-                 keep_generations_days: float = 30.0) -> None:
+                 keep_generations_days: float = 30.0,
+                 strength: Annotated[float, Field(ge=0, le=1000)] = DEFAULT_STRENGTH,
+                 strategy: Any = None, prompt_profile: bool | None = None) -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
             self.store: ProfileStore = open_store(db, create=create)
             self._owns_store = True
@@ -208,12 +213,36 @@ class Personalizer:
             raise InvalidInput("keep_generations_days must be more than 0 and at most 36500")
         self.keep_generations, self.keep_generations_days = keep_generations, \
             float(keep_generations_days)
+        self.strength, self.strategy, self.prompt_profile = strength, strategy, prompt_profile
         rewards, generator = _one_reward_set(rewards, generator)
         self.rewards = rewards
         self.generator = generator
         self.summarizer = summarizer
         self.summary_every = summary_every
         self._learner = ProfileLearner(self.store, rewards) if rewards is not None else None
+
+    @classmethod
+    def from_settings(cls, toml_file: str | os.PathLike[str] | None = None,
+                      **overrides: Any) -> Personalizer:
+        """A Personalizer configured without code: the database, the generator and its
+        model, and the steering defaults from ``PERSONALIZER_*`` environment variables and a
+        TOML file (``toml_file`` or ``$PERSONALIZER_CONFIG``); ``overrides`` win over both.
+        See :class:`~personalizer.settings.PersonalizerSettings`."""
+        from .settings import PersonalizerSettings
+
+        settings = PersonalizerSettings.load(toml_file, **overrides)
+        rewards = None
+        if settings.rewards == "default":
+            from personalizer.profiles import default_reward_set
+
+            rewards = default_reward_set()
+        return cls(settings.db, rewards=rewards, generator=settings.build_generator(rewards),
+                   summary_every=settings.summary_every,
+                   keep_generations=settings.keep_generations,
+                   keep_generations_days=settings.keep_generations_days,
+                   strength=DEFAULT_STRENGTH if settings.strength is None
+                   else settings.strength,
+                   strategy=settings.strategy, prompt_profile=settings.prompt_profile)
 
     def close(self) -> None:
         """Close the store if this object opened it."""
@@ -399,7 +428,7 @@ class Personalizer:
         return Onboarding(self.store, self.rewards, user_id, pool, **options)
 
     def generate(self, user_id: str, messages: MessagesLike, *,
-                 strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                 strength: float | None = None, strategy: Any = None,
                  prompt_profile: bool | None = None, **options: Any) -> Generation:
         """Answer ``messages`` for ``user_id``, personalized by their profile.
 
@@ -420,7 +449,7 @@ class Personalizer:
         return plan.finish(self.generator.generate(plan.messages, **plan.extra, **options))
 
     async def agenerate(self, user_id: str, messages: MessagesLike, *,
-                        strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                        strength: float | None = None, strategy: Any = None,
                         prompt_profile: bool | None = None, **options: Any) -> Generation:
         """:meth:`generate` without blocking the event loop (the profile is read in a worker
         thread; the generator's own ``agenerate`` runs, or its ``generate`` in a thread)."""
@@ -435,7 +464,7 @@ class Personalizer:
         return await asyncio.to_thread(plan.finish, out)
 
     def stream(self, user_id: str, messages: MessagesLike, *,
-               strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+               strength: float | None = None, strategy: Any = None,
                prompt_profile: bool | None = None, **options: Any) -> PersonalizedStream:
         """:meth:`generate` piece by piece: the pieces join to the answer; after the last one
         ``.generation`` holds the Generation with its steering record (when the generator's
@@ -445,7 +474,7 @@ class Personalizer:
                                                               **options))
 
     def astream(self, user_id: str, messages: MessagesLike, *,
-                strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                strength: float | None = None, strategy: Any = None,
                 prompt_profile: bool | None = None,
                 **options: Any) -> AsyncPersonalizedStream:
         """:meth:`stream` as an async iterable that never blocks the event loop (the profile
@@ -464,7 +493,7 @@ class Personalizer:
         return AsyncPersonalizedStream(start)
 
     def generate_batch(self, requests: Unchecked[Sequence[tuple[str, MessagesLike]]], *,
-                       strength: float = DEFAULT_STRENGTH, strategy: Any = None,
+                       strength: float | None = None, strategy: Any = None,
                        prompt_profile: bool | None = None,
                        **options: Any) -> list[Generation]:
         """Answer many users at once: ``requests`` are ``(user_id, messages)`` pairs, decoded
@@ -491,6 +520,9 @@ class Personalizer:
         generate, agenerate, stream, astream and generate_batch."""
         if self.generator is None:
             raise InvalidInput("generate needs a generator: Personalizer(db, generator=...)")
+        strength = self.strength if strength is None else strength
+        strategy = self.strategy if strategy is None else strategy
+        prompt_profile = self.prompt_profile if prompt_profile is None else prompt_profile
         msgs = as_messages(messages)
         profile = self.store.get_or_create(validate_user_id(user_id))  # a newcomer: created
         new_user = not profile.coefficients and profile.preference_count == 0 \

@@ -1,0 +1,123 @@
+"""Configuration without code: :class:`PersonalizerSettings` reads the database, the generator
+and the steering defaults from ``PERSONALIZER_*`` environment variables and an optional TOML
+file; :meth:`Personalizer.from_settings` builds the facade from them.
+
+Environment variables win over the file, arguments over both::
+
+    # personalizer.toml                       # or: export PERSONALIZER_GENERATOR=openai
+    db = "postgresql://app@db/personalizer"
+    generator = "openai"                      # none | local | smollm2 | openai | anthropic
+    model = "gpt-4o-mini"
+    strategy = "best_of_n"
+
+    p = Personalizer.from_settings("personalizer.toml")
+
+API keys come from the providers' own variables (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``) or
+``PERSONALIZER_API_KEY``, held as ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import InvalidInput
+
+__all__ = ["PersonalizerSettings"]
+
+
+def _is_file(path: str | os.PathLike[str]) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte, ...
+        return False
+
+
+class PersonalizerSettings(BaseSettings):
+    """Everything :meth:`Personalizer.from_settings` needs (see the module docstring)."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONALIZER_", extra="forbid", frozen=True)
+
+    db: str = Field(default="profiles.db", description="SQLite path or postgresql:// URL.")
+    generator: Literal["none", "local", "smollm2", "openai", "anthropic"] = Field(
+        default="none", description="Which model answers: none (profiles only), local (a "
+        "Hugging Face folder or id in `model`), smollm2 (the shipped demo model), openai, "
+        "anthropic.")
+    model: str | None = Field(default=None, description="The model: a folder or hub id "
+                              "(local), or the provider's model name (openai, anthropic).")
+    base_url: str | None = Field(default=None, description="An OpenAI-compatible server.")
+    api_key: SecretStr | None = Field(default=None, description="The provider's key (else "
+                                      "its usual environment variable).")
+    rewards: Literal["default", "none"] = Field(
+        default="default", description="The reward set of the profiles: the built-in "
+        "interpretable attributes, or none (preferences are only stored).")
+    strength: float | None = Field(default=None, ge=0, le=1000,
+                                   description="Default steering strength.")
+    strategy: Literal["args", "best_of_n"] | None = Field(
+        default=None, description="Default search strategy (the generator's when unset).")
+    prompt_profile: bool | None = Field(
+        default=None, description="Default for the profile block in the system prompt.")
+    summary_every: int | None = Field(default=None, ge=1,
+                                      description="Refresh summaries every N preferences.")
+    keep_generations: int = Field(default=100, ge=0, le=100_000)
+    keep_generations_days: float = Field(default=30.0, gt=0, le=36500)
+
+    @classmethod
+    def load(cls, toml_file: str | os.PathLike[str] | None = None,
+             **overrides: Any) -> PersonalizerSettings:
+        """Settings from ``overrides``, then the environment, then ``toml_file`` (default
+        ``$PERSONALIZER_CONFIG``), then the defaults."""
+        path = toml_file if toml_file is not None else os.environ.get("PERSONALIZER_CONFIG")
+        if path is not None and not _is_file(path):
+            raise InvalidInput(f"no settings file at {str(path)[:200]!r}")
+
+        class FromFile(cls):  # type: ignore[valid-type, misc]
+            model_config = SettingsConfigDict(**{**cls.model_config, "toml_file": path})
+
+            @classmethod
+            def settings_customise_sources(
+                    cls, settings_cls: type[BaseSettings],
+                    init_settings: PydanticBaseSettingsSource,
+                    env_settings: PydanticBaseSettingsSource,
+                    dotenv_settings: PydanticBaseSettingsSource,
+                    file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                toml = (TomlConfigSettingsSource(settings_cls),) if path is not None else ()
+                return (init_settings, env_settings, *toml)
+
+        try:
+            loaded = FromFile(**overrides)
+        except ValueError as exc:  # pydantic's errors, and a TOML file that does not parse
+            raise InvalidInput(f"invalid personalizer settings: {exc}") from None
+        return cls.model_validate(loaded.model_dump())
+
+    def build_generator(self, rewards: Any) -> Any:
+        """The generator these settings name (None for ``generator="none"``)."""
+        key = None if self.api_key is None else self.api_key.get_secret_value()
+        if self.generator == "none":
+            return None
+        if self.generator in ("local", "smollm2"):
+            from personalizer.backends import LocalGenerator
+
+            if self.generator == "smollm2":
+                return LocalGenerator.smollm2(rewards=rewards)
+            if not self.model:
+                raise InvalidInput("generator='local' needs model= (a folder or hub id)")
+            return LocalGenerator(self.model, rewards=rewards)
+        if not self.model:
+            raise InvalidInput(f"generator={self.generator!r} needs model= (the provider's "
+                               "model name)")
+        from personalizer.backends import AnthropicGenerator, OpenAIGenerator
+
+        kind = OpenAIGenerator if self.generator == "openai" else AnthropicGenerator
+        extra = {} if self.base_url is None else {"base_url": self.base_url}
+        return kind(self.model, api_key=key, rewards=rewards, **extra)
