@@ -158,3 +158,29 @@ def test_local_steering_reaches_langchain_answers() -> None:
     assert steered.text.count("e") > plain.text.count("e")
     direct = p.generate("e-lover", "Hello there", max_new_tokens=12, do_sample=False)
     assert steered.text == direct.text
+
+
+def test_feedback_on_a_runs_answer(tmp_path: Path) -> None:
+    from personalizer import InvalidInput
+    from personalizer.profiles import default_reward_set
+
+    srv = server()
+    srv.clear()
+    long = ("Sleep improves with a fixed bedtime and wake time, a dark and cool bedroom, no "
+            "screens for an hour before bed, no caffeine after noon, daylight in the morning, "
+            "regular exercise, a light dinner, and a short wind-down routine such as reading.")
+    srv.reply = lambda body: long
+    rewards = default_reward_set()
+    gen = OpenAIGenerator("gpt-test", base_url=srv.openai_base_url, api_key="sk-test",
+                          max_retries=0, timeout=10)
+    with Personalizer(tmp_path / "p.db", rewards=rewards, generator=gen) as p:
+        model = PersonalizedChatModel(personalizer=p)
+        config = {"configurable": {"user_id": "dana"}}
+        answers = [model.invoke("How do I sleep better?", config=config) for _ in range(3)]
+        for answer in answers:
+            profile = model.record_feedback(answer, rating="down")
+        assert profile.coefficients["verbosity"] < 0 and len(p.store.ratings("dana")) == 3
+        edited = model.record_feedback(answers[0], edited="Keep a fixed bedtime.")
+        assert p.preferences("dana")[-1].source == "edit" and edited.preference_count == 1
+        with pytest.raises(InvalidInput, match="no user and generation id"):
+            model.record_feedback(model.invoke("Hi"), rating="up")  # no user: nothing kept

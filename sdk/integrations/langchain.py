@@ -241,11 +241,44 @@ class PersonalizedChatModel(BaseChatModel):
                                 "personalized": user is not None}
         if user is None:
             meta["note"] = NO_USER
+        else:
+            meta["user_id"] = user
         if out is not None:
             meta["finish_reason"] = out.finish_reason
+            if out.id is not None and user is not None:
+                meta["generation_id"] = out.id
             if out.steering is not None:
                 meta["steering"] = out.steering.model_dump(mode="json")
         return meta
+
+    # -- feedback on a run's answer ----------------------------------------------------------
+
+    def record_feedback(self, message: BaseMessage, *, preferred_over: BaseMessage | None = None,
+                        edited: str | None = None, rating: str | None = None,
+                        reason: str | None = None) -> Any:
+        """Learn from what the person did with an answer this model gave (an ``AIMessage``
+        from ``invoke``/``stream``/a chain's output message): ``rating="up"``/``"down"``,
+        ``edited=`` their edit, or ``preferred_over=`` another answer shown beside it. See
+        :meth:`Personalizer.record_feedback`. Returns the updated profile."""
+        user, generation = _ids(message)
+        other = None
+        if preferred_over is not None:
+            other_user, other = _ids(preferred_over)
+            if other_user != user:
+                raise InvalidInput("the two answers were given to different users")
+        return self.personalizer.record_feedback(user, generation, preferred_over=other,
+                                                 edited=edited, rating=rating,  # type: ignore[arg-type]
+                                                 reason=reason)
+
+
+def _ids(message: BaseMessage) -> tuple[str, str]:
+    meta = getattr(message, "response_metadata", None) or {}
+    user, generation = meta.get("user_id"), meta.get("generation_id")
+    if not user or not generation:
+        raise InvalidInput("this message carries no user and generation id: feedback needs "
+                           "an answer given to a user (config={'configurable': {'user_id': "
+                           "...}}) and kept for feedback")
+    return user, generation
 
 
 def _message(m: BaseMessage) -> Message:
