@@ -324,8 +324,30 @@ class PostgresProfileStore(SQLProfileStore):
     def _read_op(self, fn: Op, *, single: bool = False) -> Any:
         return self._run(fn, _SINGLE if single else _READ, idempotent=True, landed=None)
 
-    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
-        return self._run(fn, _WRITE, idempotent=idempotent, landed=landed)
+    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False,
+                  single: bool = False) -> Any:
+        # single: an idempotent op of single statements, each committing on its own (no
+        # BEGIN/COMMIT round trips); re-run whole when a reply is lost
+        if single and not idempotent:
+            raise ValueError("single-statement writes must be idempotent")
+        return self._run(fn, _SINGLE if single else _WRITE, idempotent=idempotent,
+                         landed=landed)
+
+    def _insert_generation(self, conn: Connection, user_id: str, g: Any, keep: int,
+                           cutoff: str) -> bool:
+        # one statement, one round trip: the DELETE sees the table before the INSERT, so it
+        # keeps the newest keep - 1 older answers beside the new one
+        row = conn.execute(
+            "WITH ins AS (INSERT INTO generations (id, user_id, prompt, answer, created_at) "
+            "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
+            "ON CONFLICT (id) DO NOTHING RETURNING 1), "
+            "del AS (DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
+            "(SELECT id FROM generations WHERE user_id = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT ?)) RETURNING 1) "
+            "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
+            (g.id, user_id, g.prompt, g.answer, g.created_at.isoformat(), user_id,
+             user_id, cutoff, user_id, keep - 1)).fetchone()
+        return row[0] == 1
 
     @contextmanager
     def _write(self, *, landed: Op | None = None) -> Iterator[Connection]:

@@ -114,7 +114,8 @@ class SQLProfileStore:
         snapshot on its own (a server store may skip the transaction's round trips)."""
         raise NotImplementedError
 
-    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
+    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False,
+                  single: bool = False) -> Any:
         """Run ``fn`` in one write transaction. Where a connection can drop, a store re-runs an
         ``idempotent`` op, and after a commit whose acknowledgement was lost calls ``landed``:
         the op's result if the commit did land, None if it surely did not (run the op again),
@@ -334,20 +335,36 @@ class SQLProfileStore:
         answers beyond the newest ``keep`` or older than ``max_age_s`` (in one transaction).
         Saving the same id twice writes it once."""
         validate_user_id(user_id)
+        if keep < 1:
+            raise InvalidInput("keep must be at least 1 (to keep none, do not save)")
         cutoff = (utcnow() - timedelta(seconds=max_age_s)).isoformat()
 
         def op(conn: Connection) -> None:
-            self._get(conn, user_id, lock=True)
-            conn.execute(_INSERT_GENERATION + " ON CONFLICT (id) DO NOTHING", (
-                generation.id, user_id, generation.prompt, generation.answer,
-                generation.created_at.isoformat()))
-            conn.execute(
-                "DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
-                "(SELECT id FROM generations WHERE user_id = ? "
-                "ORDER BY created_at DESC, id DESC LIMIT ?))",
-                (user_id, cutoff, user_id, keep))
+            if self._insert_generation(conn, user_id, generation, keep, cutoff):
+                return
+            stored = conn.execute("SELECT 1 FROM generations WHERE id = ? AND user_id = ?",
+                                  (generation.id, user_id)).fetchone()
+            if stored is None:  # not a retry of ours: the profile is gone
+                raise ProfileNotFound(user_id)
 
-        self._write_op(op, idempotent=True)
+        self._write_op(op, idempotent=True, single=True)
+
+    def _insert_generation(self, conn: Connection, user_id: str, g: StoredGeneration,
+                           keep: int, cutoff: str) -> bool:
+        """Insert ``g`` if the profile exists, then drop the user's kept answers beyond the
+        newest ``keep`` or older than ``cutoff``; whether a row was inserted. (One local
+        transaction here; PostgreSQL does it in one statement.)"""
+        inserted = conn.execute(
+            "INSERT INTO generations (id, user_id, prompt, answer, created_at) "
+            "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (g.id, user_id, g.prompt, g.answer, g.created_at.isoformat(), user_id)).rowcount
+        conn.execute(
+            "DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
+            "(SELECT id FROM generations WHERE user_id = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT ?))",
+            (user_id, cutoff, user_id, keep))
+        return inserted == 1
 
     def generation(self, user_id: str, generation_id: str) -> StoredGeneration | None:
         """A kept answer of ``user_id`` by id, or None (unknown, another user's, or dropped

@@ -190,7 +190,8 @@ class SQLiteProfileStore(SQLProfileStore):
         with self._read() as conn:
             return fn(conn)
 
-    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False) -> Any:
+    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False,
+                  single: bool = False) -> Any:
         with self._write() as conn:
             return fn(conn)
 

@@ -212,12 +212,11 @@ def test_answers_carry_an_id_and_feedback_learns_from_choices_edits_and_ratings(
         assert sum(t.contribution for t in why) == pytest.approx(total) and total != 0
 
 
-def test_feedback_refuses_what_it_cannot_learn_from(tmp_path: Path) -> None:
+def test_feedback_refuses_what_it_cannot_learn_from(tmp_path: Path, db: str) -> None:
     from personalizer import InvalidInput
 
     gen = ScriptedGenerator(lambda m: "An answer.")
-    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=gen,
-                      keep_generations=2) as p:
+    with Personalizer(db, rewards=REWARDS, generator=gen, keep_generations=2) as p:
         outs = [p.generate("ann", "q") for _ in range(3)]
         theirs = p.generate("bob", "q")
         with pytest.raises(InvalidInput, match="exactly one"):
@@ -233,3 +232,15 @@ def test_feedback_refuses_what_it_cannot_learn_from(tmp_path: Path) -> None:
             p.record_feedback("bob", outs[2].id, rating="up")
     with Personalizer(tmp_path / "q.db", generator=gen, keep_generations=0) as p:
         assert p.generate("ann", "q").id is None  # nothing kept, nothing to refer to
+
+
+def test_kept_answers_older_than_the_age_limit_are_dropped(db: str) -> None:
+    import time
+
+    gen = ScriptedGenerator(lambda m: "An answer.")
+    with Personalizer(db, generator=gen, keep_generations_days=0.5 / 86400) as p:
+        old = p.generate("ann", "q")
+        time.sleep(0.6)
+        new = p.generate("ann", "q")  # saving it drops the one past the age limit
+        kept = [g["id"] for g in p.export_profile("ann")["generations"]]
+    assert kept == [new.id] and old.id not in kept
