@@ -113,7 +113,8 @@ class ProfileLearner:
             current = self.store.get(user_id)
         except LookupError:
             current = None
-        if current is not None and current.preference_count and not current.coefficients:
+        if current is not None and not current.coefficients and (
+                current.preference_count or self.store.ratings(user_id)):
             # a history stored before a reward set was configured: learn from all of it
             self.store.append_preferences(user_id, [pref], create=False)
             return self.refit(user_id)

@@ -32,7 +32,7 @@ from personalizer.profiles import (
 )
 from personalizer.profiles.conditioning import condition, profile_block
 from personalizer.profiles.learner import make_preference
-from personalizer.profiles.models import StoredGeneration, summary_by_person, utcnow
+from personalizer.profiles.models import Rating, StoredGeneration, summary_by_person, utcnow
 from personalizer.profiles.summaries import Summarizer
 
 from ._boundary import Unchecked, public_api
@@ -364,9 +364,13 @@ class Personalizer:
                 raise InvalidInput("the edit is the same as the answer: nothing to learn")
             return self.record_preference(user_id, kept.prompt, edited, kept.answer,
                                           reason=reason, source="edit")
-        learner = self._need_learner("a rating")
-        return self._refresh_summary(learner.record_rating(user_id, kept.prompt, kept.answer,
-                                                           rating))  # type: ignore[arg-type]
+        if self._learner is None:  # kept as history, learned from once a set is configured
+            with self.store.transaction(user_id) as tx:
+                tx.rate([Rating(prompt=kept.prompt, answer=kept.answer,
+                                rating=rating)])  # type: ignore[arg-type]
+            return tx.result
+        return self._refresh_summary(self._learner.record_rating(
+            user_id, kept.prompt, kept.answer, rating))  # type: ignore[arg-type]
 
     def _kept(self, user_id: str, generation_id: str) -> StoredGeneration:
         validate_user_id(user_id)

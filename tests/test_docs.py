@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +17,30 @@ def test_readme_has_python_blocks() -> None:
     assert len(BLOCKS) >= 3
 
 
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Any]:
+    """The local wire-format server the hosted examples talk to (no network)."""
+    from provider_server import ProviderServer
+
+    with ProviderServer() as server:
+        yield server
+
+
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_block_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           provider: Any) -> None:
     monkeypatch.chdir(tmp_path)
+    # the official SDKs read these: the README's hosted examples run as written
+    monkeypatch.setenv("OPENAI_BASE_URL", provider.openai_base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-readme")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", provider.anthropic_base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-readme")
     exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})
+
+
+def test_every_code_block_is_run_or_is_configuration() -> None:
+    fences = re.findall(r"```(\w*)\n", README.read_text())
+    assert set(fences) <= {"python", "bash", "toml", ""}, set(fences)
 
 
 def test_readme_shows_the_two_commands_first() -> None:
