@@ -97,10 +97,9 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
         answers: dict[str, dict[str, Generation]] = {}
         for prompt in DEMO_PROMPTS:
             table = Table(title=f"[bold]{prompt}[/]", show_lines=True, title_justify="left")
-            table.add_column("answer for", no_wrap=True)
+            table.add_column("answer for\n(steered by)", no_wrap=True)
             table.add_column("SmolLM2's answer", min_width=40)
             table.add_column("base rewards (normalised)", no_wrap=True)
-            table.add_column("steered by (why)", no_wrap=True)
             table.add_column("words", justify="right")
             table.add_column("ms/token", justify="right")
             rows = [("plain", None), *((u, u) for u in DEMO_USERS)]
@@ -116,8 +115,8 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
                 scores = "\n".join(f"{n:<10}{feats[rewards.names.index(n)]:+.2f}"
                                    for n in SHOWN)
                 ms = 1000 * out.timings.total_s / max(out.completion_tokens or 0, 1)
-                table.add_row(label, text, scores, _why(out), str(len(text.split())),
-                              f"{ms:.0f}")
+                who = label if user_id is None else f"{label}\n{_why(out)}"
+                table.add_row(who, text, scores, str(len(text.split())), f"{ms:.0f}")
             console.print(table)
             console.print()
         first = next(iter(DEMO_USERS))
