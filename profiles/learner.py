@@ -104,22 +104,18 @@ class ProfileLearner:
     # -- operations ----------------------------------------------------------------------
 
     def record_preference(self, user_id: str, prompt: str, chosen: str, rejected: str, *,
-                          reason: str | None = None, source: str = "feedback") -> Profile:
-        """Append a preference and update the posterior, in one transaction."""
+                          reason: str | None = None, source: str = "feedback",
+                          create: bool = True) -> Profile:
+        """Append a preference and update the posterior, in one transaction (``create``:
+        make the profile if there is none, else :class:`ProfileNotFound`)."""
         validate_user_id(user_id)
         pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
         d = self.diff(prompt, chosen, rejected)  # outside the write lock: may be slow
-        try:
-            current = self.store.get(user_id)
-        except LookupError:
-            current = None
-        if current is not None and not current.coefficients and (
-                current.preference_count or self.store.ratings(user_id)):
-            # a history stored before a reward set was configured: learn from all of it
+        if self.unlearned_history(user_id):
             self.store.append_preferences(user_id, [pref], create=False)
             return self.refit(user_id)
         prior = self.prior_for(user_id)
-        with self.store.transaction(user_id) as tx:
+        with self.store.transaction(user_id, create=create) as tx:
             post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])
             tx.append([pref])
             tx.update(**self.fields(post))
@@ -132,7 +128,7 @@ class ProfileLearner:
         return f if rating.rating == "up" else -f
 
     def record_rating(self, user_id: str, prompt: str, answer: str,
-                      rating: Literal["up", "down"]) -> Profile:
+                      rating: Literal["up", "down"], *, create: bool = True) -> Profile:
         """Store a thumbs up/down on an answer and update the posterior, in one
         transaction."""
         validate_user_id(user_id)
@@ -142,12 +138,26 @@ class ProfileLearner:
             raise InvalidInput(f"invalid rating: {exc.errors()[0]['msg']}; pass 'up' or "
                                "'down'") from None
         d = self.rating_term(entry)
+        if self.unlearned_history(user_id):
+            with self.store.transaction(user_id, create=False) as tx:
+                tx.rate([entry])
+            return self.refit(user_id)
         prior = self.prior_for(user_id)
-        with self.store.transaction(user_id) as tx:
+        with self.store.transaction(user_id, create=create) as tx:
             post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])
             tx.rate([entry])
             tx.update(**self.fields(post))
         return tx.result
+
+    def unlearned_history(self, user_id: str) -> bool:
+        """Whether the user has a history stored before a reward set was configured (and
+        no coefficients): the next thing learned should refit from all of it."""
+        try:
+            current = self.store.get(user_id)
+        except LookupError:
+            return False
+        return not current.coefficients and bool(
+            current.preference_count or self.store.ratings(user_id))
 
     def prior_for(self, user_id: str) -> Posterior | None:
         """The population prior if ``user_id`` has no coefficients yet (else None)."""

@@ -258,6 +258,7 @@ class Onboarding:
         d = self._diffs[i] if preferred_index == 0 else -self._diffs[i]
         pref = make_preference(q.prompt, chosen, rejected, source="onboarding")
         prior = self.learner.prior_for(self.user_id)
+        refit = self.learner.unlearned_history(self.user_id)  # earlier history: use it too
         with self.store.transaction(self.user_id) as tx:
             state = self._current(tx.onboarding)
             if state.finished:
@@ -275,4 +276,4 @@ class Onboarding:
             tx.set_onboarding(new_state.model_copy(
                 update={"finished": self._finished(new_state, provisional)}))
         self._restart = False
-        return tx.result
+        return self.learner.refit(self.user_id) if refit else tx.result

@@ -63,11 +63,12 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("m005_generations", (
         """CREATE TABLE generations (
-            id text PRIMARY KEY,
+            id text NOT NULL,
             user_id text NOT NULL REFERENCES profiles (user_id),
             prompt text NOT NULL,
             answer text NOT NULL,
-            created_at timestamptz NOT NULL
+            created_at timestamptz NOT NULL,
+            PRIMARY KEY (user_id, id)
         )""",
         "CREATE INDEX idx_generations_user_id_created_at ON generations (user_id, created_at)",
         """CREATE TABLE ratings (

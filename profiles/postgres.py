@@ -35,6 +35,7 @@ from pydantic import SecretStr
 from personalizer._optional import require
 from personalizer.errors import (
     InvalidInput,
+    ProfileNotFound,
     SchemaTooNew,
     StoreAuthFailed,
     StoreBusy,
@@ -337,17 +338,24 @@ class PostgresProfileStore(SQLProfileStore):
                            cutoff: str) -> bool:
         # one statement, one round trip: the DELETE sees the table before the INSERT, so it
         # keeps the newest keep - 1 older answers beside the new one
-        row = conn.execute(
+        try:
+            row = self._insert_and_prune(conn, user_id, g, keep, cutoff)
+        except self._pg.errors.ForeignKeyViolation:  # the profile was deleted meanwhile
+            raise ProfileNotFound(user_id) from None
+        return row[0] == 1
+
+    def _insert_and_prune(self, conn: Connection, user_id: str, g: Any, keep: int,
+                          cutoff: str) -> Any:
+        return conn.execute(
             "WITH ins AS (INSERT INTO generations (id, user_id, prompt, answer, created_at) "
             "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
-            "ON CONFLICT (id) DO NOTHING RETURNING 1), "
+            "ON CONFLICT (user_id, id) DO NOTHING RETURNING 1), "
             "del AS (DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
             "(SELECT id FROM generations WHERE user_id = ? "
             "ORDER BY created_at DESC, id DESC LIMIT ?)) RETURNING 1) "
             "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
             (g.id, user_id, g.prompt, g.answer, g.created_at.isoformat(), user_id,
              user_id, cutoff, user_id, keep - 1)).fetchone()
-        return row[0] == 1
 
     @contextmanager
     def _write(self, *, landed: Op | None = None) -> Iterator[Connection]:

@@ -93,9 +93,9 @@ def m004_summary_meta(db: Database) -> None:
 @MIGRATIONS()
 def m005_generations(db: Database) -> None:
     # Answers kept for feedback (retention-limited), and thumbs up/down ratings (history).
-    db.execute("CREATE TABLE generations (id TEXT PRIMARY KEY, user_id TEXT NOT NULL "
+    db.execute("CREATE TABLE generations (id TEXT NOT NULL, user_id TEXT NOT NULL "
                "REFERENCES profiles (user_id), prompt TEXT NOT NULL, answer TEXT NOT NULL, "
-               "created_at TEXT NOT NULL)")
+               "created_at TEXT NOT NULL, PRIMARY KEY (user_id, id))")
     db.execute("CREATE INDEX idx_generations_user_id_created_at "
                "ON generations (user_id, created_at)")
     db.execute("CREATE TABLE ratings (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL "

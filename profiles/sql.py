@@ -357,7 +357,7 @@ class SQLProfileStore:
         inserted = conn.execute(
             "INSERT INTO generations (id, user_id, prompt, answer, created_at) "
             "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
-            "ON CONFLICT (id) DO NOTHING",
+            "ON CONFLICT (user_id, id) DO NOTHING",
             (g.id, user_id, g.prompt, g.answer, g.created_at.isoformat(), user_id)).rowcount
         conn.execute(
             "DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
@@ -366,18 +366,41 @@ class SQLProfileStore:
             (user_id, cutoff, user_id, keep))
         return inserted == 1
 
-    def generation(self, user_id: str, generation_id: str) -> StoredGeneration | None:
-        """A kept answer of ``user_id`` by id, or None (unknown, another user's, or dropped
-        by the retention limits)."""
+    def generation(self, user_id: str, generation_id: str, *,
+                   max_age_s: float | None = None) -> StoredGeneration | None:
+        """A kept answer of ``user_id`` by id, or None (unknown, another user's, older than
+        ``max_age_s``, or dropped by the retention limits)."""
         validate_user_id(user_id)
+        cutoff = None if max_age_s is None else (
+            utcnow() - timedelta(seconds=max_age_s)).isoformat()
 
         def op(conn: Connection) -> StoredGeneration | None:
             row = conn.execute("SELECT id, prompt, answer, created_at FROM generations "
                                "WHERE id = ? AND user_id = ?",
                                (generation_id, user_id)).fetchone()
-            return None if row is None else generation_from_row(row)
+            if row is None:
+                return None
+            kept = generation_from_row(row)
+            return None if cutoff is not None and kept.created_at.isoformat() < cutoff \
+                else kept
 
         return self._read_op(op, single=True)
+
+    def prune_generations(self, *, max_age_s: float, user_id: str | None = None) -> int:
+        """Delete kept answers older than ``max_age_s`` (of one user, or of everyone: run it
+        now and then, for users who stopped asking); returns how many."""
+        if user_id is not None:
+            validate_user_id(user_id)
+        cutoff = (utcnow() - timedelta(seconds=max_age_s)).isoformat()
+
+        def op(conn: Connection) -> int:
+            if user_id is None:
+                return conn.execute("DELETE FROM generations WHERE created_at < ?",
+                                    (cutoff,)).rowcount
+            return conn.execute("DELETE FROM generations WHERE user_id = ? AND created_at < ?",
+                                (user_id, cutoff)).rowcount
+
+        return self._write_op(op, idempotent=True)
 
     def ratings(self, user_id: str) -> list[Rating]:
         """The user's thumbs up/down, oldest first."""
@@ -470,6 +493,9 @@ class SQLProfileStore:
         def op(conn: Connection) -> int:
             nonlocal removed, deleted
             deleted = self._find(conn, user_id, lock=True)
+            if deleted is None:  # foreign keys keep rows of others from outliving it
+                removed = 0
+                raise ProfileNotFound(user_id)
             removed = self._delete_rows(conn, user_id)
             if removed == 0:
                 raise ProfileNotFound(user_id)
@@ -512,12 +538,15 @@ class SQLProfileStore:
     def _get_or_create(self, conn: Connection, user_id: str) -> Profile:
         """The user's profile, created if missing, locked for the rest of the transaction
         (two first requests for one user: one inserts, the other finds it)."""
-        found = self._find(conn, user_id, lock=True)
-        if found is not None:
-            return found
-        now = utcnow()
-        self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
-                                           updated_at=now))
+        for _ in range(10):
+            found = self._find(conn, user_id, lock=True)
+            if found is not None:
+                return found
+            now = utcnow()
+            self._insert_profile(conn, Profile(user_id=user_id, version=1, created_at=now,
+                                               updated_at=now))
+            # (on PostgreSQL the insert may have yielded to a row that a concurrent delete
+            # then removed: look again, and insert again)
         return self._get(conn, user_id, lock=True)
 
     @staticmethod

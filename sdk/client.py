@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import (
     AsyncIterator,
@@ -16,7 +17,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import Field
 
@@ -35,8 +36,8 @@ from personalizer.profiles.learner import make_preference
 from personalizer.profiles.models import Rating, StoredGeneration, summary_by_person, utcnow
 from personalizer.profiles.summaries import Summarizer
 
-from ._boundary import Unchecked, public_api
-from .errors import BackendError, InvalidInput, PersonalizerError
+from ._boundary import Unchecked, convert, public_api
+from .errors import BackendError, InvalidInput, PersonalizerError, ProfileNotFound
 from .types import (
     Generation,
     Generator,
@@ -44,6 +45,7 @@ from .types import (
     MessagesLike,
     RewardTerm,
     SteeringRecord,
+    Timings,
     as_messages,
     check_pairs,
 )
@@ -95,9 +97,15 @@ class PersonalizedStream:
         self.generation: Generation | None = None
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._inner
-        done = getattr(self._inner, "generation", None)
-        self.generation = None if done is None else self._plan.finish(done)
+        start, pieces = time.perf_counter(), []
+        try:
+            for piece in self._inner:
+                pieces.append(piece)
+                yield piece
+            done = _reported(self._inner, pieces, start)
+            self.generation = self._plan.finish(done)
+        except Exception as exc:  # noqa: BLE001 - converted at the boundary, not swallowed
+            _reraise(exc, "Personalizer.stream")
 
 
 class AsyncPersonalizedStream:
@@ -108,16 +116,38 @@ class AsyncPersonalizedStream:
         self.generation: Generation | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        plan, inner = await self._start()
+        start, pieces = time.perf_counter(), []
         try:
-            async for piece in inner:
-                yield piece
-        finally:
-            close = getattr(inner, "aclose", None)
-            if close is not None:
-                await close()
-        done = getattr(inner, "generation", None)
-        self.generation = None if done is None else await asyncio.to_thread(plan.finish, done)
+            plan, inner = await self._start()
+            try:
+                async for piece in inner:
+                    pieces.append(piece)
+                    yield piece
+            finally:
+                close = getattr(inner, "aclose", None)
+                if close is not None:
+                    await close()
+            done = _reported(inner, pieces, start)
+            self.generation = await asyncio.to_thread(plan.finish, done)
+        except Exception as exc:  # noqa: BLE001 - converted at the boundary, not swallowed
+            _reraise(exc, "Personalizer.astream")
+
+
+def _reported(inner: Any, pieces: list[str], start: float) -> Generation:
+    """The Generation a finished stream reports, or one built from its pieces (for
+    generators whose streams report none)."""
+    done = getattr(inner, "generation", None)
+    if done is not None:
+        return done
+    return Generation(text="".join(pieces), completion_tokens=None,
+                      timings=Timings(total_s=time.perf_counter() - start))
+
+
+def _reraise(exc: Exception, where: str) -> NoReturn:
+    new = convert(exc, where)
+    if new is exc:
+        raise exc
+    raise new from exc
 
 
 @dataclass(frozen=True)
@@ -355,28 +385,42 @@ class Personalizer:
             if other.prompt != kept.prompt:
                 raise InvalidInput("the two answers answer different prompts; a choice "
                                    "compares two answers to the same message")
-            return self.record_preference(user_id, kept.prompt, kept.answer, other.answer,
-                                          reason=reason, source="choice")
+            return self._feedback_preference(user_id, kept.prompt, kept.answer, other.answer,
+                                             reason, "choice")
         if edited is not None:
             if not isinstance(edited, str) or not edited.strip():
                 raise InvalidInput("edited must be the edited answer's text")
             if edited == kept.answer:
                 raise InvalidInput("the edit is the same as the answer: nothing to learn")
-            return self.record_preference(user_id, kept.prompt, edited, kept.answer,
-                                          reason=reason, source="edit")
+            return self._feedback_preference(user_id, kept.prompt, edited, kept.answer,
+                                             reason, "edit")
         if self._learner is None:  # kept as history, learned from once a set is configured
-            with self.store.transaction(user_id) as tx:
+            with self.store.transaction(user_id, create=False) as tx:
                 tx.rate([Rating(prompt=kept.prompt, answer=kept.answer,
                                 rating=rating)])  # type: ignore[arg-type]
             return tx.result
         return self._refresh_summary(self._learner.record_rating(
-            user_id, kept.prompt, kept.answer, rating))  # type: ignore[arg-type]
+            user_id, kept.prompt, kept.answer, rating, create=False))  # type: ignore[arg-type]
+
+    def _feedback_preference(self, user_id: str, prompt: str, chosen: str, rejected: str,
+                             reason: str | None, source: str) -> Profile:
+        """A preference from feedback: never creates a profile (a user deleted since the
+        answer was read stays deleted)."""
+        if self._learner is not None:
+            profile = self._learner.record_preference(user_id, prompt, chosen, rejected,
+                                                      reason=reason, source=source,
+                                                      create=False)
+        else:
+            pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
+            profile = self.store.append_preferences(user_id, [pref], create=False)
+        return self._refresh_summary(profile)
 
     def _kept(self, user_id: str, generation_id: str) -> StoredGeneration:
         validate_user_id(user_id)
         if not isinstance(generation_id, str) or not generation_id:
             raise InvalidInput("generation_id must be a Generation's id")
-        kept = self.store.generation(user_id, generation_id)
+        kept = self.store.generation(user_id, generation_id,
+                                     max_age_s=self.keep_generations_days * 86400)
         if kept is None:
             raise InvalidInput(
                 f"no kept answer {generation_id[:40]!r} for {user_id!r}: unknown, another "
@@ -390,8 +434,11 @@ class Personalizer:
             return out
         kept = StoredGeneration(id=uuid.uuid4().hex, prompt=_last_user_text(messages),
                                 answer=out.text)
-        self.store.save_generation(user_id, kept, keep=self.keep_generations,
-                                   max_age_s=self.keep_generations_days * 86400)
+        try:
+            self.store.save_generation(user_id, kept, keep=self.keep_generations,
+                                       max_age_s=self.keep_generations_days * 86400)
+        except ProfileNotFound:  # deleted while answering: the answer, nothing kept
+            return out
         return out.model_copy(update={"id": kept.id})
 
     def _why(self, profile: Profile, messages: list[Message], text: str,
@@ -483,9 +530,8 @@ class Personalizer:
                 **options: Any) -> AsyncPersonalizedStream:
         """:meth:`stream` as an async iterable that never blocks the event loop (the profile
         is read in a worker thread when iteration starts)."""
-        async def start() -> tuple[_Planned, Any]:
-            plan = await asyncio.to_thread(self._plan, user_id, messages, strength, strategy,
-                                           prompt_profile)
+        def begin() -> tuple[_Planned, Any]:  # in a worker thread: store reads, tokenizing
+            plan = self._plan(user_id, messages, strength, strategy, prompt_profile)
             astream = getattr(self.generator, "astream", None)
             if astream is not None:
                 return plan, astream(plan.messages, **plan.extra, **options)
@@ -493,6 +539,9 @@ class Personalizer:
 
             return plan, ThreadedStream(self.generator.stream(plan.messages, **plan.extra,
                                                               **options))
+
+        async def start() -> tuple[_Planned, Any]:
+            return await asyncio.to_thread(begin)
 
         return AsyncPersonalizedStream(start)
 
@@ -528,7 +577,10 @@ class Personalizer:
         strategy = self.strategy if strategy is None else strategy
         prompt_profile = self.prompt_profile if prompt_profile is None else prompt_profile
         msgs = as_messages(messages)
-        profile = self.store.get_or_create(validate_user_id(user_id))  # a newcomer: created
+        try:  # a read; only a newcomer's first request writes (their profile)
+            profile = self.store.get(validate_user_id(user_id))
+        except ProfileNotFound:
+            profile = self.store.get_or_create(user_id)
         new_user = not profile.coefficients and profile.preference_count == 0 \
             and not profile.summary
         steerable = getattr(self.generator, "steers_decoding", False)
@@ -569,8 +621,17 @@ class Personalizer:
         return self.store.preferences(user_id)
 
     def export_profile(self, user_id: str) -> dict[str, Any]:
-        """Everything stored about the user, as a JSON-ready dict (see ``profiles/export.py``)."""
+        """Everything stored about the user, as a JSON-ready dict (see ``profiles/export.py``);
+        kept answers past the age limit are deleted first, never exported."""
+        self.store.prune_generations(user_id=validate_user_id(user_id),
+                                     max_age_s=self.keep_generations_days * 86400)
         return self.store.export_profile(user_id)
+
+    def prune_generations(self) -> int:
+        """Delete every user's kept answers older than ``keep_generations_days`` (answers are
+        otherwise pruned when their user gets a new one; run this now and then for users who
+        stopped asking). Returns how many were deleted."""
+        return self.store.prune_generations(max_age_s=self.keep_generations_days * 86400)
 
     def import_profile(self, data: Mapping[str, Any] | str | bytes, *,
                        replace: bool = False) -> Profile:

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -96,8 +96,13 @@ class PersonalizerSettings(BaseSettings):
 
         try:
             loaded = FromFile(**overrides)
-        except ValueError as exc:  # pydantic's errors, and a TOML file that does not parse
-            raise InvalidInput(f"invalid personalizer settings: {exc}") from None
+        except ValidationError as exc:  # without the values: a misplaced key may be a secret
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                for e in exc.errors(include_input=False)[:5])
+            raise InvalidInput(f"invalid personalizer settings: {problems}") from None
+        except ValueError as exc:  # a TOML file that does not parse
+            raise InvalidInput(f"invalid personalizer settings file: {exc}") from None
         return cls.model_validate(loaded.model_dump())
 
     def build_generator(self, rewards: Any) -> Any:

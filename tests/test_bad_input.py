@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from personalizer.backends import (
     OpenAIGenerator,
     Steering,
 )
-from personalizer.backends.hosted import AsyncHostedStream, HostedStream
 from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.testing import ScriptedGenerator
 
@@ -91,13 +90,14 @@ def consume(result: Any) -> None:
     """Run whatever was returned to the end (streams, coroutines)."""
     if inspect.iscoroutine(result):
         result = asyncio.run(result)
-    if isinstance(result, (AsyncIterator, AsyncHostedStream)):
+    if isinstance(result, (AsyncIterator, AsyncIterable)):
         async def drain() -> None:
             async for _ in result:
                 pass
 
         asyncio.run(drain())
-    elif isinstance(result, (Iterator, HostedStream)):
+    elif isinstance(result, Iterable) and not isinstance(result, (str, bytes, list, tuple,
+                                                                  dict)):
         for _ in result:
             pass
 

@@ -48,13 +48,14 @@ def test_a_user_never_seen_is_served_at_once_and_told_about_onboarding(
         assert not again.new_user and again.hint is None
 
 
-def test_concurrent_first_requests_create_one_profile(tmp_path: Path) -> None:
+def test_concurrent_first_requests_create_one_profile(db: str) -> None:
     gen = ScriptedGenerator(lambda m: "ok")
-    with Personalizer(tmp_path / "p.db", generator=gen) as p:
+    with Personalizer(db, generator=gen) as p:
         with ThreadPoolExecutor(8) as pool:
             outs = list(pool.map(lambda _: p.generate("rush", "hi"), range(16)))
-        assert all(o.text == "ok" and o.steering.new_user for o in outs)
+        assert all(o.text == "ok" and o.steering.new_user and o.id for o in outs)
         assert p.store.count() == 1 and p.profile("rush").version == 1
+        assert len(p.export_profile("rush")["generations"]) == 16
 
 
 def test_stream_agenerate_and_astream_answer_as_generate_does(
@@ -229,7 +230,8 @@ def test_feedback_refuses_what_it_cannot_learn_from(tmp_path: Path, db: str) -> 
         assert p.record_feedback("ann", outs[2].id, rating="up").coefficients
         p.delete_profile("ann")
         with pytest.raises(InvalidInput, match="no kept answer"):
-            p.record_feedback("bob", outs[2].id, rating="up")
+            p.record_feedback("ann", outs[2].id, rating="up")  # deleted with her
+        assert p.store.count() == 1  # and feedback did not bring her back
     with Personalizer(tmp_path / "q.db", generator=gen, keep_generations=0) as p:
         assert p.generate("ann", "q").id is None  # nothing kept, nothing to refer to
 
@@ -244,3 +246,45 @@ def test_kept_answers_older_than_the_age_limit_are_dropped(db: str) -> None:
         new = p.generate("ann", "q")  # saving it drops the one past the age limit
         kept = [g["id"] for g in p.export_profile("ann")["generations"]]
     assert kept == [new.id] and old.id not in kept
+
+
+def test_deleting_a_user_while_they_are_answered_loses_nothing_else(db: str) -> None:
+    from conftest import user_rows
+
+    from personalizer import ProfileNotFound
+
+    gen = ScriptedGenerator(lambda m: "ok")
+    errors: list[BaseException] = []
+    with Personalizer(db, generator=gen) as p:
+        p.generate("bystander", "hi")
+
+        def ask() -> None:
+            for _ in range(25):
+                try:
+                    p.generate("eve", "hi")
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+        def delete() -> None:
+            for _ in range(25):
+                try:
+                    p.delete_profile("eve")
+                except ProfileNotFound:
+                    pass
+                except BaseException as exc:  # noqa: BLE001
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=ask) for _ in range(3)]
+        threads.append(threading.Thread(target=delete))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        try:
+            p.delete_profile("eve")
+        except ProfileNotFound:
+            pass
+        assert set(user_rows(db, "eve").values()) == {0}
+        assert p.profile("bystander").version == 1
+        assert len(p.export_profile("bystander")["generations"]) == 1
