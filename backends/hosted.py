@@ -699,7 +699,19 @@ class HostedStream(_StreamBase):
 class AsyncHostedStream(_StreamBase):
     """An async stream of text pieces; ``generation`` is set after the last one."""
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    _pieces: AsyncIterator[str] | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        self._pieces = self._run()
+        return self._pieces
+
+    async def aclose(self) -> None:
+        """Stop early: the provider's stream is closed (its connection released) now."""
+        close = getattr(self._pieces, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def _run(self) -> AsyncIterator[str]:
         self._begin()
         if self._req.rerank is not None:
             self.generation = await self._gen._arun(self._gen._plan(self._req))

@@ -389,3 +389,20 @@ def test_a_stream_cut_mid_way_is_a_provider_error(server: ProviderServer, kind: 
 
     with pytest.raises(ProviderUnavailable):
         asyncio.run(run())
+
+
+def test_an_async_hosted_stream_can_be_left_early_and_closed(server: ProviderServer
+                                                                   ) -> None:
+    gen = openai_gen(server)
+
+    async def run() -> list[str]:
+        stream = gen.astream(CHAT)
+        got = []
+        async for piece in stream:
+            got.append(piece)
+            break
+        await stream.aclose()
+        return got, stream.generation
+
+    got, done = asyncio.run(run())
+    assert len(got) == 1 and done is None  # stopped after one piece: no whole generation
