@@ -40,6 +40,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/rewards.py
 	$(BIN)/python bench/onboarding.py
+	$(BIN)/python bench/onboarding_people.py
 	$(BIN)/python bench/heads.py
 	$(BIN)/python bench/decoding.py
 	$(BIN)/python bench/proxy.py
