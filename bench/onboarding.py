@@ -5,8 +5,14 @@
 Settings (J=8 features, 900 candidate pairs, 300 held-out pairs, answers agreeing with the
 user's noise-free preference ~76% of the time):
 
-* ``independent`` / ``correlated``: the published synthetic setup (feature differences
-  N(0, I) or with correlation 0.6 between features; coefficients N(0, I)).
+* ``independent`` / ``pairwise-0.6``: feature differences N(0, I), or with correlation 0.6
+  between every two features; coefficients N(0, I).
+* ``rank4``: the correlated setting as DESIGN.md describes it (and PReF's anchor): 60 prompts
+  x 6 responses whose features are ``phi = A z + 0.1 eps`` (A an 8x4 Gaussian matrix, rows
+  rescaled to unit feature variance, z ~ N(0, I_4)), the 900 same-prompt pairs as the pool,
+  2000 fresh pairs held out; coefficients N(0, c^2 I) with c such that std(c . d) over the
+  pool is 2.0, answers Bradley-Terry on ``c . d`` (no further noise scaling). Anchor numbers
+  to reach 90% of the ceiling: PReF 16, PReF's rule + MAP 10, Laplace/EIG 6.
 * ``population``: our simulator, where tastes have structure (coefficients share a mean and
   correlations); here the population prior, fitted on 200 *other* users' posteriors after 20
   answers each, can help.
@@ -49,7 +55,32 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def rank4_setting(users: int, seed: int) -> dict:
+    """The ``rank4`` setting (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((J, 4))
+    a /= np.sqrt((a**2).sum(axis=1) + 0.1**2)[:, None]  # unit variance per feature
+
+    def pairs(prompts: int) -> np.ndarray:
+        phi = rng.standard_normal((prompts, 6, 4)) @ a.T + 0.1 * rng.standard_normal(
+            (prompts, 6, J))
+        i, j = np.triu_indices(6, 1)
+        return (phi[:, i] - phi[:, j]).reshape(-1, J)
+
+    pool, held = pairs(60), pairs(134)[:2000]
+    lam = rng.standard_normal((2 * users, J))
+    lam *= 2.0 / float(np.std(pool @ lam.T))  # std(lambda . d) over the pool: 2.0
+    test, others = lam[:users], lam[users:]
+    u = rng.random((2 * users, len(pool)))
+    answers = u < _sigmoid(lam @ pool.T)
+    return {"pool": pool, "held": held, "test": test, "others": others,
+            "answers": answers[:users], "other_answers": answers[users:], "beta": 1.0,
+            "rng": rng}
+
+
 def setting(name: str, users: int, seed: int, corr: float = CORR) -> dict:
+    if name == "rank4":
+        return rank4_setting(users, seed)
     rng = np.random.default_rng(seed)
     if name == "correlated":
         cov_d = (1 - corr) * np.eye(J) + corr * np.ones((J, J))
@@ -158,15 +189,19 @@ def main() -> None:
     ap.add_argument("--png", default="bench/out/onboarding.png")
     ap.add_argument("--corr", type=float, nargs="+", default=[CORR],
                     help="feature correlations of the correlated setting (one run each)")
+    ap.add_argument("--settings", nargs="+", default=["independent", "correlated", "rank4",
+                                                       "population"],
+                    help="which settings to run (correlated: pairwise, once per --corr)")
     args = ap.parse_args()
     curves: dict[str, dict[str, np.ndarray]] = {}
     runs = [("independent", CORR), *(("correlated", c) for c in args.corr),
-            ("population", CORR)]
+            ("rank4", CORR), ("population", CORR)]
+    runs = [(name, corr) for name, corr in runs if name in args.settings]
     for name, corr in runs:
         t = time.perf_counter()
         s = setting(name, args.users, seed=7, corr=corr)
         if name == "correlated":
-            name = f"correlated {corr:g}"
+            name = f"pairwise-{corr:g}"
         ceil = ceiling(s)
         methods = ["pref-sgd", "pref-map", "random", "eig"]
         prior = Posterior.standard(J)
@@ -191,7 +226,9 @@ def main() -> None:
     except ImportError:
         print("\n(matplotlib not installed: no PNG; `pip install matplotlib`)")
         return
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.5), sharey=True)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.5), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
     for ax, (name, by_method) in zip(axes, curves.items(), strict=True):
         x = np.arange(1, args.questions + 1)
         for m, curve in by_method.items():
