@@ -13,6 +13,13 @@ filtered positions become ``-inf``.
 * Proxy-tuning (Liu et al. 2024): ``base + alpha * (expert - antiexpert)``.
 * Tree attention: a boolean mask that lets k candidates at one position each see the prefix
   and themselves, and the index of each row's chosen token among its candidates.
+* Token-level base rewards (GenARM-style, groundwork for issue #14): base reward ``j`` scores
+  every next token from the hidden state through the LM's own output embedding,
+  ``s_j(v | h) = W[v] . (U_j (D_j^T h) + b_j)`` (a rank-r map per reward). A user's steered
+  logits ``W h + w * sum_j c_j s_j(. | h)`` then fold into one vocabulary projection of a
+  shifted hidden state, ``W (h + w * sum_j c_j (U_j D_j^T h + b_j))``
+  (:func:`fold_token_rewards`), whose cost is independent of the vocabulary, of k, and of
+  how many users share the batch (each row carries its own coefficients).
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ __all__ = [
     "choose_next",
     "filter_top_k",
     "filter_top_p",
+    "fold_token_rewards",
     "proxy_logits",
     "scale_temperature",
     "scatter_scores",
     "seeded_rng",
     "slots_of",
+    "token_reward_scores",
     "top_candidates",
     "tree_mask",
 ]
@@ -118,6 +127,45 @@ def proxy_logits(base: torch.Tensor, expert: torch.Tensor, antiexpert: torch.Ten
     if alpha == 0:
         return base.clone()
     return base + alpha * (expert - antiexpert)
+
+
+def _head_outputs(hidden: torch.Tensor, down: torch.Tensor, up: torch.Tensor,
+                  bias: torch.Tensor) -> torch.Tensor:
+    """``g_j = U_j D_j^T h + b_j`` for every row and base reward: ``(rows, J, d)``."""
+    if hidden.dim() != 2 or down.dim() != 3 or up.dim() != 3 or bias.dim() != 2:
+        raise ValueError("hidden is (rows, d); down (J, d, r); up (J, r, d); bias (J, d)")
+    j, d, r = down.shape
+    if up.shape != (j, r, d) or bias.shape != (j, d) or hidden.shape[1] != d:
+        raise ValueError(f"shapes do not match: hidden {tuple(hidden.shape)}, down "
+                         f"{tuple(down.shape)}, up {tuple(up.shape)}, bias {tuple(bias.shape)}")
+    z = torch.einsum("nd,jdr->njr", hidden, down)
+    return torch.einsum("njr,jrd->njd", z, up) + bias
+
+
+def token_reward_scores(hidden: torch.Tensor, down: torch.Tensor, up: torch.Tensor,
+                        bias: torch.Tensor, out_embedding: torch.Tensor) -> torch.Tensor:
+    """Every base reward's score of every next token, ``(rows, J, vocab)``: what training
+    fits and what the folded form must equal. ``out_embedding`` is the LM's ``(vocab, d)``
+    output matrix."""
+    return torch.einsum("njd,vd->njv", _head_outputs(hidden, down, up, bias), out_embedding)
+
+
+def fold_token_rewards(hidden: torch.Tensor, down: torch.Tensor, up: torch.Tensor,
+                       bias: torch.Tensor, coefficients: torch.Tensor,
+                       strength: float | torch.Tensor) -> torch.Tensor:
+    """The hidden state whose vocabulary projection is the user's steered logits:
+    ``h + w * sum_j c_j (U_j D_j^T h + b_j)``, per row (``coefficients`` is ``(rows, J)``, one
+    user per row; ``strength`` a number or ``(rows,)``). Rows with zero strength or zero
+    coefficients come back unchanged, so plain rows decode exactly as plain decoding."""
+    if coefficients.dim() != 2 or coefficients.shape != (hidden.shape[0], down.shape[0]):
+        raise ValueError(f"coefficients must be (rows, J) = ({hidden.shape[0]}, "
+                         f"{down.shape[0]}), not {tuple(coefficients.shape)}")
+    w = torch.as_tensor(strength, dtype=hidden.dtype, device=hidden.device)
+    if w.dim() == 0:
+        w = w.expand(hidden.shape[0])
+    delta = torch.einsum("nj,njd->nd", coefficients.to(hidden.dtype),
+                         _head_outputs(hidden, down, up, bias))
+    return hidden + w[:, None] * delta
 
 
 def tree_mask(prefix: int | torch.Tensor, k: int) -> torch.Tensor:
