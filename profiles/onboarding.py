@@ -269,7 +269,8 @@ class Onboarding:
             post = self.learner.posterior(tx.profile, prior=prior)
             new_post = fit_posterior(post, d[None, :])
             tx.append([pref])
-            tx.update(**self.learner.fields(new_post))
+            if not refit:  # else the refit below learns from everything (until it has run,
+                tx.update(**self.learner.fields(new_post))  # the history stays unlearned)
             new_state = state.model_copy(update={"asked": [*state.asked, question_id],
                                                  "pending": None})
             provisional = tx.profile.model_copy(update=self.learner.fields(new_post))

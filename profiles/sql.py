@@ -337,7 +337,7 @@ class SQLProfileStore:
         validate_user_id(user_id)
         if keep < 1:
             raise InvalidInput("keep must be at least 1 (to keep none, do not save)")
-        cutoff = (utcnow() - timedelta(seconds=max_age_s)).isoformat()
+        cutoff = _cutoff(max_age_s)
 
         def op(conn: Connection) -> None:
             if self._insert_generation(conn, user_id, generation, keep, cutoff):
@@ -371,8 +371,7 @@ class SQLProfileStore:
         """A kept answer of ``user_id`` by id, or None (unknown, another user's, older than
         ``max_age_s``, or dropped by the retention limits)."""
         validate_user_id(user_id)
-        cutoff = None if max_age_s is None else (
-            utcnow() - timedelta(seconds=max_age_s)).isoformat()
+        cutoff = None if max_age_s is None else _cutoff(max_age_s)
 
         def op(conn: Connection) -> StoredGeneration | None:
             row = conn.execute("SELECT id, prompt, answer, created_at FROM generations "
@@ -391,7 +390,7 @@ class SQLProfileStore:
         now and then, for users who stopped asking); returns how many."""
         if user_id is not None:
             validate_user_id(user_id)
-        cutoff = (utcnow() - timedelta(seconds=max_age_s)).isoformat()
+        cutoff = _cutoff(max_age_s)
 
         def op(conn: Connection) -> int:
             if user_id is None:
@@ -703,6 +702,15 @@ def read_preferences(conn: Connection, user_id: str) -> list[Preference]:
     ).fetchall()
     return [Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
                        created_at=_when(r[5])) for r in rows]
+
+
+def _cutoff(max_age_s: float) -> str:
+    """The oldest kept-answer time a ``max_age_s`` allows, as stored text."""
+    if not isinstance(max_age_s, (int, float)) or isinstance(max_age_s, bool) or \
+            not 0 < max_age_s <= 36500 * 86400:
+        raise InvalidInput("max_age_s must be a number of seconds, more than 0 and at most "
+                           "100 years")
+    return (utcnow() - timedelta(seconds=max_age_s)).isoformat()
 
 
 def read_generations(conn: Connection, user_id: str) -> list[StoredGeneration]:

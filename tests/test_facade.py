@@ -288,3 +288,46 @@ def test_deleting_a_user_while_they_are_answered_loses_nothing_else(db: str) -> 
         assert set(user_rows(db, "eve").values()) == {0}
         assert p.profile("bystander").version == 1
         assert len(p.export_profile("bystander")["generations"]) == 1
+
+
+def test_history_stored_before_a_reward_set_is_learned_from_by_a_rating_or_an_answer(
+        tmp_path: Path) -> None:
+    from personalizer.profiles import default_reward_set
+
+    rewards = default_reward_set()
+    db = tmp_path / "p.db"
+    gen = ScriptedGenerator(lambda m: "Keep a fixed bedtime.")
+    with Personalizer(db, generator=gen) as p:  # preferences collected, nothing learned
+        for i in range(3):
+            p.record_preference("ann", f"q{i}", "Short.", "A much longer answer with filler.")
+            p.record_preference("bob", f"q{i}", "Short.", "A much longer answer with filler.")
+        kept = p.generate("ann", "Sleep?")
+    with Personalizer(db, rewards=rewards, generator=gen) as p:
+        rated = p.record_feedback("ann", kept.id, rating="up")  # first learned: a rating
+        assert rated.coefficients == pytest.approx(p.refit("ann").coefficients)
+        session = p.onboarding("bob", max_questions=3)  # first learned: an onboarding answer
+        q = session.next_question()
+        answered = session.answer(q.id, 0)
+        assert answered.coefficients == pytest.approx(p.refit("bob").coefficients)
+        assert answered.coefficients["verbosity"] < 0  # the three earlier choices count
+
+
+def test_feedback_for_a_user_deleted_meanwhile_does_not_bring_them_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from personalizer import ProfileNotFound
+
+    gen = ScriptedGenerator(lambda m: "An answer.")
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=gen) as p:
+        found = p.store.generation
+
+        def read_then_delete(user_id: str, generation_id: str, **kw: Any) -> Any:
+            kept = found(user_id, generation_id, **kw)
+            p.store.delete(user_id)  # she deletes herself between the read and the write
+            return kept
+
+        monkeypatch.setattr(p.store, "generation", read_then_delete)
+        for feedback in ({"rating": "up"}, {"edited": "Mine."}):
+            answer = p.generate("ann", "q")  # (a new user again on each round)
+            with pytest.raises(ProfileNotFound):
+                p.record_feedback("ann", answer.id, **feedback)
+            assert p.store.count() == 0  # the feedback did not re-create her
