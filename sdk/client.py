@@ -98,14 +98,19 @@ class PersonalizedStream:
 
     def __iter__(self) -> Iterator[str]:
         start, pieces = time.perf_counter(), []
+        inner = iter(self._inner)
         try:
-            for piece in self._inner:
+            for piece in inner:
                 pieces.append(piece)
                 yield piece
             done = _reported(self._inner, pieces, start)
             self.generation = self._plan.finish(done)
         except Exception as exc:  # noqa: BLE001 - converted at the boundary, not swallowed
             _reraise(exc, "Personalizer.stream")
+        finally:  # left early: the generator's work stops now, not at garbage collection
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
 
 
 class AsyncPersonalizedStream:
@@ -113,9 +118,19 @@ class AsyncPersonalizedStream:
 
     def __init__(self, start: Callable[[], Awaitable[tuple[_Planned, Any]]]) -> None:
         self._start = start
+        self._pieces: Any = None
         self.generation: Generation | None = None
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str]:
+        self._pieces = self._run()
+        return self._pieces
+
+    async def aclose(self) -> None:
+        """Stop early: the generator's stream is closed now."""
+        if self._pieces is not None:
+            await self._pieces.aclose()
+
+    async def _run(self) -> AsyncIterator[str]:
         start, pieces = time.perf_counter(), []
         try:
             plan, inner = await self._start()

@@ -331,3 +331,43 @@ def test_feedback_for_a_user_deleted_meanwhile_does_not_bring_them_back(
             with pytest.raises(ProfileNotFound):
                 p.record_feedback("ann", answer.id, **feedback)
             assert p.store.count() == 0  # the feedback did not re-create her
+
+
+def test_leaving_a_stream_early_stops_the_generators_work(tmp_path: Path) -> None:
+    closed: list[str] = []
+
+    class Counting:
+        def generate(self, messages: Any, **options: Any) -> Any:
+            raise AssertionError("not used")
+
+        def stream(self, messages: Any, **options: Any) -> Any:
+            def pieces() -> Any:
+                try:
+                    for i in range(1000):
+                        yield f"{i} "
+                finally:
+                    closed.append("sync")
+            return pieces()
+
+    with Personalizer(tmp_path / "p.db", generator=Counting()) as p:
+        for i, _ in enumerate(p.stream("ann", "hi")):
+            if i == 2:
+                break
+        assert closed == ["sync"]
+
+        async def run() -> None:
+            stream = p.astream("ann", "hi")
+            async for i, _ in _enumerate(stream):
+                if i == 2:
+                    break
+            await stream.aclose()
+
+        asyncio.run(run())
+    assert closed == ["sync", "sync"]
+
+
+async def _enumerate(stream: Any) -> Any:
+    i = 0
+    async for item in stream:
+        yield i, item
+        i += 1
