@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from personalizer._boundary import Unchecked, public_api
 from personalizer.errors import (
@@ -59,9 +59,10 @@ from personalizer.types import (
     SteeringRecord,
     Timings,
     as_messages,
+    last_user_text,
 )
 
-from .request import BestOfN, Steering, validation_message
+from .request import BestOfN, Steering, StopStrings, reward_scale, validation_message
 
 __all__ = ["HostedGenerator", "HostedOptions", "HostedStream", "AsyncHostedStream"]
 
@@ -71,8 +72,6 @@ Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 Retries = Annotated[int, Field(ge=0, le=100)]
 Weight = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
 Parallel = Annotated[int, Field(ge=1, le=256)]
-
-CLEAR_NORM = 0.5  # as in plan.py: a profile's reward is on a unit scale once it is clear
 
 # Options of local generators that no hosted API has, with what to do instead.
 LOCAL_ONLY: dict[str, str] = {
@@ -98,19 +97,7 @@ class HostedOptions(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling.")
     top_k: int | None = Field(default=None, ge=1, description="Sample among the k most "
                               "likely tokens (Anthropic only).")
-    stop: tuple[str, ...] | None = Field(default=None, description="Stop strings.")
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _one_stop(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, str) else value
-
-    @field_validator("stop")
-    @classmethod
-    def _non_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None and any(not s for s in value):
-            raise ValueError("stop strings must not be empty")
-        return value
+    stop: StopStrings | None = Field(default=None, description="Stop strings.")
 
     def given(self) -> dict[str, Any]:
         """The options the caller set (None counts as not set)."""
@@ -388,7 +375,7 @@ class HostedGenerator:
         chosen = replies[0]
         if req.rerank is not None:
             assert req.steering is not None
-            prompt = _last_user_text(req.messages)
+            prompt = last_user_text(req.messages)
             texts = [r.text for r in replies]
             scores, terms = yield Compute(lambda: self._scores(prompt, texts, req.steering))
             best = int(np.argmax(scores))
@@ -409,8 +396,7 @@ class HostedGenerator:
             coef = rs.coefficient_vector(steering.coefficients,
                                          reward_set_id=steering.reward_set_id,
                                          reward_set_version=steering.reward_set_version)
-            norm = max(float(np.linalg.norm(coef)), CLEAR_NORM) if steering.relative else 1.0
-            total += rs.features(prompt, texts) @ coef / norm
+            total += rs.features(prompt, texts) @ coef / reward_scale(coef, steering.relative)
             terms = tuple(RewardTerm(name=n, description=d, coefficient=float(c))
                           for n, d, c in zip(rs.names, rs.descriptions, coef, strict=True))
         if self.judge is not None:
@@ -627,11 +613,6 @@ def _provider_message(exc: Exception) -> str:
 def _sum(values: Any) -> int | None:
     values = list(values)
     return None if any(v is None for v in values) else int(sum(values))
-
-
-def _last_user_text(messages: Sequence[Message]) -> str:
-    return next((m.content for m in reversed(messages) if m.role == "user"),
-                messages[-1].content)
 
 
 class _StreamBase:

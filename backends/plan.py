@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from personalizer.errors import InvalidInput
-from personalizer.types import Message, QualityTerm, RewardTerm, SteeringRecord
+from personalizer.types import Message, QualityTerm, RewardTerm, SteeringRecord, last_user_text
 
 from .decoding_math import seeded_rng
 from .engine import RowSpec
 from .handle import ModelHandle, context_length, end_of_turn
 from .policies import PLAIN, ArgsPolicy, PlainPolicy
-from .request import BestOfN, GenerationOptions, Steering
+from .request import CLEAR_NORM, BestOfN, GenerationOptions, Steering, reward_scale
 from .scorers import TextScorer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CLEAR_NORM", "Plan", "Planner", "fit_context"]
 
-CLEAR_NORM = 0.5  # coefficient-vector norm from which a profile counts as clear
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,6 @@ def fit_context(handle: ModelHandle, prompt: list[int],
         dropped = len(prompt) - keep
         prompt = prompt[-keep:]
     return prompt, dropped, min(options.max_new_tokens, ctx - len(prompt))
-
-
-def last_user_text(messages: Sequence[Message]) -> str:
-    return next((m.content for m in reversed(messages) if m.role == "user"),
-                messages[-1].content)
 
 
 class Planner:
@@ -150,8 +144,7 @@ class Planner:
                         dropped)
         # relative: the user's reward on a unit scale once the profile is clear (norm >=
         # CLEAR_NORM); a faint profile (a few answers) stays proportionally weaker
-        norm = max(float(np.linalg.norm(coef)), CLEAR_NORM) if steering.relative else 1.0
-        user = coef / norm
+        user = coef / reward_scale(coef, steering.relative)
         # whole-answer attributes (length) only count when finished answers are compared
         whole = 1.0 - np.asarray(rs.per_token, dtype=float)  # 1: a whole-answer attribute
         weights, offset = rs.raw_weights(user * (1 - whole))

@@ -18,12 +18,46 @@ import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from personalizer.errors import InvalidInput
 
-__all__ = ["Args", "BestOfN", "GenerationOptions", "Steering", "Strategy", "parse_options",
-           "validation_message"]
+__all__ = ["CLEAR_NORM", "Args", "BestOfN", "GenerationOptions", "Steering", "StopStrings",
+           "Strategy", "parse_options", "reward_scale", "validation_message"]
+
+CLEAR_NORM = 0.5  # coefficient-vector norm from which a profile counts as clear
+
+
+def reward_scale(coefficients: Any, relative: bool) -> float:
+    """What a user's reward is divided by (``Steering.relative``): the norm of their
+    coefficients once the profile is clear (a unit scale), CLEAR_NORM below that (a faint
+    profile stays proportionally weaker), 1 when not relative."""
+    if not relative:
+        return 1.0
+    return max(float(math.sqrt(sum(float(c) ** 2 for c in coefficients))), CLEAR_NORM)
+
+
+def _one_stop(value: Any) -> Any:
+    return (value,) if isinstance(value, str) else value
+
+
+def _non_empty(value: tuple[str, ...]) -> tuple[str, ...]:
+    if any(not s for s in value):
+        raise ValueError("stop strings must not be empty")
+    return value
+
+
+# Stop strings as callers give them: one string or several, none empty.
+StopStrings = Annotated[tuple[str, ...], BeforeValidator(_one_stop),
+                        AfterValidator(_non_empty)]
 
 
 class GenerationOptions(BaseModel):
@@ -44,22 +78,10 @@ class GenerationOptions(BaseModel):
                                 description="Nucleus sampling: the smallest set of tokens "
                                             "whose probability reaches p.")
     seed: int | None = Field(default=None, ge=0, description="Seed of this call's own RNG.")
-    stop: tuple[str, ...] = Field(default=(), description="Stop strings (not included).")
+    stop: StopStrings = Field(default=(), description="Stop strings (not included).")
     truncate: Literal["error", "left"] = Field(
         default="error", description="A prompt that leaves no room in the model's context: "
         "'error' refuses it; 'left' drops its oldest tokens and says so in the generation.")
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _one_stop(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, str) else value
-
-    @field_validator("stop")
-    @classmethod
-    def _non_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not s for s in value):
-            raise ValueError("stop strings must not be empty")
-        return value
 
     def sampling(self, default: bool = False) -> bool:
         """Whether to sample: the caller's choice, else the strategy's ``default``."""

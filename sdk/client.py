@@ -48,6 +48,7 @@ from .types import (
     Timings,
     as_messages,
     check_pairs,
+    last_user_text,
 )
 
 __all__ = ["DEFAULT_STRENGTH", "LOCAL_PROMPT_DEFAULT", "Personalizer"]
@@ -57,11 +58,6 @@ log = logging.getLogger("personalizer")
 # Defaults of Personalizer.generate, chosen from bench/quality.py on SmolLM2 (see README).
 DEFAULT_STRENGTH = 1.0
 LOCAL_PROMPT_DEFAULT = False  # on SmolLM2 the block cost substance and moved nothing
-
-
-def _last_user_text(messages: Sequence[Message]) -> str:
-    return next((m.content for m in reversed(messages) if m.role == "user"),
-                messages[-1].content)
 
 
 NEW_USER_HINT = ("this user has not answered anything yet, so the answer is not personalized; "
@@ -447,7 +443,7 @@ class Personalizer:
         """``out`` kept for feedback, with its id (unless keep_generations=0)."""
         if not self.keep_generations:
             return out
-        kept = StoredGeneration(id=uuid.uuid4().hex, prompt=_last_user_text(messages),
+        kept = StoredGeneration(id=uuid.uuid4().hex, prompt=last_user_text(messages),
                                 answer=out.text)
         try:
             self.store.save_generation(user_id, kept, keep=self.keep_generations,
@@ -467,7 +463,7 @@ class Personalizer:
             return ()
         coef = rs.coefficient_vector(profile.coefficients, reward_set_id=rs.id,
                                      reward_set_version=rs.version)
-        feats = rs.features(_last_user_text(messages), [text])[0]
+        feats = rs.features(last_user_text(messages), [text])[0]
         return tuple(RewardTerm(name=n, description=d, coefficient=float(c),
                                 contribution=float(c * f))
                      for n, d, c, f in zip(rs.names, rs.descriptions, coef, feats,

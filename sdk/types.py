@@ -25,6 +25,7 @@ __all__ = [
     "Timings",
     "as_messages",
     "check_pairs",
+    "last_user_text",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -200,6 +201,12 @@ def as_messages(messages: MessagesLike) -> list[Message]:
     if not out:
         raise InvalidInput("no messages given; pass at least one user message")
     return out
+
+
+def last_user_text(messages: Sequence[Message]) -> str:
+    """The text a chat asks about: its last user message (else its last message)."""
+    return next((m.content for m in reversed(messages) if m.role == "user"),
+                messages[-1].content)
 
 
 def _first_error(exc: ValidationError) -> str:
