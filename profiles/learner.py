@@ -10,7 +10,7 @@ The prior is an aggregate computed on demand, so a deleted user stops counting a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -111,15 +111,7 @@ class ProfileLearner:
         validate_user_id(user_id)
         pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
         d = self.diff(prompt, chosen, rejected)  # outside the write lock: may be slow
-        if self.unlearned_history(user_id):
-            self.store.append_preferences(user_id, [pref], create=False)
-            return self.refit(user_id)
-        prior = self.prior_for(user_id)
-        with self.store.transaction(user_id, create=create) as tx:
-            post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])
-            tx.append([pref])
-            tx.update(**self.fields(post))
-        return tx.result
+        return self._learn(user_id, d, lambda tx: tx.append([pref]), create=create)
 
     def rating_term(self, rating: Rating) -> np.ndarray:
         """A thumbs up/down as one Bradley-Terry term: the answer against a typical answer,
@@ -137,35 +129,48 @@ class ProfileLearner:
         except ValidationError as exc:
             raise InvalidInput(f"invalid rating: {exc.errors()[0]['msg']}; pass 'up' or "
                                "'down'") from None
-        d = self.rating_term(entry)
-        if self.unlearned_history(user_id):
+        return self._learn(user_id, self.rating_term(entry), lambda tx: tx.rate([entry]),
+                           create=create)
+
+    def _learn(self, user_id: str, term: np.ndarray, stage: Callable[[Any], None], *,
+               create: bool) -> Profile:
+        """Store one observation (``stage`` puts its row into the transaction) and update
+        the posterior with its Bradley-Terry ``term``, in one transaction; a history stored
+        before a reward set was configured is learned from whole instead (refit)."""
+        current = self._current(user_id)
+        if current is not None and self._unlearned(current):
             with self.store.transaction(user_id, create=False) as tx:
-                tx.rate([entry])
+                stage(tx)
             return self.refit(user_id)
-        prior = self.prior_for(user_id)
+        prior = None if current is not None and current.coefficients else \
+            self.prior(exclude=user_id)  # (prior_for, without reading the profile again)
         with self.store.transaction(user_id, create=create) as tx:
-            post = fit_posterior(self.posterior(tx.profile, prior=prior), d[None, :])
-            tx.rate([entry])
+            post = fit_posterior(self.posterior(tx.profile, prior=prior), term[None, :])
+            stage(tx)
             tx.update(**self.fields(post))
         return tx.result
+
+    def _current(self, user_id: str) -> Profile | None:
+        try:
+            return self.store.get(user_id)
+        except LookupError:
+            return None
+
+    def _unlearned(self, profile: Profile) -> bool:
+        return not profile.coefficients and bool(
+            profile.preference_count or self.store.ratings(profile.user_id))
 
     def unlearned_history(self, user_id: str) -> bool:
         """Whether the user has a history stored before a reward set was configured (and
         no coefficients): the next thing learned should refit from all of it."""
-        try:
-            current = self.store.get(user_id)
-        except LookupError:
-            return False
-        return not current.coefficients and bool(
-            current.preference_count or self.store.ratings(user_id))
+        current = self._current(user_id)
+        return current is not None and self._unlearned(current)
 
     def prior_for(self, user_id: str) -> Posterior | None:
         """The population prior if ``user_id`` has no coefficients yet (else None)."""
-        try:
-            current = self.store.get(user_id)
-        except LookupError:
-            return self.prior(exclude=user_id)
-        return None if current.coefficients else self.prior(exclude=user_id)
+        current = self._current(user_id)
+        return None if current is not None and current.coefficients else \
+            self.prior(exclude=user_id)
 
     def refit(self, user_id: str) -> Profile:
         """Learn the coefficients again from the whole history, against this reward set."""
