@@ -60,6 +60,16 @@ def smollm2():  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
+def server() -> Iterator[Any]:
+    """The local OpenAI/Anthropic wire-format server (tests/provider_server.py), one per
+    session; each module resets it (``clear()`` and its ``reply``) before every test."""
+    from provider_server import ProviderServer
+
+    with ProviderServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
     """A PostgreSQL server for the whole session (skipped when the binaries are missing, unless
     ``PERSONALIZER_REQUIRE_POSTGRES=1``, as CI sets, makes that a failure)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,14 @@ def test_readme_has_python_blocks() -> None:
     assert len(BLOCKS) >= 3
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[Any]:
-    """The local wire-format server the hosted examples talk to (no network)."""
-    from provider_server import ProviderServer
-
-    with ProviderServer() as server:
-        yield server
-
-
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                           provider: Any) -> None:
+                           server: Any) -> None:
+    from provider_server import echo_reply
+
+    provider = server  # the local wire-format server the hosted examples talk to
+    provider.clear()
+    provider.reply = echo_reply
     monkeypatch.chdir(tmp_path)
     # the official SDKs read these: the README's hosted examples run as written
     monkeypatch.setenv("OPENAI_BASE_URL", provider.openai_base_url)

@@ -4,7 +4,6 @@ wire formats (tests/provider_server.py). No network."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,12 +36,6 @@ CANDIDATES = [
     "avoid screens for an hour before bed, keep the bedroom cool, dark and quiet, skip "
     "caffeine after noon and alcohol at night, and get daylight and exercise during the day.",
 ]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ProviderServer]:
-    with ProviderServer() as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)
