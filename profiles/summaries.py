@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from personalizer._boundary import Unchecked, public_api
 from personalizer.errors import BackendError, InvalidInput, StoreBusy
 from personalizer.types import Generator, Message
 
@@ -67,6 +68,7 @@ class SummarizerSettings(BaseModel):
                                 description="Token limit of the summary the model writes.")
 
 
+@public_api
 class Summarizer:
     """Writes and refreshes profile summaries with ``generator`` (see module docstring).
 
@@ -74,10 +76,13 @@ class Summarizer:
     prompt in words; ``options`` go to every ``generator.generate`` call.
     """
 
-    def __init__(self, generator: Generator, rewards: Any = None, *,
+    def __init__(self, generator: Unchecked[Generator], rewards: Unchecked[Any] = None, *,
                  settings: SummarizerSettings | None = None, **options: Any) -> None:
         if not hasattr(generator, "generate"):
             raise InvalidInput("Summarizer needs a generator (anything with generate(messages))")
+        if rewards is not None and not all(hasattr(rewards, a) for a in
+                                           ("id", "version", "names", "descriptions")):
+            raise InvalidInput("rewards must be a RewardSet (or None)")
         self.generator, self.rewards = generator, rewards
         self.settings = settings or SummarizerSettings()
         self.options = {"max_new_tokens": self.settings.max_new_tokens, **options}
@@ -136,7 +141,8 @@ class Summarizer:
 
     # -- one user's summary ------------------------------------------------------------------
 
-    def update(self, store: ProfileStore, user_id: str, *, attempts: int = 3) -> Profile:
+    def update(self, store: Unchecked[ProfileStore], user_id: str, *,
+               attempts: Annotated[int, Field(ge=1, le=100)] = 3) -> Profile:
         """Fold the user's new preferences into their summary and store it; returns the
         profile. A person's own summary is left as it is; so is a summary that is up to
         date. A stale summary with no history left is removed."""
