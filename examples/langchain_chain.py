@@ -1,6 +1,7 @@
-"""One LangChain (LCEL) chain serving two users, with visibly different answers: a terse and
-a thorough person, each onboarded by a simulated person of that taste; SmolLM2 answers
-through ``PersonalizedChatModel``, best-of-4 by each user's reward. Offline.
+"""One LangChain (LCEL) chain serving two users: a terse and a thorough person, each onboarded
+by a simulated person of that taste; SmolLM2 answers through ``PersonalizedChatModel``,
+best-of-4 (seeded) by each user's reward. Offline. On SmolLM2 the two answers differ but are
+about as long as each other (issue #12: steering this small model toward length).
 
     python examples/langchain_chain.py [--db chain.db]
 """
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None, *, generator: Any = None,
             person = SimulatedUser(taste_vector(taste, rewards.names), beta=2.0, seed=seed)
             p.onboarding(user, max_questions=8, restart=True).run(person.chooser(rewards))
         model = PersonalizedChatModel(personalizer=p, max_tokens=max_tokens,
-                                      strategy=BestOfN(n=4))
+                                      strategy=BestOfN(n=4)).bind(seed=7)  # repeatable
         prompt = ChatPromptTemplate.from_messages([
             ("system", "You are a helpful cooking coach."), ("human", "{question}")])
         chain = prompt | model | StrOutputParser()
