@@ -5,10 +5,14 @@ texts instead of once per token.
 
 * ``block="answer"``: n whole answers, the best is returned.
 * ``block="sentence"``: n continuations up to the next sentence end (at most
-  ``block_tokens``), the best is kept, and the next block starts from it.
+  ``block_tokens``), the best is kept, and the next block starts from it. With
+  ``end_early``, ending the answer after the kept prefix is one more option, open once the
+  prefix's last sentence is finished and it clears the quality floor.
 
-Samples that finish early leave the batch, so they stop costing compute. Streaming emits each
-block's chosen text once it is chosen.
+Every option is scored as a finished text (the kept prefix and the block):
+``strength * r_user + quality_weight * quality``. ``draw="branch"`` makes the n rows the n most
+likely first tokens of the block, each continued greedily. Samples that finish early leave the batch, so they stop
+costing compute. Streaming emits each block's chosen text once it is chosen.
 """
 
 from __future__ import annotations
@@ -24,23 +28,40 @@ from personalizer.types import ScoredCandidate
 
 from .engine import Decoding, RowSpec
 from .handle import ModelHandle
+from .policies import BranchPolicy
 from .request import BestOfN
-from .text import TextTracker, ends_sentence, first_stop
+from .text import TextTracker, ends_sentence, first_stop, may_end
 
 if TYPE_CHECKING:  # pragma: no cover
     from .proxy import ProxyTuning
 
-__all__ = ["BestOfNRun"]
+__all__ = ["BestOfNRun", "choose_block"]
+
+
+def choose_block(user: np.ndarray, quality: np.ndarray | None, *, strength: float,
+                 quality_weight: float, allowed: np.ndarray | None = None
+                 ) -> tuple[int, np.ndarray]:
+    """The kept option of one block and every option's score
+    ``strength * user + quality_weight * quality``; options where ``allowed`` is False
+    score ``-inf`` (unless none is allowed)."""
+    scores = strength * np.asarray(user, dtype=np.float64)
+    if quality is not None:
+        scores = scores + quality_weight * np.asarray(quality, dtype=np.float64)
+    if allowed is not None and bool(np.any(allowed)):
+        scores = np.where(allowed, scores, -np.inf)
+    return int(np.argmax(scores)), scores
 
 
 class BestOfNRun:
     """Iterate for the text pieces of the kept samples; afterwards ``candidates`` hold the
-    last block's samples with their rewards and ``chosen`` the kept one."""
+    last block's options with their scores and ``chosen`` the kept one."""
 
     def __init__(self, handle: ModelHandle, spec: RowSpec, strategy: BestOfN,
-                 user_reward: Callable[[list[str]], Any], proxy: ProxyTuning | None) -> None:
+                 user_reward: Callable[[list[str]], Any], proxy: ProxyTuning | None, *,
+                 strength: float = 1.0, quality: Any = None) -> None:
         self.handle, self.spec, self.strategy = handle, spec, strategy
         self.user_reward, self.proxy = user_reward, proxy
+        self.strength, self.quality = strength, quality
         self.candidates: tuple[ScoredCandidate, ...] = ()
         self.chosen: int | None = None
         self.token_ids: list[int] = []
@@ -48,10 +69,21 @@ class BestOfNRun:
         self.first_s: float | None = None
         self.start = time.perf_counter()
 
+    def _rows(self, block: RowSpec) -> list[RowSpec]:
+        """The n rows of one block: n samples, or n greedy branches."""
+        strategy = self.strategy
+        if strategy.draw == "sample":
+            return [block] * strategy.n
+        greedy = block.options.model_copy(update={"do_sample": False})
+        return [replace(block, options=greedy, rng=None,
+                        policy=BranchPolicy(rank=i, max_gap=strategy.branch_gap))
+                for i in range(strategy.n)]
+
     def __iter__(self) -> Iterator[str]:
         tok, spec, strategy = self.handle.tokenizer, self.spec, self.strategy
         out = TextTracker(tok, spec.options.stop)
         kept: list[int] = []
+        eos = self.handle.eos_ids
 
         def sentence_done(ids: list[int]) -> bool:
             return len(ids) >= 2 and ends_sentence(tok.decode(ids))
@@ -64,18 +96,25 @@ class BestOfNRun:
             block = replace(spec, prompt=[*spec.prompt, *kept],
                             continuation=(*spec.continuation, *kept),
                             max_new_tokens=budget, end=end)
-            run = Decoding(self.handle, [block] * strategy.n, proxy=self.proxy)
+            run = Decoding(self.handle, self._rows(block), proxy=self.proxy)
             for _ in run:
                 pass
-            texts = [self._text([*kept, *r.ids]) for r in run.rows]
-            scores = np.asarray(self.user_reward(texts), dtype=np.float64)
-            best = int(np.argmax(scores))
+            rows = list(run.rows)
+            texts = [self._text([*kept, *r.ids]) for r in rows]
+            now = self._text(kept)
+            # ending here, before this block: an option once the answer says something
+            stop_open = strategy.end_early and bool(kept) and may_end(now)
+            best, scores = self._choose(texts, rows, now if stop_open else None)
+            options = [*texts, now] if stop_open else texts
             self.candidates = tuple(ScoredCandidate(text=t, reward=float(s))
-                                    for t, s in zip(texts, scores, strict=True))
+                                    for t, s in zip(options, scores, strict=True))
             self.chosen = best
-            row = run.rows[best]
             if self.first_s is None:
                 self.first_s = time.perf_counter() - self.start
+            if best == len(rows):  # ending here scored best
+                self.finish = "stop"
+                break
+            row = rows[best]
             self.token_ids += row.token_ids
             for tid in row.ids:
                 piece = out.push(tid)
@@ -85,7 +124,7 @@ class BestOfNRun:
                     self.finish = "stop"
                     return
             kept += row.ids
-            if row.finish == "stop":
+            if row.finish == "stop" or any(t in eos for t in row.token_ids):
                 self.finish = "stop"
                 break
             if strategy.block == "answer" or not row.ids:
@@ -93,6 +132,36 @@ class BestOfNRun:
         rest = out.flush()
         if rest:
             yield rest
+
+    def _choose(self, texts: list[str], rows: list[Any], stop: str | None
+                ) -> tuple[int, np.ndarray]:
+        """The kept option: the best block (the user's whole reward and quality), then,
+        when ending here (``stop``, the text so far) is open, that block against ending --
+        decided by the whole-answer part of the user's reward (length) and quality only, as
+        a sentence more or less says nothing about tone or format. Every option's score."""
+        options = texts if stop is None else [*texts, stop]
+        user, whole = (np.asarray(r, dtype=np.float64) for r in self.user_reward(options))
+        quality = None
+        ends = [r.finish == "stop" for r in rows]
+        allowed = np.ones(len(texts), bool)
+        if self.quality is not None:
+            quality = np.asarray(self.quality.score(self.spec.prompt_text, options),
+                                 dtype=np.float64)
+            # the reward may not end an answer that says nothing yet: a sample the model
+            # ended is kept only above the floor (unless nothing is)
+            allowed = np.array([not e or q >= self.quality.floor
+                                for e, q in zip(ends, quality[:len(texts)], strict=True)])
+        n, w, qw = len(texts), self.strength, self.strategy.quality_weight
+        best, scores = choose_block(user[:n], None if quality is None else quality[:n],
+                                    strength=w, quality_weight=qw, allowed=allowed)
+        if stop is None:
+            return best, scores
+        if quality is None or quality[n] < self.quality.floor:
+            return best, np.append(scores, -np.inf)  # nothing said yet: it may not end
+        pair = np.array([best, n])
+        end, _ = choose_block(whole[pair], quality[pair], strength=w, quality_weight=qw)
+        ending = w * whole[n] + qw * quality[n]
+        return (n if end == 1 else best), np.append(scores, ending)
 
     def _text(self, ids: list[int]) -> str:
         text = self.handle.tokenizer.decode(ids, skip_special_tokens=True)

@@ -333,6 +333,11 @@ class HostedGenerator:
     def _check_rerank(self, steering: Steering) -> BestOfN:
         strategy = steering.strategy
         name = type(self).__name__
+        if steering.instruction:
+            raise UnsupportedRequest(
+                f"{name} takes the profile in the system prompt (Personalizer puts the "
+                "profile block there); Steering.instruction, a request added to the user's "
+                "turn, is for local models that ignore system prompts")
         if not isinstance(strategy, BestOfN):
             raise UnsupportedRequest(
                 f"{name} cannot do ARGS: a hosted API exposes no logits to rescore. Use "
@@ -344,6 +349,10 @@ class HostedGenerator:
             raise UnsupportedRequest(
                 f"{name} cannot do sentence-blockwise best-of-n (a hosted answer cannot be "
                 "continued from a chosen sentence); use BestOfN(block='answer')")
+        if strategy.draw != "sample":
+            raise UnsupportedRequest(
+                f"{name} cannot branch on the most likely first tokens (a hosted API gives "
+                "no logits); use BestOfN(draw='sample')")
         if self.rewards is None and self.judge is None:
             raise UnsupportedRequest(
                 f"best-of-n needs a reward to rerank by: {name}(..., rewards=reward_set) "

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from personalizer._async import ThreadedStream
 from personalizer._boundary import Unchecked, convert, public_api
@@ -48,7 +48,16 @@ class LocalGenerator:
     ``rewards`` is the reward set that users' coefficients refer to. ``quality`` is the
     quality floor of steered answers (a :class:`~personalizer.backends.rewards.QualityModel`;
     ``"auto"``: :class:`~personalizer.backends.rewards.Substance` on the shipped MiniLM when
-    it is installed; ``None``: off).
+    it is installed; ``None``: off). ``profile_placement`` says where
+    :class:`~personalizer.Personalizer` puts a user's profile in words: ``"user"`` (default)
+    as a short request added to the user's turn (``Steering.instruction``), which small
+    instruct models follow (SmolLM2-135M ignores a system prompt's request and turns the
+    delimited profile block into talk about the user); ``"system"``: the delimited block in
+    the system prompt, as for hosted models (larger local models follow it).
+    ``prompt_rewards`` names the base rewards whose request may go into the user's turn
+    (default: ``structure`` only: SmolLM2-135M answers a format request with a list and
+    loses the answer with tone or length requests, measured in ``bench/quality.py``);
+    ``None``: all.
 
     >>> gen = LocalGenerator.smollm2()                       # doctest: +SKIP
     >>> gen.generate("Say hi", max_new_tokens=8).text        # doctest: +SKIP
@@ -60,7 +69,9 @@ class LocalGenerator:
                  gguf_file: str | None = None, dtype: str | Any = "float32",
                  device: str = "cpu", cache_dir: Path | None = None,
                  defaults: GenerationOptions | None = None, rewards: Any = None,
-                 quality: Any = "auto") -> None:
+                 quality: Any = "auto",
+                 profile_placement: Literal["user", "system"] = "user",
+                 prompt_rewards: Sequence[str] | None = ("structure",)) -> None:
         torch = _hf.torch_module()
         if isinstance(model, (str, os.PathLike)):
             self.model, self.tokenizer = _hf.load_causal_lm(
@@ -84,6 +95,10 @@ class LocalGenerator:
         if self.quality is not None and not isinstance(self.quality, QualityModel):
             raise InvalidInput("quality must be a QualityModel (name, description, floor, "
                                "score(prompt, responses)), 'auto' or None")
+        if profile_placement not in ("user", "system"):
+            raise InvalidInput("profile_placement must be 'user' or 'system'")
+        self.profile_placement = profile_placement
+        self.prompt_rewards = None if prompt_rewards is None else tuple(prompt_rewards)
         self.device = next(self.model.parameters()).device
         self.eos_ids = _hf.eos_ids(self.model, self.tokenizer)
         self._cache_kwarg = _hf.cache_kwarg(self.model)
@@ -154,23 +169,29 @@ class LocalGenerator:
         """Answer many users' requests together: ``(messages, steering_or_None)`` pairs,
         decoded as rows of one batch (one batched forward per step; finished rows leave).
         Each row's answer equals ``generate(messages, steering=steering, proxy=proxy,
-        **options)``. Best-of-n requests batch their own n samples: send them to
-        :meth:`generate`."""
+        **options)``. Best-of-n requests batch their own n rows per block: they are decoded
+        one after another, after the others."""
         opts = parse_options(options, self.defaults)
         requests = check_pairs(requests, "(messages, steering_or_None)")
         if not requests:
             return []
         planner = self._planner(proxy)
         plans = [planner.plan(as_messages(m), opts, s) for m, s in requests]
-        if any(p.best_of_n is not None for p in plans):
-            raise InvalidInput("batched decoding steers with ARGS; best-of-n requests batch "
-                               "their own n samples: send them to generate()")
-        run = Decoding(self, [p.spec for p in plans], proxy=proxy)
-        for _ in run:
-            pass
-        total = time.perf_counter() - run.start
-        return [self._generation(p, r.tracker.text, r.token_ids, r.finish, r.first_s, total)
-                for p, r in zip(plans, run.rows, strict=True)]
+        out: list[Generation | None] = [None] * len(plans)
+        together = [i for i, p in enumerate(plans) if p.best_of_n is None]
+        if together:
+            run = Decoding(self, [plans[i].spec for i in together], proxy=proxy)
+            for _ in run:
+                pass
+            total = time.perf_counter() - run.start
+            for i, r in zip(together, run.rows, strict=True):
+                out[i] = self._generation(plans[i], r.tracker.text, r.token_ids, r.finish,
+                                          r.first_s, total)
+        for i, plan in enumerate(plans):  # best-of-n batches its own n rows per block
+            if out[i] is None:
+                one = _Run(self, plan, proxy)
+                out[i] = one.result("".join(one))
+        return [o for o in out if o is not None]
 
     def option_logprobs(self, messages: MessagesLike, options: Sequence[str]) -> list[float]:
         """Log-probability of each option text continuing ``messages`` (one batched forward).
@@ -261,7 +282,8 @@ class _Run:
         self.gen, self.plan = gen, plan
         if plan.best_of_n is not None:
             assert plan.user_reward is not None
-            self.best = BestOfNRun(gen, plan.spec, plan.best_of_n, plan.user_reward, proxy)
+            self.best = BestOfNRun(gen, plan.spec, plan.best_of_n, plan.user_reward, proxy,
+                                   strength=plan.strength, quality=plan.quality)
             self.start = self.best.start
         else:
             self.decoding = Decoding(gen, [plan.spec], proxy=proxy)

@@ -14,7 +14,8 @@ decoding loop and the record of what was chosen:
   whole-answer attributes (``per_token=False``: length) count only when finished answers are
   compared; the generator's quality term (substance) joins them there with a fixed weight,
   and an answer may end only once it clears the quality floor;
-* best-of-n -> n sampled rows per block (:mod:`.best_of_n`).
+* best-of-n -> n rows per block, sampled or greedy branches (:mod:`.best_of_n`), path
+  ``"best-of-n"`` or ``"branch"``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ import numpy as np
 import torch
 
 from personalizer.errors import InvalidInput
-from personalizer.types import Message, QualityTerm, RewardTerm, SteeringRecord, last_user_text
+from personalizer.types import (
+    Message,
+    QualityTerm,
+    RewardTerm,
+    SteeringRecord,
+    last_user_text,
+    with_request,
+)
 
 from .decoding_math import seeded_rng
 from .engine import RowSpec
@@ -52,8 +60,10 @@ class Plan:
     record: SteeringRecord
     dropped: int = 0  # prompt tokens dropped to fit the context
     best_of_n: BestOfN | None = None
-    user_reward: Callable[[list[str]], Any] | None = None  # best-of-n: reward of texts
+    # best-of-n: the user's reward of texts, (all of it, its whole-answer part)
+    user_reward: Callable[[list[str]], tuple[Any, Any]] | None = None
     quality: Any = None  # the quality model that kept the answer an answer
+    strength: float = 0.0  # best-of-n: the user's reward's weight beside quality
 
 
 def fit_context(handle: ModelHandle, prompt: list[int],
@@ -92,17 +102,19 @@ class Planner:
 
     def plan(self, messages: Sequence[Message], options: GenerationOptions,
              steering: Steering | None) -> Plan:
-        prompt, dropped, max_new = fit_context(self.handle, self.handle.prompt_ids(messages),
+        request = steering.instruction if isinstance(steering, Steering) else None
+        asked = with_request(messages, request)  # what the model reads
+        prompt, dropped, max_new = fit_context(self.handle, self.handle.prompt_ids(asked),
                                                options)
-        text = last_user_text(messages)
-        base = ("proxy",) if self.proxy is not None else ()
+        text = last_user_text(messages)  # what rewards score against: the user's own words
+        base = (("prompt",) if request else ()) + (("proxy",) if self.proxy is not None else ())
 
         def row(policy: Any, sample_default: bool = False) -> RowSpec:
             sampling = options.sampling(sample_default)
             rng = seeded_rng(options.seed) if sampling else None
             opts = options.model_copy(update={"do_sample": sampling})
             return RowSpec(prompt=prompt, prompt_text=text, options=opts, policy=policy,
-                           max_new_tokens=max_new, rng=rng, messages=tuple(messages))
+                           max_new_tokens=max_new, rng=rng, messages=tuple(asked))
 
         if steering is None:
             return Plan(row(PLAIN), SteeringRecord(path="plain", levers=base), dropped)
@@ -127,33 +139,46 @@ class Planner:
                             for n, d, c in zip(rs.names, rs.descriptions, coef, strict=True)),
                 quality=quality)
 
+        # relative: the user's reward on a unit scale once the profile is clear (norm >=
+        # CLEAR_NORM); a faint profile (a few answers) stays proportionally weaker
+        user = coef / reward_scale(coef, steering.relative)
         if isinstance(strategy, BestOfN):
-            if options.do_sample is False:
+            if steering.strength == 0 or not coef.any():
+                return Plan(row(PLAIN), record("plain", ()), dropped)
+            if options.do_sample is False and strategy.draw == "sample":
                 raise InvalidInput("best-of-n draws n samples, which do_sample=False would "
                                    "make identical; leave do_sample unset (or True)")
 
-            def user_reward(texts: list[str]) -> Any:
-                return rs.features(text, texts) @ coef
+            whole = 1.0 - np.asarray(rs.per_token, dtype=float)  # 1: a whole-answer reward
 
-            return Plan(row(PLAIN, sample_default=True), record("best-of-n", ("best_of_n",)),
-                        dropped, best_of_n=strategy, user_reward=user_reward)
+            def user_reward(texts: list[str]) -> Any:
+                """The user's reward of each text: all of it, and its whole-answer part
+                (length), the only part that decides whether to end early."""
+                feats = rs.features(text, texts)
+                return feats @ user, feats @ (user * whole)
+
+            quality = self.quality if strategy.quality_weight > 0 else None
+            path, levers = ("best-of-n", ("best_of_n",)) if strategy.draw == "sample" else \
+                ("branch", ("branch",) if strategy.n > 1 else ())
+            if strategy.end_early:
+                levers += ("end_early",)
+            return Plan(row(PLAIN, sample_default=strategy.draw == "sample"),
+                        record(path, levers,
+                               self._term(quality, strategy.quality_weight)),
+                        dropped, best_of_n=strategy, user_reward=user_reward, quality=quality,
+                        strength=steering.strength)
         lookahead = strategy.whole_answer == "lookahead"
         if steering.strength == 0 or (not coef.any()
                                       and not (lookahead and options.sampling())):
             return Plan(row(PlainPolicy(limit=strategy.candidates)), record("plain", ()),
                         dropped)
-        # relative: the user's reward on a unit scale once the profile is clear (norm >=
-        # CLEAR_NORM); a faint profile (a few answers) stays proportionally weaker
-        user = coef / reward_scale(coef, steering.relative)
         # whole-answer attributes (length) only count when finished answers are compared
         whole = 1.0 - np.asarray(rs.per_token, dtype=float)  # 1: a whole-answer attribute
         weights, offset = rs.raw_weights(user * (1 - whole))
         self._needed |= weights != 0
         scorer = self._scorer(strategy.scoring, needed=self._needed)
         quality = self.quality if strategy.quality_weight > 0 else None
-        term = None if quality is None else QualityTerm(
-            name=quality.name, description=quality.description,
-            weight=strategy.quality_weight, floor=quality.floor)
+        term = self._term(quality, strategy.quality_weight)
         policy = ArgsPolicy(
             k=strategy.candidates, strength=steering.strength,
             weights=torch.tensor(weights, dtype=torch.float32), offset=offset, scorer=scorer,
@@ -167,6 +192,12 @@ class Planner:
         levers = ("args", "lookahead") if lookahead else ("args",)
         return Plan(row(policy), record(f"args-{scorer.kind}", levers, term), dropped,
                     quality=quality)
+
+    @staticmethod
+    def _term(quality: Any, weight: float) -> QualityTerm | None:
+        return None if quality is None else QualityTerm(
+            name=quality.name, description=quality.description, weight=weight,
+            floor=quality.floor)
 
     def _scorer(self, scoring: str, needed: Any = None) -> TokenScorer:
         if scoring != "text":

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import DecodeRow
     from .scorers import TokenScorer
 
-__all__ = ["PLAIN", "ArgsPolicy", "PlainPolicy", "draft"]
+__all__ = ["PLAIN", "ArgsPolicy", "BranchPolicy", "PlainPolicy", "draft"]
 
 
 def _sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
@@ -66,6 +66,35 @@ class PlainPolicy:
 
 
 PLAIN = PlainPolicy()
+
+
+@dataclass(frozen=True)
+class BranchPolicy:
+    """Greedy decoding that starts with the ``rank``-th most likely token (0: the greedy
+    token itself), or with the greedy token when that one's logit is more than ``max_gap``
+    below the best: one branch of a blockwise search."""
+
+    rank: int
+    max_gap: float
+    scorer: None = None
+
+    @property
+    def k(self) -> int:
+        return self.rank + 1
+
+    def scored(self, step: int) -> bool:
+        return False
+
+    def candidates_at(self, step: int) -> int:
+        return self.rank + 1 if step == 0 else 0
+
+    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
+               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
+        if row.tokens == 0 and values is not None and candidates is not None:
+            if float(values[0] - values[self.rank]) <= self.max_gap:
+                return int(candidates[self.rank])
+            return int(candidates[0])
+        return int(torch.argmax(logits))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from personalizer.errors import InvalidInput
@@ -128,7 +129,13 @@ class Args(BaseModel):
 
 class BestOfN(BaseModel):
     """Best-of-n: sample ``n`` continuations as one batch and keep the one the user's reward
-    likes best, per whole answer or per sentence."""
+    likes best, per whole answer or per sentence.
+
+    Candidates are scored as finished texts (the kept prefix with the block):
+    ``strength * r_user + quality_weight * quality``, with ``r_user`` on the profile's
+    relative scale (:attr:`Steering.relative`) and ``quality`` the generator's quality term
+    (local models: substance), so that a block which says nothing loses to one that does.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -138,6 +145,36 @@ class BestOfN(BaseModel):
         default="answer", description="A block is a whole answer, or one sentence.")
     block_tokens: int = Field(default=32, ge=1, le=512,
                               description="Token limit of one sentence block.")
+    end_early: bool = Field(
+        default=False,
+        description="Sentence blocks: the answer may also end after a block, once its last "
+                    "sentence is finished and it clears the quality floor, when ending scores "
+                    "better than every sampled continuation ('short' means the shortest "
+                    "answer that still answers).")
+    draw: Literal["sample", "branch"] = Field(
+        default="sample",
+        description="How a block's n candidates are drawn: 'sample' with the generation's "
+                    "sampling options; 'branch' (local models): the n most likely first "
+                    "tokens (those within branch_gap of the best), each continued greedily "
+                    "-- deterministic, fluent, and different where answers part ways (a "
+                    "list marker, a new line, the end of the answer).")
+    branch_gap: float = Field(
+        default=3.0, gt=0, le=50,
+        description="'branch': a first token whose log-probability is more than this below "
+                    "the most likely one's is not branched on (that row repeats the greedy "
+                    "block).")
+    quality_weight: float = Field(
+        default=1.0, ge=0, le=100,
+        description="Weight of the generator's quality term (substance) beside the user's "
+                    "reward; a local generator's answer may only end early once it clears "
+                    "the term's floor. 0: off. Hosted generators have no quality term.")
+
+    @model_validator(mode="after")
+    def _sentence_only(self) -> BestOfN:
+        if self.end_early and self.block != "sentence":
+            raise ValueError("end_early applies to sentence blocks: BestOfN(block='sentence', "
+                             "end_early=True)")
+        return self
 
 
 Strategy = Annotated[Args | BestOfN, Field(discriminator="kind")]
@@ -164,6 +201,12 @@ class Steering(BaseModel):
         default=True, description="Divide the user's reward by the norm of their "
         "coefficients, so that a strength means the same for a faint and a clear profile.")
     strategy: Strategy = Field(default_factory=Args, description="How to search.")
+    instruction: str | None = Field(
+        default=None, max_length=4000,
+        description="The profile as a request the generator adds to the user's last turn "
+        "(for models that follow the user's turn rather than a system prompt, as small "
+        "local ones do): the reward set's own wording of the strongest coefficients, never "
+        "text a person wrote. Rewards still score the user's own message.")
     principles: str | None = Field(
         default=None, max_length=20000,
         description="The user's preferences in words (their profile summary), for rewards "

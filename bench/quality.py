@@ -147,18 +147,34 @@ def onboard(p: Any, user: str, utility: Any, agreement: float, seed: int) -> dic
             diff = utility(q.options[0]) - utility(q.options[1])
             first = rng.random() < 1 / (1 + math.exp(-beta * diff))
             asked.append(abs(diff))
-            agree.append(first == (diff > 0) if diff != 0 else True)
+            if diff != 0:  # a tie has no noise-free preference to agree with
+                agree.append(first == (diff > 0))
             session.answer(q.id, 0 if first else 1)
         beta = _beta_for(np.array([m for m in asked if m > 0] or [1.0]), agreement)
-    expected = float((1 / (1 + np.exp(-beta * np.array(asked)))).mean())
-    return {"agreement": float(np.mean(agree)), "expected_agreement": expected, "beta": beta,
+    margins = np.array([m for m in asked if m > 0] or [0.0])
+    expected = float((1 / (1 + np.exp(-beta * margins))).mean())
+    return {"agreement": float(np.mean(agree)) if agree else float("nan"),
+            "expected_agreement": expected, "beta": beta,
             "coefficients": p.profile(user).coefficients}
 
 
+SENTENCES = {"kind": "best_of_n", "n": 4, "block": "sentence", "end_early": True,
+             "draw": "branch"}
+def sentences(n: int) -> dict[str, Any]:
+    return {**SENTENCES, "n": n}
+
+
 CONFIGS: dict[str, dict[str, Any]] = {
+    "sentences1": {"prompt_profile": False, "strategy": sentences(1)},
+    "prompt+sentences1": {"prompt_profile": True, "strategy": sentences(1)},
+    "sentences2": {"prompt_profile": False, "strategy": sentences(2)},
+    "prompt+sentences2": {"prompt_profile": True, "strategy": sentences(2)},
     "default": {},
     "prompt-only": {"strength": 0.0, "prompt_profile": True},
-    "args-only": {"prompt_profile": False},
+    "args-only": {"prompt_profile": False, "strategy": "args"},
+    "prompt+args": {"prompt_profile": True, "strategy": "args"},
+    "sentences-only": {"prompt_profile": False, "strategy": SENTENCES},
+    "prompt+sentences": {"prompt_profile": True, "strategy": SENTENCES},
 }
 
 
@@ -166,6 +182,8 @@ def parse_config(name: str) -> dict[str, Any]:
     """A named configuration, or key=value pairs (``strength=2,prompt_profile=False``)."""
     if name in CONFIGS:
         return CONFIGS[name]
+    if name.startswith("{"):
+        return json.loads(name)
     out: dict[str, Any] = {}
     for part in name.split(","):
         key, value = part.split("=")
@@ -180,6 +198,8 @@ def main() -> None:
     ap.add_argument("--tastes", nargs="+", default=list(TASTES))
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--agreement", type=float, default=0.78)
+    ap.add_argument("--floor", type=float, default=None,
+                    help="the quality floor (default: the shipped Substance's)")
     args = ap.parse_args()
 
     import torch
@@ -193,7 +213,12 @@ def main() -> None:
     index = {"tune": range(0, 12, 2), "report": range(1, 12, 2), "all": range(12)}[args.split]
     prompts = [PROMPTS[i] for i in index]
     rewards = default_reward_set()
-    gen = LocalGenerator.smollm2(rewards=rewards)
+    if args.floor is None:
+        gen = LocalGenerator.smollm2(rewards=rewards)
+    else:
+        from personalizer.backends.rewards import Substance
+
+        gen = LocalGenerator.smollm2(rewards=rewards, quality=Substance(floor=args.floor))
     results: dict[str, Any] = {"split": args.split, "max_new_tokens": args.max_new_tokens}
     with Personalizer(":memory:", rewards=rewards, generator=gen) as p:
         people = {}
@@ -203,6 +228,8 @@ def main() -> None:
             print(f"{taste:<9} beta {r['beta']:6.2f}  agreement {r['agreement']:.2f} (expected "
                   f"{r['expected_agreement']:.2f})  top coefficients "
                   f"{', '.join(f'{k} {v:+.2f}' for k, v in top)}", flush=True)
+        if gen.quality is not None:  # load the quality model before anything is timed
+            gen.quality.score("warm up", ["Load the encoder now."])
         plain = []
         for prompt, _ in prompts:
             t = time.perf_counter()
@@ -242,7 +269,7 @@ def main() -> None:
                 results.setdefault(name, {})[taste] = {
                     "texts": texts, "move": [before, after], "substance": [sub, sub0],
                     "non_answers": [non, non0], "ms_ratio": ratio}
-    path = OUT / f"quality-{args.split}.json"
+    path = OUT / f"quality-{args.split}{'' if args.floor is None else f'-floor{args.floor}'}.json"
     path.write_text(json.dumps({"people": people, **results}, indent=1))
     print(f"\nanswers in {path}", file=sys.stderr)
 

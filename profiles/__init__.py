@@ -5,7 +5,7 @@ learning, onboarding and summaries.
 """
 
 from .base import PopulationSums, ProfilePage, ProfileStore
-from .conditioning import BLOCK_END, BLOCK_START, condition, profile_block
+from .conditioning import BLOCK_END, BLOCK_START, condition, profile_block, profile_request
 from .export import EXPORT_SCHEMA, EXPORT_SCHEMA_VERSION, ProfileExport, parse_export
 from .learner import ProfileLearner
 from .learning import Posterior
@@ -58,6 +58,7 @@ __all__ = [
     "open_store",
     "parse_export",
     "profile_block",
+    "profile_request",
     "question_bank",
     "validate_user_id",
 ]

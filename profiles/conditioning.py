@@ -11,7 +11,7 @@ capped, so it can neither close the block nor forge another.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from personalizer.types import Message
 from .models import Profile
 
 __all__ = ["BLOCK_END", "BLOCK_START", "coefficient_words", "condition", "preference_lines",
-           "profile_block", "quote"]
+           "profile_block", "profile_request", "quote"]
 
 BLOCK_START = "<user_profile>"
 BLOCK_END = "</user_profile>"
@@ -35,7 +35,8 @@ def _level(value: float) -> str | None:
     return next((word for bound, word in LEVELS if abs(value) >= bound), None)
 
 
-def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3) -> list[str]:
+def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3,
+                     only: Collection[str] | None = None) -> list[str]:
     """The strongest coefficients as instructions, strongest first (at most ``max_items``;
     coefficients below the weakest level are left out). Only the instruction goes into the
     line: a small model copies any commentary (such as "the user prefers this") into its
@@ -46,6 +47,8 @@ def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3) -> l
     if profile.reward_set_id != rewards.id or profile.reward_set_version != rewards.version:
         return []  # fitted against another set: their words would be someone else's
     values = np.array([float(profile.coefficients.get(n, 0.0)) for n in names])
+    if only is not None:
+        values = np.array([v if n in only else 0.0 for n, v in zip(names, values, strict=True)])
     lines = []
     for j in np.argsort(-np.abs(values))[:max_items]:
         level = _level(values[j])
@@ -59,6 +62,21 @@ def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3) -> l
             text = f"Give {'more' if values[j] > 0 else 'less'} of: {what}."
         lines.append(f"- {text}")
     return lines
+
+
+def profile_request(profile: Profile, rewards: Any = None, *, max_items: int = 2,
+                    only: Collection[str] | None = None) -> str | None:
+    """The strongest coefficients as a plain request for the user's turn, such as ``"Format
+    the answer as a bulleted list. Keep answers short and to the point."`` (at most
+    ``max_items``), or None when none is strong enough. For models that follow the user's
+    turn rather than a system prompt (small local ones: SmolLM2-135M ignores a system
+    prompt's format request and turns the delimited block into talk about "this user").
+    Only the reward set's own wording goes in, never text a person wrote (the summary stays
+    out), so nothing of the user's can act as an instruction. ``only``: the base rewards
+    that may be asked for (a model may follow some requests and lose the answer with
+    others); None: all."""
+    lines = preference_lines(profile, rewards, max_items=max_items, only=only)
+    return " ".join(line.removeprefix("- ") for line in lines) or None
 
 
 def coefficient_words(profile: Profile, rewards: Any, *, max_items: int = 4) -> list[str]:

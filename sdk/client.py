@@ -31,7 +31,7 @@ from personalizer.profiles import (
     open_store,
     validate_user_id,
 )
-from personalizer.profiles.conditioning import condition, profile_block
+from personalizer.profiles.conditioning import condition, profile_block, profile_request
 from personalizer.profiles.learner import make_preference
 from personalizer.profiles.models import Rating, StoredGeneration, summary_by_person, utcnow
 from personalizer.profiles.summaries import Summarizer
@@ -51,13 +51,20 @@ from .types import (
     last_user_text,
 )
 
-__all__ = ["DEFAULT_STRENGTH", "LOCAL_PROMPT_DEFAULT", "Personalizer"]
+__all__ = ["DEFAULT_STRENGTH", "LOCAL_PROMPT_DEFAULT", "LOCAL_STRATEGY", "Personalizer"]
 
 log = logging.getLogger("personalizer")
 
-# Defaults of Personalizer.generate, chosen from bench/quality.py on SmolLM2 (see README).
+# Defaults of Personalizer.generate for local models, chosen from bench/quality.py on
+# SmolLM2 (the table is in the README). The profile in words goes into the user's turn (the
+# generator's profile_placement; only the requests it follows: prompt_rewards), and the
+# answer is decoded greedily a sentence at a time, ending as soon as the user's reward
+# prefers ending and the answer clears the quality floor. Per-token ARGS, sampled or
+# branched candidates and tone requests all cost SmolLM2 substance (non-answers) there.
 DEFAULT_STRENGTH = 1.0
-LOCAL_PROMPT_DEFAULT = False  # on SmolLM2 the block cost substance and moved nothing
+LOCAL_PROMPT_DEFAULT = True
+LOCAL_STRATEGY: dict[str, Any] = {"kind": "best_of_n", "n": 1, "block": "sentence",
+                                  "draw": "branch", "end_early": True}
 
 
 NEW_USER_HINT = ("this user has not answered anything yet, so the answer is not personalized; "
@@ -494,12 +501,15 @@ class Personalizer:
                  prompt_profile: bool | None = None, **options: Any) -> Generation:
         """Answer ``messages`` for ``user_id``, personalized by their profile.
 
-        Two levers, each switchable per call: the profile as a delimited block in the system
-        prompt (``prompt_profile``; None: the generator's default, on for models without
-        logits, and for local models as measured in bench/quality.py) and reward-guided
-        decoding toward their reward (local models; ``strength`` weighs it relative to the
-        profile's scale, 0 switches it off; ``strategy``: :class:`~personalizer.backends.Args`
-        by default, or :class:`~personalizer.backends.BestOfN`, or their names). Hosted models
+        Two levers, each switchable per call: the profile in words (``prompt_profile``, on
+        by default): a delimited block in the system prompt, or for a local generator with
+        ``profile_placement="user"`` (the default) a short request in the user's turn; and
+        reward-guided decoding toward their reward (local models; ``strength`` weighs it
+        relative to the profile's scale, 0 switches it off; ``strategy``: by default
+        :data:`LOCAL_STRATEGY` -- greedy sentence blocks that end once the user's reward
+        prefers ending and the answer clears the quality floor, measured best on SmolLM2 in
+        bench/quality.py --, or :class:`~personalizer.backends.Args`,
+        :class:`~personalizer.backends.BestOfN`, or their names). Hosted models
         get the prompt block, and best-of-n reranking by the user's reward with
         ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user never seen before is served
         at once: their profile is created, the answer is the generator's plain one, and the
@@ -597,7 +607,13 @@ class Personalizer:
         steerable = getattr(self.generator, "steers_decoding", False)
         use_block = prompt_profile if prompt_profile is not None else \
             (LOCAL_PROMPT_DEFAULT if steerable else True)
-        block = profile_block(profile, self.rewards) if use_block else None
+        # the profile in words: a delimited block in the system prompt, or, for generators
+        # that follow the user's turn instead (small local models), a request they add there
+        in_turn = steerable and getattr(self.generator, "profile_placement", "system") == "user"
+        request = profile_request(profile, self.rewards,
+                                  only=getattr(self.generator, "prompt_rewards", None)) \
+            if use_block and in_turn else None
+        block = profile_block(profile, self.rewards) if use_block and not in_turn else None
         msgs = condition(msgs, block)
         plain = _Planned(msgs, {}, block, new_user, profile, self)
         if steerable and not profile.coefficients:
@@ -617,7 +633,10 @@ class Personalizer:
                 f"{type(self.generator).__name__} cannot steer toward {user_id!r}'s reward: "
                 "give a LocalGenerator the reward set of the profiles (rewards=...)")
         extra = {} if strategy is None else {"strategy": strategy}
-        steering = Steering.from_profile(profile, strength=strength, **extra)
+        if steerable and strategy is None:
+            extra["strategy"] = LOCAL_STRATEGY
+        steering = Steering.from_profile(profile, strength=strength, instruction=request,
+                                         **extra)
         return _Planned(msgs, {"steering": steering}, block, new_user, profile, self)
 
     def _need_learner(self, what: str) -> ProfileLearner:

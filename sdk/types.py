@@ -26,6 +26,7 @@ __all__ = [
     "as_messages",
     "check_pairs",
     "last_user_text",
+    "with_request",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -92,8 +93,11 @@ class SteeringRecord(BaseModel):
     ``path`` names the decoding path that ran: ``"plain"``; ``"args-text"`` (candidate texts
     scored by the reward set), ``"args-<kind>"`` for a reward's own fast token scorer
     (``"args-tree"``: a reward model's tree-attention pass, ``"args-trunk"``: heads on the
-    LM's own trunk); ``"best-of-n"``. ``levers`` lists what acted on the answer
-    (``"args"``, ``"lookahead"``, ``"best_of_n"``, ``"proxy"``).
+    LM's own trunk); ``"best-of-n"`` (sampled candidates); ``"branch"`` (sentence blocks
+    decoded greedily, from the most likely first tokens). ``levers`` lists what acted on
+    the answer (``"prompt"``: the profile in words; ``"args"``, ``"lookahead"``,
+    ``"best_of_n"``, ``"branch"``, ``"end_early"``: the answer may end once the user's
+    reward prefers it and it clears the quality floor; ``"proxy"``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -207,6 +211,20 @@ def last_user_text(messages: Sequence[Message]) -> str:
     """The text a chat asks about: its last user message (else its last message)."""
     return next((m.content for m in reversed(messages) if m.role == "user"),
                 messages[-1].content)
+
+
+def with_request(messages: Sequence[Message], request: str | None) -> list[Message]:
+    """``messages`` with ``request`` added, after a blank line, to the last user message (the
+    messages themselves are left as they are); unchanged without a request or a user
+    message."""
+    out = list(messages)
+    if not request:
+        return out
+    for i in range(len(out) - 1, -1, -1):
+        if out[i].role == "user":
+            out[i] = Message(role="user", content=f"{out[i].content}\n\n{request}")
+            break
+    return out
 
 
 def _first_error(exc: ValidationError) -> str:

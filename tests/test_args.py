@@ -270,8 +270,11 @@ def test_facade_generate_steers_toward_the_stored_profile(tmp_path) -> None:  # 
         p.store.modify("newbie", lambda prof: prof.model_copy(update={
             "coefficients": {"e_count": 1.0}, "reward_set_id": REWARDS.id,
             "reward_set_version": REWARDS.version}))
-        steered = p.generate("newbie", PROMPTS[0], strength=3.0, max_new_tokens=15)
+        steered = p.generate("newbie", PROMPTS[0], strength=3.0, strategy="args",
+                             max_new_tokens=15)
         assert steered.steering.strength == 3.0 and steered.steering.path == "args-text"
+        default = p.generate("newbie", PROMPTS[0], max_new_tokens=15)
+        assert default.steering.path == "branch"  # LOCAL_STRATEGY, measured on SmolLM2
         assert steered.text.count("e") > plain.text.count("e")
         best = p.generate("newbie", PROMPTS[0], strategy="best_of_n", max_new_tokens=15, seed=1)
         assert best.steering.path == "best-of-n" and len(best.steering.candidates) == 4
@@ -293,9 +296,13 @@ def test_facade_generate_batch_steers_each_user_as_alone(tmp_path) -> None:  # n
                     "coefficients": {"e_count": c}, "reward_set_id": REWARDS.id,
                     "reward_set_version": REWARDS.version}))
         requests = [("more-e", PROMPTS[0]), ("less-e", PROMPTS[0]), ("new", PROMPTS[1])]
-        batch = p.generate_batch(requests, strength=3.0, max_new_tokens=12)
+        batch = p.generate_batch(requests, strength=3.0, strategy="args", max_new_tokens=12)
         for (user, prompt), out in zip(requests, batch, strict=True):
-            assert out.text == p.generate(user, prompt, strength=3.0, max_new_tokens=12).text
+            assert out.text == p.generate(user, prompt, strength=3.0, strategy="args",
+                                          max_new_tokens=12).text
+        default = p.generate_batch(requests, max_new_tokens=12)  # sentence blocks, one by one
+        for (user, prompt), out in zip(requests, default, strict=True):
+            assert out.text == p.generate(user, prompt, max_new_tokens=12).text
         assert batch[0].text.count("e") > batch[1].text.count("e")
         assert batch[2].steering.path == "plain" and batch[2].steering.strength is None
     with Personalizer(tmp_path / "p.db", generator=ScriptedGenerator(["hi"])) as p:
@@ -384,11 +391,12 @@ def test_every_path_is_reachable_from_the_facade(tmp_path) -> None:  # noqa: ANN
             p.store.modify("u", lambda prof, rs=rs: prof.model_copy(update={
                 "coefficients": {n: 1.0 for n in rs.names}, "reward_set_id": rs.id,
                 "reward_set_version": rs.version}))
-            assert p.generate("u", "Hello there", max_new_tokens=6).steering.path == path
+            assert p.generate("u", "Hello there", strategy="args",
+                              max_new_tokens=6).steering.path == path
             assert p.generate("u", "Hello there", strength=0.0,
                               max_new_tokens=6).steering.path == "plain"
             best = p.generate("u", "Hello there", strategy=BestOfN(n=2), max_new_tokens=6)
             assert best.steering.path == "best-of-n"
-            proxied = p.generate("u", "Hello there", max_new_tokens=6,
+            proxied = p.generate("u", "Hello there", max_new_tokens=6, strategy="args",
                                  proxy=ProxyTuning(trunk_gen, trunk_gen))
             assert proxied.steering.levers[:2] == ("proxy", "args")

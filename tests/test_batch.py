@@ -129,11 +129,16 @@ def test_text_level_rows_with_lookahead_equal_their_single_runs() -> None:
     assert batch[1].completion_tokens > batch[0].completion_tokens
 
 
-def test_best_of_n_and_foreign_steering_are_refused(gen: LocalGenerator) -> None:
+def test_best_of_n_rows_are_decoded_alone_and_foreign_steering_refused(
+        gen: LocalGenerator) -> None:
     best = Steering(coefficients={"h0": 1.0, "h1": 0.0}, reward_set_id=gen.rewards.id,
                     reward_set_version=gen.rewards.version, strategy="best_of_n")
-    with pytest.raises(InvalidInput, match="best-of-n"):
-        gen.generate_batch([(PROMPTS[0], best)])
+    both = gen.generate_batch([(PROMPTS[0], best), (PROMPTS[1], None)], max_new_tokens=8,
+                              seed=3)
+    assert both[0].text == gen.generate(PROMPTS[0], steering=best, max_new_tokens=8,
+                                        seed=3).text
+    assert both[0].steering.path == "best-of-n" and both[1].steering.path == "plain"
+    assert both[1].text == gen.generate(PROMPTS[1], max_new_tokens=8).text
     with pytest.raises(InvalidInput, match="Steering"):
         gen.generate_batch([(PROMPTS[0], {"h0": 1.0})])  # type: ignore[list-item]
     with pytest.raises(InvalidInput, match="request 1 must be a"):

@@ -21,7 +21,7 @@ def steering(**kw) -> Steering:  # noqa: ANN003
 
 @pytest.fixture(scope="module")
 def gen() -> LocalGenerator:
-    return LocalGenerator(tiny.gpt2(seed=2), tiny.tokenizer(), rewards=REWARDS)
+    return LocalGenerator(tiny.gpt2(seed=2), tiny.tokenizer(), rewards=REWARDS, quality=None)
 
 
 def test_best_of_n_returns_the_highest_reward_sample(gen: LocalGenerator) -> None:
@@ -80,3 +80,99 @@ def test_samples_that_finish_leave_the_batch(gen: LocalGenerator) -> None:
     # the prompt is prefilled once, forked into 8 rows; the batch shrinks as samples finish
     assert sizes[0] == 1 and sizes[1] <= 8 and min(sizes[1:]) < sizes[1]
     assert sizes[1:] == sorted(sizes[1:], reverse=True)
+
+
+# -- scoring a block: the user's reward beside the quality term ------------------------------
+
+
+def test_choose_block_weighs_the_user_and_quality_and_honours_what_is_allowed() -> None:
+    from personalizer.backends.best_of_n import choose_block
+
+    user, quality = np.array([1.0, 0.0, 2.0]), np.array([0.0, 3.0, 0.0])
+    before = (user.copy(), quality.copy())
+    best, scores = choose_block(user, quality, strength=1.0, quality_weight=1.0)
+    assert best == 1 and scores.tolist() == [1.0, 3.0, 2.0]
+    assert choose_block(user, quality, strength=2.0, quality_weight=0.5)[0] == 2
+    assert choose_block(user, None, strength=1.0, quality_weight=9.0)[0] == 2
+    allowed = np.array([True, False, False])
+    best, scores = choose_block(user, quality, strength=1.0, quality_weight=1.0,
+                                allowed=allowed)
+    assert best == 0 and np.isinf(scores[1:]).all()
+    # when nothing is allowed, nothing is ruled out
+    assert choose_block(user, quality, strength=1.0, quality_weight=1.0,
+                        allowed=np.zeros(3, bool))[0] == 1
+    assert np.array_equal(user, before[0]) and np.array_equal(quality, before[1])  # unmodified
+
+
+# -- greedy branches, ending early (a tiny model trained to write sentences) -----------------
+
+
+class Letters:
+    """A lexical quality model for tests: how many times 'e' occurs."""
+
+    name, description = "letters", "more letter e"
+
+    def __init__(self, floor: float) -> None:
+        self.floor = floor
+
+    def score(self, prompt: str, responses: list[str]) -> list[float]:
+        return [float(r.count("e")) for r in responses]
+
+
+LENGTH = AttributeScorer("length", "longer answers", lambda t: len(t) / 10, per_token=False)
+SHORT = RewardSet("short", [LENGTH])
+
+
+def short_steering(**kw) -> Steering:  # noqa: ANN003
+    return Steering(coefficients={"length": -1.0}, reward_set_id=SHORT.id,
+                    reward_set_version=SHORT.version,
+                    strategy=BestOfN(block="sentence", draw="branch", **kw))
+
+
+def test_branches_are_deterministic_and_the_first_is_the_greedy_block() -> None:
+    gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT, quality=None)
+    s = short_steering(n=3, block_tokens=12, branch_gap=50.0)  # branch on any of the top 3
+    out = gen.generate("Drink water", max_new_tokens=12, steering=s, do_sample=False)
+    again = gen.generate("Drink water", max_new_tokens=12, steering=s)
+    assert out.text == again.text  # no sampling: the same answer every time
+    texts = [c.text for c in out.steering.candidates]
+    assert len({t.split()[-1] for t in texts}) == 3  # the branches part ways
+    assert out.steering.path == "branch" and out.steering.levers == ("branch",)
+    narrow = gen.generate("Drink water", max_new_tokens=12,
+                          steering=short_steering(n=3, block_tokens=12, branch_gap=1e-6))
+    assert len({c.text for c in narrow.steering.candidates}) == 1  # every row the greedy one
+    # one greedy branch per block, never ending early: plain greedy decoding, token for token
+    greedy = gen.generate("Tell me about sleep", max_new_tokens=40)
+    one = gen.generate("Tell me about sleep", max_new_tokens=40,
+                       steering=short_steering(n=1, block_tokens=6))
+    assert one.token_ids == greedy.token_ids and one.text == greedy.text
+
+
+def test_an_answer_ends_early_only_once_it_clears_the_quality_floor() -> None:
+    def answer(floor: float, end_early: bool = True) -> str:
+        gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT,
+                             quality=Letters(floor))
+        s = short_steering(n=2, block_tokens=16, end_early=end_early)
+        return gen.generate("Tell me about sleep", max_new_tokens=60, steering=s).text
+
+    free = answer(floor=0.0)
+    long = answer(floor=0.0, end_early=False)
+    assert len(free) < len(long)  # ending early is what shortened it
+    gated = answer(floor=free.count("e") + 3)  # a floor the short answer does not clear
+    assert len(gated) > len(free)
+    assert gated.count("e") >= free.count("e") + 3 or len(gated) >= len(long)
+
+
+def test_strength_0_or_no_coefficients_is_plain_decoding() -> None:
+    gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT, quality=None)
+    plain = gen.generate("Drink water", max_new_tokens=20)
+    for s in (short_steering(n=3).model_copy(update={"strength": 0.0}),
+              short_steering(n=3).model_copy(update={"coefficients": {"length": 0.0}})):
+        out = gen.generate("Drink water", max_new_tokens=20, steering=s)
+        assert out.text == plain.text and out.token_ids == plain.token_ids
+        assert out.steering.path == "plain"
+
+
+def test_ending_early_needs_sentence_blocks() -> None:
+    with pytest.raises(ValueError, match="end_early"):
+        BestOfN(block="answer", end_early=True)

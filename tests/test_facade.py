@@ -18,13 +18,15 @@ from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.profiles import Profile
 from personalizer.testing import ScriptedGenerator
 
-REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])
+REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"),
+                                                more="Use the letter e.")])
 CHAT = [{"role": "user", "content": "Hello there, how are you?"}]
 
 
 @pytest.fixture(scope="module")
 def local() -> LocalGenerator:
-    return LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None)
+    return LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None,
+                          prompt_rewards=None)
 
 
 def with_coefficients(p: Personalizer, user: str, value: float) -> Profile:
@@ -60,7 +62,8 @@ def test_concurrent_first_requests_create_one_profile(db: str) -> None:
 
 def test_stream_agenerate_and_astream_answer_as_generate_does(
         tmp_path: Path, local: LocalGenerator) -> None:
-    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local) as p:
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local,
+                      strategy="args") as p:
         with_coefficients(p, "eve", 2.0)
         whole = p.generate("eve", CHAT, max_new_tokens=12)
         assert whole.steering.path.startswith("args")  # steered, so the paths must agree
@@ -93,7 +96,8 @@ def test_async_facade_works_with_a_generator_that_has_only_sync_methods(
 def test_different_users_on_one_loaded_model_concurrently(tmp_path: Path,
                                                           local: LocalGenerator) -> None:
     users = {f"u{i}": (-2.0 if i % 2 else 2.0) for i in range(6)}
-    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local) as p:
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local,
+                      strategy="args") as p:
         for user, value in users.items():
             with_coefficients(p, user, value)
         alone = {u: p.generate(u, CHAT, max_new_tokens=10).text for u in users}
@@ -111,7 +115,8 @@ def test_different_users_on_one_loaded_model_concurrently(tmp_path: Path,
 
 def test_streams_report_the_whole_generation_after_the_last_piece(
         tmp_path: Path, local: LocalGenerator) -> None:
-    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local) as p:
+    with Personalizer(tmp_path / "p.db", rewards=REWARDS, generator=local,
+                      strategy="args") as p:
         with_coefficients(p, "eve", 2.0)
         whole = p.generate("eve", CHAT, max_new_tokens=12, prompt_profile=True)
         stream = p.stream("eve", CHAT, max_new_tokens=12, prompt_profile=True)
@@ -137,7 +142,7 @@ def test_the_reward_set_is_given_once(tmp_path: Path) -> None:
         assert bare.rewards is None and p.generator.rewards is REWARDS  # a twin, not mutated
         assert p.generator.model is bare.model  # sharing the loaded weights
         with_coefficients(p, "eve", 2.0)
-        assert p.generate("eve", CHAT, max_new_tokens=4).steering.path.startswith("args")
+        assert p.generate("eve", CHAT, max_new_tokens=4).steering.path == "branch"
     owned = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None)
     with Personalizer(tmp_path / "b.db", generator=owned) as p:
         assert p.rewards is REWARDS  # the generator's set, for learning too

@@ -247,6 +247,11 @@ def test_what_a_hosted_model_cannot_do_is_refused_naming_what_works(
     assert "LocalGenerator" in str(err.value)
     with pytest.raises(UnsupportedRequest, match="block='answer'"):
         gen.generate(CHAT, steering=terse(rewards, BestOfN(block="sentence")))
+    with pytest.raises(UnsupportedRequest, match="draw='sample'"):
+        gen.generate(CHAT, steering=terse(rewards, BestOfN(draw="branch")))
+    with pytest.raises(UnsupportedRequest, match="system prompt"):
+        gen.generate(CHAT, steering=terse(rewards).model_copy(
+            update={"instruction": "Keep it short."}))
     with pytest.raises(UnsupportedRequest, match="rewards=reward_set"):
         openai_gen(server).generate(CHAT, steering=terse(rewards))
     other = terse(rewards).model_copy(update={"reward_set_version": "other"})

@@ -151,12 +151,14 @@ def test_local_steering_reaches_langchain_answers() -> None:
     p.store.modify("e-lover", lambda prof: prof.model_copy(update={
         "coefficients": {"e_count": 3.0}, "reward_set_id": REWARDS.id,
         "reward_set_version": REWARDS.version}))
-    model = PersonalizedChatModel(personalizer=p, max_tokens=12, temperature=0)
+    model = PersonalizedChatModel(personalizer=p, max_tokens=12, temperature=0,
+                                  strategy="args")
     steered = model.invoke("Hello there", config={"configurable": {"user_id": "e-lover"}})
     plain = model.invoke("Hello there")
     assert steered.response_metadata["steering"]["path"].startswith("args")
     assert steered.text.count("e") > plain.text.count("e")
-    direct = p.generate("e-lover", "Hello there", max_new_tokens=12, do_sample=False)
+    direct = p.generate("e-lover", "Hello there", max_new_tokens=12, do_sample=False,
+                        strategy="args")
     assert steered.text == direct.text
 
 

@@ -191,19 +191,27 @@ def test_each_lever_can_be_switched_off_per_call(tmp_path: Path) -> None:
                                                less="Avoid the letter e.")])
     seen: list[list[Message]] = []
     script = ScriptedGenerator(lambda m: seen.append(m) or "ok")
-    local = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=rs, quality=None)
+    local = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=rs, quality=None,
+                           prompt_rewards=None)  # it may ask for any reward's request
     with Personalizer(tmp_path / "p.db", rewards=rs, generator=local) as p:
         p.create_profile("u")
         p.store.modify("u", lambda prof: prof.model_copy(update={
             "coefficients": {"e": 1.0}, "reward_set_id": rs.id,
             "reward_set_version": rs.version}))
         default = p.generate("u", "Hello there", max_new_tokens=5)
-        assert default.steering.levers[0] == "args"  # measured: no block by default locally
-        both = p.generate("u", "Hello there", max_new_tokens=5, prompt_profile=True)
-        assert both.steering.levers[:2] == ("prompt", "args")
-        no_args = p.generate("u", "Hello there", max_new_tokens=5, strength=0.0,
-                             prompt_profile=True)
+        assert default.steering.levers == ("prompt", "end_early")  # the measured default
+        assert default.steering.path == "branch"
+        no_prompt = p.generate("u", "Hello there", max_new_tokens=5, prompt_profile=False)
+        assert no_prompt.steering.levers == ("end_early",)
+        args = p.generate("u", "Hello there", max_new_tokens=5, strategy="args")
+        assert args.steering.levers[:2] == ("prompt", "args")
+        no_args = p.generate("u", "Hello there", max_new_tokens=5, strength=0.0)
         assert no_args.steering.levers == ("prompt",) and no_args.steering.path == "plain"
+        p.generator = local.with_rewards(rs)
+        p.generator.prompt_rewards = ("structure",)  # a request it would not follow
+        assert p.generate("u", "Hello there", max_new_tokens=5).steering.levers == \
+            ("end_early",)
+        p.generator = local
         unseen = p.generate("nobody", "Hello there", max_new_tokens=5)
         assert unseen.steering.levers == () and unseen.steering.new_user  # served plainly
         assert p.profile("nobody").coefficients == {}  # created on first use, empty
@@ -215,10 +223,11 @@ def test_each_lever_can_be_switched_off_per_call(tmp_path: Path) -> None:
         assert seen[-1][0].role == "user"
 
 
-def test_generate_batch_conditions_each_user_with_their_own_block(tmp_path: Path) -> None:
+def test_generate_batch_conditions_each_user_with_their_own_request(tmp_path: Path) -> None:
     rs = RewardSet("letters", [AttributeScorer("e", "more e", lambda t: t.count("e"),
                                                more="MORE-E", less="LESS-E")])
-    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=rs, quality=None)
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=rs, quality=None,
+                         prompt_rewards=None)
     with Personalizer(tmp_path / "p.db", rewards=rs, generator=gen) as p:
         for user, c in (("a", 1.0), ("b", -1.0)):
             p.create_profile(user)
@@ -226,8 +235,10 @@ def test_generate_batch_conditions_each_user_with_their_own_block(tmp_path: Path
                 "coefficients": {"e": c}, "reward_set_id": rs.id,
                 "reward_set_version": rs.version}))
         batch = p.generate_batch([("a", "Hello there"), ("b", "Hello there")],
-                                 max_new_tokens=6, prompt_profile=True)
-        for user, out in zip("ab", batch, strict=True):
+                                 max_new_tokens=6, strategy="args")
+        for user, word, out in zip("ab", ("MORE-E", "LESS-E"), batch, strict=True):
             assert out.text == p.generate(user, "Hello there", max_new_tokens=6,
-                                          prompt_profile=True).text
+                                          strategy="args").text
             assert out.steering.levers[0] == "prompt"
+            asked = gen.prompt_ids([Message(role="user", content=f"Hello there\n\n{word}")])
+            assert out.prompt_tokens == len(asked)  # each user's own request

@@ -38,7 +38,7 @@ def test_a_terse_profile_gets_shorter_answers_that_still_answer(smollm2) -> None
                 "coefficients": coefficients, "reward_set_id": rewards.id,
                 "reward_set_version": rewards.version}))
             outs = [p.generate("terse", q, max_new_tokens=128) for q, _ in PROMPTS]
-        assert all(o.steering.path == "args-text" for o in outs)
+        assert all(o.steering.path == "branch" for o in outs)  # the local default
         return [o.text for o in outs]
 
     plain = [smollm2.generate(q, max_new_tokens=128).text for q, _ in PROMPTS]

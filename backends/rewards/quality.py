@@ -18,6 +18,8 @@ takes about ten minutes." 0.16 for "How do I get better sleep?".
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,20 +72,29 @@ class Substance:
     """How much an answer says about the question beyond restating it (see module doc):
     the sum over its sentences (and list lines) of how far each one's relevance clears
     ``noise`` (what a generic sentence scores), so that filler adds nothing and each
-    sentence with real content adds its share.
+    sentence with real content adds its share -- once: a sentence that says again what an
+    earlier one said (cosine similarity of their new words at least ``repeat``) adds
+    nothing, and one between ``repeat - 0.25`` and ``repeat`` adds proportionally less, so
+    that a small model looping on one line does not look like an answer growing.
 
     ``encoder`` is anything with ``encode(texts) -> (n, dim)`` L2-normalised embeddings;
     by default the shipped MiniLM (:class:`~personalizer.backends.rewards.SentenceEncoder`),
-    loaded on first use.
+    loaded on first use. Embeddings of recent sentences are cached (``cache`` of them), as
+    decoding scores the same prefix with many continuations.
     """
 
     name = "substance"
     description = ("says something about the question beyond restating it: the MiniLM "
-                   "relevance of each sentence's new words to the question, summed")
+                   "relevance of each sentence's new words to the question, summed over "
+                   "sentences that do not repeat an earlier one")
 
-    def __init__(self, encoder: Any = None, *, floor: float = 0.35, noise: float = 0.2) -> None:
+    def __init__(self, encoder: Any = None, *, floor: float = 0.35, noise: float = 0.2,
+                 repeat: float = 0.9, cache: int = 4096) -> None:
         self._encoder = encoder
-        self.floor, self.noise = float(floor), float(noise)
+        self.floor, self.noise, self.repeat = float(floor), float(noise), float(repeat)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = int(cache)
+        self._lock = threading.Lock()
 
     @property
     def encoder(self) -> Any:
@@ -93,20 +104,55 @@ class Substance:
             self._encoder = SentenceEncoder()
         return self._encoder
 
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts`` (cached by text)."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            fresh = np.asarray(self.encoder.encode(missing))
+            with self._lock:
+                for t, e in zip(missing, fresh, strict=True):
+                    self._cache[t] = e
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            got = {t: self._cache[t] for t in texts if t in self._cache}
+        rest = [t for t in texts if t not in got]  # evicted meanwhile (tiny cache)
+        if rest:
+            got |= dict(zip(rest, np.asarray(self.encoder.encode(rest)), strict=True))
+        return np.stack([got[t] for t in texts]) if texts else np.zeros((0, 1))
+
     def relevance(self, prompt: str, texts: Sequence[str]) -> list[float]:
         """Each text's new words' relevance to the prompt (0 for a text with none)."""
         if not texts:
             return []
         rest = [" ".join(content_words(t, prompt)) for t in texts]
-        emb = np.asarray(self.encoder.encode([prompt, *(r or "." for r in rest)]))
+        emb = self._embed([prompt, *(r or "." for r in rest)])
         scores = emb[1:] @ emb[0]
         return [float(s) if r.strip() else 0.0 for s, r in zip(scores, rest, strict=True)]
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         parts = [sentences(r) for r in responses]
-        flat = [s for p in parts for s in p]
-        rel = iter(self.relevance(prompt, flat))
-        return [sum(max(0.0, next(rel) - self.noise) for _ in p) for p in parts]
+        flat = list(dict.fromkeys(s for p in parts for s in p))
+        if not flat:
+            return [0.0] * len(responses)
+        rest = [" ".join(content_words(s, prompt)) or "." for s in flat]
+        emb = self._embed([prompt, *rest])
+        question, vec = emb[0], dict(zip(flat, emb[1:], strict=True))
+        known = dict(zip(flat, rest, strict=True))
+        out = []
+        for part in parts:
+            total, seen = 0.0, []
+            for s in part:
+                e = vec[s]
+                gain = max(0.0, float(e @ question) - self.noise) if known[s] != "." else 0.0
+                if seen:  # said before? then it adds (proportionally) nothing
+                    same = float(np.max(np.stack(seen) @ e))
+                    gain *= min(1.0, max(0.0, (self.repeat - same) / 0.25))
+                total += gain
+                seen.append(e)
+            out.append(total)
+        return out
 
 
 _DEFAULT: list[Substance] = []
