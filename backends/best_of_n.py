@@ -85,8 +85,13 @@ class BestOfNRun:
         kept: list[int] = []
         eos = self.handle.eos_ids
 
+        # a block ends at a sentence or line end; when the answer may end after a block, at
+        # a finished sentence (not after "Tips:" or "2."), so that ending is weighed
+        # against one whole sentence more
+        ends = may_end if strategy.end_early else ends_sentence
+
         def sentence_done(ids: list[int]) -> bool:
-            return len(ids) >= 2 and ends_sentence(tok.decode(ids))
+            return len(ids) >= 2 and ends(tok.decode(ids))
 
         while len(kept) < spec.max_new_tokens:
             budget = spec.max_new_tokens - len(kept)
