@@ -10,9 +10,10 @@ texts instead of once per token.
   prefix's last sentence is finished and it clears the quality floor.
 
 Every option is scored as a finished text (the kept prefix and the block):
-``strength * r_user + quality_weight * quality``. ``draw="branch"`` makes the n rows the n most
-likely first tokens of the block, each continued greedily. Samples that finish early leave the batch, so they stop
-costing compute. Streaming emits each block's chosen text once it is chosen.
+``strength * r_user + quality_weight * quality``. ``draw="branch"`` makes the n rows the n
+most likely first tokens of the block, each continued greedily. Samples that finish early
+leave the batch, so they stop costing compute. Streaming emits each block's chosen text once
+it is chosen.
 """
 
 from __future__ import annotations

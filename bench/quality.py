@@ -198,6 +198,9 @@ def main() -> None:
     ap.add_argument("--tastes", nargs="+", default=list(TASTES))
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--agreement", type=float, default=0.78)
+    ap.add_argument("--prompt-rewards", nargs="*", default=None,
+                    help="base rewards whose request may go into the user's turn "
+                         "(default: the generator's)")
     ap.add_argument("--floor", type=float, default=None,
                     help="the quality floor (default: the shipped Substance's)")
     args = ap.parse_args()
@@ -213,12 +216,14 @@ def main() -> None:
     index = {"tune": range(0, 12, 2), "report": range(1, 12, 2), "all": range(12)}[args.split]
     prompts = [PROMPTS[i] for i in index]
     rewards = default_reward_set()
-    if args.floor is None:
-        gen = LocalGenerator.smollm2(rewards=rewards)
-    else:
+    extra: dict[str, Any] = {}
+    if args.floor is not None:
         from personalizer.backends.rewards import Substance
 
-        gen = LocalGenerator.smollm2(rewards=rewards, quality=Substance(floor=args.floor))
+        extra["quality"] = Substance(floor=args.floor)
+    if args.prompt_rewards is not None:
+        extra["prompt_rewards"] = tuple(args.prompt_rewards)
+    gen = LocalGenerator.smollm2(rewards=rewards, **extra)
     results: dict[str, Any] = {"split": args.split, "max_new_tokens": args.max_new_tokens}
     with Personalizer(":memory:", rewards=rewards, generator=gen) as p:
         people = {}
@@ -269,7 +274,9 @@ def main() -> None:
                 results.setdefault(name, {})[taste] = {
                     "texts": texts, "move": [before, after], "substance": [sub, sub0],
                     "non_answers": [non, non0], "ms_ratio": ratio}
-    path = OUT / f"quality-{args.split}{'' if args.floor is None else f'-floor{args.floor}'}.json"
+    tag = "" if args.floor is None else f"-floor{args.floor}"
+    tag += "" if args.prompt_rewards is None else "-asks-" + "-".join(args.prompt_rewards)
+    path = OUT / f"quality-{args.split}{tag}.json"
     path.write_text(json.dumps({"people": people, **results}, indent=1))
     print(f"\nanswers in {path}", file=sys.stderr)
 

@@ -1,7 +1,7 @@
 """One LangChain (LCEL) chain serving two users: a terse and a thorough person, each onboarded
-by a simulated person of that taste; SmolLM2 answers through ``PersonalizedChatModel``,
-best-of-4 (seeded) by each user's reward. Offline. On SmolLM2 the two answers differ but are
-about as long as each other (issue #12: steering this small model toward length).
+by a simulated person of that taste; SmolLM2 answers through ``PersonalizedChatModel`` with
+the Personalizer's defaults (greedy sentences that end once the person's reward prefers
+ending and the answer says something; their format request in the user's turn). Offline.
 
     python examples/langchain_chain.py [--db chain.db]
 """
@@ -16,7 +16,6 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from personalizer import Personalizer
-from personalizer.backends import BestOfN
 from personalizer.integrations.langchain import PersonalizedChatModel
 from personalizer.profiles import SimulatedUser, default_reward_set
 from personalizer.profiles.simulate import taste_vector
@@ -40,8 +39,7 @@ def main(argv: list[str] | None = None, *, generator: Any = None,
         for seed, (user, taste) in enumerate(USERS.items()):
             person = SimulatedUser(taste_vector(taste, rewards.names), beta=2.0, seed=seed)
             p.onboarding(user, max_questions=8, restart=True).run(person.chooser(rewards))
-        model = PersonalizedChatModel(personalizer=p, max_tokens=max_tokens,
-                                      strategy=BestOfN(n=4)).bind(seed=7)  # repeatable
+        model = PersonalizedChatModel(personalizer=p, max_tokens=max_tokens)
         prompt = ChatPromptTemplate.from_messages([
             ("system", "You are a helpful cooking coach."), ("human", "{question}")])
         chain = prompt | model | StrOutputParser()

@@ -67,7 +67,7 @@ def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3,
 def profile_request(profile: Profile, rewards: Any = None, *, max_items: int = 2,
                     only: Collection[str] | None = None) -> str | None:
     """The strongest coefficients as a plain request for the user's turn, such as ``"Format
-    the answer as a bulleted list. Keep answers short and to the point."`` (at most
+    the answer as a bulleted list. Keep the answer short and to the point."`` (at most
     ``max_items``), or None when none is strong enough. For models that follow the user's
     turn rather than a system prompt (small local ones: SmolLM2-135M ignores a system
     prompt's format request and turns the delimited block into talk about "this user").

@@ -71,9 +71,11 @@ def test_chatbot_onboards_chats_explains_and_takes_feedback(tmp_path: Path) -> N
 def test_langchain_chain_serves_two_users(tmp_path: Path, smollm2: Any) -> None:
     lines: list[str] = []
     answers = load("langchain_chain").main(["--db", str(tmp_path / "l.db")], generator=smollm2,
-                                           out=lines.append, max_tokens=60)
+                                           out=lines.append, max_tokens=120)
     assert set(answers) == {"terse-tom", "thorough-tina"}
     assert all(a.strip() for a in answers.values())
-    # each user's own reward picked among the same seeded candidates: the answers differ.
-    # (That the terse one is clearly shorter is not true on SmolLM2 today: issue #12.)
-    assert answers["terse-tom"] != answers["thorough-tina"]
+    # visibly different: the terse person's answer is clearly the shorter one (53 vs 90 words
+    # when this was written), and it still names what was asked about
+    terse, thorough = (len(answers[u].split()) for u in ("terse-tom", "thorough-tina"))
+    assert terse < 0.75 * thorough, answers
+    assert any(w in answers["terse-tom"].lower() for w in ("ingredient", "basic", "recipe"))

@@ -167,8 +167,8 @@ class AttributeScorer:
 
 _SCORERS = (
     AttributeScorer("verbosity", "longer answers: log(1 + number of words)", _verbosity,
-                    per_token=False, more="Give thorough, detailed answers.",
-                    less="Keep answers short and to the point."),
+                    per_token=False, more="Give a thorough, detailed answer.",
+                    less="Keep the answer short and to the point."),
     AttributeScorer("reading_level", "harder reading: Flesch-Kincaid grade level",
                     flesch_kincaid_grade, more="Use precise, advanced vocabulary.",
                     less="Use simple, everyday words."),
