@@ -18,6 +18,7 @@ it is chosen.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -36,7 +37,28 @@ from .text import TextTracker, ends_sentence, first_stop, may_end
 if TYPE_CHECKING:  # pragma: no cover
     from .proxy import ProxyTuning
 
-__all__ = ["BestOfNRun", "choose_block"]
+__all__ = ["LEANS_ON", "BestOfNRun", "can_start_at", "choose_block"]
+
+# First words of a sentence that leans on the one before it: an answer cannot start there.
+LEANS_ON = frozenset({
+    "also", "and", "another", "but", "finally", "furthermore", "hence", "however", "it",
+    "it's", "its", "moreover", "next", "nor", "or", "other", "otherwise", "second", "secondly",
+    "she", "so", "than", "that", "that's", "then", "there", "these", "they", "they're",
+    "this", "those", "thus", "too", "yet", "he", "additionally", "instead", "such", "both",
+    "each", "again", "still", "though", "although", "besides", "likewise", "similarly",
+    "therefore", "consequently", "meanwhile", "lastly", "third", "thirdly", "plus", "here"})
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)  # "2. ..." (a numbered list item)
+
+
+def can_start_at(opening: str, block: str) -> bool:
+    """Whether an answer may start at ``block``, leaving out the ``opening`` before it: not
+    when the block leans on the opening (its first word is in :data:`LEANS_ON`: "However,
+    ...", "This ...") and not inside a numbered list (a numbered list does not start at its
+    second item)."""
+    first = block.strip().split(maxsplit=1)
+    if not first or first[0].lower().strip(",.;:!?\"'") in LEANS_ON:
+        return False
+    return not (_NUMBERED.search(opening) or _NUMBERED.match(block))
 
 
 def choose_block(user: np.ndarray, quality: np.ndarray | None, *, strength: float,
@@ -83,8 +105,12 @@ class BestOfNRun:
     def __iter__(self) -> Iterator[str]:
         tok, spec, strategy = self.handle.tokenizer, self.spec, self.strategy
         out = TextTracker(tok, spec.options.stop)
-        kept: list[int] = []
+        kept: list[int] = []  # what the model said (its context)
+        shown: list[int] = []  # what the answer holds: kept, less a left-out opening
+        held: list[int] = []  # an opening said but not shown yet: it says nothing so far
+        held_tokens: list[int] = []
         eos = self.handle.eos_ids
+        trim = strategy.trim_opening and self.quality is not None
 
         # a block ends at a sentence or line end; when the answer may end after a block, at
         # a finished sentence (not after "Tips:" or "2."), so that ending is weighed
@@ -93,6 +119,19 @@ class BestOfNRun:
 
         def sentence_done(ids: list[int]) -> bool:
             return len(ids) >= 2 and ends(tok.decode(ids))
+
+        started = [False]  # a non-blank piece was shown: the answer starts with no blank
+
+        def show(ids: list[int]) -> Iterator[str]:
+            for tid in ids:
+                piece = out.push(tid)
+                if not started[0] and trim:
+                    piece = piece.lstrip()
+                if piece:
+                    started[0] = True
+                    yield piece
+                if out.stopped:
+                    return
 
         while len(kept) < spec.max_new_tokens:
             budget = spec.max_new_tokens - len(kept)
@@ -106,10 +145,11 @@ class BestOfNRun:
             for _ in run:
                 pass
             rows = list(run.rows)
-            texts = [self._text([*kept, *r.ids]) for r in rows]
-            now = self._text(kept)
+            before = [*shown, *held]
+            texts = [self._text([*before, *r.ids]) for r in rows]
+            now = self._text(before)
             # ending here, before this block: an option once the answer says something
-            stop_open = strategy.end_early and bool(kept) and may_end(now)
+            stop_open = strategy.end_early and bool(before) and may_end(now)
             best, scores = self._choose(texts, rows, now if stop_open else None)
             options = [*texts, now] if stop_open else texts
             self.candidates = tuple(ScoredCandidate(text=t, reward=float(s))
@@ -121,23 +161,52 @@ class BestOfNRun:
                 self.finish = "stop"
                 break
             row = rows[best]
-            self.token_ids += row.token_ids
-            for tid in row.ids:
-                piece = out.push(tid)
-                if piece:
-                    yield piece
-                if out.stopped:
-                    self.finish = "stop"
-                    return
             kept += row.ids
-            if row.finish == "stop" or any(t in eos for t in row.token_ids):
+            done = row.finish == "stop" or any(t in eos for t in row.token_ids)
+            if trim and not shown and not done and len(kept) < spec.max_new_tokens and \
+                    self._says_nothing(texts[best]):
+                held += row.ids  # an opening that says nothing yet: wait and see
+                held_tokens += row.token_ids
+                continue
+            if held and self._leave_out(self._text(held), self._text(row.ids), texts[best]):
+                held, held_tokens = [], []
+            self.token_ids += [*held_tokens, *row.token_ids]
+            new, held, held_tokens = [*held, *row.ids], [], []
+            shown += new
+            yield from show(new)
+            if out.stopped or done:
                 self.finish = "stop"
-                break
+                return
             if strategy.block == "answer" or not row.ids:
                 break
+        if held:  # the answer ended before it said anything: show what it said
+            self.token_ids += held_tokens
+            yield from show(held)
         rest = out.flush()
         if rest:
             yield rest
+
+    def _says_nothing(self, text: str) -> bool:
+        """Whether ``text`` (an opening) says nothing yet: its quality is below a tenth of
+        the floor."""
+        q = float(self.quality.score(self.spec.prompt_text, [text])[0])
+        return q < 0.1 * self.quality.floor
+
+    def _leave_out(self, opening: str, block: str, whole: str) -> bool:
+        """Whether the answer starts at ``block`` rather than with the ``opening`` before it
+        (which said nothing): when the user's whole-answer reward prefers it, and the block
+        does not lean on the opening ("However, ...", "This ...") and neither is a numbered
+        list item (a numbered list does not start at its second item)."""
+        if not can_start_at(opening, block):
+            return False
+        trimmed = block.lstrip()
+        user, wholes = (np.asarray(r, dtype=np.float64)
+                        for r in self.user_reward([whole, trimmed]))
+        q = np.asarray(self.quality.score(self.spec.prompt_text, [whole, trimmed]),
+                       dtype=np.float64)
+        pick, _ = choose_block(wholes, q, strength=self.strength,
+                               quality_weight=self.strategy.quality_weight)
+        return pick == 1
 
     def _choose(self, texts: list[str], rows: list[Any], stop: str | None
                 ) -> tuple[int, np.ndarray]:

@@ -160,8 +160,7 @@ class Planner:
             quality = self.quality if strategy.quality_weight > 0 else None
             path, levers = ("best-of-n", ("best_of_n",)) if strategy.draw == "sample" else \
                 ("branch", ("branch",) if strategy.n > 1 else ())
-            if strategy.end_early:
-                levers += ("end_early",)
+            levers += tuple(n for n in ("end_early", "trim_opening") if getattr(strategy, n))
             return Plan(row(PLAIN, sample_default=strategy.draw == "sample"),
                         record(path, levers,
                                self._term(quality, strategy.quality_weight)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import tiny
@@ -153,7 +155,13 @@ def test_an_answer_ends_early_only_once_it_clears_the_quality_floor() -> None:
         gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT,
                              quality=Letters(floor))
         s = short_steering(n=2, block_tokens=16, end_early=end_early)
-        return gen.generate("Tell me about sleep", max_new_tokens=60, steering=s).text
+        out = gen.generate("Tell me about sleep", max_new_tokens=60, steering=s)
+        q = out.steering.quality  # the quality term, beside the user's terms
+        assert (q.name, q.floor, q.weight, q.score) == ("letters", floor, 1.0,
+                                                        out.text.count("e"))
+        assert [t.name for t in out.steering.terms] == ["length"]
+        assert out.steering.levers == (("branch", "end_early") if end_early else ("branch",))
+        return out.text
 
     free = answer(floor=0.0)
     long = answer(floor=0.0, end_early=False)
@@ -176,3 +184,53 @@ def test_strength_0_or_no_coefficients_is_plain_decoding() -> None:
 def test_ending_early_needs_sentence_blocks() -> None:
     with pytest.raises(ValueError, match="end_early"):
         BestOfN(block="answer", end_early=True)
+
+
+class AfterTheFirst:
+    """A quality model for tests: every sentence after the first says something."""
+
+    name, description, floor = "after-first", "sentences after the first", 1.0
+
+    def score(self, prompt: str, responses: list[str]) -> list[float]:
+        from personalizer.backends.rewards.quality import sentences
+
+        return [float(max(0, len(sentences(r)) - 1)) for r in responses]
+
+
+def test_an_opening_that_says_nothing_is_left_out_for_a_short_taste() -> None:
+    gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT,
+                         quality=AfterTheFirst())
+
+    def answer(trim: bool, coefficient: float = -1.0) -> Any:
+        s = short_steering(n=1, block_tokens=16, trim_opening=trim).model_copy(
+            update={"coefficients": {"length": coefficient}})
+        return gen.generate("Tell me about sleep", max_new_tokens=40, steering=s)
+
+    kept = answer(trim=False)
+    trimmed = answer(trim=True)
+    assert trimmed.steering.levers == ("trim_opening",)  # one greedy branch: no "branch"
+    first = kept.text.split(".")[0] + "."  # the trained model's opening sentence
+    assert not trimmed.text.startswith(first.strip()) and kept.text.startswith(first)
+    assert kept.text.replace(first, "", 1).strip().startswith(trimmed.text[:10])
+    assert trimmed.text == trimmed.text.lstrip()  # no blank start
+    assert trimmed.completion_tokens < kept.completion_tokens
+    assert "".join(gen.stream("Tell me about sleep", max_new_tokens=40,
+                              steering=short_steering(n=1, block_tokens=16,
+                                                      trim_opening=True))) == trimmed.text
+    # a taste for longer answers keeps the opening (only the blank start goes)
+    assert answer(trim=True, coefficient=1.0).text == kept.text.lstrip()
+
+
+def test_an_answer_never_starts_on_a_sentence_that_leans_on_the_one_before() -> None:
+    from personalizer.backends.best_of_n import LEANS_ON, can_start_at
+
+    assert {"however", "this", "it", "they", "also"} <= LEANS_ON
+    opening = "The age-old question of sleep."
+    assert can_start_at(opening, " Go to bed at the same time every night.")
+    assert can_start_at(opening, "\n- Keep the room dark.")  # a bullet may start a list
+    assert not can_start_at(opening, " However, keep the room dark.")
+    assert not can_start_at(opening, " This means a dark room.")
+    # a numbered list starts at its first item
+    assert not can_start_at(opening, "\n2. Keep the room dark.")
+    assert not can_start_at("1. Sleep well.", "\nKeep the room dark.")
+    assert not can_start_at(opening, "   ")
