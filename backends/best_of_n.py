@@ -200,7 +200,7 @@ class BestOfNRun:
         if not can_start_at(opening, block):
             return False
         trimmed = block.lstrip()
-        user, wholes = (np.asarray(r, dtype=np.float64)
+        _, wholes = (np.asarray(r, dtype=np.float64)
                         for r in self.user_reward([whole, trimmed]))
         q = np.asarray(self.quality.score(self.spec.prompt_text, [whole, trimmed]),
                        dtype=np.float64)
