@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .request import Args, BestOfN, GenerationOptions, Steering
+from .request import Args, BestOfN, GenerationOptions, Steering, TokenRewards
 
 __all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "HostedGenerator",
            "HostedOptions", "LocalGenerator", "ModelHandle", "OpenAIGenerator", "ProxyTuning",
-           "Steering", "TokenScorer"]
+           "Steering", "TokenHeads", "TokenRewards", "TokenScorer", "distill_token_heads"]
 
 _LAZY = {"LocalGenerator": ".local", "ProxyTuning": ".proxy", "ModelHandle": ".handle",
          "TokenScorer": ".scorers", "OpenAIGenerator": ".openai_api",
          "AnthropicGenerator": ".anthropic_api", "HostedGenerator": ".hosted",
-         "HostedOptions": ".hosted"}
+         "HostedOptions": ".hosted", "TokenHeads": ".token_heads",
+         "distill_token_heads": ".token_heads"}
 
 
 def __getattr__(name: str) -> Any:

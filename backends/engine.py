@@ -1,11 +1,12 @@
 """The one decoding loop: rows decoded together, one batched forward per step.
 
 A single request is a batch of one; many users are many rows, each with its own prompt,
-options and policy (plain, ARGS with any token scorer); best-of-n forks one prompt into n
+options and policy (plain, ARGS with any token scorer, token-level rewards); best-of-n forks one prompt into n
 rows; a lookahead draft is a row of its own. Per step:
 
 1. the logits of every active row (the LM alone, or proxy-tuned by an expert/antiexpert pair:
-   one left-padded KV cache per model, :class:`~.kv.PaddedCache`);
+   one left-padded KV cache per model, :class:`~.kv.PaddedCache`); a row steered by
+   token-level rewards projects its hidden state shifted by its user's folded heads;
 2. the top candidates of the rows that rescore candidates, and, once per scorer, the raw
    base-reward features of those candidates for the rows it serves (a tree pass of a reward
    model, the LM's own tree pass for trunk heads, or decoded texts);
@@ -47,6 +48,8 @@ class TokenPolicy(Protocol):
 
     k: int  # candidates it rescores (0: none)
     scorer: TokenScorer | None  # where the candidates' features come from
+    # optional: ``steer`` (a :class:`~.token_heads.HiddenSteer`) shifts the row's hidden
+    # state before the vocabulary projection (token-level rewards)
 
     def candidates_at(self, step: int) -> int:
         """How many candidates it rescores at this step (0: none)."""
@@ -128,6 +131,7 @@ class _Logits:
         self.heads = [handle.model.get_output_embeddings()]
         self.caches = [self.lm]
         self.alpha, self.vocab = 0.0, None
+        self._outs: list[torch.Tensor] = []
         if proxy is not None:
             from .proxy import shared_vocab_size
 
@@ -139,13 +143,29 @@ class _Logits:
                 self.caches.append(PaddedCache(g.model, prompts, g.tokenizer.pad_token_id or 0))
                 self.heads.append(g.model.get_output_embeddings())
 
-    def current(self) -> torch.Tensor:
-        outs = [project(h, c.hidden).float().cpu()[:, :self.vocab]
-                for h, c in zip(self.heads, self.caches, strict=True)]
+    def current(self, steers: Sequence[Any] = ()) -> torch.Tensor:
+        """The rows' next-token logits; rows with a steer (token-level rewards) project
+        their LM hidden state shifted by it (:func:`~.token_heads.shift_hidden`)."""
+        hidden = self.lm.hidden
+        if any(s is not None for s in steers):
+            from .token_heads import shift_hidden
+
+            hidden = shift_hidden(hidden, steers)
+        outs = [project(self.heads[0], hidden).float().cpu()[:, :self.vocab]]
+        outs += [project(h, c.hidden).float().cpu()[:, :self.vocab]
+                 for h, c in zip(self.heads[1:], self.caches[1:], strict=True)]
+        self._outs = outs
         logits = outs[0] if len(outs) == 1 else proxy_logits(*outs, self.alpha)
         if not bool(torch.isfinite(logits).any(dim=-1).all()):
             raise BackendError("the model produced no finite logits for a row")
         return logits
+
+    def unsteered(self, b: int) -> torch.Tensor:
+        """Row ``b``'s logits of this step without its steer (what plain decoding sees)."""
+        own = project(self.heads[0], self.lm.hidden[b:b + 1]).float().cpu()[0, :self.vocab]
+        if len(self._outs) == 1:
+            return own
+        return proxy_logits(own, self._outs[1][b], self._outs[2][b], self.alpha)
 
     def commit(self, chosen: torch.Tensor, slot: torch.Tensor) -> None:
         self.lm.commit(chosen, slot)
@@ -179,6 +199,7 @@ class Decoding:
     specs: Sequence[RowSpec]
     proxy: ProxyTuning | None = None
     rows: list[DecodeRow] = field(init=False)
+    source: Any = field(init=False, default=None)  # this step's logits (``unsteered(b)``)
     start: float = field(init=False, default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
@@ -193,7 +214,7 @@ class Decoding:
         active = [r for r in self.rows if r.spec.max_new_tokens > 0]
         if not active:
             return
-        source = _Logits(self.handle, active, self.proxy)
+        source = self.source = _Logits(self.handle, active, self.proxy)
         scorers: list[TokenScorer] = []
         for r in active:
             s = r.spec.policy.scorer
@@ -206,7 +227,7 @@ class Decoding:
             for b, r in enumerate(active):
                 r.b = b
                 r.k = r.spec.policy.candidates_at(step)
-            logits = source.current()
+            logits = source.current([getattr(r.spec.policy, "steer", None) for r in active])
             k_max = max(r.k for r in active)
             values = cands = None
             if k_max:

@@ -340,7 +340,8 @@ class HostedGenerator:
                 "turn, is for local models that ignore system prompts")
         if not isinstance(strategy, BestOfN):
             raise UnsupportedRequest(
-                f"{name} cannot do ARGS: a hosted API exposes no logits to rescore. Use "
+                f"{name} cannot do {strategy.kind}: a hosted API exposes no logits or "
+                "hidden states to steer. Use "
                 "best-of-n reranking (Steering(..., strategy='best_of_n'), or "
                 "Personalizer.generate(..., strategy='best_of_n')) or the profile in the "
                 "prompt (Personalizer does that by default); reward-guided decoding needs a "

@@ -57,7 +57,8 @@ class LocalGenerator:
     ``prompt_rewards`` names the base rewards whose request may go into the user's turn
     (default: ``structure`` only: SmolLM2-135M answers a format request with a list and
     loses the answer with tone or length requests, measured in ``bench/quality.py``);
-    ``None``: all.
+    ``None``: all. ``token_heads`` are token-level reward heads for ``rewards`` on this model
+    (:class:`~personalizer.backends.TokenHeads`, for ``strategy='token_rewards'``).
 
     >>> gen = LocalGenerator.smollm2()                       # doctest: +SKIP
     >>> gen.generate("Say hi", max_new_tokens=8).text        # doctest: +SKIP
@@ -71,7 +72,8 @@ class LocalGenerator:
                  defaults: GenerationOptions | None = None, rewards: Any = None,
                  quality: Any = "auto",
                  profile_placement: Literal["user", "system"] = "user",
-                 prompt_rewards: Sequence[str] | None = ("structure",)) -> None:
+                 prompt_rewards: Sequence[str] | None = ("structure",),
+                 token_heads: Any = None) -> None:
         torch = _hf.torch_module()
         if isinstance(model, (str, os.PathLike)):
             self.model, self.tokenizer = _hf.load_causal_lm(
@@ -100,6 +102,9 @@ class LocalGenerator:
         self.profile_placement = profile_placement
         self.prompt_rewards = None if prompt_rewards is None else tuple(prompt_rewards)
         self.device = next(self.model.parameters()).device
+        self.token_heads = None
+        if token_heads is not None:
+            self.token_heads = self._checked_heads(token_heads)
         self.eos_ids = _hf.eos_ids(self.model, self.tokenizer)
         self._cache_kwarg = _hf.cache_kwarg(self.model)
         self._torch = torch
@@ -119,6 +124,24 @@ class LocalGenerator:
         twin = copy.copy(self)
         twin.rewards = rewards
         return twin
+
+    def with_token_heads(self, heads: Unchecked[Any]) -> LocalGenerator:
+        """This generator with token-level reward heads (``strategy='token_rewards'``),
+        checked against its reward set and model; the same loaded model, this object left
+        as it is."""
+        twin = copy.copy(self)
+        twin.token_heads = None if heads is None else self._checked_heads(heads)
+        return twin
+
+    def _checked_heads(self, heads: Any) -> Any:
+        from .token_heads import TokenHeads
+
+        if not isinstance(heads, TokenHeads):
+            raise InvalidInput("token_heads must be personalizer.backends.TokenHeads (from "
+                               f"distill_token_heads or TokenHeads.load), not "
+                               f"{type(heads).__name__}")
+        heads.check(self.rewards, self.model)
+        return heads
 
     # -- public API --------------------------------------------------------------------
 
@@ -225,7 +248,7 @@ class LocalGenerator:
         if proxy is not None and not isinstance(proxy, ProxyTuning):
             raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning, not "
                                f"{type(proxy).__name__}")
-        return Planner(self, self.rewards, proxy, self.quality)
+        return Planner(self, self.rewards, proxy, self.quality, self.token_heads)
 
     def _run(self, messages: MessagesLike, steering: Steering | None,
              proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:

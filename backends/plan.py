@@ -15,7 +15,9 @@ decoding loop and the record of what was chosen:
   compared; the generator's quality term (substance) joins them there with a fixed weight,
   and an answer may end only once it clears the quality floor;
 * best-of-n -> n rows per block, sampled or greedy branches (:mod:`.best_of_n`), path
-  ``"best-of-n"`` or ``"branch"``.
+  ``"best-of-n"`` or ``"branch"``;
+* token-level rewards -> the generator's token heads folded with the user's coefficients
+  into one hidden-state shift per step (:mod:`.token_heads`), path ``"token-rewards"``.
 """
 
 from __future__ import annotations
@@ -40,8 +42,15 @@ from personalizer.types import (
 from .decoding_math import seeded_rng
 from .engine import RowSpec
 from .handle import ModelHandle, context_length, end_of_turn
-from .policies import PLAIN, ArgsPolicy, PlainPolicy
-from .request import CLEAR_NORM, BestOfN, GenerationOptions, Steering, reward_scale
+from .policies import PLAIN, ArgsPolicy, PlainPolicy, TokenRewardPolicy
+from .request import (
+    CLEAR_NORM,
+    BestOfN,
+    GenerationOptions,
+    Steering,
+    TokenRewards,
+    reward_scale,
+)
 from .scorers import TextScorer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,8 +100,9 @@ class Planner:
     one token scorer per kind."""
 
     def __init__(self, handle: ModelHandle, rewards: Any, proxy: ProxyTuning | None,
-                 quality: Any = None) -> None:
+                 quality: Any = None, token_heads: Any = None) -> None:
         self.handle, self.rewards, self.proxy = handle, rewards, proxy
+        self.token_heads = token_heads  # TokenHeads for this model (checked when set)
         self.quality = quality  # a QualityModel: substance, with a fixed weight
         self._fast: Any = None
         self._fast_known = False
@@ -142,6 +152,8 @@ class Planner:
         # relative: the user's reward on a unit scale once the profile is clear (norm >=
         # CLEAR_NORM); a faint profile (a few answers) stays proportionally weaker
         user = coef / reward_scale(coef, steering.relative)
+        if isinstance(strategy, TokenRewards):
+            return self._token_rewards(strategy, steering, user, row, record, dropped)
         if isinstance(strategy, BestOfN):
             if steering.strength == 0 or not coef.any():
                 return Plan(row(PLAIN), record("plain", ()), dropped)
@@ -191,6 +203,30 @@ class Planner:
         levers = ("args", "lookahead") if lookahead else ("args",)
         return Plan(row(policy), record(f"args-{scorer.kind}", levers, term), dropped,
                     quality=quality)
+
+    def _token_rewards(self, strategy: TokenRewards, steering: Steering, user: np.ndarray,
+                       row: Callable[..., RowSpec], record: Callable[..., SteeringRecord],
+                       dropped: int) -> Plan:
+        """Token-level rewards: the user's coefficients fold the generator's token heads
+        into one shift of the row's hidden state per step."""
+        heads = self.token_heads
+        if heads is None:
+            raise InvalidInput(
+                f"strategy 'token_rewards' needs token heads for {self.handle.name}: "
+                "LocalGenerator(..., token_heads=heads), with heads from "
+                "personalizer.backends.distill_token_heads(generator, rewards, samples) or "
+                "TokenHeads.load(path, generator); or use strategy='args' or 'best_of_n'")
+        heads.check(self.rewards)
+        if steering.strength == 0 or not user.any():
+            return Plan(row(PLAIN), record("plain", ()), dropped)
+        from .token_heads import HiddenSteer
+
+        steer = HiddenSteer(heads=heads, coefficients=torch.tensor(user, dtype=torch.float32),
+                            strength=steering.strength)
+        quality = self.quality if strategy.floor else None
+        return Plan(row(TokenRewardPolicy(steer=steer, quality=quality)),
+                    record("token-rewards", ("token_rewards",), self._term(quality, 0.0)),
+                    dropped, quality=quality)
 
     @staticmethod
     def _term(quality: Any, weight: float) -> QualityTerm | None:

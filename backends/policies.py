@@ -2,6 +2,8 @@
 
 * :class:`PlainPolicy`: the model's own choice (greedy, or a sample after temperature, top-k
   and top-p), optionally limited to the top ``limit`` tokens (ARGS with nothing to add).
+* :class:`TokenRewardPolicy`: token-level rewards: the row's logits come from its hidden
+  state shifted by its user's folded token heads; chosen like plain decoding.
 * :class:`ArgsPolicy`: ARGS: the top ``k`` candidates rescored as
   ``logit + strength * (features @ weights + offset)``, then chosen with the same sampling
   options. With whole-answer lookahead, at each sentence end it also weighs stopping now
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import DecodeRow
     from .scorers import TokenScorer
 
-__all__ = ["PLAIN", "ArgsPolicy", "BranchPolicy", "PlainPolicy", "draft"]
+__all__ = ["PLAIN", "ArgsPolicy", "BranchPolicy", "PlainPolicy", "TokenRewardPolicy", "draft"]
 
 
 def _sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
@@ -174,6 +176,40 @@ class ArgsPolicy:
         stop = float(logits[self.eos]) + big * float(whole[0]) + w * float(rest[0])
         go_on = float(logits[go]) + big * float(whole[1]) + w * float(rest[1])
         return stop > go_on
+
+
+@dataclass(frozen=True)
+class TokenRewardPolicy:
+    """Token-level rewards: the loop projects this row's hidden state shifted by ``steer``
+    (its user's folded token heads), and the row chooses from those logits as plain decoding
+    would. With a ``quality`` term, the steering may not end an answer whose substance is
+    below the floor: an end of turn that the unsteered logits would not choose is then
+    masked (the model's own end stays)."""
+
+    steer: Any  # a token_heads.HiddenSteer
+    quality: Any = None
+    k: int = 0
+    scorer: None = None
+
+    def scored(self, step: int) -> bool:
+        return False
+
+    def candidates_at(self, step: int) -> int:
+        return 0
+
+    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
+               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
+        tid = _sample(logits, row, row.spec.options.top_k)
+        eos = run.handle.eos_ids
+        if tid in eos and self.quality is not None and \
+                int(torch.argmax(run.source.unsteered(row.b))) not in eos:
+            text = row.tracker.decode()
+            if float(self.quality.score(row.prompt_text, [text])[0]) < self.quality.floor:
+                masked = logits.clone()
+                masked[[e for e in eos if e < masked.shape[-1]]] = float("-inf")
+                if bool(torch.isfinite(masked).any()):
+                    tid = _sample(masked, row, row.spec.options.top_k)
+        return tid
 
 
 def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,

@@ -32,7 +32,7 @@ from pydantic import (
 from personalizer.errors import InvalidInput
 
 __all__ = ["CLEAR_NORM", "Args", "BestOfN", "GenerationOptions", "Steering", "StopStrings",
-           "Strategy", "parse_options", "reward_scale", "validation_message"]
+           "Strategy", "TokenRewards", "parse_options", "reward_scale", "validation_message"]
 
 CLEAR_NORM = 0.5  # coefficient-vector norm from which a profile counts as clear
 
@@ -188,7 +188,25 @@ class BestOfN(BaseModel):
         return self
 
 
-Strategy = Annotated[Args | BestOfN, Field(discriminator="kind")]
+class TokenRewards(BaseModel):
+    """Token-level base rewards (GenARM-style): the generator's
+    :class:`~personalizer.backends.token_heads.TokenHeads` score every next token from the
+    LM's own hidden state, and the user's steered logits are
+    ``logits + strength * sum_j c_j s_j``, folded into one per-row shift of the hidden state
+    (no candidates, no lookahead: length and structure act through the end-of-turn and
+    list-marker tokens). Needs ``LocalGenerator(..., token_heads=heads)`` (see
+    :func:`~personalizer.backends.token_heads.distill_token_heads`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["token_rewards"] = "token_rewards"
+    floor: bool = Field(
+        default=True,
+        description="The reward may not end an answer whose substance is below the "
+                    "generator's quality floor (the model itself still may).")
+
+
+Strategy = Annotated[Args | BestOfN | TokenRewards, Field(discriminator="kind")]
 
 
 class Steering(BaseModel):
@@ -196,7 +214,8 @@ class Steering(BaseModel):
 
     ``r_user = coefficients . features`` over the reward set the coefficients were fitted
     against; ``strength`` weighs it against the model's own logits (0 is plain decoding).
-    ``strategy`` may be given as a name (``"args"``, ``"best_of_n"``) or a dict.
+    ``strategy`` may be given as a name (``"args"``, ``"best_of_n"``, ``"token_rewards"``)
+    or a dict.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

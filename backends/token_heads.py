@@ -1,0 +1,302 @@
+"""Token-level base rewards: every base reward scores every next token from the LM's own state.
+
+GenARM (Xu et al., ICLR 2025) steers with an *autoregressive* reward: one forward pass scores
+every vocabulary token as the next token's reward, and a user's decoding is
+``log p_base + sum_j alpha_j log p_arm_j``. Here each base reward ``j`` of a reward set is a
+rank-r map of the decoding LM's final hidden state read through the LM's own output
+embedding, ``s_j(v | h) = W[v] . (U_j D_j^T h + b_j)``, so a user's steered logits
+``W h + w sum_j c_j s_j(. | h)`` fold into one vocabulary projection of a shifted hidden state
+(:func:`~.decoding_math.fold_token_rewards`): the cost per step does not depend on how many
+candidates would be rescored, on the vocabulary or on how many users share a batch.
+
+An answer's sequence-level score for reward ``j`` is a log-ratio summed over its tokens (its
+end of turn included): ``log pi_j(y_t) - log pi(y_t)``, where ``pi`` is the LM and ``pi_j``
+the LM tilted by the head (logits ``W h + s_j``), both normalised over the tokens the LM finds
+likely at that step (its top ``top`` and the answer's own). Heads that are 0 score every
+answer 0; the end-of-turn token carries length, list markers carry structure, so
+whole-answer attributes need no lookahead. The normalisers are the same for every token of
+a step, so decoding adds the raw scores (softmax ignores a constant), and steering with
+``strength * c . s`` draws from ``pi * exp(strength * r_user)`` token by token.
+
+:func:`distill_token_heads` fits heads to any sequence-level :class:`RewardSet` (attribute
+scorers, MiniLM heads, a classifier) on ``(prompt, response)`` samples: within each prompt,
+the heads' sequence scores are regressed on the reward set's normalised features (centred
+per prompt), so that ``strength * c . s`` per token adds up to the user's reward on the same
+scale as the other strategies use. The heads are saved as a versioned safetensors file that
+names its reward set and the LM it was trained for, and refuses any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from personalizer._optional import require
+from personalizer.errors import InvalidInput
+from personalizer.types import Message
+
+from . import _hf
+from .decoding_math import fold_token_rewards, token_reward_scores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .local import LocalGenerator
+
+__all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "TokenHeads", "distill_token_heads",
+           "model_fingerprint", "sequence_scores"]
+
+TOKEN_HEADS_FORMAT = "1"  # the file layout's version
+
+
+def model_fingerprint(model: Any) -> str:
+    """A short digest of an LM's output embedding (its shape and a strided sample of its
+    rows): heads read that matrix and the states before it, so they fit no other model."""
+    w = model.get_output_embeddings().weight.detach().float().cpu()
+    step = max(1, w.shape[0] // 256)
+    h = hashlib.sha256(f"{tuple(w.shape)}".encode())
+    h.update(w[::step].contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TokenHeads:
+    """Token-level heads for every base reward of one reward set, on one LM.
+
+    ``down`` is ``(J, d, r)``, ``up`` ``(J, r, d)``, ``bias`` ``(J, d)`` (float32, no grad);
+    ``names`` are the reward set's base rewards in its order, ``reward_set_id`` and
+    ``reward_set_version`` the set whose coefficients steer with them, ``model`` the
+    :func:`model_fingerprint` of the LM they were trained on.
+    """
+
+    down: torch.Tensor
+    up: torch.Tensor
+    bias: torch.Tensor
+    names: tuple[str, ...]
+    reward_set_id: str
+    reward_set_version: str
+    model: str
+
+    def __post_init__(self) -> None:
+        j = len(self.names)
+        if self.down.dim() != 3 or self.down.shape[0] != j:
+            raise InvalidInput(f"down must be (J={j}, d, r), got {tuple(self.down.shape)}")
+        _, d, r = self.down.shape
+        if tuple(self.up.shape) != (j, r, d) or tuple(self.bias.shape) != (j, d):
+            raise InvalidInput(f"up must be ({j}, {r}, {d}) and bias ({j}, {d}), got "
+                               f"{tuple(self.up.shape)} and {tuple(self.bias.shape)}")
+        if not all(bool(torch.isfinite(t).all()) for t in (self.down, self.up, self.bias)):
+            raise InvalidInput("token heads must be finite")
+
+    @property
+    def rank(self) -> int:
+        return int(self.down.shape[2])
+
+    def check(self, rewards: Any, model: Any = None) -> None:
+        """Refuse a reward set (and, when given, an LM) these heads were not trained for."""
+        if rewards is None or (rewards.id, rewards.version) != (self.reward_set_id,
+                                                                 self.reward_set_version):
+            got = None if rewards is None else f"{rewards.id!r} version {rewards.version!r}"
+            raise InvalidInput(
+                f"these token heads were distilled from reward set {self.reward_set_id!r} "
+                f"version {self.reward_set_version!r}, not {got}: distill heads for this "
+                "reward set (distill_token_heads)")
+        if tuple(rewards.names) != self.names:
+            raise InvalidInput("the token heads' base rewards differ from the reward set's")
+        if model is not None and model_fingerprint(model) != self.model:
+            raise InvalidInput(
+                "these token heads were trained on another model (they read its hidden "
+                "states and output embedding): distill heads on this one")
+
+    def scores(self, hidden: torch.Tensor, out_embedding: torch.Tensor) -> torch.Tensor:
+        """Every base reward's raw score of every next token, ``(rows, J, vocab)``."""
+        return token_reward_scores(hidden, self.down, self.up, self.bias, out_embedding)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the heads and what they belong to into one safetensors file."""
+        st = require("safetensors.torch", extra="local", feature="saving token heads")
+        meta = {"kind": "token-heads", "format": TOKEN_HEADS_FORMAT,
+                "names": json.dumps(self.names), "reward_set_id": self.reward_set_id,
+                "reward_set_version": self.reward_set_version, "model": self.model}
+        st.save_file({"down": self.down.contiguous(), "up": self.up.contiguous(),
+                      "bias": self.bias.contiguous()}, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], generator: LocalGenerator) -> TokenHeads:
+        """Read heads saved by :meth:`save` for ``generator`` (refused when they were trained
+        on another model or for another reward set than the generator's)."""
+        st = require("safetensors", extra="local", feature="loading token heads")
+        try:
+            with st.safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in ("down", "up", "bias")}
+            if meta.get("kind") != "token-heads":
+                raise KeyError("kind")
+            fmt = meta.get("format")
+            if fmt != TOKEN_HEADS_FORMAT:
+                raise InvalidInput(f"{path} has token-heads format {fmt!r}; this version "
+                                   f"reads {TOKEN_HEADS_FORMAT!r}: distill the heads again")
+            heads = cls(**{k: v.float() for k, v in tensors.items()},
+                        names=tuple(json.loads(meta["names"])),
+                        reward_set_id=meta["reward_set_id"],
+                        reward_set_version=meta["reward_set_version"], model=meta["model"])
+        except (OSError, KeyError, ValueError, TypeError, st.SafetensorError) as exc:
+            raise InvalidInput(f"{path} is not a personalizer token-heads file: "
+                               f"{exc}") from None
+        heads.check(generator.rewards, generator.model)
+        return heads
+
+
+@dataclass(frozen=True)
+class HiddenSteer:
+    """One row's token-level steering: its user's coefficients over ``heads`` (already on
+    the relative scale) and strength. The decoding loop shifts the row's hidden state by it
+    before the vocabulary projection."""
+
+    heads: TokenHeads
+    coefficients: torch.Tensor  # (J,)
+    strength: float
+
+
+def shift_hidden(hidden: torch.Tensor, steers: Sequence[HiddenSteer | None]) -> torch.Tensor:
+    """``hidden`` (rows, d) with every steered row folded (:func:`fold_token_rewards`); rows
+    without a steer are the same tensor values. Rows sharing heads are folded together."""
+    groups: dict[int, list[int]] = {}
+    for b, s in enumerate(steers):
+        if s is not None:
+            groups.setdefault(id(s.heads), []).append(b)
+    if not groups:
+        return hidden
+    out = hidden.clone()
+    for rows in groups.values():
+        heads = steers[rows[0]].heads  # type: ignore[union-attr]
+        idx = torch.tensor(rows, device=hidden.device)
+        coef = torch.stack([steers[b].coefficients for b in rows])  # type: ignore[union-attr]
+        w = torch.tensor([steers[b].strength for b in rows])  # type: ignore[union-attr]
+        h = hidden[idx].float()
+        folded = fold_token_rewards(h, heads.down, heads.up, heads.bias, coef, w)
+        out[idx] = folded.to(hidden.dtype)
+    return out
+
+
+# -- training ----------------------------------------------------------------------------
+
+@dataclass
+class _Sample:
+    hidden: torch.Tensor  # (T+1, d): the states that chose each answer token and the end
+    options: torch.Tensor  # (T+1, 1+top): the chosen token first, then the LM's top tokens
+    mask: torch.Tensor  # (T+1, 1+top): False where a top token repeats the chosen one
+    base: torch.Tensor  # (T+1, 1+top): the LM's own logits of the options
+
+
+def _samples(generator: LocalGenerator, prompt: str, responses: Sequence[str],
+             top: int) -> list[_Sample]:
+    """Teacher-forced states of each response (its end of turn appended)."""
+    from .handle import end_of_turn
+
+    tok, model = generator.tokenizer, generator.model
+    head = _hf.chat_prompt(tok, [Message(role="user", content=prompt)])
+    eos = end_of_turn(generator)
+    out = []
+    for response in responses:
+        body = [*tok(response, add_special_tokens=False)["input_ids"], eos]
+        ids = torch.tensor([head + body], device=generator.device)
+        with torch.inference_mode():
+            states = model.base_model(input_ids=ids).last_hidden_state[0].float()
+            h = states[len(head) - 1:len(head) - 1 + len(body)]
+            logits = model.get_output_embeddings()(h.to(states.dtype)).float()
+        k = min(top, logits.shape[-1])
+        best = torch.topk(logits, k, dim=-1).indices.cpu()
+        chosen = torch.tensor(body)[:, None]
+        options = torch.cat([chosen, best], dim=1)
+        mask = torch.ones_like(options, dtype=torch.bool)
+        mask[:, 1:] = best != chosen
+        base = logits.cpu().gather(1, options)
+        out.append(_Sample(hidden=h.cpu().clone(), options=options, mask=mask, base=base))
+    return out
+
+
+def _sequence_scores(samples: Sequence[_Sample], down: torch.Tensor, up: torch.Tensor,
+                     bias: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+    """``(n, J)``: each sample's sum over its tokens of ``log pi_j(y_t) - log pi(y_t)``, the
+    LM tilted by head ``j`` against the LM itself, both normalised over the step's options
+    (a log-ratio reward: 0 for heads that are 0), per base reward."""
+    rows = []
+    for s in samples:
+        g = torch.einsum("td,jdr->tjr", s.hidden, down)
+        g = torch.einsum("tjr,jrd->tjd", g, up) + bias  # (T, J, d)
+        tilt = torch.einsum("tjd,tmd->tjm", g, w_out[s.options])  # (T, J, 1+top)
+        base = s.base.masked_fill(~s.mask, float("-inf"))
+        z = base[:, None, :] + tilt
+        own = base[:, 0] - torch.logsumexp(base, dim=-1)  # (T,)
+        rows.append((z[:, :, 0] - torch.logsumexp(z, dim=-1) - own[:, None]).sum(0))
+    return torch.stack(rows)
+
+
+def sequence_scores(generator: LocalGenerator, heads: TokenHeads, prompt: str,
+                    responses: Sequence[str], *, top: int = 64) -> torch.Tensor:
+    """The heads' sequence-level score of each response, ``(n, J)``: what distillation
+    fits to the reward set's features (up to a constant per prompt)."""
+    w_out = generator.model.get_output_embeddings().weight.detach().float().cpu()
+    with torch.no_grad():
+        return _sequence_scores(_samples(generator, prompt, responses, top), heads.down,
+                                heads.up, heads.bias, w_out)
+
+
+def distill_token_heads(generator: LocalGenerator, rewards: Any,
+                        samples: Sequence[tuple[str, str]], *, rank: int = 4,
+                        steps: int = 300, lr: float = 0.01, top: int = 64,
+                        batch_prompts: int = 8, seed: int = 0) -> TokenHeads:
+    """Token heads for ``rewards`` on ``generator``'s LM, fitted on ``(prompt, response)``
+    samples (at least two responses per prompt: only differences within a prompt are
+    fitted). Per base reward, the heads' sequence scores (centred within the prompt) are
+    regressed on the reward set's normalised features (centred the same way) by Adam over
+    ``steps`` steps of ``batch_prompts`` prompts."""
+    if rewards is None or not hasattr(rewards, "features"):
+        raise InvalidInput("distilling token heads needs a RewardSet")
+    by_prompt: dict[str, list[str]] = {}
+    for prompt, response in samples:
+        by_prompt.setdefault(prompt, []).append(response)
+    groups = {p: list(dict.fromkeys(r)) for p, r in by_prompt.items()}
+    groups = {p: r for p, r in groups.items() if len(r) >= 2}
+    if not groups:
+        raise InvalidInput("distilling token heads needs at least two different responses "
+                           "to one prompt (only differences within a prompt are fitted)")
+    if rank < 1 or steps < 1 or lr <= 0 or top < 1 or batch_prompts < 1:
+        raise InvalidInput("rank, steps, top and batch_prompts must be positive, lr > 0")
+    data = []
+    for prompt, responses in groups.items():
+        feats = torch.tensor(rewards.features(prompt, responses), dtype=torch.float32)
+        data.append((_samples(generator, prompt, responses, top), feats - feats.mean(0)))
+    w_out = generator.model.get_output_embeddings().weight.detach().float().cpu()
+    j, d = len(rewards.names), int(w_out.shape[1])
+    g = torch.Generator().manual_seed(seed)
+    down = (torch.randn(j, d, rank, generator=g) / d ** 0.5).requires_grad_()
+    up = torch.zeros(j, rank, d, requires_grad=True)
+    bias = torch.zeros(j, d, requires_grad=True)
+    opt = torch.optim.Adam([down, up, bias], lr=lr)
+    order = torch.randperm(len(data), generator=g).tolist()
+    at = 0
+    with torch.enable_grad():
+        for _ in range(steps):
+            batch = []
+            while len(batch) < min(batch_prompts, len(data)):
+                if at == len(order):
+                    order, at = torch.randperm(len(data), generator=g).tolist(), 0
+                batch.append(data[order[at]])
+                at += 1
+            loss = torch.zeros(())
+            for group, target in batch:
+                s = _sequence_scores(group, down, up, bias, w_out)
+                loss = loss + ((s - s.mean(0)) - target).pow(2).mean()
+            opt.zero_grad()
+            (loss / len(batch)).backward()
+            opt.step()
+    return TokenHeads(down=down.detach().clone(), up=up.detach().clone(),
+                      bias=bias.detach().clone(), names=tuple(rewards.names),
+                      reward_set_id=rewards.id, reward_set_version=rewards.version,
+                      model=model_fingerprint(generator.model))

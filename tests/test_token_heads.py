@@ -1,0 +1,217 @@
+"""Token-level base rewards on a tiny trained model: distilled from a lexical reward set, folded
+into the decoding loop per row, saved and loaded with their reward set and model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tiny
+import torch
+
+from personalizer.backends import (
+    LocalGenerator,
+    ProxyTuning,
+    Steering,
+    TokenHeads,
+    TokenRewards,
+    distill_token_heads,
+)
+from personalizer.backends.rewards import AttributeScorer, RewardSet
+from personalizer.backends.token_heads import sequence_scores
+from personalizer.errors import InvalidInput
+
+LENGTH = AttributeScorer("length", "longer answers", lambda t: math.log1p(len(t.split())),
+                         per_token=False)
+EXCLAIM = AttributeScorer("exclaim", "more exclamation marks", lambda t: float(t.count("!")))
+REWARDS = RewardSet("lexical", [LENGTH, EXCLAIM])
+TOPICS = ["sleep", "water", "food", "rest", "dogs", "cats", "news", "work", "music", "books",
+          "rain", "sun", "tea", "bikes", "cars", "art"]
+TRAIN = [f"Tell me about {w}" for w in TOPICS[:10]]
+HELD_OUT = [f"Tell me about {w}" for w in TOPICS[10:]]
+
+
+@pytest.fixture(scope="module")
+def gen() -> LocalGenerator:
+    return LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None)
+
+
+@pytest.fixture(scope="module")
+def heads(gen: LocalGenerator) -> TokenHeads:
+    samples = [(p, gen.generate(p, max_new_tokens=60, do_sample=True, seed=s).text)
+               for p in TRAIN for s in range(8)]
+    return distill_token_heads(gen, REWARDS, samples, steps=300, lr=0.01)
+
+
+def steering(coefficients: dict[str, float], strength: float = 1.0, **kw: Any) -> Steering:
+    return Steering(coefficients=dict.fromkeys(REWARDS.names, 0.0) | coefficients,
+                    reward_set_id=REWARDS.id,
+                    reward_set_version=REWARDS.version, strength=strength,
+                    strategy=TokenRewards(**kw))
+
+
+def mean_reward(gen: LocalGenerator, s: Steering | None, name: str) -> float:
+    j = REWARDS.names.index(name)
+    return float(np.mean([REWARDS.raw_features(p, [gen.generate(
+        p, max_new_tokens=60, steering=s).text])[0][j] for p in HELD_OUT]))
+
+
+def test_distilled_heads_raise_their_reward_on_held_out_prompts(gen: LocalGenerator,
+                                                                heads: TokenHeads) -> None:
+    g = gen.with_token_heads(heads)
+    plain_length, plain_exclaim = mean_reward(g, None, "length"), mean_reward(g, None, "exclaim")
+    assert mean_reward(g, steering({"length": 1.0}), "length") > plain_length
+    assert mean_reward(g, steering({"length": -1.0}), "length") < plain_length
+    assert mean_reward(g, steering({"exclaim": 1.0}), "exclaim") > plain_exclaim
+    out = g.generate(HELD_OUT[0], max_new_tokens=20, steering=steering({"length": 1.0}))
+    assert (out.steering.path, out.steering.levers) == ("token-rewards", ("token_rewards",))
+    assert gen.token_heads is None  # with_token_heads leaves the generator as it was
+
+
+def test_sequence_scores_rank_held_out_answers_like_the_reward(gen: LocalGenerator,
+                                                               heads: TokenHeads) -> None:
+    scores, features = [], []
+    for p in HELD_OUT:
+        answers = list(dict.fromkeys(gen.generate(p, max_new_tokens=60, do_sample=True,
+                                                  seed=s).text for s in range(8)))
+        sc = sequence_scores(gen, heads, p, answers).numpy()
+        f = np.asarray(REWARDS.features(p, answers))
+        scores.append(sc - sc.mean(0))
+        features.append(f - f.mean(0))
+    sc, f = np.concatenate(scores), np.concatenate(features)
+    assert sc.shape[1] == 2
+    for j in range(2):  # measured 0.37 (length) and 0.80 (exclamation marks)
+        assert np.corrcoef(sc[:, j], f[:, j])[0, 1] > 0.2
+    zero = TokenHeads(down=heads.down, up=torch.zeros_like(heads.up),
+                      bias=torch.zeros_like(heads.bias), names=heads.names,
+                      reward_set_id=heads.reward_set_id,
+                      reward_set_version=heads.reward_set_version, model=heads.model)
+    assert torch.equal(sequence_scores(gen, zero, HELD_OUT[0], ["Hello! How are you?"]),
+                       torch.zeros(1, 2))
+
+
+def test_strength_0_or_no_coefficients_is_plain_decoding(gen: LocalGenerator,
+                                                         heads: TokenHeads) -> None:
+    g = gen.with_token_heads(heads)
+    for p in HELD_OUT[:3]:
+        plain = g.generate(p, max_new_tokens=30)
+        for s in (steering({"length": 1.0}, strength=0.0), steering({})):
+            out = g.generate(p, max_new_tokens=30, steering=s)
+            assert out.text == plain.text and out.steering.path == "plain"
+        sampled = g.generate(p, max_new_tokens=30, seed=3, do_sample=True)
+        assert g.generate(p, max_new_tokens=30, seed=3, do_sample=True,
+                          steering=steering({"length": 1.0}, strength=0.0)).text == sampled.text
+    batch = g.generate_batch([(p, steering({"length": 1.0}, strength=0.0)) for p in HELD_OUT],
+                             max_new_tokens=30)
+    assert [b.text for b in batch] == [g.generate(p, max_new_tokens=30).text for p in HELD_OUT]
+
+
+def test_a_batch_of_users_equals_each_decoded_alone(gen: LocalGenerator,
+                                                    heads: TokenHeads) -> None:
+    g = gen.with_token_heads(heads)
+    users = [steering({"length": 1.0}), steering({"length": -1.0}),
+             steering({"exclaim": 1.0}, strength=2.0), None,
+             steering({"length": 0.5, "exclaim": -0.5})]
+    requests = [(HELD_OUT[i % len(HELD_OUT)], s) for i, s in enumerate(users)]
+    batch = g.generate_batch(requests, max_new_tokens=40)
+    alone = [g.generate(p, max_new_tokens=40, steering=s) for p, s in requests]
+    assert [b.text for b in batch] == [a.text for a in alone]
+    assert len({a.text for a in alone}) > 2  # the users' answers differ
+    streamed = "".join(g.stream(requests[0][0], max_new_tokens=40, steering=users[0]))
+    assert streamed == alone[0].text
+
+
+def test_combined_with_proxy_tuning(gen: LocalGenerator, heads: TokenHeads) -> None:
+    g = gen.with_token_heads(heads)
+    expert = LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), quality=None)
+    anti = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), quality=None)
+    proxy = ProxyTuning(expert, anti, alpha=1.0)
+    p = HELD_OUT[0]
+    proxied = g.generate(p, max_new_tokens=30, proxy=proxy)
+    same = g.generate(p, max_new_tokens=30, proxy=proxy,
+                      steering=steering({"length": 1.0}, strength=0.0))
+    assert same.text == proxied.text
+    out = g.generate(p, max_new_tokens=30, proxy=proxy,
+                     steering=steering({"length": -1.0}, strength=4.0))
+    assert out.steering.levers == ("proxy", "token_rewards")
+
+    def words(s: Steering | None) -> float:
+        return float(np.mean([len(g.generate(q, max_new_tokens=30, proxy=proxy,
+                                             steering=s).text.split()) for q in HELD_OUT]))
+
+    assert words(steering({"length": -1.0}, strength=4.0)) < words(None)
+
+
+class AfterWords:
+    """A quality model for tests: an answer says something once it has ``n`` words."""
+
+    name, description, floor = "words", "number of words", 1.0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def score(self, prompt: str, responses: list[str]) -> list[float]:
+        return [float(len(r.split()) >= self.n) for r in responses]
+
+
+def test_the_reward_may_not_end_an_answer_below_the_quality_floor(heads: TokenHeads) -> None:
+    g = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=REWARDS,
+                       quality=AfterWords(6), token_heads=heads)
+    terse = steering({"length": -1.0}, strength=8.0)  # ends at once without a floor
+    free = g.generate(HELD_OUT[0], max_new_tokens=60, steering=steering(
+        {"length": -1.0}, strength=8.0, floor=False))
+    kept = g.generate(HELD_OUT[0], max_new_tokens=60, steering=terse)
+    plain = g.generate(HELD_OUT[0], max_new_tokens=60)
+    assert len(free.text.split()) < 6 <= len(kept.text.split())
+    assert len(kept.text.split()) < len(plain.text.split())
+    q = kept.steering.quality
+    assert (q.name, q.floor, q.weight, q.score) == ("words", 1.0, 0.0, 1.0)
+    assert free.steering.quality is None
+
+
+def test_save_and_load_round_trip_refusing_another_model_or_reward_set(
+        tmp_path: Path, gen: LocalGenerator, heads: TokenHeads) -> None:
+    path = tmp_path / "heads.safetensors"
+    heads.save(path)
+    back = TokenHeads.load(path, gen)
+    for name in ("down", "up", "bias"):
+        assert torch.equal(getattr(back, name), getattr(heads, name))
+    assert (back.names, back.reward_set_id, back.reward_set_version, back.model) == (
+        heads.names, heads.reward_set_id, heads.reward_set_version, heads.model)
+    other_model = LocalGenerator(tiny.gpt2(seed=9), tiny.tokenizer(), rewards=REWARDS,
+                                 quality=None)
+    with pytest.raises(InvalidInput, match="another model"):
+        TokenHeads.load(path, other_model)
+    with pytest.raises(InvalidInput, match="another model"):
+        other_model.with_token_heads(heads)
+    other_rewards = RewardSet("lexical", [LENGTH])
+    with pytest.raises(InvalidInput, match="distilled from reward set"):
+        TokenHeads.load(path, gen.with_rewards(other_rewards))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
+    with pytest.raises(InvalidInput, match="not a personalizer token-heads file"):
+        TokenHeads.load(tmp_path / "junk.safetensors", gen)
+    from safetensors.torch import save_file
+
+    save_file({"down": heads.down, "up": heads.up, "bias": heads.bias},
+              str(tmp_path / "old.safetensors"),
+              metadata={"kind": "token-heads", "format": "0", "names": "[]"})
+    with pytest.raises(InvalidInput, match="format '0'"):
+        TokenHeads.load(tmp_path / "old.safetensors", gen)
+
+
+def test_bad_requests_get_clear_errors(gen: LocalGenerator, heads: TokenHeads) -> None:
+    with pytest.raises(InvalidInput, match="needs token heads"):
+        gen.generate("hi", max_new_tokens=4, steering=steering({"length": 1.0}))
+    with pytest.raises(InvalidInput, match="TokenHeads"):
+        gen.with_token_heads("heads.safetensors")
+    with pytest.raises(InvalidInput, match="two different responses"):
+        distill_token_heads(gen, REWARDS, [("hi", "a"), ("ho", "b")])
+    g = gen.with_token_heads(heads).with_rewards(RewardSet("lexical", [EXCLAIM]))
+    with pytest.raises(InvalidInput, match="distilled from reward set"):
+        g.generate("hi", max_new_tokens=4, steering=Steering(
+            coefficients={"exclaim": 1.0}, reward_set_id=g.rewards.id,
+            reward_set_version=g.rewards.version, strategy="token_rewards"))
+    assert Steering(strategy="token_rewards").strategy == TokenRewards()
