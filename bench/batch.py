@@ -5,7 +5,8 @@
 Random GPT-2-small-shaped LM (124M), 8 prompts of ~32 tokens, greedy, 48 new tokens (end of
 turn disabled), median of 3, one run. Rows: plain decoding; ARGS with shared-trunk heads
 (8 heads on the LM's last hidden state, k=10); ARGS with a separate same-size reward model
-(GPT-2-small sequence classifier with 8 labels, tree scoring, k=10). Each user has their own
+(GPT-2-small sequence classifier with 8 labels, tree scoring, k=10); token-level heads (8
+random rank-4 heads folded into one hidden-state shift per row). Each user has their own
 coefficients. Throughput = tokens per second over the 8 requests.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 USERS = 8
 
 
@@ -39,6 +41,14 @@ def _users(rs, rng: np.random.Generator) -> list:  # noqa: ANN001
                         strength=1.0, strategy=Args(candidates=10, whole_answer="off"))
 
     return [one() for _ in range(USERS)]
+
+
+def _token_users(rs, rng: np.random.Generator) -> list:  # noqa: ANN001
+    from personalizer.backends import Steering, TokenRewards
+
+    return [Steering(coefficients={n: float(rng.normal()) for n in rs.names},
+                     reward_set_id=rs.id, reward_set_version=rs.version, strength=1.0,
+                     strategy=TokenRewards(floor=False)) for _ in range(USERS)]
 
 
 def run(tokens: int = 48, repeats: int = 3) -> None:
@@ -62,24 +72,34 @@ def run(tokens: int = 48, repeats: int = 3) -> None:
     separate = RewardSet("bench-rm", [ClassifierReward(rm, tokenizer(), name="rm")])
     prompts = [" ".join(["water", "sleep", "bread", "dog"][i % 4] for i in range(j, j + 24))
                for j in range(USERS)]
-    kinds = (("plain", trunk, [None] * USERS),
+    kinds = [("plain", trunk, [None] * USERS),
              ("shared-trunk ARGS", trunk, _users(trunk, rng)),
-             ("separate-RM ARGS", separate, _users(separate, rng)))
+             ("separate-RM ARGS", separate, _users(separate, rng))]
+    try:
+        from decoding import token_heads_for
+
+        heads_gen, _ = token_heads_for(gen)
+        kinds.append(("token heads", heads_gen, _token_users(heads_gen.rewards, rng)))
+    except ImportError:  # a version without token heads (bench/decoding.py --against)
+        pass
     print(f"{USERS} users, GPT-2-small (random), {tokens} tokens each, greedy, k=10, median "
           f"of {repeats}")
     print(f"{'decoding':<22}{'one by one tok/s':>18}{'batched tok/s':>15}{'speed-up':>10}"
           f"{'same text':>11}")
     for label, rewards, steerings in kinds:
-        gen.rewards = rewards
+        if isinstance(rewards, LocalGenerator):  # a generator of its own (token heads)
+            run_gen = rewards
+        else:
+            gen.rewards, run_gen = rewards, gen
         seq, bat = [], []
         same = True
         for _ in range(repeats):
             t = time.perf_counter()
-            alone = [gen.generate(p, max_new_tokens=tokens, steering=s)
+            alone = [run_gen.generate(p, max_new_tokens=tokens, steering=s)
                      for p, s in zip(prompts, steerings, strict=True)]
             seq.append(USERS * tokens / (time.perf_counter() - t))
             t = time.perf_counter()
-            out = gen.generate_batch(list(zip(prompts, steerings, strict=True)),
+            out = run_gen.generate_batch(list(zip(prompts, steerings, strict=True)),
                                      max_new_tokens=tokens)
             bat.append(sum(o.completion_tokens for o in out) / (time.perf_counter() - t))
             same = same and [o.text for o in out] == [a.text for a in alone]

@@ -18,7 +18,9 @@ warm-up; peak RSS of that process):
 * trunk ARGS: ``generate(steering=...)`` with 8 linear heads on the LM's own last hidden state
   (one k-candidate tree pass of the LM body per step);
 * trunk, batch of one: ``generate_batch([(prompt, steering)])``, which must cost what a single
-  request costs.
+  request costs;
+* token heads: ``strategy='token_rewards'`` with 8 random rank-4 token-level heads on the
+  LM's hidden state (one folded hidden-state shift per step; no candidates, no lookahead).
 
 With ``--against REF`` (a git commit, e.g. the one a change started from) every row but the
 reference runs for both that commit's package (extracted with ``git archive``) and the
@@ -46,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-ROWS = ("plain", "tree ARGS", "trunk ARGS", "trunk, batch of 1")
+ROWS = ("plain", "tree ARGS", "trunk ARGS", "trunk, batch of 1", "token heads")
 
 
 def package_of(ref: str) -> Path:
@@ -164,9 +166,41 @@ def _public(name: str, lm, rm, prompt_len: int, tokens: int, k: int):  # noqa: A
         gen.rewards = RewardSet("bench-trunk", [heads])
     elif name == "tree ARGS":
         gen.rewards = RewardSet("bench-rm", [ClassifierReward(rm, tokenizer(), name="rm")])
+    if name == "token heads":
+        return _token_heads(gen, text, tokens)
     s = None if name == "plain" else steering(gen.rewards, k)
     if name == "trunk, batch of 1":
         return lambda: gen.generate_batch([(text, s)], max_new_tokens=tokens)
+    return lambda: gen.generate(text, steering=s, max_new_tokens=tokens)
+
+
+def token_heads_for(gen, names: int = 8, rank: int = 4):  # noqa: ANN001, ANN201
+    """``gen`` with random token heads over a reward set of ``names`` attribute scorers, and
+    a Steering for them (coefficients 1, floor off)."""
+    from personalizer.backends import Steering, TokenHeads, TokenRewards
+    from personalizer.backends.rewards import AttributeScorer, RewardSet
+    from personalizer.backends.token_heads import model_fingerprint
+
+    rs = RewardSet("bench-token", [AttributeScorer(f"h{j}", f"head {j}", len)
+                                   for j in range(names)])
+    d = int(gen.model.config.hidden_size)
+    g = torch.Generator().manual_seed(0)
+    heads = TokenHeads(down=torch.randn(names, d, rank, generator=g) / d ** 0.5,
+                       up=torch.randn(names, rank, d, generator=g) / 30,
+                       bias=torch.zeros(names, d), names=tuple(rs.names),
+                       reward_set_id=rs.id, reward_set_version=rs.version,
+                       model=model_fingerprint(gen.model))
+    gen = gen.with_rewards(rs).with_token_heads(heads)
+    return gen, Steering(coefficients=dict.fromkeys(rs.names, 1.0), reward_set_id=rs.id,
+                         reward_set_version=rs.version,
+                         strategy=TokenRewards(floor=False))
+
+
+def _token_heads(gen, text: str, tokens: int):  # noqa: ANN001, ANN202
+    try:
+        gen, s = token_heads_for(gen)
+    except ImportError:  # a version without token heads (--against)
+        return lambda: None
     return lambda: gen.generate(text, steering=s, max_new_tokens=tokens)
 
 

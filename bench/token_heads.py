@@ -1,0 +1,166 @@
+"""Token-level rewards on SmolLM2: distil heads from the default reward set, then the
+reward-for-cost frontier of the steering strategies.
+
+    .venv/bin/python bench/token_heads.py [--max-new-tokens 96] [--strategies ...]
+
+1. Samples (offline, SmolLM2-135M-Instruct): the question bank's answers, and SmolLM2's own
+   answers to 24 training prompts (the bank's and 16 more) asked plainly and with a request
+   added to the user's turn (one short sentence / a bulleted list / a thorough answer), so
+   that the answers differ in length and structure. None of the 12 evaluation prompts of
+   ``bench/quality.py`` is among them.
+2. ``distill_token_heads`` fits rank-8 heads for the default reward set (attribute scorers),
+   saved to ``bench/out/smollm2-token-heads.safetensors``; the fit's correlation with the
+   reward set's features on held-out answers is printed per base reward.
+3. For a terse, a thorough and a lists profile (``profiles.simulate`` tastes as coefficient
+   vectors) over the 12 evaluation prompts: the user's sequence-level reward (the reward set,
+   not the heads) gained over plain, ms per token against plain, substance (key terms named,
+   steered/plain) and non-answers, per strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+OUT = ROOT / "bench" / "out"
+
+TRAIN_PROMPTS = [
+    "How do I make my bread rise better?", "What should I pack for a weekend hike?",
+    "How can I stop procrastinating?", "How do I write a good cover letter?",
+    "What is a healthy lunch I can prepare quickly?", "How do I save money on groceries?",
+    "How can I make new friends as an adult?", "How do I keep my bike in good shape?",
+    "What are good habits for studying?", "How do I choose a laptop?",
+    "How can I be more productive in the morning?", "How do I paint a room?",
+    "How can I help my kids with homework?", "How do I start journaling?",
+    "What should I know before adopting a cat?", "How do I make a budget?",
+]
+REQUESTS = (None, "Answer in one short sentence.", "Answer with a short bulleted list.",
+            "Give a thorough, detailed answer.")
+STRATEGIES = ("token heads w=1", "token heads w=2", "text ARGS", "best-of-4")
+
+
+def samples(gen: Any, max_new_tokens: int) -> list[tuple[str, str]]:
+    from personalizer.profiles import question_bank
+
+    out = [(item.prompt, r) for item in question_bank() for r in item.responses]
+    prompts = list(dict.fromkeys([item.prompt for item in question_bank()] + TRAIN_PROMPTS))
+    for prompt in prompts:
+        for request in REQUESTS:
+            asked = prompt if request is None else f"{prompt} {request}"
+            text = gen.generate(asked, max_new_tokens=max_new_tokens).text.strip()
+            if text:
+                out.append((prompt, text))
+    return out
+
+
+def steering_for(rs: Any, coef: dict[str, float], name: str) -> Any:
+    from personalizer.backends import Args, BestOfN, Steering, TokenRewards
+
+    strategy, strength = {
+        "token heads w=1": (TokenRewards(), 1.0), "token heads w=2": (TokenRewards(), 2.0),
+        "text ARGS": (Args(scoring="text"), 1.0), "best-of-4": (BestOfN(n=4), 1.0)}[name]
+    return Steering(coefficients=dict.fromkeys(rs.names, 0.0) | coef, reward_set_id=rs.id,
+                    reward_set_version=rs.version, strength=strength, strategy=strategy)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--rank", type=int, default=8)
+    args = ap.parse_args()
+
+    import torch
+    from quality import PROMPTS, key_terms
+
+    from personalizer.backends import LocalGenerator, TokenHeads, distill_token_heads
+    from personalizer.backends.token_heads import sequence_scores
+    from personalizer.profiles import default_reward_set
+    from personalizer.profiles.simulate import TASTES
+
+    torch.set_num_threads(2)
+    OUT.mkdir(exist_ok=True)
+    rs = default_reward_set()
+    gen = LocalGenerator.smollm2(rewards=rs)
+    path = OUT / "smollm2-token-heads.safetensors"
+    if path.exists():
+        heads = TokenHeads.load(path, gen)
+        print(f"heads loaded from {path}")
+    else:
+        t = time.perf_counter()
+        data = samples(gen, args.max_new_tokens)
+        prompts = list(dict.fromkeys(p for p, _ in data))
+        held = set(prompts[-4:])  # the fit is checked on answers to prompts it did not see
+        print(f"{len(data)} samples over {len(prompts)} prompts in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        t = time.perf_counter()
+        heads = distill_token_heads(gen, rs, [x for x in data if x[0] not in held],
+                                    rank=args.rank, steps=args.steps)
+        print(f"distilled rank {args.rank}, {args.steps} steps in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        scores, feats = [], []
+        for p in held:
+            answers = list(dict.fromkeys(r for q, r in data if q == p))
+            s = sequence_scores(gen, heads, p, answers).numpy()
+            f = np.asarray(rs.features(p, answers))
+            scores.append(s - s.mean(0))
+            feats.append(f - f.mean(0))
+        s, f = np.concatenate(scores), np.concatenate(feats)
+        cors = {n: float(np.corrcoef(s[:, j], f[:, j])[0, 1]) if f[:, j].std() > 0 else
+                float("nan") for j, n in enumerate(rs.names)}
+        print("held-out correlation of head and reward: " +
+              ", ".join(f"{n} {c:+.2f}" for n, c in cors.items()), flush=True)
+        heads.save(path)
+    gen = gen.with_token_heads(heads)
+    if gen.quality is not None:
+        gen.quality.score("warm up", ["Load the encoder now."])
+
+    def run(s: Any) -> tuple[list[str], float, int]:
+        texts, secs, toks = [], 0.0, 0
+        for prompt, _ in PROMPTS:
+            t = time.perf_counter()
+            out = gen.generate(prompt, max_new_tokens=args.max_new_tokens, steering=s)
+            secs += time.perf_counter() - t
+            toks += max(out.completion_tokens, 1)
+            texts.append(out.text)
+        return texts, secs, toks
+
+    plain, psecs, ptoks = run(None)
+    plain_ms = 1000 * psecs / ptoks
+    sub0 = statistics.mean(key_terms(t, k) for t, (_, k) in zip(plain, PROMPTS, strict=True))
+    print(f"\n12 prompts, {args.max_new_tokens} new tokens, greedy (best-of-4 samples); plain "
+          f"{plain_ms:.0f} ms/token, substance {sub0:.2f} key terms")
+    print(f"{'profile':<10}{'strategy':<18}{'reward gain':>12}{'x ms/tok':>10}"
+          f"{'substance':>11}{'non-ans':>9}")
+    for taste in ("terse", "thorough", "lists"):
+        coef = TASTES[taste]
+        vec = np.array([coef.get(n, 0.0) for n in rs.names])
+
+        def reward(texts: list[str], c: np.ndarray = vec) -> float:
+            return float(np.mean([rs.features(p, [t])[0] @ c
+                                  for t, (p, _) in zip(texts, PROMPTS, strict=True)]))
+
+        base = reward(plain)
+        for name in args.strategies:
+            texts, secs, toks = run(steering_for(rs, coef, name))
+            sub = statistics.mean(key_terms(t, k) for t, (_, k) in zip(texts, PROMPTS,
+                                                                      strict=True))
+            non = sum(key_terms(t, k) == 0 for t, (_, k) in zip(texts, PROMPTS, strict=True))
+            ratio = (1000 * secs / toks) / plain_ms
+            print(f"{taste:<10}{name:<18}{reward(texts) - base:>+12.2f}{ratio:>10.2f}"
+                  f"{sub:>7.2f}/{sub0:<4.2f}{non:>5}/12", flush=True)
+
+
+if __name__ == "__main__":
+    main()
