@@ -56,7 +56,8 @@ def valid(name: str, owner: Any) -> Any:
         "model": lambda: tiny.gpt2(), "tokenizer": lambda: tiny.tokenizer(),
         "gguf_file": lambda: None, "dtype": lambda: "float32", "device": lambda: "cpu",
         "cache_dir": lambda: None, "defaults": lambda: None, "replies": lambda: ["ok"],
-        "text": lambda: "Prefers short answers.",
+        "text": lambda: "Prefers short answers.", "heads": lambda: None,
+        "token_heads": lambda: None,
         "generation_id": lambda: owner.generate("alice", "hi", max_new_tokens=2).id,
     }
     if name == "model" and (owner in HOSTED or isinstance(owner, HostedGenerator)):

@@ -215,3 +215,20 @@ def test_bad_requests_get_clear_errors(gen: LocalGenerator, heads: TokenHeads) -
             coefficients={"exclaim": 1.0}, reward_set_id=g.rewards.id,
             reward_set_version=g.rewards.version, strategy="token_rewards"))
     assert Steering(strategy="token_rewards").strategy == TokenRewards()
+
+
+def test_through_the_personalizer_facade(tmp_path: Path, gen: LocalGenerator,
+                                         heads: TokenHeads) -> None:
+    from personalizer import Personalizer
+
+    with Personalizer(str(tmp_path / "p.db"), rewards=REWARDS,
+                      generator=gen.with_token_heads(heads)) as p:
+        for _ in range(3):
+            p.record_preference("ann", "Tell me about tea", "Great! Wonderful tea!",
+                                "Tea is a drink.")
+        out = p.generate("ann", HELD_OUT[1], strategy="token_rewards", max_new_tokens=20)
+        assert out.steering.path == "token-rewards"
+        assert [t.name for t in out.steering.terms] == ["length", "exclaim"]
+        assert p.generate("ann", HELD_OUT[1], strategy="token_rewards", strength=0.0,
+                          max_new_tokens=20, prompt_profile=False).text == \
+            gen.generate(HELD_OUT[1], max_new_tokens=20).text
