@@ -174,11 +174,13 @@ def shift_hidden(hidden: torch.Tensor, steers: Sequence[HiddenSteer | None]) -> 
     out = hidden.clone()
     for rows in groups.values():
         heads = steers[rows[0]].heads  # type: ignore[union-attr]
-        idx = torch.tensor(rows, device=hidden.device)
-        coef = torch.stack([steers[b].coefficients for b in rows])  # type: ignore[union-attr]
-        w = torch.tensor([steers[b].strength for b in rows])  # type: ignore[union-attr]
+        dev = hidden.device
+        idx = torch.tensor(rows, device=dev)
+        coef = torch.stack([steers[b].coefficients for b in rows]).to(dev)  # type: ignore[union-attr]
+        w = torch.tensor([steers[b].strength for b in rows], device=dev)  # type: ignore[union-attr]
         h = hidden[idx].float()
-        folded = fold_token_rewards(h, heads.down, heads.up, heads.bias, coef, w)
+        folded = fold_token_rewards(h, heads.down.to(dev), heads.up.to(dev),
+                                    heads.bias.to(dev), coef, w)
         out[idx] = folded.to(hidden.dtype)
     return out
 

@@ -232,3 +232,23 @@ def test_through_the_personalizer_facade(tmp_path: Path, gen: LocalGenerator,
         assert p.generate("ann", HELD_OUT[1], strategy="token_rewards", strength=0.0,
                           max_new_tokens=20, prompt_profile=False).text == \
             gen.generate(HELD_OUT[1], max_new_tokens=20).text
+
+
+def test_shift_hidden_folds_only_steered_rows_in_the_hidden_dtype() -> None:
+    from personalizer.backends.decoding_math import fold_token_rewards
+    from personalizer.backends.token_heads import HiddenSteer, shift_hidden
+
+    g = torch.Generator().manual_seed(0)
+    j, d, r = 2, 8, 3
+    heads = TokenHeads(down=torch.randn(j, d, r, generator=g), up=torch.randn(j, r, d, generator=g),
+                       bias=torch.randn(j, d, generator=g), names=("a", "b"),
+                       reward_set_id="x", reward_set_version="1", model="m")
+    hidden = torch.randn(3, d, generator=g).to(torch.bfloat16)
+    steer = HiddenSteer(heads=heads, coefficients=torch.tensor([1.0, -0.5]), strength=2.0)
+    out = shift_hidden(hidden, [None, steer, None])
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out[0], hidden[0]) and torch.equal(out[2], hidden[2])
+    expected = fold_token_rewards(hidden[1:2].float(), heads.down, heads.up, heads.bias,
+                                  torch.tensor([[1.0, -0.5]]), 2.0)
+    assert torch.equal(out[1], expected[0].to(torch.bfloat16))
+    assert shift_hidden(hidden, [None, None, None]) is hidden
