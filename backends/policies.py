@@ -184,7 +184,10 @@ class TokenRewardPolicy:
     (its user's folded token heads), and the row chooses from those logits as plain decoding
     would. With a ``quality`` term, the steering may not end an answer whose substance is
     below the floor: an end of turn that the unsteered logits would not choose is then
-    masked (the model's own end stays)."""
+    masked (the model's own end stays). "The model's own choice" is the greedy argmax of
+    the unsteered logits (proxy-tuned when the run is), also when the row samples: a
+    sampled end of turn below the floor is kept only when the unsteered argmax is an end of
+    turn, and is otherwise redrawn without the end-of-turn tokens."""
 
     steer: Any  # a token_heads.HiddenSteer
     quality: Any = None

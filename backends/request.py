@@ -4,9 +4,10 @@
   honoured on every decoding path, steered or not). Every generator takes them; a generator
   that cannot honour one (a hosted API has no ``top_k`` or exact seeds) refuses it.
 * :class:`Steering`: one user's reward (coefficients over a reward set), the strength, and
-  the search ``strategy``: :class:`Args` (rescore the top candidates every token) or
-  :class:`BestOfN` (sample n continuations, keep the best). The strategies are a
-  discriminated union: an ARGS field on a best-of-n request is refused, and vice versa.
+  the search ``strategy``: :class:`Args` (rescore the top candidates every token),
+  :class:`BestOfN` (sample n continuations, keep the best) or :class:`TokenRewards`
+  (token-level heads shift the hidden state). The strategies are a discriminated union: an
+  ARGS field on a best-of-n request is refused, and vice versa.
 
 A loaded generator serves any number of users: switching user is a new ``Steering`` (a few
 numbers), never a model load.
@@ -195,7 +196,12 @@ class TokenRewards(BaseModel):
     ``logits + strength * sum_j c_j s_j``, folded into one per-row shift of the hidden state
     (no candidates, no lookahead: length and structure act through the end-of-turn and
     list-marker tokens). Needs ``LocalGenerator(..., token_heads=heads)`` (see
-    :func:`~personalizer.backends.token_heads.distill_token_heads`)."""
+    :func:`~personalizer.backends.token_heads.distill_token_heads`).
+
+    With ``floor`` and a generator quality term, an end of turn chosen from the steered
+    logits is allowed below the quality floor only when the greedy argmax of the unsteered
+    logits is an end of turn too (the model's own choice), whether the row decodes greedily
+    or samples; otherwise the end-of-turn tokens are masked and the token chosen again."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -203,7 +209,9 @@ class TokenRewards(BaseModel):
     floor: bool = Field(
         default=True,
         description="The reward may not end an answer whose substance is below the "
-                    "generator's quality floor (the model itself still may).")
+                    "generator's quality floor (the model itself still may: an end of "
+                    "turn counts as the model's own when it is the greedy argmax of the "
+                    "unsteered logits, also when sampling).")
 
 
 Strategy = Annotated[Args | BestOfN | TokenRewards, Field(discriminator="kind")]

@@ -50,16 +50,22 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "TokenHeads", "distill_token_heads",
            "model_fingerprint", "sequence_scores"]
 
-TOKEN_HEADS_FORMAT = "1"  # the file layout's version
+# the file's version; "2": the model fingerprint is read in bfloat16 (float32 and bfloat16
+# copies of a model match), so heads written as "1" are refused and distilled again
+TOKEN_HEADS_FORMAT = "2"
+_FINGERPRINT_ROWS = 256  # rows of the output embedding that the fingerprint reads
 
 
 def model_fingerprint(model: Any) -> str:
-    """A short digest of an LM's output embedding (its shape and a strided sample of its
-    rows): heads read that matrix and the states before it, so they fit no other model."""
-    w = model.get_output_embeddings().weight.detach().float().cpu()
-    step = max(1, w.shape[0] // 256)
+    """A short digest of an LM's output embedding (its shape and a strided sample of
+    ``_FINGERPRINT_ROWS`` of its rows, rounded to bfloat16): heads read that matrix and the
+    states before it, so they fit no other model. A float32 model and its bfloat16 copy
+    fingerprint the same; only the sampled rows are copied."""
+    w = model.get_output_embeddings().weight
+    step = max(1, w.shape[0] // _FINGERPRINT_ROWS)
+    rows = w[::step].detach().to(torch.bfloat16).float().cpu()
     h = hashlib.sha256(f"{tuple(w.shape)}".encode())
-    h.update(w[::step].contiguous().numpy().tobytes())
+    h.update(rows.contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -107,7 +113,18 @@ class TokenHeads:
                 "reward set (distill_token_heads)")
         if tuple(rewards.names) != self.names:
             raise InvalidInput("the token heads' base rewards differ from the reward set's")
-        if model is not None and model_fingerprint(model) != self.model:
+        if model is not None:
+            self.check_model(model)
+
+    def check_model(self, model: Any) -> None:
+        """Refuse an LM these heads were not trained on (another hidden size, or another
+        :func:`model_fingerprint`)."""
+        d = int(model.get_output_embeddings().weight.shape[1])
+        if d != self.down.shape[1]:
+            raise InvalidInput(
+                f"these token heads read hidden states of size {self.down.shape[1]}, but the "
+                f"model's are of size {d}: distill heads on this model")
+        if model_fingerprint(model) != self.model:
             raise InvalidInput(
                 "these token heads were trained on another model (they read its hidden "
                 "states and output embedding): distill heads on this one")
@@ -140,10 +157,15 @@ class TokenHeads:
             if fmt != TOKEN_HEADS_FORMAT:
                 raise InvalidInput(f"{path} has token-heads format {fmt!r}; this version "
                                    f"reads {TOKEN_HEADS_FORMAT!r}: distill the heads again")
-            heads = cls(**{k: v.float() for k, v in tensors.items()},
-                        names=tuple(json.loads(meta["names"])),
-                        reward_set_id=meta["reward_set_id"],
-                        reward_set_version=meta["reward_set_version"], model=meta["model"])
+            try:
+                heads = cls(**{k: v.float() for k, v in tensors.items()},
+                            names=tuple(json.loads(meta["names"])),
+                            reward_set_id=meta["reward_set_id"],
+                            reward_set_version=meta["reward_set_version"], model=meta["model"])
+            except InvalidInput as exc:
+                raise InvalidInput(f"{path} holds broken token heads: {exc}") from None
+        except InvalidInput:
+            raise  # a specific reason (the format version, broken heads), said as it is
         except (OSError, KeyError, ValueError, TypeError, st.SafetensorError) as exc:
             raise InvalidInput(f"{path} is not a personalizer token-heads file: "
                                f"{exc}") from None
@@ -197,15 +219,23 @@ class _Sample:
 
 def _samples(generator: LocalGenerator, prompt: str, responses: Sequence[str],
              top: int) -> list[_Sample]:
-    """Teacher-forced states of each response (its end of turn appended)."""
-    from .handle import end_of_turn
+    """Teacher-forced states of each response (its end of turn appended); a prompt and
+    response longer than the model's context are refused (never truncated: the score is of
+    the whole answer)."""
+    from .handle import context_length, end_of_turn
 
     tok, model = generator.tokenizer, generator.model
     head = _hf.chat_prompt(tok, [Message(role="user", content=prompt)])
     eos = end_of_turn(generator)
+    ctx = context_length(model)
     out = []
     for response in responses:
         body = [*tok(response, add_special_tokens=False)["input_ids"], eos]
+        if ctx is not None and len(head) + len(body) > ctx:
+            raise InvalidInput(
+                f"a prompt and response of {len(head) + len(body)} tokens (end of turn "
+                f"included) do not fit {generator.name}'s context of {ctx}: leave out or "
+                f"shorten the response starting {response[:40]!r}")
         ids = torch.tensor([head + body], device=generator.device)
         with torch.inference_mode():
             states = model.base_model(input_ids=ids).last_hidden_state[0].float()
@@ -242,7 +272,9 @@ def _sequence_scores(samples: Sequence[_Sample], down: torch.Tensor, up: torch.T
 def sequence_scores(generator: LocalGenerator, heads: TokenHeads, prompt: str,
                     responses: Sequence[str], *, top: int = 64) -> torch.Tensor:
     """The heads' sequence-level score of each response, ``(n, J)``: what distillation
-    fits to the reward set's features (up to a constant per prompt)."""
+    fits to the reward set's features (up to a constant per prompt). Heads trained on
+    another model are refused (:meth:`TokenHeads.check_model`)."""
+    heads.check_model(generator.model)
     w_out = generator.model.get_output_embeddings().weight.detach().float().cpu()
     with torch.no_grad():
         return _sequence_scores(_samples(generator, prompt, responses, top), heads.down,
@@ -257,7 +289,8 @@ def distill_token_heads(generator: LocalGenerator, rewards: Any,
     samples (at least two responses per prompt: only differences within a prompt are
     fitted). Per base reward, the heads' sequence scores (centred within the prompt) are
     regressed on the reward set's normalised features (centred the same way) by Adam over
-    ``steps`` steps of ``batch_prompts`` prompts."""
+    ``steps`` steps of ``batch_prompts`` prompts. A sample longer than the model's context
+    is refused."""
     if rewards is None or not hasattr(rewards, "features"):
         raise InvalidInput("distilling token heads needs a RewardSet")
     by_prompt: dict[str, list[str]] = {}

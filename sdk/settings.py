@@ -62,8 +62,10 @@ class PersonalizerSettings(BaseSettings):
         "interpretable attributes, or none (preferences are only stored).")
     strength: float | None = Field(default=None, ge=0, le=1000,
                                    description="Default steering strength.")
-    strategy: Literal["args", "best_of_n"] | None = Field(
-        default=None, description="Default search strategy (the generator's when unset).")
+    strategy: Literal["args", "best_of_n", "token_rewards"] | None = Field(
+        default=None, description="Default search strategy, by name as in "
+        "Steering.strategy (the generator's when unset); token_rewards needs token heads "
+        "on the generator (LocalGenerator.with_token_heads).")
     prompt_profile: bool | None = Field(
         default=None, description="Default for the profile block in the system prompt.")
     summary_every: int | None = Field(default=None, ge=1,

@@ -94,10 +94,12 @@ class SteeringRecord(BaseModel):
     scored by the reward set), ``"args-<kind>"`` for a reward's own fast token scorer
     (``"args-tree"``: a reward model's tree-attention pass, ``"args-trunk"``: heads on the
     LM's own trunk); ``"best-of-n"`` (sampled candidates); ``"branch"`` (sentence blocks
-    decoded greedily, from the most likely first tokens). ``levers`` lists what acted on
-    the answer (``"prompt"``: the profile in words; ``"args"``, ``"lookahead"``,
-    ``"best_of_n"``, ``"branch"``, ``"end_early"``: the answer may end once the user's
-    reward prefers it and it clears the quality floor; ``"proxy"``).
+    decoded greedily, from the most likely first tokens); ``"token-rewards"`` (token-level
+    reward heads folded into the LM's hidden state, strategy ``"token_rewards"``).
+    ``levers`` lists what acted on the answer (``"prompt"``: the profile in words;
+    ``"args"``, ``"lookahead"``, ``"best_of_n"``, ``"branch"``, ``"end_early"``: the answer
+    may end once the user's reward prefers it and it clears the quality floor;
+    ``"trim_opening"``; ``"token_rewards"``; ``"proxy"``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -65,3 +65,23 @@ def test_bad_settings_say_what_is_wrong(tmp_path: Path, monkeypatch: pytest.Monk
         Personalizer.from_settings(bad)
     with pytest.raises(InvalidInput, match="needs model="):
         Personalizer.from_settings(generator="openai", db=str(tmp_path / "x.db"))
+
+
+def test_token_rewards_is_a_strategy_name(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "tiny-model"
+    tiny.gpt2().save_pretrained(folder)
+    tiny.tokenizer().save_pretrained(folder)
+    monkeypatch.setenv("PERSONALIZER_STRATEGY", "token_rewards")
+    assert PersonalizerSettings.load().strategy == "token_rewards"
+    with Personalizer.from_settings(db=str(tmp_path / "p.db"), generator="local",
+                                    model=str(folder)) as p:
+        assert p.strategy == "token_rewards"
+        for _ in range(3):
+            p.record_preference("ann", "Tell me about tea", "Great! Wonderful tea!",
+                                "Tea is a drink.")
+        # the name reaches the token-rewards planner, which asks for the generator's heads
+        with pytest.raises(InvalidInput, match="strategy 'token_rewards' needs token heads"):
+            p.generate("ann", "Tell me about tea", max_new_tokens=4)
+    with pytest.raises(InvalidInput, match="strategy: .*'token_rewards'"):
+        PersonalizerSettings.load(strategy="token_reward")

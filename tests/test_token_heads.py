@@ -3,6 +3,8 @@ into the decoding loop per row, saved and loaded with their reward set and model
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,13 @@ from personalizer.backends import (
     distill_token_heads,
 )
 from personalizer.backends.rewards import AttributeScorer, RewardSet
-from personalizer.backends.token_heads import sequence_scores
+from personalizer.backends.token_heads import (
+    TOKEN_HEADS_FORMAT,
+    HiddenSteer,
+    model_fingerprint,
+    sequence_scores,
+    shift_hidden,
+)
 from personalizer.errors import InvalidInput
 
 LENGTH = AttributeScorer("length", "longer answers", lambda t: math.log1p(len(t.split())),
@@ -195,11 +203,22 @@ def test_save_and_load_round_trip_refusing_another_model_or_reward_set(
         TokenHeads.load(tmp_path / "junk.safetensors", gen)
     from safetensors.torch import save_file
 
-    save_file({"down": heads.down, "up": heads.up, "bias": heads.bias},
-              str(tmp_path / "old.safetensors"),
-              metadata={"kind": "token-heads", "format": "0", "names": "[]"})
-    with pytest.raises(InvalidInput, match="format '0'"):
-        TokenHeads.load(tmp_path / "old.safetensors", gen)
+    for old in ("0", "1"):  # "1": fingerprints of the model's own dtype, before bfloat16
+        save_file({"down": heads.down, "up": heads.up, "bias": heads.bias},
+                  str(tmp_path / "old.safetensors"),
+                  metadata={"kind": "token-heads", "format": old, "names": "[]"})
+        with pytest.raises(InvalidInput, match=f"has token-heads format '{old}'; this "
+                           f"version reads '{TOKEN_HEADS_FORMAT}'") as err:
+            TokenHeads.load(tmp_path / "old.safetensors", gen)
+        assert "not a personalizer token-heads file" not in str(err.value)
+    save_file({"down": heads.down, "up": heads.up[:1], "bias": heads.bias},
+              str(tmp_path / "broken.safetensors"),
+              metadata={"kind": "token-heads", "format": TOKEN_HEADS_FORMAT,
+                        "names": '["length", "exclaim"]', "reward_set_id": REWARDS.id,
+                        "reward_set_version": REWARDS.version, "model": heads.model})
+    with pytest.raises(InvalidInput, match="broken.safetensors holds broken token heads: up "
+                       "must be"):
+        TokenHeads.load(tmp_path / "broken.safetensors", gen)
 
 
 def test_bad_requests_get_clear_errors(gen: LocalGenerator, heads: TokenHeads) -> None:
@@ -236,7 +255,6 @@ def test_through_the_personalizer_facade(tmp_path: Path, gen: LocalGenerator,
 
 def test_shift_hidden_folds_only_steered_rows_in_the_hidden_dtype() -> None:
     from personalizer.backends.decoding_math import fold_token_rewards
-    from personalizer.backends.token_heads import HiddenSteer, shift_hidden
 
     g = torch.Generator().manual_seed(0)
     j, d, r = 2, 8, 3
@@ -252,3 +270,139 @@ def test_shift_hidden_folds_only_steered_rows_in_the_hidden_dtype() -> None:
                                   torch.tensor([[1.0, -0.5]]), 2.0)
     assert torch.equal(out[1], expected[0].to(torch.bfloat16))
     assert shift_hidden(hidden, [None, None, None]) is hidden
+
+
+def test_shift_hidden_folds_non_adjacent_rows_each_as_alone() -> None:
+    g = torch.Generator().manual_seed(1)
+    j, d, r = 2, 8, 3
+
+    def random_heads() -> TokenHeads:
+        return TokenHeads(down=torch.randn(j, d, r, generator=g),
+                          up=torch.randn(j, r, d, generator=g),
+                          bias=torch.randn(j, d, generator=g), names=("a", "b"),
+                          reward_set_id="x", reward_set_version="1", model="m")
+
+    one, two = random_heads(), random_heads()
+    hidden = torch.randn(5, d, generator=g)
+    steers = [HiddenSteer(heads=one, coefficients=torch.tensor([1.0, -0.5]), strength=2.0),
+              None,
+              HiddenSteer(heads=one, coefficients=torch.tensor([-0.3, 0.8]), strength=0.5),
+              None,
+              HiddenSteer(heads=two, coefficients=torch.tensor([0.6, 0.6]), strength=1.0)]
+    out = shift_hidden(hidden, steers)
+    for b, s in enumerate(steers):
+        if s is None:
+            assert torch.equal(out[b], hidden[b])
+        else:  # rows 0 and 2 are folded together (same heads), row 4 on its own
+            alone = shift_hidden(hidden[b:b + 1], [s])[0]
+            assert torch.allclose(out[b], alone, rtol=1e-6, atol=1e-6)
+            assert not torch.allclose(out[b], hidden[b])
+
+
+def test_the_model_fingerprint_ignores_the_dtype_but_not_the_model(
+        tmp_path: Path, heads: TokenHeads) -> None:
+    model = tiny.gpt2(seed=3, vocab_size=1000)  # 1000 rows: the fingerprint reads every 3rd
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    assert model_fingerprint(half) == model_fingerprint(model)
+    assert model_fingerprint(tiny.gpt2(seed=4, vocab_size=1000)) != model_fingerprint(model)
+    heads.save(tmp_path / "heads.safetensors")  # distilled in float32, used in bfloat16
+    lm = copy.deepcopy(tiny.trained_gpt2()).to(torch.bfloat16)
+    g = LocalGenerator(lm, tiny.tokenizer(), rewards=REWARDS, quality=None)
+    assert TokenHeads.load(tmp_path / "heads.safetensors", g).model == heads.model
+
+
+def test_sequence_scores_refuse_another_model_and_answers_past_the_context(
+        gen: LocalGenerator, heads: TokenHeads) -> None:
+    narrow = TokenHeads(down=torch.zeros(2, 32, 4), up=torch.zeros(2, 4, 32),
+                        bias=torch.zeros(2, 32), names=heads.names,
+                        reward_set_id=heads.reward_set_id,
+                        reward_set_version=heads.reward_set_version, model=heads.model)
+    with pytest.raises(InvalidInput, match="hidden states of size 32, but the model's are "
+                       "of size 64"):
+        sequence_scores(gen, narrow, "hi", ["Hello!"])
+    with pytest.raises(InvalidInput, match="another model"):
+        sequence_scores(gen, dataclasses.replace(heads, model="0" * 16), "hi", ["Hello!"])
+    long = "water " * 600
+    with pytest.raises(InvalidInput, match="do not fit .* context of 512"):
+        sequence_scores(gen, heads, "hi", ["Hello!", long])
+    with pytest.raises(InvalidInput, match="do not fit .* context of 512"):
+        distill_token_heads(gen, REWARDS, [("hi", "Hello!"), ("hi", long)], steps=1)
+
+
+def by_hand(g: LocalGenerator, proxy: ProxyTuning, prompt: str, s: Steering,
+            quality: AfterWords, max_new_tokens: int) -> list[int]:
+    """Greedy token-rewards decoding with proxy-tuning and the quality floor, written out:
+    whole forwards of the three models every step (no cache), the steered logits as
+    ``proxy(W (h + w sum_j c_j (U_j D_j^T h + b_j)), expert, antiexpert)``."""
+    from personalizer.backends.decoding_math import fold_token_rewards, proxy_logits
+    from personalizer.backends.request import reward_scale
+
+    heads, tok = g.token_heads, g.tokenizer
+    coef = [s.coefficients[n] for n in REWARDS.names]
+    user = torch.tensor([coef], dtype=torch.float32) / reward_scale(coef, s.relative)
+    n = len(tok)
+
+    def logits(m: LocalGenerator, ids: list[int], steer: bool = False) -> torch.Tensor:
+        x = torch.tensor([m.prompt_ids(prompt) + ids])
+        h = m.model.base_model(input_ids=x).last_hidden_state[0, -1:].float()
+        if steer:
+            h = fold_token_rewards(h, heads.down, heads.up, heads.bias, user, s.strength)
+        return (h @ m.model.get_output_embeddings().weight.float().T)[0, :n]
+
+    ids: list[int] = []
+    with torch.inference_mode():
+        while len(ids) < max_new_tokens:
+            e, a = logits(proxy.expert, ids), logits(proxy.antiexpert, ids)
+            steered = proxy_logits(logits(g, ids, steer=True), e, a, proxy.alpha)
+            own = proxy_logits(logits(g, ids), e, a, proxy.alpha)
+            tid = int(steered.argmax())
+            text = tok.decode(ids, skip_special_tokens=True)
+            if tid in g.eos_ids and int(own.argmax()) not in g.eos_ids and \
+                    quality.score(prompt, [text])[0] < quality.floor:
+                steered[sorted(g.eos_ids)] = float("-inf")
+                tid = int(steered.argmax())
+            ids.append(tid)
+            if tid in g.eos_ids:
+                break
+    return ids
+
+
+def test_proxy_tuning_with_the_quality_floor_steers_as_the_formula_says(
+        heads: TokenHeads) -> None:
+    floor = AfterWords(6)
+    g = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=floor,
+                       token_heads=heads)
+    expert = LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), quality=None)
+    anti = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), quality=None)
+    proxy = ProxyTuning(expert, anti, alpha=0.5)
+    p = HELD_OUT[0]
+    proxied = g.generate(p, max_new_tokens=40, proxy=proxy)
+    off = g.generate(p, max_new_tokens=40, proxy=proxy,
+                     steering=steering({"length": 1.0}, strength=0.0))
+    assert off.token_ids == proxied.token_ids
+    terse = steering({"length": -1.0}, strength=8.0)
+    out = g.generate(p, max_new_tokens=40, proxy=proxy, steering=terse)
+    assert out.steering.levers == ("proxy", "token_rewards")
+    assert list(out.token_ids) == by_hand(g, proxy, p, terse, floor, 40)
+    assert out.token_ids != proxied.token_ids
+    free = g.generate(p, max_new_tokens=40, proxy=proxy, steering=steering(
+        {"length": -1.0}, strength=8.0, floor=False))
+    assert len(free.text.split()) < 6 <= len(out.text.split())  # the floor acted
+
+
+def test_the_floor_in_a_batch_whose_rows_end_at_different_steps(heads: TokenHeads) -> None:
+    g = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=REWARDS,
+                       quality=AfterWords(6), token_heads=heads)
+    terse = steering({"length": -1.0}, strength=8.0)
+    bikes, rain, cars, art = HELD_OUT[3], HELD_OUT[0], HELD_OUT[4], HELD_OUT[5]
+    requests = [(bikes, steering({"length": -1.0}, strength=8.0, floor=False)),
+                (bikes, terse), (rain, None), (cars, terse),
+                (art, steering({"exclaim": 1.0}, strength=2.0))]
+    batch = g.generate_batch(requests, max_new_tokens=60)
+    alone = [g.generate(p, max_new_tokens=60, steering=s) for p, s in requests]
+    assert [b.token_ids for b in batch] == [a.token_ids for a in alone]
+    # without the floor the first row ends at once and leaves the batch; the floored rows
+    # (now at other positions in it) go on until they clear the floor
+    assert batch[0].completion_tokens < min(b.completion_tokens for b in batch[1:])
+    assert len(batch[0].text.split()) < 6
+    assert all(len(batch[i].text.split()) >= 6 for i in (1, 3))
