@@ -2,27 +2,36 @@
 (word counts with thresholds, list lines, exclamation marks and warm words), not the attribute
 scorers' vectors, answer the default onboarding questions through the public ``Onboarding``
 with Bradley-Terry noise; then their profile predicts their noise-free choices on answers to
-prompts outside the question bank.
+prompts outside the question bank (8 prompts, 56 pairs; some answers mix styles).
 
-    .venv/bin/python bench/onboarding_people.py [--people 20] [--beta 2.0]
+    .venv/bin/python bench/onboarding_people.py [--people 20] [--beta 2.0] [--graded]
+        [--prior shipped|standard] [--pool FILE] [--stopping]
 
-Early stopping is off (every person answers up to 40 questions); accuracy is read after 3, 5,
-10 and 40 answers. The noise ceiling is how often a person's noisy answer agrees with their own
-noise-free preference on the held-out pairs. The baseline for issue #16 (onboarding).
+Early stopping is off for the curve (every person answers up to 40 questions); accuracy is
+read after 3, 5, 10 and 40 answers. The noise ceiling is how often a person's noisy answer
+agrees with their own noise-free preference on the held-out pairs. ``--graded``: people say
+"much" / "slightly" better or "both fine" (their noisy utility difference against the
+likelihood's thresholds). ``--pool /path/to/first_bank.json`` measures another bank (the
+first bank, 8 prompts x 4 styles, is in git history: ``git show f2bd7f4:profiles/data/
+question_bank.json``). ``--stopping`` adds the early-stopping table: questions asked and
+accuracy at the stop with Onboarding's defaults, for clear, default and noisy people.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import re
 import statistics
+from pathlib import Path
 
 import numpy as np
 
 from personalizer import Personalizer
 from personalizer.profiles import default_reward_set
+from personalizer.profiles.learning import TAU_MUCH, TAU_TIE
 
 CHECKPOINTS = (3, 5, 10, 40)
 
@@ -66,16 +75,17 @@ HELD_OUT = {
         "cuddles, a little budget for the vet, and an open heart. Your new friend will adore "
         "you!",
     ],
-    "How do I write a good cover letter?": [
-        "Say why this job, and show one result you achieved.",
-        "Open by naming the role and why it interests you in particular, then give two or "
-        "three concrete examples of results from past work that match what the job asks "
-        "for. Keep it to one page, use the hiring manager's name if you can find it, and "
-        "close by saying you would welcome a conversation, rather than repeating your CV.",
-        "- Name the role and why you want it\n- Two concrete results\n- One page\n- A short, "
-        "confident close",
-        "You've got this! Show them your enthusiasm, share a win you're proud of, and let "
-        "your personality shine through. They'll be glad to meet you!",
+    "How do I make a good first impression at a new job?": [
+        "Be on time, learn names, and ask questions.",
+        "The first weeks are mostly about listening. Arrive a little early, learn your "
+        "colleagues' names and what each of them works on, and ask questions rather than "
+        "pretending to know how things are done. Take notes in your first meetings, finish "
+        "the small tasks you are given quickly and well, and ask your manager after a "
+        "couple of weeks how they think you are doing.",
+        "- Arrive on time\n- Learn names and roles\n- Ask questions and take notes\n- "
+        "Deliver small tasks well",
+        "Congratulations on the new job, how exciting! Just be your friendly self, smile, "
+        "ask lots of questions and enjoy meeting everyone. They're lucky to have you!",
     ],
     "How do I get better at running?": [
         "Run slowly and often, and add distance gradually.",
@@ -99,10 +109,36 @@ HELD_OUT = {
         "What a lovely adventure! Have fun with it: sing songs, chat with new friends, and "
         "don't worry about mistakes. You'll be chatting away before you know it!",
     ],
+    "How do I make my phone battery last longer?": [
+        "Lower the screen brightness and close apps you are not using.",
+        "The screen uses most of the power, so lowering the brightness and the time before "
+        "it turns off helps most. Turn off location, Bluetooth and background refresh for "
+        "apps that do not need them, keep the phone out of heat, and avoid draining it to "
+        "zero regularly, since lithium batteries age faster at the extremes of charge.",
+        "- Lower the brightness\n- Shorter screen timeout\n- Turn off unused location and "
+        "Bluetooth\n- Keep it out of the heat",
+        "Great question! Little changes make a lovely difference: dim the screen a bit, "
+        "switch off what you're not using, and your phone will happily last all day!",
+        "Happy to help!\n- Dim the screen\n- Close unused apps\n- Keep it cool\nEnjoy the "
+        "extra hours!",
+    ],
+    "How should I start exercising if I have never done it?": [
+        "Walk 20 minutes a day, then add strength work.",
+        "Start with something easy enough to do almost every day, such as a brisk "
+        "twenty-minute walk, so that the habit forms before the intensity grows. After two "
+        "or three weeks add two short strength sessions with body-weight exercises like "
+        "squats and push-ups against a wall, and increase the time or the load slowly, by a "
+        "little each week.",
+        "- Daily 20-minute walk\n- Two strength sessions a week\n- Increase slowly\n- Rest "
+        "when sore",
+        "Yay, what a wonderful decision! Start with gentle walks you enjoy, maybe with a "
+        "friend or a great playlist, and celebrate every step. You'll feel amazing!",
+        "Walk a little every day; it's a great start!",
+    ],
 }
 
 WARM = re.compile(r"\b(love|lovely|great|wonderful|glad|happy|enjoy|amazing|yay|adore|"
-                  r"exciting|joy)\b", re.I)
+                  r"exciting|joy)\b", re.IGNORECASE)
 
 
 def words(text: str) -> int:
@@ -132,27 +168,55 @@ def held_out_pairs() -> list[tuple[str, str, str]]:
             for a, b in itertools.combinations(answers, 2)]
 
 
-def run_person(taste: str, seed: int, beta: float, rewards: object) -> dict:
-    utility = TASTES[taste]
+def answerer(utility, beta: float, seed: int, graded: bool):  # noqa: ANN001, ANN201
+    """A person's answer function for ``Onboarding.run``: their noisy utility difference
+    ``beta * (u(a) - u(b)) + logistic noise``; its sign is a plain answer, or with ``graded``
+    the interval it falls in (the same thresholds the likelihood reads answers with)."""
     rng = np.random.default_rng(seed)
 
-    def answer(q: object) -> int:
+    def answer(q: object) -> object:
         a, b = q.options  # type: ignore[attr-defined]
-        return 0 if rng.random() < sigmoid(beta * (utility(a) - utility(b))) else 1
+        u = rng.random()
+        z = beta * (utility(a) - utility(b)) + math.log(u / (1.0 - u))
+        if not graded:
+            return 0 if z > 0 else 1
+        if abs(z) < TAU_TIE:
+            return "both_fine"
+        return (0 if z > 0 else 1, "much" if abs(z) > TAU_MUCH else "slightly")
 
+    return answer
+
+
+def accuracy(p: Personalizer, pairs: list, truth: list) -> float:
+    right = [(p.preference_probability("person", pr, a, b) > 0.5) == t
+             for (pr, a, b), t in zip(pairs, truth, strict=True)]
+    return float(np.mean(right))
+
+
+def scored_pairs(utility) -> tuple[list, list]:  # noqa: ANN001
     pairs = [(p, a, b) for p, a, b in held_out_pairs() if utility(a) != utility(b)]
-    truth = [utility(a) > utility(b) for _, a, b in pairs]
+    return pairs, [utility(a) > utility(b) for _, a, b in pairs]
+
+
+def run_person(taste: str, seed: int, beta: float, rewards: object, *,
+               pool: list | None = None, prior: str = "shipped", graded: bool = False) -> dict:
+    """Accuracy and main coefficient after each checkpoint, early stopping off."""
+    utility = TASTES[taste]
+    answer = answerer(utility, beta, seed, graded)
+    pairs, truth = scored_pairs(utility)
     out: dict = {"acc": {}, "coef": {}}
     with Personalizer(":memory:", rewards=rewards) as p:
         session = p.onboarding("person", max_questions=max(CHECKPOINTS),
-                               min_questions=max(CHECKPOINTS))
+                               min_questions=max(CHECKPOINTS), pool=pool, prior=prior)
         for asked in range(1, max(CHECKPOINTS) + 1):
             q = session.next_question()
-            session.answer(q.id, answer(q))
+            reply = answer(q)
+            if isinstance(reply, tuple):
+                session.answer(q.id, reply[0], strength=reply[1])
+            else:
+                session.answer(q.id, reply)
             if asked in CHECKPOINTS:
-                right = [(p.preference_probability("person", pr, a, b) > 0.5) == t
-                         for (pr, a, b), t in zip(pairs, truth, strict=True)]
-                out["acc"][asked] = float(np.mean(right))
+                out["acc"][asked] = accuracy(p, pairs, truth)
                 out["coef"][asked] = p.profile("person").coefficients[MAIN[taste]]
             if session.done:
                 break
@@ -161,12 +225,36 @@ def run_person(taste: str, seed: int, beta: float, rewards: object) -> dict:
     return out
 
 
+def run_stopping(taste: str, seed: int, beta: float, rewards: object, *,
+                 pool: list | None = None, prior: str = "shipped", graded: bool = False,
+                 **options: object) -> tuple[int, float]:
+    """Questions asked and accuracy at the stop, with Onboarding's default stopping."""
+    utility = TASTES[taste]
+    pairs, truth = scored_pairs(utility)
+    with Personalizer(":memory:", rewards=rewards) as p:
+        session = p.onboarding("person", pool=pool, prior=prior, **options)
+        session.run(answerer(utility, beta, seed, graded))
+        return len(session.state.asked), accuracy(p, pairs, truth)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--people", type=int, default=20, help="simulated people per taste")
     ap.add_argument("--beta", type=float, default=2.0, help="answer noise (higher: clearer)")
+    ap.add_argument("--pool", help="a question-bank JSON file to onboard with instead of the "
+                                   "shipped one (e.g. the first bank, for the baseline)")
+    ap.add_argument("--prior", default="shipped", choices=("shipped", "standard"),
+                    help="a newcomer's prior: the built-in one, or N(0, I)")
+    ap.add_argument("--graded", action="store_true",
+                    help="people answer 'much'/'slightly' better or 'both fine'")
+    ap.add_argument("--stopping", action="store_true",
+                    help="also the early-stopping table (clear, default and noisy people)")
+    ap.add_argument("--min-questions", type=int, default=None)
+    ap.add_argument("--check-confidence", type=float, default=None)
+    ap.add_argument("--stop-checks", type=int, default=None)
     args = ap.parse_args()
     rewards = default_reward_set()
+    pool = json.loads(Path(args.pool).read_text())["questions"] if args.pool else None
     print(f"{len(held_out_pairs())} held-out pairs over {len(HELD_OUT)} prompts outside the "
           f"question bank; {args.people} people per taste; beta {args.beta}")
     head = "".join(f"{'acc@' + str(c):>9}" for c in CHECKPOINTS)
@@ -174,7 +262,8 @@ def main() -> None:
           "/".join(str(c) for c in CHECKPOINTS))
     means: dict[int, list[float]] = {c: [] for c in CHECKPOINTS}
     for taste in TASTES:
-        runs = [run_person(taste, 100 * i + 7, args.beta, rewards) for i in range(args.people)]
+        runs = [run_person(taste, 100 * i + 7, args.beta, rewards, pool=pool, prior=args.prior,
+                           graded=args.graded) for i in range(args.people)]
         accs = {c: statistics.mean(r["acc"][c] for r in runs) for c in CHECKPOINTS}
         coefs = {c: statistics.mean(r["coef"][c] for r in runs) for c in CHECKPOINTS}
         noise = statistics.mean(r["noise"] for r in runs)
@@ -185,6 +274,27 @@ def main() -> None:
               + " / ".join(f"{coefs[c]:+.2f}" for c in CHECKPOINTS))
     print(f"{'mean':<8}" + "".join(f"{statistics.mean(means[c]):>9.3f}" for c in CHECKPOINTS)
           + "   (#16 targets: 0.85 after 5, 0.90 after 10)")
+
+    if args.stopping:
+        stopping_table(args, rewards, pool)
+
+
+def stopping_table(args: argparse.Namespace, rewards: object, pool: list | None) -> None:
+    options = {k: v for k, v in (("min_questions", args.min_questions),
+                                 ("check_confidence", args.check_confidence),
+                                 ("stop_checks", args.stop_checks)) if v is not None}
+    print(f"\nEarly stopping with Onboarding's defaults (max 10 questions){options or ''}: "
+          "mean questions asked / accuracy at the stop")
+    print(f"{'taste':<8}" + "".join(f"{name:>22}" for name in
+                                     ("clear (beta 6)", "default (beta 2)", "noisy (beta 0.1)")))
+    for taste in TASTES:
+        cells = []
+        for beta in (6.0, 2.0, 0.1):
+            runs = [run_stopping(taste, 100 * i + 7, beta, rewards, pool=pool, prior=args.prior,
+                                 graded=args.graded, **options) for i in range(args.people)]
+            cells.append(f"{statistics.mean(r[0] for r in runs):>12.1f} / "
+                         f"{statistics.mean(r[1] for r in runs):.3f}")
+        print(f"{taste:<8}" + "".join(f"{c:>22}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from .conditioning import BLOCK_END, BLOCK_START, condition, profile_block, prof
 from .export import EXPORT_SCHEMA, EXPORT_SCHEMA_VERSION, ProfileExport, parse_export
 from .learner import ProfileLearner
 from .learning import Posterior
-from .models import OnboardingState, Preference, Profile, validate_user_id
+from .models import Judgement, OnboardingState, Preference, Profile, validate_user_id
 from .onboarding import (
     Onboarding,
     PoolItem,
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_DB",
     "EXPORT_SCHEMA",
     "EXPORT_SCHEMA_VERSION",
+    "Judgement",
     "Onboarding",
     "OnboardingState",
     "PoolItem",

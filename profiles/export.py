@@ -1,12 +1,14 @@
 """The profile export format: one user's profile and full preference history as JSON.
 
-Schema ``personalizer.profile-export``, version 4. Older versions are still read: version 3
-files have no ``generations`` or ``ratings``, version 2 files no summary metadata either (a
-summary in them counts as the person's own), version 1 files no ``onboarding`` key::
+Schema ``personalizer.profile-export``, version 5. Older versions are still read: version 4
+files have no preference ``judgement`` (every preference in them is a plain ``"better"``),
+version 3 files no ``generations`` or ``ratings`` either, version 2 files no summary metadata
+either (a summary in them counts as the person's own), version 1 files no ``onboarding``
+key::
 
     {
       "schema": "personalizer.profile-export",
-      "schema_version": 4,
+      "schema_version": 5,
       "exported_at": "2026-11-24T18:00:00.000000Z",
       "profile": {                      # every field of personalizer.profiles.Profile
         "user_id": "alice",
@@ -24,7 +26,8 @@ summary in them counts as the person's own), version 1 files no ``onboarding`` k
       },
       "preferences": [                  # oldest first, every field of Preference
         {"prompt": "...", "chosen": "...", "rejected": "...", "reason": null,
-         "source": "feedback", "created_at": "..."}
+         "source": "feedback", "created_at": "...",
+         "judgement": "better"}         # or much_better, slightly_better, both_fine, neither
       ],
       "onboarding": null,               # or the OnboardingState: pool, asked ids, pending id
       "generations": [                  # answers kept for feedback (retention-limited)
@@ -55,7 +58,7 @@ from .models import OnboardingState, Preference, Profile, Rating, StoredGenerati
 __all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_export"]
 
 EXPORT_SCHEMA = "personalizer.profile-export"
-EXPORT_SCHEMA_VERSION = 4
+EXPORT_SCHEMA_VERSION = 5
 SUMMARY_FIELDS = frozenset({"summary_source", "summary_written_at", "summary_preferences",
                             "summary_stale", "summary_digest"})
 
@@ -68,7 +71,7 @@ class ProfileExport(BaseModel):
     schema_: Literal["personalizer.profile-export"] = Field(
         default=EXPORT_SCHEMA, alias="schema"
     )
-    schema_version: Literal[1, 2, 3, 4] = EXPORT_SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4, 5] = EXPORT_SCHEMA_VERSION
     exported_at: datetime = Field(default_factory=utcnow)
     profile: Profile
     preferences: list[Preference] = Field(default_factory=list)
@@ -98,7 +101,7 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
     """Validate an export given as a dict or JSON text.
 
     Raises :class:`InvalidProfileData` (naming the first problem) for anything that is not a
-    version 1 to 4 export, and :class:`UnsupportedSchemaVersion` for a newer version.
+    version 1 to 5 export, and :class:`UnsupportedSchemaVersion` for a newer version.
     """
     if isinstance(data, (str, bytes)):
         try:
@@ -132,6 +135,13 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
             raise InvalidProfileData(
                 f"invalid profile export: {sorted(newer)} are new in schema version 4, but "
                 f"the file says version {version}")
+    if version in (1, 2, 3, 4) and isinstance(data.get("preferences"), list):
+        graded = [i for i, p in enumerate(data["preferences"])
+                  if isinstance(p, Mapping) and "judgement" in p]
+        if graded:
+            raise InvalidProfileData(
+                f"invalid profile export: preferences.{graded[0]}.judgement is new in schema "
+                f"version 5, but the file says version {version}")
     try:
         return ProfileExport.model_validate(data)
     except ValidationError as exc:

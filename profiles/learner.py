@@ -10,6 +10,7 @@ The prior is an aggregate computed on demand, so a deleted user stops counting a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -19,18 +20,32 @@ from pydantic import ValidationError
 from personalizer.errors import InvalidInput, RewardSetMismatch, VersionConflict
 
 from .base import ProfileStore
-from .learning import Posterior, fit_posterior, preference_probability, prior_from_sums
-from .models import Preference, Profile, Rating, validate_user_id
+from .learning import (
+    Posterior,
+    fit_posterior,
+    judgement_bounds,
+    preference_probability,
+    prior_from_sums,
+)
+from .models import JUDGEMENTS, Preference, Profile, Rating, validate_user_id
+from .priors import shipped_prior
 
 __all__ = ["ProfileLearner", "make_preference"]
 
 
 def make_preference(prompt: str, chosen: str, rejected: str, *, reason: str | None = None,
-                    source: str = "feedback") -> Preference:
-    """A validated :class:`Preference`, or :class:`InvalidInput` naming the problem."""
+                    source: str = "feedback", judgement: str = "better") -> Preference:
+    """A validated :class:`Preference`, or :class:`InvalidInput` naming the problem.
+
+    ``judgement``: ``"better"`` (a plain choice), ``"much_better"``, ``"slightly_better"``,
+    or a tie, ``"both_fine"`` or ``"neither"`` (then ``chosen`` and ``rejected`` are the first
+    and second response as shown)."""
+    if not isinstance(judgement, str) or judgement not in JUDGEMENTS:
+        raise InvalidInput(f"invalid preference: judgement {judgement!r:.60} is not one of "
+                           f"{', '.join(map(repr, JUDGEMENTS))}")
     try:
         return Preference(prompt=prompt, chosen=chosen, rejected=rejected, reason=reason,
-                          source=source)
+                          source=source, judgement=judgement)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "preference"
@@ -41,22 +56,35 @@ class ProfileLearner:
     """Learns profiles' coefficients over one reward set from their preferences."""
 
     def __init__(self, store: ProfileStore, reward_set: Any, *, prior_scale: float = 1.0,
-                 min_population: int = 20) -> None:
+                 min_population: int = 20,
+                 prior: Literal["shipped", "standard"] = "shipped") -> None:
         if prior_scale <= 0:
             raise InvalidInput("prior_scale must be positive")
+        if prior not in ("shipped", "standard"):
+            raise InvalidInput(f"prior must be 'shipped' (the built-in prior of the default "
+                               f"reward set) or 'standard' (N(0, I)), not {prior!r:.40}")
         self.store, self.rewards = store, reward_set
         self.prior_scale, self.min_population = prior_scale, min_population
+        self._prior_kind = prior
+
+    @functools.cached_property
+    def fallback_prior(self) -> Posterior:
+        """A newcomer's prior before the population prior applies: the built-in prior
+        shipped with the default reward set (:mod:`.priors`), else ``N(0, prior_scale^2 I)``."""
+        shipped = shipped_prior(self.rewards) if self._prior_kind == "shipped" else None
+        return shipped or Posterior.standard(len(self.rewards), self.prior_scale)
 
     # -- priors and posteriors -----------------------------------------------------------
 
     def prior(self, *, exclude: str | None = None) -> Posterior:
         """The population prior for a newcomer (other users of this reward set), from the
-        store's aggregate over learned profiles of this reward set version."""
+        store's aggregate over learned profiles of this reward set version; with fewer than
+        ``min_population`` of them, :attr:`fallback_prior`: the built-in prior shipped with
+        the default reward set (:mod:`.priors`), else ``N(0, prior_scale^2 I)``."""
         sums = self.store.population_sums(self.rewards.id, self.rewards.version,
                                           exclude=exclude)
-        fallback = Posterior.standard(len(self.rewards), self.prior_scale)
         return prior_from_sums(sums, self.rewards.names, min_users=self.min_population,
-                               fallback=fallback)
+                               fallback=self.fallback_prior)
 
     def _matches(self, p: Profile) -> bool:
         return (p.reward_set_id == self.rewards.id
@@ -101,17 +129,32 @@ class ProfileLearner:
         f = self.rewards.features(prompt, [chosen, rejected])
         return f[0] - f[1]
 
+    def _history_terms(self, history: Sequence[Preference], ratings: Sequence[Rating]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of :func:`fit_posterior` for a history: feature differences (n, J) and
+        the interval each answer asserts (n, 2), preferences first (by their judgement),
+        then ratings (plain Bradley-Terry terms, ``(0, inf)``)."""
+        diffs = [self.diff(p.prompt, p.chosen, p.rejected) for p in history]
+        diffs += [self.rating_term(r) for r in ratings]
+        bounds = np.concatenate([judgement_bounds([p.judgement for p in history]),
+                                 judgement_bounds(["better"] * len(ratings))])
+        return np.array(diffs).reshape(len(diffs), len(self.rewards)), bounds
+
     # -- operations ----------------------------------------------------------------------
 
     def record_preference(self, user_id: str, prompt: str, chosen: str, rejected: str, *,
                           reason: str | None = None, source: str = "feedback",
-                          create: bool = True) -> Profile:
+                          create: bool = True, judgement: str = "better") -> Profile:
         """Append a preference and update the posterior, in one transaction (``create``:
-        make the profile if there is none, else :class:`ProfileNotFound`)."""
+        make the profile if there is none, else :class:`ProfileNotFound`). ``judgement``
+        grades the answer (see :func:`make_preference`); it is learned as the interval of
+        the utility difference it asserts (:func:`~.learning.judgement_bounds`)."""
         validate_user_id(user_id)
-        pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
+        pref = make_preference(prompt, chosen, rejected, reason=reason, source=source,
+                               judgement=judgement)
         d = self.diff(prompt, chosen, rejected)  # outside the write lock: may be slow
-        return self._learn(user_id, d, lambda tx: tx.append([pref]), create=create)
+        return self._learn(user_id, d, lambda tx: tx.append([pref]), create=create,
+                           bounds=judgement_bounds([pref.judgement]))
 
     def rating_term(self, rating: Rating) -> np.ndarray:
         """A thumbs up/down as one Bradley-Terry term: the answer against a typical answer,
@@ -133,10 +176,11 @@ class ProfileLearner:
                            create=create)
 
     def _learn(self, user_id: str, term: np.ndarray, stage: Callable[[Any], None], *,
-               create: bool) -> Profile:
+               create: bool, bounds: np.ndarray | None = None) -> Profile:
         """Store one observation (``stage`` puts its row into the transaction) and update
-        the posterior with its Bradley-Terry ``term``, in one transaction; a history stored
-        before a reward set was configured is learned from whole instead (refit)."""
+        the posterior with its Bradley-Terry ``term`` (``bounds``: the (1, 2) interval of a
+        graded answer; None: a plain one), in one transaction; a history stored before a
+        reward set was configured is learned from whole instead (refit)."""
         current = self._current(user_id)
         if current is not None and self._unlearned(current):
             with self.store.transaction(user_id, create=False) as tx:
@@ -145,7 +189,8 @@ class ProfileLearner:
         prior = None if current is not None and current.coefficients else \
             self.prior(exclude=user_id)  # (prior_for, without reading the profile again)
         with self.store.transaction(user_id, create=create) as tx:
-            post = fit_posterior(self.posterior(tx.profile, prior=prior), term[None, :])
+            post = fit_posterior(self.posterior(tx.profile, prior=prior), term[None, :],
+                                 bounds=bounds)
             stage(tx)
             tx.update(**self.fields(post))
         return tx.result
@@ -188,10 +233,8 @@ class ProfileLearner:
                 raise InvalidInput(f"{user_id!r} has {len(history)} preferences; index {drop} "
                                    "is out of range")
             keep = [p for i, p in enumerate(history) if i != drop]
-            diffs = [self.diff(p.prompt, p.chosen, p.rejected) for p in keep]
-            diffs += [self.rating_term(r) for r in self.store.ratings(user_id)]
-            post = fit_posterior(self.prior(exclude=user_id),
-                                 np.array(diffs).reshape(len(diffs), len(self.rewards)))
+            diffs, bounds = self._history_terms(keep, self.store.ratings(user_id))
+            post = fit_posterior(self.prior(exclude=user_id), diffs, bounds=bounds)
             with self.store.transaction(user_id, create=False) as tx:
                 if tx.profile.version != profile.version:
                     continue  # changed meanwhile: nothing is written, read again

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -26,8 +26,9 @@ from pydantic import (
 
 from personalizer.errors import InvalidUserId
 
-__all__ = ["OnboardingState", "Preference", "Profile", "Rating", "StoredGeneration",
-           "history_digest", "summary_by_person", "utcnow", "validate_user_id"]
+__all__ = ["JUDGEMENTS", "Judgement", "OnboardingState", "Preference", "Profile", "Rating",
+           "StoredGeneration", "history_digest", "summary_by_person", "utcnow",
+           "validate_user_id"]
 
 USER_ID_MAX = 128
 _USER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]*")
@@ -83,8 +84,23 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+Judgement = Literal["better", "much_better", "slightly_better", "both_fine", "neither"]
+"""How one pairwise answer compares the two responses (see :class:`Preference`)."""
+
+# Every judgement, the binary default first.
+JUDGEMENTS: tuple[str, ...] = get_args(Judgement)
+
+
 class Preference(BaseModel):
-    """One pairwise judgement: for ``prompt`` the user preferred ``chosen`` over ``rejected``."""
+    """One pairwise judgement: for ``prompt`` the user preferred ``chosen`` over ``rejected``.
+
+    ``judgement`` says by how much: ``"better"`` (the plain binary answer, the default),
+    ``"much_better"`` or ``"slightly_better"``. The two ties, ``"both_fine"`` and
+    ``"neither"``, say the user found the responses equally good (or equally bad): then
+    ``chosen`` and ``rejected`` carry no order, they are the first and the second response as
+    shown. (:mod:`personalizer.profiles.learning` models each judgement as an interval of the
+    utility difference; see ``judgement_bounds``.)
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -98,6 +114,12 @@ class Preference(BaseModel):
         description="Where it came from: 'feedback', 'onboarding', 'import', ...",
     )
     created_at: datetime = Field(default_factory=utcnow, description="When it was recorded.")
+    judgement: Judgement = Field(
+        default="better",
+        description="How the two compare: 'better' (plain choice), 'much_better' or "
+        "'slightly_better' (chosen over rejected by that much), or a tie, 'both_fine' or "
+        "'neither' (then chosen and rejected are just the first and second response shown).",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> Preference:
@@ -219,8 +241,9 @@ def history_digest(history: Sequence[Preference]) -> str:
     """A digest of preferences (text and time, in order): what a summary was folded from."""
     h = hashlib.sha256()
     for p in history:
+        graded = [] if p.judgement == "better" else [p.judgement]  # digests from before stay
         h.update(json.dumps([p.prompt, p.chosen, p.rejected, p.reason,
-                             p.created_at.isoformat()]).encode())
+                             p.created_at.isoformat(), *graded]).encode())
     return h.hexdigest()
 
 
@@ -278,5 +301,8 @@ class OnboardingState(BaseModel):
     max_questions: int = Field(ge=1, le=1000)
     finished: bool = False
     started_at: datetime = Field(default_factory=utcnow)
+    confirmed: int = Field(default=0, ge=0, description=(
+        "How many of the latest answers in a row the profile had predicted before they were "
+        "given (check questions; early stopping counts them). New in export version 5."))
 
     _utc = field_validator("started_at")(_as_utc)

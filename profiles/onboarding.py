@@ -8,8 +8,13 @@
 
 Each question is the pair, among the pool's unasked pairs, whose answer carries the most
 expected information about the user's coefficients (:func:`.learning.information_gain`).
-The session stops after ``max_questions`` answers, when the pool runs out, or once at least
-``min_questions`` are answered and no remaining question is worth ``stop_gain`` bits.
+After ``min_questions`` answers the session asks *check* questions: the most informative
+pair whose answer the profile already predicts with ``check_confidence``. Informative
+questions are, by design, ones the profile cannot predict, so only checks tell a clear person
+from one whose answers disagree. The session stops after ``max_questions`` answers, when the
+pool runs out, once ``stop_checks`` answers in a row were predicted (a clear person: done
+after ``min_questions + stop_checks``; one whose answers disagree keeps being asked), or once
+no remaining question is worth ``stop_gain`` bits.
 """
 
 from __future__ import annotations
@@ -19,17 +24,24 @@ import json
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from personalizer._boundary import public_api
-from personalizer.errors import InvalidInput, ProfileNotFound
+from personalizer.errors import InvalidInput, ProfileNotFound, RewardSetMismatch
 
 from .base import ProfileStore
 from .learner import ProfileLearner, make_preference
-from .learning import fit_posterior, information_gain, select_question
+from .learning import (
+    Posterior,
+    fit_posterior,
+    information_gain,
+    judgement_bounds,
+    preference_probability,
+    select_question,
+)
 from .models import OnboardingState, Profile, validate_user_id
 
 __all__ = [
@@ -52,12 +64,14 @@ ANSWER_STYLES: tuple[tuple[str, str | None], ...] = (
 
 
 class PoolItem(BaseModel):
-    """A prompt with 2-8 alternative responses; every pair of them is a candidate question."""
+    """A prompt with 2-12 alternative responses; every pair of them is a candidate question."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prompt: str = Field(min_length=1)
-    responses: list[str] = Field(min_length=2, max_length=8)
+    responses: list[str] = Field(min_length=2, max_length=12)
+    domain: str = Field(default="general", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+                        description="The application domain it belongs to.")
 
     @field_validator("responses")
     @classmethod
@@ -79,29 +93,68 @@ class Question(BaseModel):
 
 
 @lru_cache(maxsize=1)
-def question_bank() -> tuple[PoolItem, ...]:
-    """The default question bank shipped with the package (8 prompts x 4 styles: 48 pairs)."""
+def _bank() -> tuple[PoolItem, ...]:
     text = resources.files("personalizer.profiles").joinpath("data/question_bank.json")
     data = json.loads(text.read_text(encoding="utf-8"))
     return tuple(PoolItem.model_validate(q) for q in data["questions"])
 
 
+def domains() -> tuple[str, ...]:
+    """The application domains of the shipped question bank (``general`` first)."""
+    return tuple(dict.fromkeys(item.domain for item in _bank()))
+
+
+def question_bank(domains: Sequence[str] | None = None) -> tuple[PoolItem, ...]:
+    """The question bank shipped with the package: prompts from several application domains
+    (:func:`domains`), each answered by SmolLM2 and rewritten along one or two base rewards at
+    a time (``bench/make_pool.py``; :mod:`.pool`), after the eight hand-written items of the
+    first bank (domain ``general``). ``domains`` keeps those domains' prompts only."""
+    bank = _bank()
+    if domains is None:
+        return bank
+    if isinstance(domains, str):
+        domains = [domains]
+    known = {item.domain for item in bank}
+    unknown = [d for d in domains if d not in known]
+    if unknown:
+        raise InvalidInput(f"unknown question-bank domain(s) {unknown}; the bank has "
+                           f"{sorted(known)}")
+    return tuple(item for item in bank if item.domain in set(domains))
+
+
 @lru_cache(maxsize=1)
 def default_reward_set() -> Any:
-    """The attribute scorers, normalised on the question bank's responses (frozen)."""
+    """The attribute scorers with the normalisation shipped as data (fitted once on the first
+    question bank's responses and frozen, so that the set's version — which stored
+    coefficients refer to — does not move when the question bank grows)."""
     from personalizer.backends.rewards import attribute_reward_set
+    from personalizer.backends.rewards.base import Normalization, RewardSet
 
-    return attribute_reward_set().fit_normalization(
-        (item.prompt, r) for item in question_bank() for r in item.responses)
+    text = resources.files("personalizer.profiles").joinpath(
+        "data/attributes_normalization.json")
+    data = json.loads(text.read_text(encoding="utf-8"))
+    base = attribute_reward_set()
+    rewards = RewardSet(base.id, base.rewards, version=base.base_version,
+                        normalization=Normalization(data["mean"], data["scale"]))
+    if list(rewards.names) != data["names"] or rewards.version != data["version"]:
+        raise RewardSetMismatch("the shipped normalisation does not match the attribute scorers "
+                           f"({rewards.version} != {data['version']}); reinstall personalizer")
+    return rewards
 
 
 def generate_pool(generator: Any, prompts: Sequence[str], *,
                   styles: Sequence[tuple[str, str | None]] = ANSWER_STYLES,
+                  rewrites: bool = True, domain: str = "general",
                   max_new_tokens: int = 96) -> list[PoolItem]:
     """A question pool written by ``generator``: one answer per style instruction for each
-    prompt (prompts whose answers come out identical are dropped)."""
+    prompt and, with ``rewrites``, the first style's answer rewritten along single base
+    rewards (:func:`.pool.variant_answers`: shorter, as a list, warmer, hedged, formal), so
+    that questions isolate one attribute at a time. Answers that come out identical are
+    kept once; prompts with fewer than two different answers are dropped."""
+    from .pool import clean_answer, variant_answers
+
     items = []
-    for prompt in prompts:
+    for k, prompt in enumerate(prompts):
         answers: list[str] = []
         for _, instruction in styles:
             messages = ([{"role": "system", "content": instruction}] if instruction else [])
@@ -109,16 +162,24 @@ def generate_pool(generator: Any, prompts: Sequence[str], *,
             text = generator.generate(messages, max_new_tokens=max_new_tokens).text.strip()
             if text and text not in answers:
                 answers.append(text)
+        if rewrites and answers and clean_answer(answers[0]):
+            for text in variant_answers(clean_answer(answers[0]), k, prompt=prompt).values():
+                if text not in answers:
+                    answers.append(text)
         if len(answers) >= 2:
-            items.append(PoolItem(prompt=prompt, responses=answers))
+            items.append(PoolItem(prompt=prompt, responses=answers[:12], domain=domain))
     if not items:
         raise InvalidInput("the generator produced no prompt with two different answers")
     return items
 
 
-def _pool_items(pool: Sequence[PoolItem | dict[str, Any]] | None) -> list[PoolItem]:
+def _pool_items(pool: Sequence[PoolItem | dict[str, Any]] | None,
+                domains: Sequence[str] | None = None) -> list[PoolItem]:
     if pool is None:
-        return list(question_bank())
+        return list(question_bank(domains))
+    if domains is not None:
+        raise InvalidInput("pass either pool= (your own questions) or domains= (a part of "
+                           "the shipped bank), not both")
     try:
         items = [p if isinstance(p, PoolItem) else PoolItem.model_validate(p) for p in pool]
     except ValidationError as exc:
@@ -137,16 +198,24 @@ class Onboarding:
     def __init__(self, store: ProfileStore, reward_set: Any, user_id: str,
                  pool: Sequence[PoolItem | dict[str, Any]] | None = None, *,
                  max_questions: int = 10, min_questions: int | None = None,
-                 stop_gain: float = 0.02, restart: bool = False) -> None:
+                 stop_gain: float = 0.02, stop_checks: int = 2,
+                 check_confidence: float = 0.8, restart: bool = False,
+                 domains: Sequence[str] | None = None,
+                 prior: Literal["shipped", "standard"] = "shipped") -> None:
         validate_user_id(user_id)
         if min_questions is None:
-            min_questions = min(4, max_questions)
+            min_questions = min(3, max_questions)
         if not 1 <= min_questions <= max_questions:
             raise InvalidInput("need 1 <= min_questions <= max_questions")
+        if not 0.5 < check_confidence < 1.0:
+            raise InvalidInput("check_confidence must be between 0.5 and 1")
+        if stop_checks < 0:
+            raise InvalidInput("stop_checks must be >= 0 (0: never stop on checks)")
         self.store, self.rewards, self.user_id = store, reward_set, user_id
-        self.learner = ProfileLearner(store, reward_set)
+        self.learner = ProfileLearner(store, reward_set, prior=prior)
         self.min_questions, self.stop_gain = min_questions, stop_gain
-        items = _pool_items(pool)
+        self.stop_checks, self.check_confidence = stop_checks, check_confidence
+        items = _pool_items(pool, domains)
         self.pool_id = hashlib.sha256(json.dumps(
             [i.model_dump() for i in items]).encode()).hexdigest()[:16]
         self._questions: list[Question] = []
@@ -169,9 +238,10 @@ class Onboarding:
             pool_id=self.pool_id, max_questions=max_questions)
         self._restart = restart  # start over at the first answer (reading writes nothing)
         stored = store.onboarding_state(user_id)
-        same = stored is not None and (stored.pool_id, stored.reward_set_id,
-                                       stored.reward_set_version) == (
-            self.pool_id, reward_set.id, reward_set.version)
+        same = stored is not None and (stored.reward_set_id, stored.reward_set_version) == (
+            reward_set.id, reward_set.version) and (
+            stored.pool_id == self.pool_id  # or a pool that still holds every question asked
+            or all(q in self._index for q in [*stored.asked, *filter(None, [stored.pending])]))
         if stored is not None and not same and not restart:
             raise InvalidInput(
                 f"{user_id!r} has an onboarding started with another question pool "
@@ -211,7 +281,10 @@ class Onboarding:
             return True
         if len(state.asked) < self.min_questions:
             return False
-        gains = information_gain(self.learner.posterior(profile), self._diffs)
+        if self.stop_checks and state.confirmed >= self.stop_checks:
+            return True  # the profile predicted this person's latest answers: they are clear
+        post = self.learner.posterior(profile)
+        gains = information_gain(post, self._diffs)
         gains[list(asked)] = 0.0
         return float(gains.max()) < self.stop_gain
 
@@ -225,38 +298,65 @@ class Onboarding:
                                f"({len(state.asked)} answers); check .done before asking")
         if state.pending is not None:
             return self._questions[self._index[state.pending]]
-        profile = self.profile
-        i = select_question(self.learner.posterior(profile), self._diffs,
-                            asked=self._asked(state))
+        post = self.learner.posterior(self.profile)
+        asked = self._asked(state)
+        checking = self.stop_checks > 0 and len(state.asked) >= self.min_questions
+        i = (self._check_question(post, asked) if checking else None)
+        if i is None:
+            i = select_question(post, self._diffs, asked=asked)
         question = self._questions[i]
         with self.store.transaction(self.user_id) as tx:
             tx.set_onboarding(self._current(tx.onboarding).model_copy(
-                update={"pending": question.id}))
+                update={"pending": question.id, "pool_id": self.pool_id}))
         self._restart = False
         return question
 
-    def run(self, answer: Callable[[Question], int]) -> Profile:
-        """Ask until the session is done: ``answer(question)`` says which option the person
-        prefers (0 or 1) — a person at a prompt, a UI callback, or a simulated person
-        (:meth:`SimulatedUser.chooser`). Each answer is stored as it comes, so a session
-        that stops (an exception, a closed window) resumes where it stopped. Returns the
-        profile."""
+    def _check_question(self, post: Posterior, asked: set[int]) -> int | None:
+        """A check: the most informative unasked pair whose answer the profile predicts with
+        ``check_confidence`` (None if there is none). A clear person confirms it; one whose
+        answers disagree does not, and the answer corrects the profile."""
+        p = preference_probability(post, self._diffs)
+        gains = information_gain(post, self._diffs)
+        ok = np.maximum(p, 1.0 - p) >= self.check_confidence
+        ok[list(asked)] = False
+        if not ok.any():
+            return None
+        return int(np.argmax(np.where(ok, gains, -np.inf)))
+
+    def run(self, answer: Callable[[Question], Answer]) -> Profile:
+        """Ask until the session is done: ``answer(question)`` says what the person thinks —
+        0 or 1 (the option they prefer), ``(0 or 1, "much" or "slightly")`` with a strength,
+        or ``"both_fine"`` / ``"neither"`` — from a person at a prompt, a UI callback, or a
+        simulated person (:meth:`SimulatedUser.chooser`). Each answer is stored as it comes,
+        so a session that stops (an exception, a closed window) resumes where it stopped.
+        Returns the profile."""
         while not self.done:
             question = self.next_question()
-            self.answer(question.id, answer(question))
+            reply = answer(question)
+            if isinstance(reply, tuple) and len(reply) == 2:
+                self.answer(question.id, reply[0], strength=reply[1])
+            else:
+                self.answer(question.id, reply)  # type: ignore[arg-type]
         return self.profile
 
-    def answer(self, question_id: str, preferred_index: int) -> Profile:
-        """Record that the user preferred ``options[preferred_index]`` of that question."""
-        if preferred_index not in (0, 1):
-            raise InvalidInput("preferred_index must be 0 (first option) or 1 (second)")
+    def answer(self, question_id: str, choice: int | Literal["both_fine", "neither"], *,
+               strength: Literal["much", "slightly"] | None = None) -> Profile:
+        """Record the user's answer to a question: ``choice`` 0 or 1 is the option they
+        prefer (``strength="much"`` or ``"slightly"`` if they said how much), ``"both_fine"``
+        or ``"neither"`` that neither is better. Graded answers carry more than a bit: the
+        likelihood reads each as an interval of the utility difference
+        (:func:`.learning.judgement_bounds`); a plain 0 or 1 is the binary Bradley-Terry
+        answer."""
+        judgement = _judgement(choice, strength)
         if question_id not in self._index:
             raise InvalidInput(f"unknown question id {question_id!r} for this pool")
         i = self._index[question_id]
         q = self._questions[i]
-        chosen, rejected = q.options[preferred_index], q.options[1 - preferred_index]
-        d = self._diffs[i] if preferred_index == 0 else -self._diffs[i]
-        pref = make_preference(q.prompt, chosen, rejected, source="onboarding")
+        first = 1 if choice == 1 else 0  # ties keep the order shown
+        chosen, rejected = q.options[first], q.options[1 - first]
+        d = self._diffs[i] if first == 0 else -self._diffs[i]
+        pref = make_preference(q.prompt, chosen, rejected, source="onboarding",
+                               judgement=judgement)
         prior = self.learner.prior_for(self.user_id)
         refit = self.learner.unlearned_history(self.user_id)  # earlier history: use it too
         with self.store.transaction(self.user_id) as tx:
@@ -267,14 +367,46 @@ class Onboarding:
             if question_id in state.asked:
                 raise InvalidInput(f"question {question_id!r} was already answered")
             post = self.learner.posterior(tx.profile, prior=prior)
-            new_post = fit_posterior(post, d[None, :])
+            bounds = judgement_bounds([judgement])
+            new_post = fit_posterior(post, d[None, :], bounds=bounds)
+            predicted = _predicted(post, d, judgement, self.check_confidence)
             tx.append([pref])
             if not refit:  # else the refit below learns from everything (until it has run,
                 tx.update(**self.learner.fields(new_post))  # the history stays unlearned)
-            new_state = state.model_copy(update={"asked": [*state.asked, question_id],
-                                                 "pending": None})
+            new_state = state.model_copy(update={
+                "asked": [*state.asked, question_id], "pending": None, "pool_id": self.pool_id,
+                "confirmed": state.confirmed + 1 if predicted else 0})
             provisional = tx.profile.model_copy(update=self.learner.fields(new_post))
             tx.set_onboarding(new_state.model_copy(
                 update={"finished": self._finished(new_state, provisional)}))
         self._restart = False
         return self.learner.refit(self.user_id) if refit else tx.result
+
+
+def _predicted(post: Posterior, d: np.ndarray, judgement: str, confidence: float) -> bool:
+    """Whether the profile before an answer predicted it: the option chosen had at least
+    ``confidence`` chance (a tie is never a confirmation)."""
+    if judgement in ("both_fine", "neither"):
+        return False
+    return float(preference_probability(post, d[None, :])[0]) >= confidence
+
+
+# What a person can answer: 0 or 1, with a strength, or a tie.
+Answer = int | tuple[int, Literal["much", "slightly"]] | Literal["both_fine", "neither"]
+_STRENGTHS = {None: "better", "much": "much_better", "slightly": "slightly_better"}
+
+
+def _judgement(choice: object, strength: object) -> str:
+    """The stored judgement of an onboarding answer (InvalidInput for anything else)."""
+    if choice in ("both_fine", "neither"):
+        if strength is not None:
+            raise InvalidInput(f"a {choice!r} answer takes no strength; strength is for "
+                               "choice 0 or 1")
+        return str(choice)
+    if isinstance(choice, bool) or choice not in (0, 1):
+        raise InvalidInput(f"choice must be 0 (first option), 1 (second), 'both_fine' or "
+                           f"'neither', not {choice!r:.40}")
+    if strength not in _STRENGTHS:
+        raise InvalidInput(f"strength must be 'much', 'slightly' or None, not "
+                           f"{strength!r:.40}")
+    return _STRENGTHS[strength]  # type: ignore[index]

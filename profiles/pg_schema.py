@@ -58,8 +58,8 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ALTER TABLE profiles ADD COLUMN summary_preferences integer NOT NULL DEFAULT 0",
         "ALTER TABLE profiles ADD COLUMN summary_stale boolean NOT NULL DEFAULT false",
         "ALTER TABLE profiles ADD COLUMN summary_digest text",
-        "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
-        "WHERE summary <> ''",
+        ("UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
+         "WHERE summary <> ''"),
     )),
     ("m005_generations", (
         """CREATE TABLE generations (
@@ -80,5 +80,9 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             created_at timestamptz NOT NULL
         )""",
         "CREATE INDEX idx_ratings_user_id_id ON ratings (user_id, id)",
+    )),
+    ("m006_preference_judgement", (
+        # Preference.judgement; rows from before graded answers were plain choices
+        "ALTER TABLE preferences ADD COLUMN judgement text NOT NULL DEFAULT 'better'",
     )),
 )

@@ -85,8 +85,8 @@ def m004_summary_meta(db: Database) -> None:
                 "ALTER TABLE profiles ADD COLUMN summary_preferences INTEGER NOT NULL DEFAULT 0",
                 "ALTER TABLE profiles ADD COLUMN summary_stale INTEGER NOT NULL DEFAULT 0",
                 "ALTER TABLE profiles ADD COLUMN summary_digest TEXT",
-                "UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
-                "WHERE summary <> ''"):
+                ("UPDATE profiles SET summary_source = 'user', summary_written_at = updated_at "
+                 "WHERE summary <> ''")):
         db.execute(sql)
 
 
@@ -102,3 +102,10 @@ def m005_generations(db: Database) -> None:
                "REFERENCES profiles (user_id), prompt TEXT NOT NULL, answer TEXT NOT NULL, "
                "rating TEXT NOT NULL, created_at TEXT NOT NULL)")
     db.execute("CREATE INDEX idx_ratings_user_id_id ON ratings (user_id, id)")
+
+
+@MIGRATIONS()
+def m006_preference_judgement(db: Database) -> None:
+    # How each pairwise answer compares the two responses (Preference.judgement): rows from
+    # before graded answers were plain choices, 'better'.
+    db.execute("ALTER TABLE preferences ADD COLUMN judgement TEXT NOT NULL DEFAULT 'better'")

@@ -109,7 +109,8 @@ def calibrate_beta(coefficients: np.ndarray, diffs: np.ndarray, agreement: float
 
 
 def synthetic_texts(n: int, *, seed: int = 0) -> list[str]:
-    """``n`` varied answers recombined from the question bank's sentences: 1-6 sentences,
+    """``n`` varied answers recombined from the sentences of the question bank's hand-written
+    ``general`` items (stable as the bank grows): 1-6 sentences,
     as prose or as a list, sometimes with a warm opener, a hedge, an example or an emoji, so
     that the base attributes vary independently. Offline and fast (for tests and benchmarks)."""
     import re
@@ -117,7 +118,7 @@ def synthetic_texts(n: int, *, seed: int = 0) -> list[str]:
     from .onboarding import question_bank
 
     rng = np.random.default_rng(seed)
-    sentences = sorted({s.strip(" -0123456789.") for item in question_bank()
+    sentences = sorted({s.strip(" -0123456789.") for item in question_bank(["general"])
                         for r in item.responses for s in re.split(r"(?<=[.!?])\s+|\n", r)
                         if len(s.split()) >= 3})
     openers = ["Great question!", "I'm happy to help!", "Sure.", "Honestly,", ""]

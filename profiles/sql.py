@@ -55,13 +55,13 @@ PROFILE_COLUMNS = (
     "preference_count, created_at, updated_at, summary_source, summary_written_at, "
     "summary_preferences, summary_stale, summary_digest"
 )
-PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at"
+PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at, judgement"
 _INSERT_GENERATION = ("INSERT INTO generations (id, user_id, prompt, answer, created_at) "
                       "VALUES (?, ?, ?, ?, ?)")
 _INSERT_RATING = ("INSERT INTO ratings (user_id, prompt, answer, rating, created_at) "
                   "VALUES (?, ?, ?, ?, ?)")
 _INSERT_PREFERENCE = (f"INSERT INTO preferences (user_id, {PREFERENCE_COLUMNS}, append_key) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 # Profiles that count towards a reward set's population: learned ones of that exact version.
 POPULATION_FILTER = ("reward_set_id = ? AND reward_set_version = ? AND covariance IS NOT NULL "
@@ -701,7 +701,7 @@ def read_preferences(conn: Connection, user_id: str) -> list[Preference]:
         (user_id,),
     ).fetchall()
     return [Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
-                       created_at=_when(r[5])) for r in rows]
+                       created_at=_when(r[5]), judgement=r[6]) for r in rows]
 
 
 def _cutoff(max_age_s: float) -> str:
@@ -763,7 +763,8 @@ def json_or_none(value: Any) -> str | None:
 
 
 def preference_row(p: Preference) -> tuple[Any, ...]:
-    return (p.prompt, p.chosen, p.rejected, p.reason, p.source, p.created_at.isoformat())
+    return (p.prompt, p.chosen, p.rejected, p.reason, p.source, p.created_at.isoformat(),
+            p.judgement)
 
 
 def _when(value: str | datetime) -> datetime:

@@ -51,6 +51,12 @@ _SYSTEM = (
     "at most {chars} characters, no preamble.")
 
 
+# How a graded answer is shown to the summarizer: ties have no preferred option.
+_TAGS = {"both_fine": ("option", "option"), "neither": ("option", "option")}
+_JUDGEMENT_WORDS = {"much_better": "preferred by far", "slightly_better": "preferred slightly",
+                    "both_fine": "both fine", "neither": "neither good"}
+
+
 class SummarizerSettings(BaseModel):
     """Length limits of the summarizer's prompts and summaries."""
 
@@ -102,10 +108,12 @@ class Summarizer:
             lines += ["<learned_tendencies>", *strengths, "</learned_tendencies>"]
         lines.append("<choices>")
         for i, p in enumerate(batch, start=1):
-            lines += [f'<choice n="{i}">',
+            first, second = _TAGS.get(p.judgement, ("preferred", "rejected"))
+            lines += [f'<choice n="{i}">' if p.judgement == "better" else
+                      f'<choice n="{i}" judgement="{_JUDGEMENT_WORDS[p.judgement]}">',
                       f"<question>{quote(p.prompt, per_item)}</question>",
-                      f"<preferred>{quote(p.chosen, per_item)}</preferred>",
-                      f"<rejected>{quote(p.rejected, per_item)}</rejected>"]
+                      f"<{first}>{quote(p.chosen, per_item)}</{first}>",
+                      f"<{second}>{quote(p.rejected, per_item)}</{second}>"]
             if p.reason:
                 lines.append(f"<reason>{quote(p.reason, per_item)}</reason>")
             lines.append("</choice>")

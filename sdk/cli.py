@@ -184,9 +184,15 @@ def _short(text: str, width: int = 160) -> str:
 @click.option("--questions", default=10, show_default=True, help="At most this many.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the simulated answers.")
 @click.option("--restart", is_flag=True, help="Start over (earlier answers are kept).")
+@click.option("--domain", "domains", multiple=True,
+              help="Ask only the question bank's prompts of this domain (repeatable): "
+                   "general, everyday, work, tech, learning.")
 def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
-            restart: bool) -> None:
-    """Onboard USER: pairwise questions chosen by active learning; answer 1 or 2.
+            restart: bool, domains: tuple[str, ...]) -> None:
+    """Onboard USER: pairwise questions chosen by active learning.
+
+    Answer 1 or 2; 1+ / 2+ for "much better", 1- / 2- for "slightly better", = for "both
+    fine", 0 for "neither".
 
     The session is saved after every answer: run the command again to resume.
 
@@ -201,11 +207,12 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
         simulated = SimulatedUser(taste_vector(taste, rewards.names), beta=2.0, seed=seed)
     console = _console()
     with Personalizer(db, rewards=rewards) as p:
-        session = p.onboarding(user, max_questions=questions, restart=restart)
+        session = p.onboarding(user, max_questions=questions, restart=restart,
+                               domains=list(domains) or None)
         step = [len(session.state.asked)]
         simulate = None if simulated is None else simulated.chooser(rewards)
 
-        def ask(q: Any) -> int:
+        def ask(q: Any) -> Any:
             step[0] += 1
             console.print(f"\n[bold]Question {step[0]}[/] — {q.prompt}")
             for i, option in enumerate(q.options, start=1):
@@ -214,13 +221,20 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
                 choice = simulate(q)
                 console.print(f"  → {choice + 1} (simulated '{taste}' user)")
                 return choice
-            return int(click.prompt("  Which do you prefer?", type=click.Choice(["1", "2"]),
-                                    show_choices=True)) - 1
+            reply = click.prompt("  Which do you prefer?", show_choices=True,
+                                 type=click.Choice(list(_REPLIES)))
+            return _REPLIES[reply]
 
         profile = session.run(ask)
         console.print(f"\n[bold]Onboarding of {user} complete[/] "
                       f"({len(session.state.asked)} answers).\n")
         console.print(profile_view(profile))
+
+
+# The onboarding prompt's replies and the answers they stand for.
+_REPLIES: dict[str, Any] = {"1": 0, "2": 1, "1+": (0, "much"), "2+": (1, "much"),
+                            "1-": (0, "slightly"), "2-": (1, "slightly"), "=": "both_fine",
+                            "0": "neither"}
 
 
 @main.command()

@@ -33,7 +33,13 @@ from personalizer.profiles import (
 )
 from personalizer.profiles.conditioning import condition, profile_block, profile_request
 from personalizer.profiles.learner import make_preference
-from personalizer.profiles.models import Rating, StoredGeneration, summary_by_person, utcnow
+from personalizer.profiles.models import (
+    Judgement,
+    Rating,
+    StoredGeneration,
+    summary_by_person,
+    utcnow,
+)
 from personalizer.profiles.summaries import Summarizer
 
 from ._boundary import Unchecked, convert, public_api
@@ -318,8 +324,13 @@ class Personalizer:
         return self.store.list_profiles(limit=limit, after=after)
 
     def record_preference(self, user_id: str, prompt: str, chosen: str, rejected: str, *,
-                          reason: str | None = None, source: str = "feedback") -> Profile:
+                          reason: str | None = None, source: str = "feedback",
+                          judgement: Judgement = "better") -> Profile:
         """Remember that ``user_id`` preferred ``chosen`` over ``rejected`` for ``prompt``.
+
+        ``judgement`` grades the answer: ``"better"`` (a plain choice, the default),
+        ``"much_better"``, ``"slightly_better"``, or a tie, ``"both_fine"`` or ``"neither"``
+        (then ``chosen`` and ``rejected`` are just the first and second response shown).
 
         Creates the profile on first use. With ``rewards``, the coefficients' posterior is
         updated in the same transaction. Returns the updated profile.
@@ -327,9 +338,11 @@ class Personalizer:
         validate_user_id(user_id)
         if self._learner is not None:
             profile = self._learner.record_preference(user_id, prompt, chosen, rejected,
-                                                      reason=reason, source=source)
+                                                      reason=reason, source=source,
+                                                      judgement=judgement)
         else:
-            pref = make_preference(prompt, chosen, rejected, reason=reason, source=source)
+            pref = make_preference(prompt, chosen, rejected, reason=reason, source=source,
+                                   judgement=judgement)
             profile = self.store.append_preferences(user_id, [pref])
         return self._refresh_summary(profile)
 

@@ -281,7 +281,7 @@ def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
     names = [r[0] for r in conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
     assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys",
-                     "m004_summary_meta", "m005_generations"]
+                     "m004_summary_meta", "m005_generations", "m006_preference_judgement"]
     conn.close()
 
 
@@ -310,28 +310,33 @@ def test_env_var_sets_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "from-env.db").exists()
 
 
-def test_version_1_and_2_exports_still_import(store: SQLProfileStore) -> None:
+def test_version_1_to_4_exports_still_import(store: SQLProfileStore) -> None:
     from personalizer.profiles.export import SUMMARY_FIELDS
 
     store.append_preferences("alice", [pref(0)])
     store.modify("alice", lambda p: p.model_copy(update={"summary": "Likes it short."}))
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 4 and doc["onboarding"] is None
-    v3 = {k: v for k, v in doc.items() if k not in ("generations", "ratings")} | {
+    assert doc["schema_version"] == 5 and doc["onboarding"] is None
+    v4 = doc | {"schema_version": 4, "preferences": [
+        {k: v for k, v in p.items() if k != "judgement"} for p in doc["preferences"]]}
+    v3 = {k: v for k, v in v4.items() if k not in ("generations", "ratings")} | {
         "schema_version": 3}
     v2 = v3 | {"schema_version": 2, "profile": {
         k: v for k, v in doc["profile"].items() if k not in SUMMARY_FIELDS}}
     v1 = {k: v for k, v in v2.items() if k != "onboarding"} | {"schema_version": 1}
-    for old in (v1, v2, v3):
+    for old in (v1, v2, v3, v4):
         store.delete("alice")
         back = store.import_profile(old)
         assert back.preference_count == 1 and back.summary == "Likes it short."
+        assert [p.judgement for p in store.preferences("alice")] == ["better"]
         # a summary from before summaries had an author is the person's: never overwritten
         assert back.summary_source == "user" and not back.summary_stale
     with pytest.raises(InvalidProfileData, match="new in schema version 3"):
         store.import_profile(v3 | {"schema_version": 2}, replace=True)
     with pytest.raises(InvalidProfileData, match="new in schema version 4"):
-        store.import_profile(doc | {"schema_version": 3}, replace=True)
+        store.import_profile(v4 | {"schema_version": 3}, replace=True)
+    with pytest.raises(InvalidProfileData, match="judgement is new in schema version 5"):
+        store.import_profile(doc | {"schema_version": 4}, replace=True)
 
 
 def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:

@@ -18,6 +18,7 @@ from personalizer.cli import main
 from personalizer.profiles import (
     BLOCK_END,
     BLOCK_START,
+    EXPORT_SCHEMA_VERSION,
     Summarizer,
     SummarizerSettings,
     default_reward_set,
@@ -193,7 +194,8 @@ def test_summary_metadata_survives_export_and_import_across_stores(
         record(p, "alice", 0)
         written = p.update_summary("alice")
         doc = p.export_profile("alice")
-    assert doc["schema_version"] == 4 and doc["profile"]["summary_source"] == "summarizer"
+    assert doc["schema_version"] == EXPORT_SCHEMA_VERSION
+    assert doc["profile"]["summary_source"] == "summarizer"
     with Personalizer(tmp_path / "other.db") as q:
         back = q.import_profile(doc)
     assert back == written
@@ -403,3 +405,19 @@ def test_a_hosted_judge_retries_an_unparseable_verdict(server: ProviderServer) -
         judge = JudgeReward(gen(server), finish="parse", samples=samples)
         assert judge.score("How do I sleep?", ["Keep a fixed bedtime."]) == [7.0]
     assert server.requests[-1].body.get("temperature") == 0.8  # sampled, as asked
+
+
+def test_graded_answers_reach_the_summarizer_as_what_they_said() -> None:
+    from personalizer.profiles import Preference
+    from personalizer.testing import ScriptedGenerator
+
+    summarizer = Summarizer(ScriptedGenerator(lambda messages: "ok"))
+    batch = [Preference(prompt="Q?", chosen="a", rejected="b", judgement="both_fine"),
+             Preference(prompt="Q?", chosen="c", rejected="d", judgement="much_better"),
+             Preference(prompt="Q?", chosen="e", rejected="f")]
+    text = summarizer.prompt("", [], batch)[1].content
+    tie, much, plain = text.split("<choice ")[1:]
+    assert 'judgement="both fine"' in tie and "<preferred>" not in tie
+    assert tie.count("<option>") == 2
+    assert 'judgement="preferred by far"' in much and "<preferred>c</preferred>" in much
+    assert "judgement" not in plain and "<rejected>f</rejected>" in plain

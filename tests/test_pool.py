@@ -1,0 +1,166 @@
+"""The shipped question pool (domains, one-attribute rewrites), the frozen default reward set,
+the built-in prior, graded onboarding answers and early stopping, on real SQLite files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from personalizer.errors import InvalidInput
+from personalizer.profiles import (
+    Onboarding,
+    ProfileLearner,
+    SimulatedUser,
+    default_reward_set,
+    question_bank,
+)
+from personalizer.profiles.learning import Posterior
+from personalizer.profiles.onboarding import domains
+from personalizer.profiles.pool import (
+    as_list,
+    clean_answer,
+    formal,
+    hedged,
+    shorter,
+    variant_answers,
+    warmer,
+)
+from personalizer.profiles.priors import shipped_prior
+from personalizer.profiles.simulate import taste_vector
+
+BASE = ("Getting better sleep is important. Keep a fixed bedtime, even at weekends. "
+        "Don't use screens for the last hour before bed! Keep the bedroom cool and dark.")
+
+
+@pytest.fixture(scope="module")
+def rewards():  # noqa: ANN201
+    return default_reward_set()
+
+
+def feature(rewards, name: str, text: str) -> float:  # noqa: ANN001
+    return float(rewards.features("How do I get better sleep?", [text])[0][
+        rewards.names.index(name)])
+
+
+def test_rewrites_move_their_attribute_and_keep_the_content(rewards) -> None:  # noqa: ANN001
+    assert shorter(BASE, prompt="How do I get better sleep?") == \
+        "Keep a fixed bedtime, even at weekends."  # skips the restated question
+    listed = as_list(BASE)
+    assert listed.splitlines()[1] == "- Keep a fixed bedtime, even at weekends"
+    moves = {"structure": listed, "warmth": warmer(BASE), "hedging": hedged(BASE),
+             "formality": formal(BASE)}
+    for name, text in moves.items():
+        assert feature(rewards, name, text) > feature(rewards, name, BASE) + 0.3, name
+    assert feature(rewards, "verbosity", shorter(BASE)) < feature(rewards, "verbosity", BASE)
+    assert "Do not use screens" in formal(BASE) and "!" not in formal(BASE)
+    assert "bedroom cool and dark" in warmer(BASE) and "bedroom cool and dark" in hedged(BASE)
+    variants = variant_answers(BASE, prompt="How do I get better sleep?")
+    assert list(variants)[0] == "base" and len(set(variants.values())) == len(variants)
+
+
+def test_clean_answer_turns_a_rambling_list_into_finished_prose() -> None:
+    raw = ("Here is how:\n\n1. **Traps**: Use a vinegar trap.\n2. **Traps**: Use a vinegar "
+           "trap.\n3. Take out the trash daily.\n4. Keep the fruit in the")
+    assert clean_answer(raw) == "Traps: Use a vinegar trap. Take out the trash daily."
+    assert clean_answer("One. Two three four five six.", max_words=2) == "One."
+
+
+def test_the_shipped_bank_has_domains_and_isolating_rewrites(rewards) -> None:  # noqa: ANN001
+    bank = question_bank()
+    assert domains()[0] == "general" and {"everyday", "work", "tech", "learning"} <= set(
+        domains())
+    pairs = sum(len(i.responses) * (len(i.responses) - 1) // 2 for i in bank)
+    assert pairs >= 500
+    tech = question_bank(["tech"])
+    assert tech and {i.domain for i in tech} == {"tech"}
+    assert question_bank("work") == question_bank(["work"])
+    with pytest.raises(InvalidInput, match="unknown question-bank domain"):
+        question_bank(["astrology"])
+    # the bank's features are far less correlated than the first bank's four styles
+    feats = np.concatenate([rewards.features(i.prompt, i.responses) for i in bank])
+    first = np.concatenate([rewards.features(i.prompt, i.responses) for i in bank[:8]])
+    names = rewards.names
+    v, w = names.index("verbosity"), names.index("warmth")
+    assert abs(np.corrcoef(feats[:, v], feats[:, w])[0, 1]) < \
+        abs(np.corrcoef(first[:, v], first[:, w])[0, 1])
+
+
+def test_the_default_reward_set_version_is_frozen(rewards) -> None:  # noqa: ANN001
+    # stored coefficients refer to this version: a new question bank must never move it
+    assert rewards.version == "1-4e186394"
+
+
+def test_onboarding_by_domain_asks_only_that_domain(store, rewards) -> None:  # noqa: ANN001
+    ob = Onboarding(store, rewards, "dev", domains=["tech"], max_questions=3)
+    prompts = {i.prompt for i in question_bank(["tech"])}
+    ob.run(lambda q: 0)
+    assert {p.prompt for p in store.preferences("dev")} <= prompts
+    with pytest.raises(InvalidInput, match="either pool= .* or domains="):
+        Onboarding(store, rewards, "dev2", pool=[{"prompt": "p", "responses": ["a", "b"]}],
+                   domains=["tech"])
+
+
+def test_a_session_resumes_on_a_pool_that_still_holds_its_questions(store, rewards) -> None:  # noqa: ANN001
+    first = list(question_bank()[:8])
+    ob = Onboarding(store, rewards, "old", pool=first)
+    q = ob.next_question()
+    ob.answer(q.id, 0)
+    pending = ob.next_question()
+    again = Onboarding(store, rewards, "old")  # the grown shipped bank
+    assert again.next_question() == pending
+    again.answer(pending.id, 1)
+    assert again.state.pool_id == again.pool_id and len(again.state.asked) == 2
+
+
+def test_shipped_prior_is_used_before_20_users_and_only_for_its_set(store, rewards) -> None:  # noqa: ANN001
+    from personalizer.backends.rewards import attribute_reward_set
+
+    shipped = shipped_prior(rewards)
+    assert shipped is not None and shipped.dim == len(rewards)
+    assert np.all(np.diag(shipped.cov) > 0.1)
+    learner = ProfileLearner(store, rewards)
+    assert np.allclose(learner.prior().cov, shipped.cov)
+    standard = ProfileLearner(store, rewards, prior="standard")
+    assert np.allclose(standard.prior().cov, np.eye(len(rewards)))
+    assert shipped_prior(attribute_reward_set()) is None  # another version: N(0, I)
+    with pytest.raises(InvalidInput, match="prior must be"):
+        ProfileLearner(store, rewards, prior="mine")  # type: ignore[arg-type]
+
+
+def test_graded_answers_are_stored_and_weigh_more_or_less(store, rewards) -> None:  # noqa: ANN001
+    item = question_bank()[0]
+    pool = [{"prompt": item.prompt, "responses": [item.responses[0], item.responses[2]]}]
+    verbosity = {}
+    for user, reply in (("plain", 0), ("much", (0, "much")), ("slight", (0, "slightly"))):
+        ob = Onboarding(store, rewards, user, pool=pool, min_questions=1, prior="standard")
+        ob.run(lambda q, r=reply: r)
+        verbosity[user] = store.get(user).coefficients["verbosity"]
+    assert verbosity["much"] < verbosity["plain"] < 0  # the short answer was chosen
+    assert [p.judgement for p in store.preferences("much")] == ["much_better"]
+    ob = Onboarding(store, rewards, "tie", pool=pool, min_questions=1, prior="standard")
+    ob.run(lambda q: "both_fine")
+    tie = store.preferences("tie")[0]
+    assert tie.judgement == "both_fine" and tie.chosen == ob._questions[0].options[0]
+    assert abs(store.get("tie").coefficients["verbosity"]) < 1e-9  # no direction learned
+    bad = Onboarding(store, rewards, "bad", pool=pool, min_questions=1)
+    q = bad.next_question()
+    for choice, strength, match in ((2, None, "choice"), (0, "very", "strength"),
+                                    ("neither", "much", "takes no strength")):
+        with pytest.raises(InvalidInput, match=match):
+            bad.answer(q.id, choice, strength=strength)  # type: ignore[arg-type]
+    assert store.preferences("bad") == []
+
+
+def test_early_stopping_stops_a_clear_person_and_not_a_noisy_one(store, rewards) -> None:  # noqa: ANN001
+    taste = taste_vector("terse", rewards.names) * 2.0
+    asked = {}
+    for who, beta in (("clear", 4.0), ("noisy", 0.05)):
+        for seed in range(4):
+            user = SimulatedUser(taste, beta=beta, seed=seed)
+            ob = Onboarding(store, rewards, f"{who}-{seed}", max_questions=12)
+            ob.run(user.chooser(rewards))
+            asked.setdefault(who, []).append(len(ob.state.asked))
+    # a clear person confirms two check questions after the first three answers and is done
+    assert asked["clear"] == [5, 5, 5, 5]
+    # one who answers at random rarely confirms two predictions in a row: asked on
+    assert np.mean(asked["noisy"]) > 8.5 and min(asked["noisy"]) >= 5
