@@ -8,7 +8,10 @@ answer is then rewritten along single attributes (:mod:`personalizer.profiles.po
 as a list, warmer, hedged, formal, and two mixed rewrites). The eight hand-written items of
 the first bank are kept as they were (domain ``general``), so sessions started on it resume.
 Prompts are grouped by application domain (``Onboarding(domains=...)``); none is a prompt of
-the benchmarks' held-out sets (bench/onboarding_people.py, bench/quality.py).
+the benchmarks' held-out sets (bench/onboarding_people.py, bench/quality.py). The model's
+answers are kept in the file (``model_answers``), so ``--rewrite-only`` redoes the rewrites
+after a change to :mod:`personalizer.profiles.pool` without the model (seconds, not ~15
+minutes).
 """
 
 from __future__ import annotations
@@ -66,39 +69,55 @@ EXTRA = {"example": "Include one concrete example.",
          "technical": "Include technical details and precise terms."}
 
 
+def build(answers: dict[str, dict[str, str]], first: list[dict]) -> dict:
+    """The bank from the model's answers (prompt -> base / example / technical)."""
+    items = [{**q, "domain": "general"} for q in first]
+    i = 0
+    for domain, prompts in DOMAINS.items():
+        for prompt in prompts:
+            got = answers[prompt]
+            texts = list(variant_answers(got["base"], i, prompt=prompt).values()) \
+                if got["base"] else []
+            for name in EXTRA:
+                if got.get(name) and got[name] not in texts:
+                    texts.append(got[name])
+            if len(texts) >= 2:
+                items.append({"prompt": prompt, "domain": domain, "responses": texts})
+            i += 1
+    return {"version": "2", "questions": items, "model_answers": answers}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="profiles/data/question_bank.json")
     ap.add_argument("--max-new-tokens", type=int, default=140)
+    ap.add_argument("--rewrite-only", action="store_true",
+                    help="reuse the model answers stored in --out; only redo the rewrites")
     args = ap.parse_args()
-    from personalizer.backends import LocalGenerator
-
     out = Path(args.out)
-    first = [q for q in json.loads(out.read_text())["questions"]
-             if q.get("domain", "general") == "general"][:8]
-    gen = LocalGenerator.smollm2()
-    items = [{**q, "domain": "general"} for q in first]
-    t0 = time.perf_counter()
-    i = 0
-    for domain, prompts in DOMAINS.items():
-        for prompt in prompts:
-            def ask(text: str) -> str:
-                g = gen.generate([{"role": "user", "content": text}],
-                                 max_new_tokens=args.max_new_tokens)
-                return clean_answer(g.text)
+    old = json.loads(out.read_text())
+    first = [q for q in old["questions"] if q.get("domain", "general") == "general"][:8]
+    if args.rewrite_only:
+        answers = old["model_answers"]
+    else:
+        from personalizer.backends import LocalGenerator
 
-            base = ask(prompt)
-            answers = list(variant_answers(base, i, prompt=prompt).values())
-            for instruction in EXTRA.values():
-                text = ask(f"{prompt} {instruction}")
-                if text and text not in answers:
-                    answers.append(text)
-            items.append({"prompt": prompt, "domain": domain, "responses": answers})
-            i += 1
-            print(f"{time.perf_counter() - t0:6.0f}s {domain:<9} {len(answers)} answers  "
-                  f"{prompt}", flush=True)
-    data = {"version": "2", "questions": items}
+        gen = LocalGenerator.smollm2()
+        answers = {}
+        t0 = time.perf_counter()
+        for domain, prompts in DOMAINS.items():
+            for prompt in prompts:
+                def ask(text: str) -> str:
+                    g = gen.generate([{"role": "user", "content": text}],
+                                     max_new_tokens=args.max_new_tokens)
+                    return clean_answer(g.text)
+
+                answers[prompt] = {"base": ask(prompt)} | {
+                    name: ask(f"{prompt} {instruction}") for name, instruction in EXTRA.items()}
+                print(f"{time.perf_counter() - t0:6.0f}s {domain:<9} {prompt}", flush=True)
+    data = build(answers, first)
     out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    items = data["questions"]
     print(f"wrote {out}: {len(items)} prompts, "
           f"{sum(len(q['responses']) * (len(q['responses']) - 1) // 2 for q in items)} pairs")
 

@@ -2,7 +2,7 @@
 (``profiles/data/attributes_prior.json``): the population prior a newcomer starts from
 before an application has the 20 users of its own that the population prior needs.
 
-    .venv/bin/python bench/make_prior.py [--people 400] [--out profiles/data/attributes_prior.json]
+    .venv/bin/python bench/make_prior.py [--people 300] [--out profiles/data/attributes_prior.json]
 
 The population is simulated: each person's taste is a random sparse mix of *text measures*
 (sentence count, characters, list items, exclamation and question marks, second-person
@@ -54,7 +54,7 @@ def person_utility(rng: np.random.Generator, keys: list[str]):  # noqa: ANN201
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--people", type=int, default=400)
+    ap.add_argument("--people", type=int, default=300)
     ap.add_argument("--beta", type=float, default=2.0)
     ap.add_argument("--out", default="profiles/data/attributes_prior.json")
     ap.add_argument("--floor", type=float, default=0.25,

@@ -205,9 +205,9 @@ def run_person(taste: str, seed: int, beta: float, rewards: object, *,
     answer = answerer(utility, beta, seed, graded)
     pairs, truth = scored_pairs(utility)
     out: dict = {"acc": {}, "coef": {}}
-    with Personalizer(":memory:", rewards=rewards) as p:
+    with Personalizer(":memory:", rewards=rewards, prior=prior) as p:
         session = p.onboarding("person", max_questions=max(CHECKPOINTS),
-                               min_questions=max(CHECKPOINTS), pool=pool, prior=prior)
+                               min_questions=max(CHECKPOINTS), pool=pool)
         for asked in range(1, max(CHECKPOINTS) + 1):
             q = session.next_question()
             reply = answer(q)
@@ -231,8 +231,8 @@ def run_stopping(taste: str, seed: int, beta: float, rewards: object, *,
     """Questions asked and accuracy at the stop, with Onboarding's default stopping."""
     utility = TASTES[taste]
     pairs, truth = scored_pairs(utility)
-    with Personalizer(":memory:", rewards=rewards) as p:
-        session = p.onboarding("person", pool=pool, prior=prior, **options)
+    with Personalizer(":memory:", rewards=rewards, prior=prior) as p:
+        session = p.onboarding("person", pool=pool, **options)
         session.run(answerer(utility, beta, seed, graded))
         return len(session.state.asked), accuracy(p, pairs, truth)
 

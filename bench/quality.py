@@ -135,7 +135,7 @@ def onboard(p: Any, user: str, utility: Any, agreement: float, seed: int) -> dic
     beta and the session are refined together, three times)."""
     from personalizer.profiles import question_bank
 
-    margins = [abs(utility(a) - utility(b)) for item in question_bank()
+    margins = [abs(utility(a) - utility(b)) for item in question_bank(["general"])
                for i, a in enumerate(item.responses) for b in item.responses[i + 1:]]
     beta = _beta_for(np.array([m for m in margins if m > 0]), agreement)
     for _ in range(3):

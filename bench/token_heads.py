@@ -52,8 +52,8 @@ STRATEGIES = ("token heads w=1", "token heads w=2", "text ARGS", "best-of-4")
 def samples(gen: Any, max_new_tokens: int) -> list[tuple[str, str]]:
     from personalizer.profiles import question_bank
 
-    out = [(item.prompt, r) for item in question_bank() for r in item.responses]
-    prompts = list(dict.fromkeys([item.prompt for item in question_bank()] + TRAIN_PROMPTS))
+    out = [(item.prompt, r) for item in question_bank(["general"]) for r in item.responses]
+    prompts = list(dict.fromkeys([item.prompt for item in question_bank(["general"])] + TRAIN_PROMPTS))
     for prompt in prompts:
         for request in REQUESTS:
             asked = prompt if request is None else f"{prompt} {request}"

@@ -1,7 +1,8 @@
 """The profile export format: one user's profile and full preference history as JSON.
 
 Schema ``personalizer.profile-export``, version 5. Older versions are still read: version 4
-files have no preference ``judgement`` (every preference in them is a plain ``"better"``),
+files have no preference ``judgement`` (every preference in them is a plain ``"better"``) and
+no onboarding ``confirmed`` count (0),
 version 3 files no ``generations`` or ``ratings`` either, version 2 files no summary metadata
 either (a summary in them counts as the person's own), version 1 files no ``onboarding``
 key::
@@ -29,7 +30,8 @@ key::
          "source": "feedback", "created_at": "...",
          "judgement": "better"}         # or much_better, slightly_better, both_fine, neither
       ],
-      "onboarding": null,               # or the OnboardingState: pool, asked ids, pending id
+      "onboarding": null,               # or the OnboardingState: pool, asked ids, pending id,
+                                        # confirmed (check answers predicted in a row)
       "generations": [                  # answers kept for feedback (retention-limited)
         {"id": "<32 hex>", "prompt": "...", "answer": "...", "created_at": "..."}
       ],
@@ -142,6 +144,11 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
             raise InvalidProfileData(
                 f"invalid profile export: preferences.{graded[0]}.judgement is new in schema "
                 f"version 5, but the file says version {version}")
+    if version in (1, 2, 3, 4) and isinstance(data.get("onboarding"), Mapping) and \
+            "confirmed" in data["onboarding"]:
+        raise InvalidProfileData(
+            "invalid profile export: onboarding.confirmed is new in schema version 5, but "
+            f"the file says version {version}")
     try:
         return ProfileExport.model_validate(data)
     except ValidationError as exc:

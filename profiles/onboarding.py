@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -63,6 +66,9 @@ ANSWER_STYLES: tuple[tuple[str, str | None], ...] = (
 )
 
 
+_DOMAIN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
 class PoolItem(BaseModel):
     """A prompt with 2-12 alternative responses; every pair of them is a candidate question."""
 
@@ -70,7 +76,7 @@ class PoolItem(BaseModel):
 
     prompt: str = Field(min_length=1)
     responses: list[str] = Field(min_length=2, max_length=12)
-    domain: str = Field(default="general", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+    domain: str = Field(default="general", pattern=_DOMAIN,
                         description="The application domain it belongs to.")
 
     @field_validator("responses")
@@ -115,6 +121,9 @@ def question_bank(domains: Sequence[str] | None = None) -> tuple[PoolItem, ...]:
     if isinstance(domains, str):
         domains = [domains]
     known = {item.domain for item in bank}
+    if not domains:
+        raise InvalidInput(f"domains is empty; pass None for the whole bank, or some of "
+                           f"{sorted(known)}")
     unknown = [d for d in domains if d not in known]
     if unknown:
         raise InvalidInput(f"unknown question-bank domain(s) {unknown}; the bank has "
@@ -153,6 +162,9 @@ def generate_pool(generator: Any, prompts: Sequence[str], *,
     kept once; prompts with fewer than two different answers are dropped."""
     from .pool import clean_answer, variant_answers
 
+    if not isinstance(domain, str) or not re.fullmatch(_DOMAIN, domain):
+        raise InvalidInput(f"domain {domain!r:.40} must be 1-32 lowercase letters, digits, "
+                           "'_' or '-', starting with a letter (e.g. 'support')")
     items = []
     for k, prompt in enumerate(prompts):
         answers: list[str] = []
@@ -171,6 +183,32 @@ def generate_pool(generator: Any, prompts: Sequence[str], *,
     if not items:
         raise InvalidInput("the generator produced no prompt with two different answers")
     return items
+
+
+# Scored pools per reward set object: building a session on the shipped bank scores ~350
+# answers, once per reward set and pool, not once per session.
+_FEATURES: weakref.WeakKeyDictionary[Any, dict[str, list[np.ndarray]]] = \
+    weakref.WeakKeyDictionary()
+_FEATURES_LOCK = threading.Lock()
+
+
+def _pool_features(reward_set: Any, pool_id: str, items: Sequence[PoolItem]
+                   ) -> list[np.ndarray]:
+    """Each item's ``(responses, J)`` features under ``reward_set`` (cached while the set
+    lives)."""
+    try:
+        with _FEATURES_LOCK:
+            cached = _FEATURES.get(reward_set, {}).get(pool_id)
+    except TypeError:  # a reward set that cannot be weakly referenced: no cache
+        return [np.asarray(reward_set.features(i.prompt, i.responses)) for i in items]
+    if cached is None:
+        cached = [np.asarray(reward_set.features(i.prompt, i.responses)) for i in items]
+        with _FEATURES_LOCK:
+            per_set = _FEATURES.setdefault(reward_set, {})
+            if len(per_set) >= 8:
+                per_set.clear()
+            per_set[pool_id] = cached
+    return cached
 
 
 def _pool_items(pool: Sequence[PoolItem | dict[str, Any]] | None,
@@ -220,8 +258,8 @@ class Onboarding:
             [i.model_dump() for i in items]).encode()).hexdigest()[:16]
         self._questions: list[Question] = []
         diffs = []
-        for item in items:
-            feats = reward_set.features(item.prompt, item.responses)
+        features = _pool_features(reward_set, self.pool_id, items)
+        for item, feats in zip(items, features, strict=True):
             for a in range(len(item.responses)):
                 for b in range(a + 1, len(item.responses)):
                     qid = hashlib.sha256(json.dumps(
@@ -238,14 +276,27 @@ class Onboarding:
             pool_id=self.pool_id, max_questions=max_questions)
         self._restart = restart  # start over at the first answer (reading writes nothing)
         stored = store.onboarding_state(user_id)
-        same = stored is not None and (stored.reward_set_id, stored.reward_set_version) == (
-            reward_set.id, reward_set.version) and (
-            stored.pool_id == self.pool_id  # or a pool that still holds every question asked
-            or all(q in self._index for q in [*stored.asked, *filter(None, [stored.pending])]))
-        if stored is not None and not same and not restart:
+        if stored is not None and not self._compatible(stored) and not restart:
             raise InvalidInput(
                 f"{user_id!r} has an onboarding started with another question pool "
                 "or reward set; pass restart=True to start over (answers are kept)")
+
+    def _compatible(self, stored: OnboardingState) -> bool:
+        """Whether a stored state can go on here: the same reward set, and this pool or one
+        that still holds every question asked (and the one shown)."""
+        return (stored.reward_set_id, stored.reward_set_version) == (
+            self.rewards.id, self.rewards.version) and (
+            stored.pool_id == self.pool_id
+            or all(q in self._index for q in [*stored.asked, *filter(None, [stored.pending])]))
+
+    def _usable(self, state: OnboardingState) -> OnboardingState:
+        """``state``, or InvalidInput if another session (another pool) changed it since."""
+        if state is not self._fresh and not self._compatible(state):
+            raise InvalidInput(
+                f"{self.user_id!r}'s onboarding was changed meanwhile by a session with "
+                "another question pool or reward set; create the Onboarding again, or pass "
+                "restart=True to start over (answers are kept)")
+        return state
 
     # -- state (reading never writes: no profile is created, no lock is taken) -------------
 
@@ -292,7 +343,7 @@ class Onboarding:
 
     def next_question(self) -> Question:
         """The question to show now (the same one until it is answered)."""
-        state = self.state
+        state = self._usable(self.state)
         if state.finished:
             raise InvalidInput(f"onboarding of {self.user_id!r} is finished "
                                f"({len(state.asked)} answers); check .done before asking")
@@ -306,7 +357,7 @@ class Onboarding:
             i = select_question(post, self._diffs, asked=asked)
         question = self._questions[i]
         with self.store.transaction(self.user_id) as tx:
-            tx.set_onboarding(self._current(tx.onboarding).model_copy(
+            tx.set_onboarding(self._usable(self._current(tx.onboarding)).model_copy(
                 update={"pending": question.id, "pool_id": self.pool_id}))
         self._restart = False
         return question
@@ -360,7 +411,7 @@ class Onboarding:
         prior = self.learner.prior_for(self.user_id)
         refit = self.learner.unlearned_history(self.user_id)  # earlier history: use it too
         with self.store.transaction(self.user_id) as tx:
-            state = self._current(tx.onboarding)
+            state = self._usable(self._current(tx.onboarding))
             if state.finished:
                 raise InvalidInput(f"onboarding of {self.user_id!r} is finished "
                                    f"({len(state.asked)} answers)")
@@ -375,7 +426,9 @@ class Onboarding:
                 tx.update(**self.learner.fields(new_post))  # the history stays unlearned)
             new_state = state.model_copy(update={
                 "asked": [*state.asked, question_id], "pending": None, "pool_id": self.pool_id,
-                "confirmed": state.confirmed + 1 if predicted else 0})
+                # only check questions (asked after min_questions) count as confirmations
+                "confirmed": state.confirmed + 1
+                if predicted and len(state.asked) >= self.min_questions else 0})
             provisional = tx.profile.model_copy(update=self.learner.fields(new_post))
             tx.set_onboarding(new_state.model_copy(
                 update={"finished": self._finished(new_state, provisional)}))

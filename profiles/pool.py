@@ -48,6 +48,15 @@ _CONTRACTIONS = {"don't": "do not", "doesn't": "does not", "can't": "cannot",
 _CONNECTIVES = ("Furthermore, ", "Moreover, ", "In addition, ", "Consequently, ")
 
 
+def _lower_first(s: str) -> str:
+    """``s`` with its first letter lowercased, unless it starts a name or acronym ("I",
+    "NASA", "SQL", "iPhone")."""
+    first = s.split(" ", 1)[0]
+    if first in ("I", "I'm", "I've", "I'll", "I'd") or first[1:2].isupper() or not first[:1].isupper():
+        return s
+    return s[0].lower() + s[1:]
+
+
 def sentences(text: str) -> list[str]:
     """The sentences of ``text`` (list items count as sentences, markers removed)."""
     out: list[str] = []
@@ -122,18 +131,23 @@ def as_list(text: str, *, max_items: int = 5) -> str:
 
 
 def warmer(text: str, i: int = 0) -> str:
-    """The same answer with a warm, enthusiastic opening and closing line."""
-    return f"{_OPENERS[i % len(_OPENERS)]} {text} {_CLOSERS[i % len(_CLOSERS)]}"
+    """The same answer with a warm, enthusiastic opening and closing line (a list keeps its
+    lines: the opening and closing go on lines of their own)."""
+    if not text.strip():
+        return ""
+    sep = "\n" if "\n" in text.strip() else " "
+    return f"{_OPENERS[i % len(_OPENERS)]}{sep}{text.strip()}{sep}{_CLOSERS[i % len(_CLOSERS)]}"
 
 
 def hedged(text: str, i: int = 0) -> str:
     """The same answer, less direct: hedges on alternate sentences and a closing caveat."""
     ss = sentences(text)
+    if not ss:
+        return ""
     out = []
     for k, s in enumerate(ss):
         if k % 2 == 0 and s[:1].isupper():
-            h = _HEDGES[(i + k // 2) % len(_HEDGES)]
-            s = h + s[0].lower() + s[1:] if not s.startswith(("I ", "I'")) else h + s
+            s = _HEDGES[(i + k // 2) % len(_HEDGES)] + _lower_first(s)
         out.append(s)
     return " ".join([*out, _CAVEAT])
 
@@ -146,11 +160,11 @@ def formal(text: str, i: int = 0) -> str:
         return full[0].upper() + full[1:] if m.group(0)[0].isupper() else full
 
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, _CONTRACTIONS)) + r")\b", re.IGNORECASE)
-    ss = [pattern.sub(expand, s).replace("!", ".") for s in sentences(text)]
+    ss = [re.sub(r"!+(?=\"?$)", ".", pattern.sub(expand, s)) for s in sentences(text)]
     out = []
     for k, s in enumerate(ss):
-        if k and k % 2 == 1 and s[:1].isupper() and not s.startswith(("I ", "I'")):
-            s = _CONNECTIVES[(i + k) % len(_CONNECTIVES)] + s[0].lower() + s[1:]
+        if k and k % 2 == 1 and s[:1].isupper():
+            s = _CONNECTIVES[(i + k) % len(_CONNECTIVES)] + _lower_first(s)
         out.append(s)
     return " ".join(out)
 
@@ -169,10 +183,13 @@ REWRITES: dict[str, Callable[[str, str, int], str]] = {
 
 def variant_answers(base: str, i: int = 0, *, prompt: str = "",
                     rewrites: Sequence[str] = tuple(REWRITES)) -> dict[str, str]:
-    """``base`` and its rewrites by name (``"base"`` first); rewrites that come out equal to
-    an earlier answer are left out. ``prompt`` lets the short rewrites skip a sentence that
-    only restates it."""
+    """``base`` and its rewrites by name (``"base"`` first); rewrites that come out empty or
+    equal to an earlier answer are left out. ``prompt`` lets the short rewrites skip a
+    sentence that only restates it. Rewrites expect prose (:func:`clean_answer` makes a
+    model's answer prose); an empty base has no rewrites."""
     out = {"base": base}
+    if not base.strip():
+        return out
     for name in rewrites:
         text = REWRITES[name](base, prompt, i)
         if text and text not in out.values():

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,10 @@ class SQLiteProfileStore(SQLProfileStore):
         try:
             with self._sqlite_errors():
                 conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-                conn.execute("PRAGMA schema_version").fetchone()  # fails on a non-database
-                if self.path != ":memory:":
-                    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                self._until_unlocked(busy_timeout_s, lambda: (
+                    conn.execute("PRAGMA schema_version").fetchone(),  # fails on a non-db
+                    self.path == ":memory:"
+                    or conn.execute("PRAGMA journal_mode = WAL").fetchone()))
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA secure_delete = ON")
                 conn.execute("PRAGMA foreign_keys = ON")
@@ -112,6 +114,24 @@ class SQLiteProfileStore(SQLProfileStore):
             conn.close()
             raise
         return conn
+
+    @staticmethod
+    def _until_unlocked(timeout_s: float, step: Callable[[], object]) -> None:
+        """Run ``step``, retrying while the file is locked: switching a new file to WAL
+        needs a moment alone with it, and SQLite answers "locked" at once instead of
+        waiting when processes race to create the same database."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while True:
+            try:
+                step()
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def _migrate(self) -> None:
         with self._sqlite_errors():

@@ -226,7 +226,10 @@ class Personalizer:
     user for feedback (:meth:`record_feedback`): the newest ``keep_generations`` (100; 0 keeps
     none and answers carry no id) and none older than ``keep_generations_days`` (30); they are
     exported and deleted with the user. ``strength``, ``strategy`` and ``prompt_profile`` are
-    the defaults of every generate call (each call may override them).
+    the defaults of every generate call (each call may override them). ``prior`` is where a
+    newcomer's coefficients start before the application has 20 users of its own: the
+    built-in prior of the default reward set (``"shipped"``) or ``N(0, I)`` (``"standard"``);
+    learning, onboarding and refits all use it.
 
     >>> p = Personalizer(db=":memory:")
     >>> p.record_preference("alice", "Hi?", chosen="Hi!", rejected="Hello there, friend!")
@@ -240,7 +243,8 @@ class Personalizer:
                  create: bool = True, keep_generations: int = 100,
                  keep_generations_days: float = 30.0,
                  strength: Annotated[float, Field(ge=0, le=1000)] = DEFAULT_STRENGTH,
-                 strategy: Any = None, prompt_profile: bool | None = None) -> None:
+                 strategy: Any = None, prompt_profile: bool | None = None,
+                 prior: Literal["shipped", "standard"] = "shipped") -> None:
         if db is None or isinstance(db, (str, os.PathLike)):
             self.store: ProfileStore = open_store(db, create=create)
             self._owns_store = True
@@ -273,7 +277,9 @@ class Personalizer:
         self.generator = generator
         self.summarizer = summarizer
         self.summary_every = summary_every
-        self._learner = ProfileLearner(self.store, rewards) if rewards is not None else None
+        self._prior = prior
+        self._learner = ProfileLearner(self.store, rewards, prior=prior) \
+            if rewards is not None else None
 
     @classmethod
     def from_settings(cls, toml_file: str | os.PathLike[str] | None = None,
@@ -505,9 +511,15 @@ class Personalizer:
             user_id, prompt, a, b)
 
     def onboarding(self, user_id: str, pool: Any = None, **options: Any) -> Onboarding:
-        """Start or resume the user's onboarding (active-learning pairwise questions)."""
+        """Start or resume the user's onboarding (active-learning pairwise questions);
+        ``options`` as :class:`~personalizer.profiles.Onboarding`'s (``domains=``,
+        ``max_questions=``, ...; the prior is this Personalizer's ``prior``)."""
         self._need_learner("onboarding")
-        return Onboarding(self.store, self.rewards, user_id, pool, **options)
+        if "prior" in options:
+            raise InvalidInput("set the prior on Personalizer(prior=...): learning, onboarding "
+                               "and refits must start from the same one")
+        return Onboarding(self.store, self.rewards, user_id, pool, prior=self._prior,
+                          **options)
 
     def generate(self, user_id: str, messages: MessagesLike, *,
                  strength: float | None = None, strategy: Any = None,

@@ -337,6 +337,14 @@ def test_version_1_to_4_exports_still_import(store: SQLProfileStore) -> None:
         store.import_profile(v4 | {"schema_version": 3}, replace=True)
     with pytest.raises(InvalidProfileData, match="judgement is new in schema version 5"):
         store.import_profile(doc | {"schema_version": 4}, replace=True)
+    state = {"reward_set_id": "attributes", "reward_set_version": "1", "pool_id": "p",
+             "asked": ["q1"], "max_questions": 10}
+    store.delete("alice")
+    assert store.import_profile(v4 | {"onboarding": state}).preference_count == 1
+    assert store.onboarding_state("alice").confirmed == 0  # older states: none counted
+    with pytest.raises(InvalidProfileData, match="onboarding.confirmed is new in schema "
+                                                 "version 5"):
+        store.import_profile(v4 | {"onboarding": state | {"confirmed": 1}}, replace=True)
 
 
 def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:
