@@ -2,6 +2,7 @@
 reward-for-cost frontier of the steering strategies.
 
     .venv/bin/python bench/token_heads.py [--max-new-tokens 96] [--strategies ...]
+        [--bank general|all] [--heads PATH]
 
 1. Samples (offline, SmolLM2-135M-Instruct): the question bank's answers, and SmolLM2's own
    answers to 24 training prompts (the bank's and 16 more) asked plainly and with a request
@@ -49,11 +50,16 @@ REQUESTS = (None, "Answer in one short sentence.", "Answer with a short bulleted
 STRATEGIES = ("token heads w=1", "token heads w=2", "text ARGS", "best-of-4")
 
 
-def samples(gen: Any, max_new_tokens: int) -> list[tuple[str, str]]:
+def samples(gen: Any, max_new_tokens: int, bank: str) -> list[tuple[str, str]]:
+    """The bank's answers (``general``: the 8 hand-written items; ``all``: the whole bank,
+    whose rewrites vary one attribute at a time), then SmolLM2's answers to the general
+    items' prompts and TRAIN_PROMPTS, plain and with each request."""
     from personalizer.profiles import question_bank
 
-    out = [(item.prompt, r) for item in question_bank(["general"]) for r in item.responses]
-    prompts = list(dict.fromkeys([item.prompt for item in question_bank(["general"])] + TRAIN_PROMPTS))
+    items = question_bank() if bank == "all" else question_bank(["general"])
+    out = [(item.prompt, r) for item in items for r in item.responses]
+    prompts = list(dict.fromkeys([item.prompt for item in question_bank(["general"])]
+                                 + TRAIN_PROMPTS))
     for prompt in prompts:
         for request in REQUESTS:
             asked = prompt if request is None else f"{prompt} {request}"
@@ -79,6 +85,10 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--bank", choices=("general", "all"), default="general",
+                    help="distil also on the whole question bank's answers (all)")
+    ap.add_argument("--heads", default=str(OUT / "smollm2-token-heads.safetensors"),
+                    help="where the distilled heads are cached (delete to distil again)")
     args = ap.parse_args()
 
     import torch
@@ -93,13 +103,13 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     rs = default_reward_set()
     gen = LocalGenerator.smollm2(rewards=rs)
-    path = OUT / "smollm2-token-heads.safetensors"
+    path = Path(args.heads)
     if path.exists():
         heads = TokenHeads.load(path, gen)
         print(f"heads loaded from {path}")
     else:
         t = time.perf_counter()
-        data = samples(gen, args.max_new_tokens)
+        data = samples(gen, args.max_new_tokens, args.bank)
         prompts = list(dict.fromkeys(p for p, _ in data))
         held = set(prompts[-4:])  # the fit is checked on answers to prompts it did not see
         print(f"{len(data)} samples over {len(prompts)} prompts in "
