@@ -219,12 +219,20 @@ class Planner:
         heads.check(self.rewards)
         if steering.strength == 0 or not user.any():
             return Plan(row(PLAIN), record("plain", ()), dropped)
-        from .token_heads import HiddenSteer
+        from .token_heads import HiddenSteer, line_tokens, ruled_mask, token_rules
 
-        steer = HiddenSteer(heads=heads, coefficients=torch.tensor(user, dtype=torch.float32),
+        rules = token_rules(self.rewards, user, steering.strength * strategy.rule_scale)
+        # a reward with a token rule acts through its tokens, not through its head
+        by_head = user * (1.0 - ruled_mask(self.rewards)) if strategy.rule_scale > 0 else user
+        steer = HiddenSteer(heads=heads, coefficients=torch.tensor(by_head,
+                                                                   dtype=torch.float32),
                             strength=steering.strength)
         quality = self.quality if strategy.floor else None
-        return Plan(row(TokenRewardPolicy(steer=steer, quality=quality)),
+        policy = TokenRewardPolicy(steer=steer, quality=quality, end_bias=rules["end_of_turn"],
+                                   marker_bias=rules["list_marker"],
+                                   lines=line_tokens(self.handle.tokenizer)
+                                   if rules["list_marker"] else None)
+        return Plan(row(policy),
                     record("token-rewards", ("token_rewards",), self._term(quality, 0.0)),
                     dropped, quality=quality)
 

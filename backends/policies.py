@@ -191,6 +191,9 @@ class TokenRewardPolicy:
 
     steer: Any  # a token_heads.HiddenSteer
     quality: Any = None
+    end_bias: float = 0.0  # added to the end-of-turn logits (token rule of length)
+    marker_bias: float = 0.0  # added to list markers at a line start (rule of structure)
+    lines: Any = None  # token_heads.LineTokens, with a marker bias
     k: int = 0
     scorer: None = None
 
@@ -202,8 +205,9 @@ class TokenRewardPolicy:
 
     def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
                values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
-        tid = _sample(logits, row, row.spec.options.top_k)
         eos = run.handle.eos_ids
+        logits = self._ruled(logits, row, eos)
+        tid = _sample(logits, row, row.spec.options.top_k)
         if tid in eos and self.quality is not None and \
                 int(torch.argmax(run.source.unsteered(row.b))) not in eos:
             text = row.tracker.decode()
@@ -213,6 +217,20 @@ class TokenRewardPolicy:
                 if bool(torch.isfinite(masked).any()):
                     tid = _sample(masked, row, row.spec.options.top_k)
         return tid
+
+    def _ruled(self, logits: torch.Tensor, row: DecodeRow, eos: set[int]) -> torch.Tensor:
+        """``logits`` with the token rules' biases: the end of turn, and list markers when
+        the answer starts or its last token ended a line."""
+        at_line_start = self.marker_bias != 0 and self.lines is not None and (
+            not row.token_ids or row.token_ids[-1] in self.lines.newline)
+        if self.end_bias == 0 and not at_line_start:
+            return logits
+        out = logits.clone()
+        if self.end_bias:
+            out[[e for e in eos if e < out.shape[-1]]] += self.end_bias
+        if at_line_start:
+            out[list(self.lines.markers)] += self.marker_bias
+        return out
 
 
 def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,

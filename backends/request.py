@@ -194,8 +194,10 @@ class TokenRewards(BaseModel):
     :class:`~personalizer.backends.token_heads.TokenHeads` score every next token from the
     LM's own hidden state, and the user's steered logits are
     ``logits + strength * sum_j c_j s_j``, folded into one per-row shift of the hidden state
-    (no candidates, no lookahead: length and structure act through the end-of-turn and
-    list-marker tokens). Needs ``LocalGenerator(..., token_heads=heads)`` (see
+    (no candidates, no lookahead). Whole-answer attributes with a token rule act directly
+    on their tokens: the user's coefficient on length biases the end-of-turn tokens, on
+    structure the list markers at the start of a line (``rule_scale`` nats per unit of
+    coefficient, times the strength). Needs ``LocalGenerator(..., token_heads=heads)`` (see
     :func:`~personalizer.backends.token_heads.distill_token_heads`).
 
     With ``floor`` and a generator quality term, an end of turn chosen from the steered
@@ -206,6 +208,11 @@ class TokenRewards(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["token_rewards"] = "token_rewards"
+    rule_scale: float = Field(
+        default=2.0, ge=0, le=50,
+        description="Logit bias per unit of the user's coefficient on a base reward with a "
+                    "token rule (length: the end-of-turn tokens; structure: list markers at "
+                    "the start of a line), times the strength; 0 leaves them to the heads.")
     floor: bool = Field(
         default=True,
         description="The reward may not end an answer whose substance is below the "

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from personalizer._optional import require
@@ -47,8 +48,9 @@ from .decoding_math import fold_token_rewards, token_reward_scores
 if TYPE_CHECKING:  # pragma: no cover
     from .local import LocalGenerator
 
-__all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "TokenHeads", "distill_token_heads",
-           "model_fingerprint", "sequence_scores"]
+__all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "LineTokens", "TokenHeads",
+           "distill_token_heads", "line_tokens", "model_fingerprint", "ruled_mask",
+           "sequence_scores", "token_rules"]
 
 # the file's version; "2": the model fingerprint is read in bfloat16 (float32 and bfloat16
 # copies of a model match), so heads written as "1" are refused and distilled again
@@ -335,3 +337,57 @@ def distill_token_heads(generator: LocalGenerator, rewards: Any,
                       bias=bias.detach().clone(), names=tuple(rewards.names),
                       reward_set_id=rewards.id, reward_set_version=rewards.version,
                       model=model_fingerprint(generator.model))
+
+
+# -- token rules: whole-answer attributes expressed through their own tokens ---------------
+
+TOKEN_RULES = ("end_of_turn", "list_marker")
+_MARKERS = frozenset({"-", "*", "+", "•", "1", "1."})
+
+
+def token_rules(rewards: Any, coefficients: Any, scale: float) -> dict[str, float]:
+    """The logit bias of each token rule for a user: ``scale`` times the sum of their
+    coefficients on the base rewards with that rule (``token_rule`` of an attribute scorer),
+    signed so that more of the attribute is more likely: length lowers the end of turn,
+    structure raises list markers. Rewards without a rule contribute nothing."""
+    out = dict.fromkeys(TOKEN_RULES, 0.0)
+    names = list(rewards.names)
+    for reward in rewards.rewards:
+        rule = getattr(reward, "token_rule", None)
+        name = getattr(reward, "name", None)
+        if rule in out and name in names:
+            out[rule] += float(coefficients[names.index(name)])
+    return {"end_of_turn": -scale * out["end_of_turn"],
+            "list_marker": scale * out["list_marker"]}
+
+
+def ruled_mask(rewards: Any) -> np.ndarray:
+    """1.0 for each base reward of ``rewards`` that has a token rule, else 0.0."""
+    ruled = {getattr(r, "name", None) for r in rewards.rewards
+             if getattr(r, "token_rule", None) in TOKEN_RULES}
+    return np.array([1.0 if n in ruled else 0.0 for n in rewards.names])
+
+
+@dataclass(frozen=True)
+class LineTokens:
+    """Ids of a tokenizer's tokens that end a line, and of those that start a list item
+    (a bullet or "1", leading spaces aside)."""
+
+    newline: frozenset[int]
+    markers: tuple[int, ...]
+
+
+_LINE_TOKENS: dict[int, LineTokens] = {}
+
+
+def line_tokens(tokenizer: Any) -> LineTokens:
+    """:class:`LineTokens` of ``tokenizer`` (every token decoded once, then cached)."""
+    key = id(tokenizer)
+    found = _LINE_TOKENS.get(key)
+    if found is None:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        found = LineTokens(
+            newline=frozenset(i for i, t in enumerate(texts) if t.endswith("\n")),
+            markers=tuple(i for i, t in enumerate(texts) if t.strip(" ") in _MARKERS))
+        _LINE_TOKENS[key] = found
+    return found

@@ -47,7 +47,8 @@ TRAIN_PROMPTS = [
 ]
 REQUESTS = (None, "Answer in one short sentence.", "Answer with a short bulleted list.",
             "Give a thorough, detailed answer.")
-STRATEGIES = ("token heads w=1", "token heads w=2", "text ARGS", "best-of-4")
+STRATEGIES = ("token heads w=1", "token heads w=2", "token heads w=4", "text ARGS",
+              "best-of-4")
 
 
 def samples(gen: Any, max_new_tokens: int, bank: str) -> list[tuple[str, str]]:
@@ -74,6 +75,7 @@ def steering_for(rs: Any, coef: dict[str, float], name: str) -> Any:
 
     strategy, strength = {
         "token heads w=1": (TokenRewards(), 1.0), "token heads w=2": (TokenRewards(), 2.0),
+        "token heads w=4": (TokenRewards(), 4.0),
         "text ARGS": (Args(scoring="text"), 1.0), "best-of-4": (BestOfN(n=4), 1.0)}[name]
     return Steering(coefficients=dict.fromkeys(rs.names, 0.0) | coef, reward_set_id=rs.id,
                     reward_set_version=rs.version, strength=strength, strategy=strategy)

@@ -1,9 +1,10 @@
-"""Onboarding: ~10 pairwise questions chosen by active learning, resumable from SQLite.
+"""Onboarding: 5-10 pairwise questions chosen by active learning, resumable from the store.
 
 >>> ob = Onboarding(store, reward_set, "alice")       # doctest: +SKIP
 >>> while not ob.done:                                # doctest: +SKIP
 ...     q = ob.next_question()                        # q.prompt, q.options = (a, b)
 ...     ob.answer(q.id, 0)                            # the user preferred options[0]
+...     # or ob.answer(q.id, 1, strength="much"), ob.answer(q.id, "both_fine")
 >>> ob.profile.coefficients                           # doctest: +SKIP
 
 Each question is the pair, among the pool's unasked pairs, whose answer carries the most

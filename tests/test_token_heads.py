@@ -406,3 +406,89 @@ def test_the_floor_in_a_batch_whose_rows_end_at_different_steps(heads: TokenHead
     assert batch[0].completion_tokens < min(b.completion_tokens for b in batch[1:])
     assert len(batch[0].text.split()) < 6
     assert all(len(batch[i].text.split()) >= 6 for i in (1, 3))
+
+
+# -- token rules: length and structure through their own tokens ------------------------------
+
+LISTS = AttributeScorer("lists", "more list lines", lambda t: float(sum(
+    line.lstrip().startswith(("-", "*", "+", "•")) for line in t.splitlines())),
+    token_rule="list_marker")
+RULED = RewardSet("ruled", [dataclasses.replace(LENGTH, token_rule="end_of_turn"), LISTS])
+
+
+def zero_heads(g: LocalGenerator, rewards: RewardSet) -> TokenHeads:
+    """Heads that add nothing: only the token rules act."""
+    d = g.model.get_output_embeddings().weight.shape[1]
+    j = len(rewards)
+    return TokenHeads(down=torch.zeros(j, d, 2), up=torch.zeros(j, 2, d),
+                      bias=torch.zeros(j, d), names=tuple(rewards.names),
+                      reward_set_id=rewards.id, reward_set_version=rewards.version,
+                      model=model_fingerprint(g.model))
+
+
+def ruled(coefficients: dict[str, float], **kw: Any) -> Steering:
+    return Steering(coefficients=dict.fromkeys(RULED.names, 0.0) | coefficients,
+                    reward_set_id=RULED.id, reward_set_version=RULED.version, strength=1.0,
+                    strategy=TokenRewards(**kw))
+
+
+def test_token_rules_sum_the_coefficients_of_their_rewards() -> None:
+    from personalizer.backends.token_heads import ruled_mask, token_rules
+    from personalizer.profiles import default_reward_set
+
+    rs = default_reward_set()
+    c = np.zeros(len(rs))
+    c[rs.names.index("verbosity")], c[rs.names.index("structure")] = -1.5, 0.5
+    c[rs.names.index("warmth")] = 3.0  # no token rule: no bias
+    assert token_rules(rs, c, 2.0) == {"end_of_turn": 3.0, "list_marker": 1.0}
+    assert token_rules(REWARDS, np.ones(2), 2.0) == {"end_of_turn": 0.0, "list_marker": 0.0}
+    mask = ruled_mask(rs)
+    assert [n for n, m in zip(rs.names, mask, strict=True) if m] == ["verbosity", "structure"]
+
+
+def test_a_reward_with_a_token_rule_acts_through_its_tokens_not_its_head() -> None:
+    base = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=RULED, quality=None)
+    zero = zero_heads(base, RULED)
+    g = torch.Generator().manual_seed(0)
+    noisy = dataclasses.replace(zero, down=torch.randn(zero.down.shape, generator=g),
+                                up=torch.randn(zero.up.shape, generator=g))
+    terse = ruled({"length": -1.0}, rule_scale=5.0)
+    with_heads = base.with_token_heads(noisy).generate(HELD_OUT[2], max_new_tokens=30,
+                                                       steering=terse)
+    rules_only = base.with_token_heads(zero).generate(HELD_OUT[2], max_new_tokens=30,
+                                                      steering=terse)
+    assert with_heads.token_ids == rules_only.token_ids  # the length head is left out
+    by_head = base.with_token_heads(noisy).generate(
+        HELD_OUT[2], max_new_tokens=30, steering=ruled({"length": -1.0}, rule_scale=0.0))
+    assert by_head.token_ids != rules_only.token_ids  # rule_scale=0: the head acts
+
+
+def test_line_tokens_find_line_ends_and_list_markers() -> None:
+    from personalizer.backends.token_heads import line_tokens
+
+    tok = tiny.tokenizer()
+    lines = line_tokens(tok)
+    assert lines.newline and lines.markers
+    assert all(tok.decode([i]).endswith("\n") for i in lines.newline)
+    assert {tok.decode([i]).strip(" ") for i in lines.markers} <= {"-", "*", "+", "•", "1",
+                                                                    "1."}
+    assert tok.convert_tokens_to_ids("-") in lines.markers
+
+
+def test_length_and_structure_act_through_their_tokens() -> None:
+    base = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=RULED, quality=None)
+    g = base.with_token_heads(zero_heads(base, RULED))
+    p = HELD_OUT[1]
+    plain = g.generate(p, max_new_tokens=40)
+    off = g.generate(p, max_new_tokens=40, steering=ruled({"length": -1.0}, rule_scale=0.0))
+    assert off.token_ids == plain.token_ids  # zero heads and no rule: plain decoding
+    short = g.generate(p, max_new_tokens=40, steering=ruled({"length": -1.0}, rule_scale=30))
+    assert len(short.token_ids) < len(plain.token_ids)
+    assert short.token_ids[-1] in g.eos_ids
+    longer = g.generate(HELD_OUT[0], max_new_tokens=40,
+                        steering=ruled({"length": 1.0}, rule_scale=30))
+    assert len(longer.token_ids) > len(g.generate(HELD_OUT[0], max_new_tokens=40).token_ids) \
+        or len(longer.token_ids) == 40
+    listed = g.generate(p, max_new_tokens=40, steering=ruled({"lists": 1.0}, rule_scale=30))
+    assert listed.text.lstrip()[:1] in {"-", "*", "+", "•", "1"}  # the answer starts a list
+    assert RULED.raw_features(p, [listed.text])[0][1] > RULED.raw_features(p, [plain.text])[0][1]

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from personalizer._optional import require
 
@@ -151,7 +151,10 @@ class AttributeScorer:
     it (every candidate token adds about one word), so reward-guided decoding uses it only
     when it compares finished answers (lookahead), never to rescore single tokens. ``more``
     and ``less`` are instructions that ask a model for more or less of it (the profile's
-    prompt block uses them).
+    prompt block uses them). ``token_rule`` says which tokens express the attribute to
+    token-level steering (:class:`~personalizer.backends.TokenRewards`): ``"end_of_turn"``
+    (more of it: ending is less likely; length) or ``"list_marker"`` (more of it: a line
+    more likely starts a list item; structure).
     """
 
     name: str
@@ -160,6 +163,7 @@ class AttributeScorer:
     per_token: bool = True
     more: str | None = None
     less: str | None = None
+    token_rule: Literal["end_of_turn", "list_marker"] | None = None
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         return [float(self.fn(r)) for r in responses]
@@ -168,7 +172,7 @@ class AttributeScorer:
 _SCORERS = (
     AttributeScorer("verbosity", "longer answers: log(1 + number of words)", _verbosity,
                     per_token=False, more="Give a thorough, detailed answer.",
-                    less="Keep the answer short and to the point."),
+                    less="Keep the answer short and to the point.", token_rule="end_of_turn"),
     AttributeScorer("reading_level", "harder reading: Flesch-Kincaid grade level",
                     flesch_kincaid_grade, more="Use precise, advanced vocabulary.",
                     less="Use simple, everyday words."),
@@ -181,7 +185,7 @@ _SCORERS = (
     AttributeScorer("structure", "more structured: share of lines that are list items, "
                     "headings or table rows", _structure,
                     more="Format the answer as a bulleted list.",
-                    less="Write in flowing prose, without lists."),
+                    less="Write in flowing prose, without lists.", token_rule="list_marker"),
     AttributeScorer("technical_depth", "more technical: long jargon words, identifiers, "
                     "numbers and code per 100 words", _technical,
                     more="Include technical details.", less="Avoid technical jargon."),
