@@ -153,7 +153,8 @@ class Planner:
         # CLEAR_NORM); a faint profile (a few answers) stays proportionally weaker
         user = coef / reward_scale(coef, steering.relative)
         if isinstance(strategy, TokenRewards):
-            return self._token_rewards(strategy, steering, user, row, record, dropped)
+            return self._token_rewards(strategy, steering, user, row, record, dropped,
+                                       asked)
         if isinstance(strategy, BestOfN):
             if steering.strength == 0 or not coef.any():
                 return Plan(row(PLAIN), record("plain", ()), dropped)
@@ -206,7 +207,7 @@ class Planner:
 
     def _token_rewards(self, strategy: TokenRewards, steering: Steering, user: np.ndarray,
                        row: Callable[..., RowSpec], record: Callable[..., SteeringRecord],
-                       dropped: int) -> Plan:
+                       dropped: int, messages: Sequence[Any] = ()) -> Plan:
         """Token-level rewards: the user's coefficients fold the generator's token heads
         into one shift of the row's hidden state per step."""
         heads = self.token_heads
@@ -228,10 +229,13 @@ class Planner:
                                                                    dtype=torch.float32),
                             strength=steering.strength)
         quality = self.quality if strategy.floor else None
+        prefill = messages[-1].content if messages and messages[-1].role == "assistant" \
+            else None  # an answer the model continues: a line starts only after a newline
         policy = TokenRewardPolicy(steer=steer, quality=quality, end_bias=rules["end_of_turn"],
                                    marker_bias=rules["list_marker"],
                                    lines=line_tokens(self.handle.tokenizer)
-                                   if rules["list_marker"] else None)
+                                   if rules["list_marker"] else None,
+                                   starts_line=not prefill or prefill.endswith("\n"))
         return Plan(row(policy),
                     record("token-rewards", ("token_rewards",), self._term(quality, 0.0)),
                     dropped, quality=quality)

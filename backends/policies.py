@@ -181,8 +181,9 @@ class ArgsPolicy:
 @dataclass(frozen=True)
 class TokenRewardPolicy:
     """Token-level rewards: the loop projects this row's hidden state shifted by ``steer``
-    (its user's folded token heads), and the row chooses from those logits as plain decoding
-    would. With a ``quality`` term, the steering may not end an answer whose substance is
+    (its user's folded token heads), the token rules add their biases (``end_bias`` on the
+    end of turn, ``marker_bias`` on list markers at a line start), and the row chooses from
+    those logits as plain decoding would. With a ``quality`` term, the steering may not end an answer whose substance is
     below the floor: an end of turn that the unsteered logits would not choose is then
     masked (the model's own end stays). "The model's own choice" is the greedy argmax of
     the unsteered logits (proxy-tuned when the run is), also when the row samples: a
@@ -194,6 +195,8 @@ class TokenRewardPolicy:
     end_bias: float = 0.0  # added to the end-of-turn logits (token rule of length)
     marker_bias: float = 0.0  # added to list markers at a line start (rule of structure)
     lines: Any = None  # token_heads.LineTokens, with a marker bias
+    starts_line: bool = True  # whether the answer starts a line (False after a prefill
+    #                           that ends mid-line)
     k: int = 0
     scorer: None = None
 
@@ -222,14 +225,14 @@ class TokenRewardPolicy:
         """``logits`` with the token rules' biases: the end of turn, and list markers when
         the answer starts or its last token ended a line."""
         at_line_start = self.marker_bias != 0 and self.lines is not None and (
-            not row.token_ids or row.token_ids[-1] in self.lines.newline)
+            row.token_ids[-1] in self.lines.newline if row.token_ids else self.starts_line)
         if self.end_bias == 0 and not at_line_start:
             return logits
         out = logits.clone()
         if self.end_bias:
             out[[e for e in eos if e < out.shape[-1]]] += self.end_bias
         if at_line_start:
-            out[list(self.lines.markers)] += self.marker_bias
+            out[[m for m in self.lines.markers if m < out.shape[-1]]] += self.marker_bias
         return out
 
 

@@ -210,9 +210,11 @@ class TokenRewards(BaseModel):
     kind: Literal["token_rewards"] = "token_rewards"
     rule_scale: float = Field(
         default=2.0, ge=0, le=50,
-        description="Logit bias per unit of the user's coefficient on a base reward with a "
-                    "token rule (length: the end-of-turn tokens; structure: list markers at "
-                    "the start of a line), times the strength; 0 leaves them to the heads.")
+        description="Logit bias per unit of the user's (relatively scaled) coefficient on a "
+                    "base reward with a token rule (length: the end-of-turn tokens; "
+                    "structure: list markers at the start of a line), times the strength "
+                    "(before a sampling temperature divides the logits); 0 leaves those "
+                    "rewards to their heads.")
     floor: bool = Field(
         default=True,
         description="The reward may not end an answer whose substance is below the "

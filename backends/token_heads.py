@@ -13,8 +13,11 @@ An answer's sequence-level score for reward ``j`` is a log-ratio summed over its
 end of turn included): ``log pi_j(y_t) - log pi(y_t)``, where ``pi`` is the LM and ``pi_j``
 the LM tilted by the head (logits ``W h + s_j``), both normalised over the tokens the LM finds
 likely at that step (its top ``top`` and the answer's own). Heads that are 0 score every
-answer 0; the end-of-turn token carries length, list markers carry structure, so
-whole-answer attributes need no lookahead. The normalisers are the same for every token of
+answer 0. A head can say "longer" only through small per-token gains, so distilled heads
+track length and structure poorly; base rewards with a *token rule* (an attribute scorer's
+``token_rule``) act directly on their tokens instead (:func:`token_rules`): the user's length
+coefficient biases the end-of-turn logits, the structure coefficient the list markers at the
+start of a line, and their heads are left out of the fold. The normalisers are the same for every token of
 a step, so decoding adds the raw scores (softmax ignores a constant), and steering with
 ``strength * c . s`` draws from ``pi * exp(strength * r_user)`` token by token.
 
@@ -31,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -377,17 +382,25 @@ class LineTokens:
     markers: tuple[int, ...]
 
 
-_LINE_TOKENS: dict[int, LineTokens] = {}
+_LINE_TOKENS: weakref.WeakKeyDictionary[Any, tuple[int, LineTokens]] = \
+    weakref.WeakKeyDictionary()
+_LINE_LOCK = threading.Lock()
 
 
 def line_tokens(tokenizer: Any) -> LineTokens:
-    """:class:`LineTokens` of ``tokenizer`` (every token decoded once, then cached)."""
-    key = id(tokenizer)
-    found = _LINE_TOKENS.get(key)
-    if found is None:
-        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    """:class:`LineTokens` of ``tokenizer``: every token decoded once (in Rust for a fast
+    tokenizer), then cached while the tokenizer lives and keeps its size."""
+    with _LINE_LOCK:
+        size = len(tokenizer)
+        cached = _LINE_TOKENS.get(tokenizer)
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        fast = getattr(tokenizer, "_tokenizer", None)
+        ids = [[i] for i in range(size)]
+        texts = fast.decode_batch(ids, skip_special_tokens=False) if fast is not None \
+            else tokenizer.batch_decode(ids)
         found = LineTokens(
-            newline=frozenset(i for i, t in enumerate(texts) if t.endswith("\n")),
+            newline=frozenset(i for i, t in enumerate(texts) if t.rstrip(" \t").endswith("\n")),
             markers=tuple(i for i, t in enumerate(texts) if t.strip(" ") in _MARKERS))
-        _LINE_TOKENS[key] = found
-    return found
+        _LINE_TOKENS[tokenizer] = (size, found)
+        return found

@@ -1,4 +1,4 @@
-"""Onboarding: 5-10 pairwise questions chosen by active learning, resumable from the store.
+"""Onboarding: 3-10 pairwise questions chosen by active learning, resumable from the store.
 
 >>> ob = Onboarding(store, reward_set, "alice")       # doctest: +SKIP
 >>> while not ob.done:                                # doctest: +SKIP

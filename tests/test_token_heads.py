@@ -460,7 +460,8 @@ def test_a_reward_with_a_token_rule_acts_through_its_tokens_not_its_head() -> No
     assert with_heads.token_ids == rules_only.token_ids  # the length head is left out
     by_head = base.with_token_heads(noisy).generate(
         HELD_OUT[2], max_new_tokens=30, steering=ruled({"length": -1.0}, rule_scale=0.0))
-    assert by_head.token_ids != rules_only.token_ids  # rule_scale=0: the head acts
+    plain = base.generate(HELD_OUT[2], max_new_tokens=30)
+    assert by_head.token_ids != plain.token_ids  # rule_scale=0: the head acts again
 
 
 def test_line_tokens_find_line_ends_and_list_markers() -> None:
@@ -485,10 +486,38 @@ def test_length_and_structure_act_through_their_tokens() -> None:
     short = g.generate(p, max_new_tokens=40, steering=ruled({"length": -1.0}, rule_scale=30))
     assert len(short.token_ids) < len(plain.token_ids)
     assert short.token_ids[-1] in g.eos_ids
-    longer = g.generate(HELD_OUT[0], max_new_tokens=40,
+    plain_len = len(g.generate(HELD_OUT[1], max_new_tokens=60).token_ids)
+    assert plain_len < 60  # plain ends by itself, so "longer" can show
+    longer = g.generate(HELD_OUT[1], max_new_tokens=60,
                         steering=ruled({"length": 1.0}, rule_scale=30))
-    assert len(longer.token_ids) > len(g.generate(HELD_OUT[0], max_new_tokens=40).token_ids) \
-        or len(longer.token_ids) == 40
+    assert len(longer.token_ids) > plain_len
     listed = g.generate(p, max_new_tokens=40, steering=ruled({"lists": 1.0}, rule_scale=30))
     assert listed.text.lstrip()[:1] in {"-", "*", "+", "•", "1"}  # the answer starts a list
     assert RULED.raw_features(p, [listed.text])[0][1] > RULED.raw_features(p, [plain.text])[0][1]
+
+
+def test_list_markers_are_raised_only_at_the_start_of_a_line() -> None:
+    from types import SimpleNamespace
+
+    from personalizer.backends.policies import TokenRewardPolicy
+    from personalizer.backends.token_heads import line_tokens
+
+    tok = tiny.tokenizer()
+    lines = line_tokens(tok)
+    newline, marker = next(iter(lines.newline)), tok.convert_tokens_to_ids("-")
+    word = tok.convert_tokens_to_ids("s")
+    policy = TokenRewardPolicy(steer=None, marker_bias=3.0, lines=lines)
+    logits = torch.zeros(len(tok))
+
+    def ruled_at(ids: list[int], starts_line: bool = True) -> torch.Tensor:
+        p = dataclasses.replace(policy, starts_line=starts_line)
+        return p._ruled(logits, SimpleNamespace(token_ids=ids), {2})
+
+    assert ruled_at([])[marker] == 3.0  # the answer starts a line
+    assert ruled_at([], starts_line=False)[marker] == 0.0  # after a prefill ending mid-line
+    assert ruled_at([word])[marker] == 0.0 and torch.equal(ruled_at([word]), logits)
+    after = ruled_at([word, newline])
+    assert after[marker] == 3.0 and after[word] == 0.0
+    assert float(logits.sum()) == 0.0  # the row's logits are not changed in place
+    with pytest.raises(InvalidInput, match="token_rule must be"):
+        AttributeScorer("x", "x", len, token_rule="eos")  # type: ignore[arg-type]

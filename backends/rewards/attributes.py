@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from personalizer._optional import require
+from personalizer.errors import InvalidInput
 
 from .base import RewardSet
 
@@ -164,6 +165,11 @@ class AttributeScorer:
     more: str | None = None
     less: str | None = None
     token_rule: Literal["end_of_turn", "list_marker"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_rule not in (None, "end_of_turn", "list_marker"):
+            raise InvalidInput(f"token_rule must be 'end_of_turn', 'list_marker' or None, "
+                               f"not {self.token_rule!r:.40}")
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         return [float(self.fn(r)) for r in responses]
