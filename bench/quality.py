@@ -170,6 +170,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "sentences2": {"prompt_profile": False, "strategy": sentences(2)},
     "prompt+sentences2": {"prompt_profile": True, "strategy": sentences(2)},
     "default": {},
+    "token-rules": {"strategy": {"kind": "token_rewards"}, "strength": 2.0},
+    "prompt+token-rules": {"prompt_profile": True, "strategy": {"kind": "token_rewards"},
+                           "strength": 2.0},
     "prompt-only": {"strength": 0.0, "prompt_profile": True},
     "args-only": {"prompt_profile": False, "strategy": "args"},
     "prompt+args": {"prompt_profile": True, "strategy": "args"},
@@ -203,6 +206,9 @@ def main() -> None:
                          "(default: the generator's)")
     ap.add_argument("--floor", type=float, default=None,
                     help="the quality floor (default: the shipped Substance's)")
+    ap.add_argument("--token-heads", default=None,
+                    help="token heads for configs with strategy token_rewards (a file from "
+                         "bench/token_heads.py, e.g. bench/out/smollm2-token-heads.safetensors)")
     args = ap.parse_args()
 
     import torch
@@ -224,6 +230,10 @@ def main() -> None:
     if args.prompt_rewards is not None:
         extra["prompt_rewards"] = tuple(args.prompt_rewards)
     gen = LocalGenerator.smollm2(rewards=rewards, **extra)
+    if args.token_heads:
+        from personalizer.backends import TokenHeads
+
+        gen = gen.with_token_heads(TokenHeads.load(args.token_heads, gen))
     results: dict[str, Any] = {"split": args.split, "max_new_tokens": args.max_new_tokens}
     with Personalizer(":memory:", rewards=rewards, generator=gen) as p:
         people = {}
