@@ -197,13 +197,16 @@ def _pool_features(reward_set: Any, pool_id: str, items: Sequence[PoolItem]
                    ) -> list[np.ndarray]:
     """Each item's ``(responses, J)`` features under ``reward_set`` (cached while the set
     lives)."""
+    def score() -> list[np.ndarray]:
+        return [np.asarray(reward_set.features(i.prompt, i.responses)) for i in items]
+
     try:
         with _FEATURES_LOCK:
             cached = _FEATURES.get(reward_set, {}).get(pool_id)
     except TypeError:  # a reward set that cannot be weakly referenced: no cache
-        return [np.asarray(reward_set.features(i.prompt, i.responses)) for i in items]
+        return score()
     if cached is None:
-        cached = [np.asarray(reward_set.features(i.prompt, i.responses)) for i in items]
+        cached = score()
         with _FEATURES_LOCK:
             per_set = _FEATURES.setdefault(reward_set, {})
             if len(per_set) >= 8:

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_CONTENT = re.compile(r"[a-z]{4,}")  # content words: 4+ letters
 _LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 
 _OPENERS = ("What a great question!", "I love that you're asking this!",
@@ -69,7 +70,7 @@ def sentences(text: str) -> list[str]:
 
 def _similar(a: str, b: str) -> bool:
     """Whether two sentences say nearly the same (80% of the shorter one's content words)."""
-    wa, wb = set(re.findall(r"[a-z]{4,}", a.lower())), set(re.findall(r"[a-z]{4,}", b.lower()))
+    wa, wb = set(_CONTENT.findall(a.lower())), set(_CONTENT.findall(b.lower()))
     return min(len(wa), len(wb)) >= 3 and len(wa & wb) >= 0.8 * min(len(wa), len(wb))
 
 
@@ -99,9 +100,6 @@ def clean_answer(text: str, *, max_words: int = 90) -> str:
 
 def _prose(kept: list[str]) -> str:
     return " ".join(kept)
-
-
-_CONTENT = re.compile(r"[a-z]{4,}")
 
 
 def _restates(sentence: str, prompt: str) -> bool:

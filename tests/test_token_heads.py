@@ -132,11 +132,16 @@ def test_a_batch_of_users_equals_each_decoded_alone(gen: LocalGenerator,
     assert streamed == alone[0].text
 
 
+def proxy_pair(alpha: float) -> ProxyTuning:
+    """A tiny expert/antiexpert pair (two untrained models)."""
+    return ProxyTuning(LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), quality=None),
+                       LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), quality=None),
+                       alpha=alpha)
+
+
 def test_combined_with_proxy_tuning(gen: LocalGenerator, heads: TokenHeads) -> None:
     g = gen.with_token_heads(heads)
-    expert = LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), quality=None)
-    anti = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), quality=None)
-    proxy = ProxyTuning(expert, anti, alpha=1.0)
+    proxy = proxy_pair(alpha=1.0)
     p = HELD_OUT[0]
     proxied = g.generate(p, max_new_tokens=30, proxy=proxy)
     same = g.generate(p, max_new_tokens=30, proxy=proxy,
@@ -372,9 +377,7 @@ def test_proxy_tuning_with_the_quality_floor_steers_as_the_formula_says(
     floor = AfterWords(6)
     g = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=floor,
                        token_heads=heads)
-    expert = LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), quality=None)
-    anti = LocalGenerator(tiny.gpt2(seed=6), tiny.tokenizer(), quality=None)
-    proxy = ProxyTuning(expert, anti, alpha=0.5)
+    proxy = proxy_pair(alpha=0.5)
     p = HELD_OUT[0]
     proxied = g.generate(p, max_new_tokens=40, proxy=proxy)
     off = g.generate(p, max_new_tokens=40, proxy=proxy,
