@@ -220,9 +220,13 @@ class Planner:
         heads.check(self.rewards)
         if steering.strength == 0 or not user.any():
             return Plan(row(PLAIN), record("plain", ()), dropped)
-        from .token_heads import HiddenSteer, line_tokens, ruled_mask, token_rules
+        from .token_heads import HiddenSteer
+        from .token_rules import lexicon_bias, line_tokens, ruled_mask, token_rules
 
-        rules = token_rules(self.rewards, user, steering.strength * strategy.rule_scale)
+        scale = steering.strength * strategy.rule_scale
+        # rule_scale 0 turns every rule off (the ruled rewards go back to their heads)
+        end_scale = steering.strength * strategy.end_scale if scale else 0.0
+        rules = token_rules(self.rewards, user, scale, end_scale)
         # a reward with a token rule acts through its tokens, not through its head
         by_head = user * (1.0 - ruled_mask(self.rewards)) if strategy.rule_scale > 0 else user
         steer = HiddenSteer(heads=heads, coefficients=torch.tensor(by_head,
@@ -234,8 +238,11 @@ class Planner:
         policy = TokenRewardPolicy(steer=steer, quality=quality, end_bias=rules["end_of_turn"],
                                    marker_bias=rules["list_marker"],
                                    lines=line_tokens(self.handle.tokenizer)
-                                   if rules["list_marker"] else None,
-                                   starts_line=not prefill or prefill.endswith("\n"))
+                                   if rules["list_marker"] or rules["end_of_turn"] > 0
+                                   else None,
+                                   starts_line=not prefill or prefill.endswith("\n"),
+                                   word_bias=lexicon_bias(self.rewards, user, scale,
+                                                          self.handle.tokenizer))
         return Plan(row(policy),
                     record("token-rewards", ("token_rewards",), self._term(quality, 0.0)),
                     dropped, quality=quality)

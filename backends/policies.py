@@ -182,7 +182,8 @@ class ArgsPolicy:
 class TokenRewardPolicy:
     """Token-level rewards: the loop projects this row's hidden state shifted by ``steer``
     (its user's folded token heads), the token rules add their biases (``end_bias`` on the
-    end of turn, ``marker_bias`` on list markers at a line start), and the row chooses from
+    end of turn, ``marker_bias`` on list markers at a line start, ``word_bias`` on the words
+    of lexical rewards, a vocabulary-sized vector), and the row chooses from
     those logits as plain decoding would. With a ``quality`` term, the steering may not end an answer whose substance is
     below the floor: an end of turn that the unsteered logits would not choose is then
     masked (the model's own end stays). "The model's own choice" is the greedy argmax of
@@ -192,11 +193,13 @@ class TokenRewardPolicy:
 
     steer: Any  # a token_heads.HiddenSteer
     quality: Any = None
-    end_bias: float = 0.0  # added to the end-of-turn logits (token rule of length)
+    end_bias: float = 0.0  # added to the end-of-turn logits (token rule of length); a
+    #                        positive one only after a finished sentence or line
     marker_bias: float = 0.0  # added to list markers at a line start (rule of structure)
-    lines: Any = None  # token_heads.LineTokens, with a marker bias
+    lines: Any = None  # token_rules.LineTokens, with a marker or a positive end bias
     starts_line: bool = True  # whether the answer starts a line (False after a prefill
     #                           that ends mid-line)
+    word_bias: torch.Tensor | None = None  # per token, the lexical rewards' rule
     k: int = 0
     scorer: None = None
 
@@ -222,18 +225,35 @@ class TokenRewardPolicy:
         return tid
 
     def _ruled(self, logits: torch.Tensor, row: DecodeRow, eos: set[int]) -> torch.Tensor:
-        """``logits`` with the token rules' biases: the end of turn, and list markers when
-        the answer starts or its last token ended a line."""
+        """``logits`` with the token rules' biases: the words of lexical rewards (a raised
+        word once it is in the answer no more), the end of turn (toward ending only after
+        a finished sentence or line), and list markers when the answer starts or its last
+        token ended a line."""
+        last = row.token_ids[-1] if row.token_ids else None
         at_line_start = self.marker_bias != 0 and self.lines is not None and (
-            row.token_ids[-1] in self.lines.newline if row.token_ids else self.starts_line)
-        if self.end_bias == 0 and not at_line_start:
+            last in self.lines.newline if last is not None else self.starts_line)
+        end = self.end_bias if self.end_bias <= 0 or self._may_end(last) else 0.0
+        if end == 0 and not at_line_start and self.word_bias is None:
             return logits
         out = logits.clone()
-        if self.end_bias:
-            out[[e for e in eos if e < out.shape[-1]]] += self.end_bias
+        if self.word_bias is not None:
+            n = min(out.shape[-1], self.word_bias.shape[-1])
+            bias = self.word_bias[:n].to(out.dtype)
+            if row.token_ids:  # a raised word is earned once
+                used = torch.unique(torch.tensor(row.token_ids, dtype=torch.long))
+                used = used[used < n]
+                bias = bias.clone()
+                bias[used] = bias[used].clamp(max=0.0)
+            out[:n] += bias
+        if end:
+            out[[e for e in eos if e < out.shape[-1]]] += end
         if at_line_start:
             out[[m for m in self.lines.markers if m < out.shape[-1]]] += self.marker_bias
         return out
+
+    def _may_end(self, last: int | None) -> bool:
+        """Whether the answer so far ends a sentence or a line (so ending is whole)."""
+        return last is not None and self.lines is not None and last in self.lines.sentence_end
 
 
 def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,

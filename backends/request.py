@@ -194,10 +194,12 @@ class TokenRewards(BaseModel):
     :class:`~personalizer.backends.token_heads.TokenHeads` score every next token from the
     LM's own hidden state, and the user's steered logits are
     ``logits + strength * sum_j c_j s_j``, folded into one per-row shift of the hidden state
-    (no candidates, no lookahead). Whole-answer attributes with a token rule act directly
-    on their tokens: the user's coefficient on length biases the end-of-turn tokens, on
-    structure the list markers at the start of a line (``rule_scale`` nats per unit of
-    coefficient, times the strength). Needs ``LocalGenerator(..., token_heads=heads)`` (see
+    (no candidates, no lookahead). Base rewards with a token rule act directly on their
+    tokens (:mod:`~personalizer.backends.token_rules`): the user's coefficient on length
+    biases the end-of-turn tokens (``end_scale``; toward ending only after a finished
+    sentence), on structure the list markers at the start of a line, on a lexical reward
+    (hedging, examples, formality, warmth) the tokens of its words (``rule_scale`` nats per
+    unit of coefficient, times the strength). Needs ``LocalGenerator(..., token_heads=heads)`` (see
     :func:`~personalizer.backends.token_heads.distill_token_heads`).
 
     With ``floor`` and a generator quality term, an end of turn chosen from the steered
@@ -211,10 +213,20 @@ class TokenRewards(BaseModel):
     rule_scale: float = Field(
         default=2.0, ge=0, le=50,
         description="Logit bias per unit of the user's (relatively scaled) coefficient on a "
-                    "base reward with a token rule (length: the end-of-turn tokens; "
-                    "structure: list markers at the start of a line), times the strength "
-                    "(before a sampling temperature divides the logits); 0 leaves those "
-                    "rewards to their heads.")
+                    "base reward with a token rule (structure: list markers at the start "
+                    "of a line; lexical rewards: their words, by weight; length: see "
+                    "end_scale), times the strength (before a sampling temperature divides "
+                    "the logits); 0 turns every rule off and leaves those rewards to their "
+                    "heads.")
+    end_scale: float = Field(
+        default=8.0, ge=0, le=50,
+        description="The end-of-turn rule's logit bias per unit of the user's (relative) "
+                    "length coefficient, times the strength. Ending is the one token where "
+                    "a whole answer's length is decided (SmolLM2's end of turn trails the "
+                    "next sentence by 3-10 nats after a finished sentence), so it takes a "
+                    "larger bias than a word; a bias toward ending applies only after a "
+                    "finished sentence or line. rule_scale=0 turns it off with the other "
+                    "rules.")
     floor: bool = Field(
         default=True,
         description="The reward may not end an answer whose substance is below the "

@@ -15,9 +15,10 @@ the LM tilted by the head (logits ``W h + s_j``), both normalised over the token
 likely at that step (its top ``top`` and the answer's own). Heads that are 0 score every
 answer 0. A head can say "longer" only through small per-token gains, so distilled heads
 track length and structure poorly; base rewards with a *token rule* (an attribute scorer's
-``token_rule``) act directly on their tokens instead (:func:`token_rules`): the user's length
+``token_rule``) act directly on their tokens instead (:mod:`.token_rules`): the user's length
 coefficient biases the end-of-turn logits, the structure coefficient the list markers at the
-start of a line, and their heads are left out of the fold. The normalisers are the same for every token of
+start of a line, a lexical reward the tokens of its words, and their heads are left out of
+the fold. The normalisers are the same for every token of
 a step, so decoding adds the raw scores (softmax ignores a constant), and steering with
 ``strength * c . s`` draws from ``pi * exp(strength * r_user)`` token by token.
 
@@ -34,8 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,9 +52,8 @@ from .decoding_math import fold_token_rewards, token_reward_scores
 if TYPE_CHECKING:  # pragma: no cover
     from .local import LocalGenerator
 
-__all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "LineTokens", "TokenHeads",
-           "distill_token_heads", "line_tokens", "model_fingerprint", "ruled_mask",
-           "sequence_scores", "token_rules"]
+__all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "TokenHeads", "distill_token_heads",
+           "model_fingerprint", "sequence_scores"]
 
 # the file's version; "2": the model fingerprint is read in bfloat16 (float32 and bfloat16
 # copies of a model match), so heads written as "1" are refused and distilled again
@@ -342,65 +340,3 @@ def distill_token_heads(generator: LocalGenerator, rewards: Any,
                       bias=bias.detach().clone(), names=tuple(rewards.names),
                       reward_set_id=rewards.id, reward_set_version=rewards.version,
                       model=model_fingerprint(generator.model))
-
-
-# -- token rules: whole-answer attributes expressed through their own tokens ---------------
-
-TOKEN_RULES = ("end_of_turn", "list_marker")
-_MARKERS = frozenset({"-", "*", "+", "•", "1", "1."})
-
-
-def token_rules(rewards: Any, coefficients: Any, scale: float) -> dict[str, float]:
-    """The logit bias of each token rule for a user: ``scale`` times the sum of their
-    coefficients on the base rewards with that rule (``token_rule`` of an attribute scorer),
-    signed so that more of the attribute is more likely: length lowers the end of turn,
-    structure raises list markers. Rewards without a rule contribute nothing."""
-    out = dict.fromkeys(TOKEN_RULES, 0.0)
-    names = list(rewards.names)
-    for reward in rewards.rewards:
-        rule = getattr(reward, "token_rule", None)
-        name = getattr(reward, "name", None)
-        if rule in out and name in names:
-            out[rule] += float(coefficients[names.index(name)])
-    return {"end_of_turn": -scale * out["end_of_turn"],
-            "list_marker": scale * out["list_marker"]}
-
-
-def ruled_mask(rewards: Any) -> np.ndarray:
-    """1.0 for each base reward of ``rewards`` that has a token rule, else 0.0."""
-    ruled = {getattr(r, "name", None) for r in rewards.rewards
-             if getattr(r, "token_rule", None) in TOKEN_RULES}
-    return np.array([1.0 if n in ruled else 0.0 for n in rewards.names])
-
-
-@dataclass(frozen=True)
-class LineTokens:
-    """Ids of a tokenizer's tokens that end a line, and of those that start a list item
-    (a bullet or "1", leading spaces aside)."""
-
-    newline: frozenset[int]
-    markers: tuple[int, ...]
-
-
-_LINE_TOKENS: weakref.WeakKeyDictionary[Any, tuple[int, LineTokens]] = \
-    weakref.WeakKeyDictionary()
-_LINE_LOCK = threading.Lock()
-
-
-def line_tokens(tokenizer: Any) -> LineTokens:
-    """:class:`LineTokens` of ``tokenizer``: every token decoded once (in Rust for a fast
-    tokenizer), then cached while the tokenizer lives and keeps its size."""
-    with _LINE_LOCK:
-        size = len(tokenizer)
-        cached = _LINE_TOKENS.get(tokenizer)
-        if cached is not None and cached[0] == size:
-            return cached[1]
-        fast = getattr(tokenizer, "_tokenizer", None)
-        ids = [[i] for i in range(size)]
-        texts = fast.decode_batch(ids, skip_special_tokens=False) if fast is not None \
-            else tokenizer.batch_decode(ids)
-        found = LineTokens(
-            newline=frozenset(i for i, t in enumerate(texts) if t.rstrip(" \t").endswith("\n")),
-            markers=tuple(i for i, t in enumerate(texts) if t.strip(" ") in _MARKERS))
-        _LINE_TOKENS[tokenizer] = (size, found)
-        return found

@@ -21,6 +21,7 @@ reward-for-cost frontier of the steering strategies.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -47,8 +48,8 @@ TRAIN_PROMPTS = [
 ]
 REQUESTS = (None, "Answer in one short sentence.", "Answer with a short bulleted list.",
             "Give a thorough, detailed answer.")
-STRATEGIES = ("token heads w=1", "token heads w=2", "token heads w=4", "text ARGS",
-              "best-of-4")
+STRATEGIES = ("token heads w=1", "token heads w=2", "token heads w=3", "token heads w=4",
+              "text ARGS", "trunk ARGS", "best-of-4")
 
 
 def samples(gen: Any, max_new_tokens: int, bank: str) -> list[tuple[str, str]]:
@@ -73,24 +74,52 @@ def samples(gen: Any, max_new_tokens: int, bank: str) -> list[tuple[str, str]]:
 def steering_for(rs: Any, coef: dict[str, float], name: str) -> Any:
     from personalizer.backends import Args, BestOfN, Steering, TokenRewards
 
-    strategy, strength = {
-        "token heads w=1": (TokenRewards(), 1.0), "token heads w=2": (TokenRewards(), 2.0),
-        "token heads w=4": (TokenRewards(), 4.0),
-        "text ARGS": (Args(scoring="text"), 1.0), "best-of-4": (BestOfN(n=4), 1.0)}[name]
+    if name.startswith("token heads"):  # "token heads w=2 [e=4]": strength, end_scale
+        knobs = dict(k.split("=") for k in name.split()[2:])
+        strategy: Any = TokenRewards(**{"end_scale": float(knobs["e"])} if "e" in knobs
+                                     else {})
+        strength = float(knobs["w"])
+    else:
+        strategy, strength = {"text ARGS": (Args(scoring="text"), 1.0),
+                              "trunk ARGS": (Args(scoring="fast"), 1.0),
+                              "best-of-4": (BestOfN(n=4), 1.0)}[name]
     return Steering(coefficients=dict.fromkeys(rs.names, 0.0) | coef, reward_set_id=rs.id,
                     reward_set_version=rs.version, strength=strength, strategy=strategy)
+
+
+def trunk_generator(gen: Any, rs: Any) -> Any:
+    """``gen`` scoring with trunk heads (linear heads on SmolLM2's own last hidden state)
+    ridge-distilled from ``rs`` on the whole question bank's answers, normalised as ``rs``,
+    so that a user's coefficients mean the same; ARGS then scores the k candidates in one
+    tree pass of the LM itself (``scoring="fast"``, path args-trunk)."""
+    from personalizer.backends.rewards import RewardSet
+    from personalizer.backends.trunk import distill_heads
+    from personalizer.profiles import question_bank
+
+    t = time.perf_counter()
+    data = [(item.prompt, r) for item in question_bank() for r in item.responses]
+    heads = distill_heads(gen, rs, list(dict.fromkeys(data)))
+    print(f"trunk heads ridge-distilled on {len(set(data))} bank answers in "
+          f"{time.perf_counter() - t:.0f} s", flush=True)
+    trunk = RewardSet(f"{rs.id}-trunk", [heads], version=rs.version,
+                      normalization=rs.normalization)
+    return gen.with_rewards(trunk)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                    help="of: text ARGS, best-of-4, 'token heads w=S [e=E]' (strength S, "
+                         "end_scale E)")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--bank", choices=("general", "all"), default="general",
                     help="distil also on the whole question bank's answers (all)")
     ap.add_argument("--heads", default=str(OUT / "smollm2-token-heads.safetensors"),
                     help="where the distilled heads are cached (delete to distil again)")
+    ap.add_argument("--profiles", nargs="+", default=["terse", "thorough", "lists"])
+    ap.add_argument("--dump", help="write every answer here (JSON) to read them")
     args = ap.parse_args()
 
     import torch
@@ -137,12 +166,14 @@ def main() -> None:
     gen = gen.with_token_heads(heads)
     if gen.quality is not None:
         gen.quality.score("warm up", ["Load the encoder now."])
+    trunk_gen = trunk_generator(gen, rs) if "trunk ARGS" in args.strategies else None
 
     def run(s: Any) -> tuple[list[str], float, int]:
         texts, secs, toks = [], 0.0, 0
+        g = trunk_gen if s is not None and s.reward_set_id.endswith("-trunk") else gen
         for prompt, _ in PROMPTS:
             t = time.perf_counter()
-            out = gen.generate(prompt, max_new_tokens=args.max_new_tokens, steering=s)
+            out = g.generate(prompt, max_new_tokens=args.max_new_tokens, steering=s)
             secs += time.perf_counter() - t
             toks += max(out.completion_tokens, 1)
             texts.append(out.text)
@@ -155,7 +186,8 @@ def main() -> None:
           f"{plain_ms:.0f} ms/token, substance {sub0:.2f} key terms")
     print(f"{'profile':<10}{'strategy':<18}{'reward gain':>12}{'x ms/tok':>10}"
           f"{'substance':>11}{'non-ans':>9}")
-    for taste in ("terse", "thorough", "lists"):
+    answers: dict[str, list[str]] = {"plain": plain}
+    for taste in args.profiles:
         coef = TASTES[taste]
         vec = np.array([coef.get(n, 0.0) for n in rs.names])
 
@@ -165,13 +197,17 @@ def main() -> None:
 
         base = reward(plain)
         for name in args.strategies:
-            texts, secs, toks = run(steering_for(rs, coef, name))
+            texts, secs, toks = run(steering_for(
+                trunk_gen.rewards if name == "trunk ARGS" else rs, coef, name))
+            answers[f"{taste} / {name}"] = texts
             sub = statistics.mean(key_terms(t, k) for t, (_, k) in zip(texts, PROMPTS,
                                                                       strict=True))
             non = sum(key_terms(t, k) == 0 for t, (_, k) in zip(texts, PROMPTS, strict=True))
             ratio = (1000 * secs / toks) / plain_ms
             print(f"{taste:<10}{name:<18}{reward(texts) - base:>+12.2f}{ratio:>10.2f}"
                   f"{sub:>7.2f}/{sub0:<4.2f}{non:>5}/12", flush=True)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps(answers, indent=1))
 
 
 if __name__ == "__main__":

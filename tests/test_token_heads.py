@@ -436,17 +436,18 @@ def ruled(coefficients: dict[str, float], **kw: Any) -> Steering:
 
 
 def test_token_rules_sum_the_coefficients_of_their_rewards() -> None:
-    from personalizer.backends.token_heads import ruled_mask, token_rules
+    from personalizer.backends.token_rules import ruled_mask, token_rules
     from personalizer.profiles import default_reward_set
 
     rs = default_reward_set()
     c = np.zeros(len(rs))
     c[rs.names.index("verbosity")], c[rs.names.index("structure")] = -1.5, 0.5
-    c[rs.names.index("warmth")] = 3.0  # no token rule: no bias
+    c[rs.names.index("warmth")] = 3.0  # a lexicon: no end-of-turn or marker bias
     assert token_rules(rs, c, 2.0) == {"end_of_turn": 3.0, "list_marker": 1.0}
     assert token_rules(REWARDS, np.ones(2), 2.0) == {"end_of_turn": 0.0, "list_marker": 0.0}
     mask = ruled_mask(rs)
-    assert [n for n, m in zip(rs.names, mask, strict=True) if m] == ["verbosity", "structure"]
+    assert [n for n, m in zip(rs.names, mask, strict=True) if m] == [
+        "verbosity", "formality", "warmth", "structure", "examples", "hedging"]
 
 
 def test_a_reward_with_a_token_rule_acts_through_its_tokens_not_its_head() -> None:
@@ -468,7 +469,7 @@ def test_a_reward_with_a_token_rule_acts_through_its_tokens_not_its_head() -> No
 
 
 def test_line_tokens_find_line_ends_and_list_markers() -> None:
-    from personalizer.backends.token_heads import line_tokens
+    from personalizer.backends.token_rules import line_tokens
 
     tok = tiny.tokenizer()
     lines = line_tokens(tok)
@@ -486,9 +487,16 @@ def test_length_and_structure_act_through_their_tokens() -> None:
     plain = g.generate(p, max_new_tokens=40)
     off = g.generate(p, max_new_tokens=40, steering=ruled({"length": -1.0}, rule_scale=0.0))
     assert off.token_ids == plain.token_ids  # zero heads and no rule: plain decoding
-    short = g.generate(p, max_new_tokens=40, steering=ruled({"length": -1.0}, rule_scale=30))
-    assert len(short.token_ids) < len(plain.token_ids)
+    long_plain = g.generate(HELD_OUT[0], max_new_tokens=40)
+    short = g.generate(HELD_OUT[0], max_new_tokens=40,
+                       steering=ruled({"length": -1.0}, rule_scale=1.0, end_scale=30))
+    assert len(short.token_ids) < len(long_plain.token_ids)
     assert short.token_ids[-1] in g.eos_ids
+    assert short.text.rstrip().endswith((".", "!", "?"))  # ended after a whole sentence
+    assert long_plain.text.startswith(short.text)
+    # "Here are three tips:" has no finished sentence: ending sooner is not pushed there
+    assert g.generate(p, max_new_tokens=40, steering=ruled({"length": -1.0}, rule_scale=30)
+                      ).token_ids == plain.token_ids
     plain_len = len(g.generate(HELD_OUT[1], max_new_tokens=60).token_ids)
     assert plain_len < 60  # plain ends by itself, so "longer" can show
     longer = g.generate(HELD_OUT[1], max_new_tokens=60,
@@ -503,7 +511,7 @@ def test_list_markers_are_raised_only_at_the_start_of_a_line() -> None:
     from types import SimpleNamespace
 
     from personalizer.backends.policies import TokenRewardPolicy
-    from personalizer.backends.token_heads import line_tokens
+    from personalizer.backends.token_rules import line_tokens
 
     tok = tiny.tokenizer()
     lines = line_tokens(tok)
@@ -524,3 +532,96 @@ def test_list_markers_are_raised_only_at_the_start_of_a_line() -> None:
     assert float(logits.sum()) == 0.0  # the row's logits are not changed in place
     with pytest.raises(InvalidInput, match="token_rule must be"):
         AttributeScorer("x", "x", len, token_rule="eos")  # type: ignore[arg-type]
+
+
+BANG = AttributeScorer("bang", "more '!'", lambda t: float(t.count("!")), token_rule="lexicon",
+                       lexicon={"!": 1.0})
+WELL = AttributeScorer("well", "says 'well'", lambda t: float(t.lower().split().count("well")),
+                       token_rule="lexicon", lexicon=lambda: {"well": 1.0})
+LEXICAL = RewardSet("lexical-rules", [BANG, WELL])
+
+
+def test_a_lexicon_weighs_whole_words_and_punctuation_only() -> None:
+    from personalizer.backends.token_rules import lexicon_bias, lexicon_matrix, token_texts
+
+    tok = tiny.tokenizer()
+    texts = token_texts(tok)
+    m = lexicon_matrix(LEXICAL, tok)
+    assert m is not None and m.shape == (2, len(tok))
+    bangs = {texts[i] for i in m[0].nonzero().flatten().tolist()}
+    wells = {texts[i] for i in m[1].nonzero().flatten().tolist()}
+    assert bangs == {t for t in texts if t.strip() == "!"} and "!" in bangs
+    assert wells and all(t.strip().lower() == "well" for t in wells)
+    assert all(t[0].isspace() or t[0].isupper() for t in wells)  # never a piece of a word
+    assert lexicon_matrix(LEXICAL, tok) is m  # cached per tokenizer and reward set
+    assert lexicon_matrix(REWARDS, tok) is None  # no lexicon in the set
+    bias = lexicon_bias(LEXICAL, np.array([2.0, -1.0]), 1.5, tok)
+    assert bias is not None and torch.allclose(bias, 1.5 * (2.0 * m[0] - m[1]))
+    assert lexicon_bias(LEXICAL, np.zeros(2), 1.5, tok) is None
+    assert lexicon_bias(LEXICAL, np.ones(2), 0.0, tok) is None
+
+
+def test_a_lexical_reward_acts_through_its_words() -> None:
+    base = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=LEXICAL, quality=None)
+    g = base.with_token_heads(zero_heads(base, LEXICAL))
+
+    def steer(c: float, scale: float) -> Steering:
+        return Steering(coefficients={"bang": c, "well": 0.0}, reward_set_id=LEXICAL.id,
+                        reward_set_version=LEXICAL.version, strength=1.0,
+                        strategy=TokenRewards(rule_scale=scale))
+
+    def bangs(s: Steering | None) -> tuple[int, list[list[int]]]:
+        outs = [g.generate(p, max_new_tokens=30, steering=s) for p in HELD_OUT]
+        return sum(o.text.count("!") for o in outs), [o.token_ids for o in outs]
+
+    plain, plain_ids = bangs(None)
+    assert bangs(steer(1.0, 0.0))[1] == plain_ids  # zero heads, no rule: plain decoding
+    more, _ = bangs(steer(1.0, 8.0))  # the tiny model is sure of itself: large biases
+    assert more > plain
+    fewer, _ = bangs(steer(-1.0, 10.0))
+    assert plain > 0 and fewer < plain
+
+
+def test_a_lexicon_rule_needs_its_lexicon() -> None:
+    from personalizer.backends.rewards.attributes import attribute_scorers
+
+    with pytest.raises(InvalidInput, match="go together"):
+        AttributeScorer("x", "x", len, token_rule="lexicon")
+    with pytest.raises(InvalidInput, match="go together"):
+        AttributeScorer("x", "x", len, lexicon={"x": 1.0})
+    by_name = {s.name: s for s in attribute_scorers()}
+    hedges = by_name["hedging"].lexicon()  # type: ignore[misc,operator]
+    assert hedges["might"] == 1.0 and "it depends" not in hedges
+    formality = by_name["formality"].lexicon()  # type: ignore[misc,operator]
+    assert formality["however"] == 1.0 and formality["!"] == -1.0 and formality["'t"] == -1.0
+    warmth = by_name["warmth"].lexicon()  # type: ignore[misc,operator]
+    assert warmth["great"] > 0 > warmth["terrible"] and min(map(len, warmth)) >= 4
+
+
+def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -> None:
+    from types import SimpleNamespace
+
+    from personalizer.backends.policies import TokenRewardPolicy
+    from personalizer.backends.token_rules import line_tokens, token_texts
+
+    tok = tiny.tokenizer()
+    texts, lines = token_texts(tok), line_tokens(tok)
+    period = next(i for i, t in enumerate(texts) if t == ".")
+    assert period in lines.sentence_end and tok.convert_tokens_to_ids("s") not in \
+        lines.sentence_end
+    assert all(texts[i].strip() not in {"1.", "2."} for i in lines.sentence_end)
+    up, down, other = 10, 11, 12
+    bias = torch.zeros(len(tok))
+    bias[up], bias[down] = 2.0, -3.0
+    policy = TokenRewardPolicy(steer=None, word_bias=bias, end_bias=4.0, lines=lines)
+    logits = torch.zeros(len(tok))
+
+    def ruled_at(ids: list[int]) -> torch.Tensor:
+        return policy._ruled(logits, SimpleNamespace(token_ids=ids), {2})
+
+    fresh = ruled_at([other])
+    assert (fresh[up], fresh[down], fresh[2]) == (2.0, -3.0, 0.0)  # mid-sentence: no end
+    used = ruled_at([up, down, period])
+    assert (used[up], used[down], used[2]) == (0.0, -3.0, 4.0)  # raised once; may end
+    thorough = dataclasses.replace(policy, end_bias=-4.0, word_bias=None)
+    assert thorough._ruled(logits, SimpleNamespace(token_ids=[other]), {2})[2] == -4.0

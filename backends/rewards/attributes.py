@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from personalizer._optional import require
@@ -61,6 +61,39 @@ _HEDGES = (" might ", " may ", " perhaps", " possibly", " could ", " likely", " 
            " maybe")
 _EXAMPLES = (" for example", " for instance", " e.g.", " such as", " example", " consider ",
              " imagine ", " like this", " say you", "```")
+
+
+def _single_words(phrases: Sequence[str], weight: float) -> dict[str, float]:
+    return {p.strip(): weight for p in phrases if p.strip().isalpha()}
+
+
+# The words of the lexical scorers, for token-level steering (``token_rule="lexicon"``): a
+# word's weight is what one more of it adds to its scorer, before the per-100-words scaling.
+_HEDGE_WORDS = _single_words(_HEDGES, 1.0)
+_EXAMPLE_WORDS = {"example": 1.0, "instance": 1.0, "such": 1.0, "imagine": 1.0,
+                  "consider": 1.0}
+_FORMALITY_WORDS = (_single_words(_FORMAL, 1.0) | _single_words(_INFORMAL, -1.0)
+                    | {"!": -1.0} | {f"{a}{s}": -1.0 for a in "'’"
+                                     for s in ("t", "re", "ll", "m", "ve", "d", "s")})
+
+
+def _hedge_words() -> Mapping[str, float]:
+    return _HEDGE_WORDS
+
+
+def _example_words() -> Mapping[str, float]:
+    return _EXAMPLE_WORDS
+
+
+def _formality_words() -> Mapping[str, float]:
+    return _FORMALITY_WORDS
+
+
+def _warmth_words() -> Mapping[str, float]:
+    """VADER's own lexicon: each word's valence (-4..4) divided by 4; words of four letters
+    or more (its short entries are mostly abbreviations, "lol", and pieces of other words
+    once tokenized: " po", " ass")."""
+    return {w: v / 4.0 for w, v in _vader().lexicon.items() if w.isalpha() and len(w) >= 4}
 
 
 def words(text: str) -> list[str]:
@@ -153,9 +186,12 @@ class AttributeScorer:
     when it compares finished answers (lookahead), never to rescore single tokens. ``more``
     and ``less`` are instructions that ask a model for more or less of it (the profile's
     prompt block uses them). ``token_rule`` says which tokens express the attribute to
-    token-level steering (:class:`~personalizer.backends.TokenRewards`): ``"end_of_turn"``
-    (more of it: ending is less likely; length) or ``"list_marker"`` (more of it: a line
-    more likely starts a list item; structure).
+    token-level steering (:class:`~personalizer.backends.TokenRewards`,
+    :mod:`~personalizer.backends.token_rules`): ``"end_of_turn"`` (more of it: ending is
+    less likely; length), ``"list_marker"`` (more of it: a line more likely starts a list
+    item; structure) or ``"lexicon"`` (more of it: the words of ``lexicon`` are more likely,
+    each by its weight; a mapping of lower-case words to weights, or a function returning
+    one, called when a tokenizer's rule is first built).
     """
 
     name: str
@@ -164,12 +200,17 @@ class AttributeScorer:
     per_token: bool = True
     more: str | None = None
     less: str | None = None
-    token_rule: Literal["end_of_turn", "list_marker"] | None = None
+    token_rule: Literal["end_of_turn", "list_marker", "lexicon"] | None = None
+    lexicon: Mapping[str, float] | Callable[[], Mapping[str, float]] | None = field(
+        default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.token_rule not in (None, "end_of_turn", "list_marker"):
-            raise InvalidInput(f"token_rule must be 'end_of_turn', 'list_marker' or None, "
-                               f"not {self.token_rule!r:.40}")
+        if self.token_rule not in (None, "end_of_turn", "list_marker", "lexicon"):
+            raise InvalidInput(f"token_rule must be 'end_of_turn', 'list_marker', 'lexicon' "
+                               f"or None, not {self.token_rule!r:.40}")
+        if (self.token_rule == "lexicon") != (self.lexicon is not None):
+            raise InvalidInput(f"attribute {self.name!r}: token_rule='lexicon' and a lexicon "
+                               "go together (give both, or neither)")
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         return [float(self.fn(r)) for r in responses]
@@ -184,10 +225,12 @@ _SCORERS = (
                     less="Use simple, everyday words."),
     AttributeScorer("formality", "more formal: formal connectives minus contractions, slang, "
                     "exclamations and emoji, per 100 words", _formality,
-                    more="Write in a formal tone.", less="Write in a casual, friendly tone."),
+                    more="Write in a formal tone.", less="Write in a casual, friendly tone.",
+                    token_rule="lexicon", lexicon=_formality_words),
     AttributeScorer("warmth", "warmer, more positive tone: VADER sentiment compound (-1..1)",
                     _warmth, more="Be warm and encouraging.",
-                    less="Be neutral and matter-of-fact."),
+                    less="Be neutral and matter-of-fact.", token_rule="lexicon",
+                    lexicon=_warmth_words),
     AttributeScorer("structure", "more structured: share of lines that are list items, "
                     "headings or table rows", _structure,
                     more="Format the answer as a bulleted list.",
@@ -197,10 +240,11 @@ _SCORERS = (
                     more="Include technical details.", less="Avoid technical jargon."),
     AttributeScorer("examples", "more examples: log(1 + 'for example', 'such as', code blocks, "
                     "...)", _examples, more="Include a concrete example.",
-                    less="Skip examples."),
+                    less="Skip examples.", token_rule="lexicon", lexicon=_example_words),
     AttributeScorer("hedging", "more hedging, less direct: 'might', 'perhaps', 'it depends', "
                     "... per 100 words", _hedging, more="Mention caveats and uncertainty.",
-                    less="Be direct and confident."),
+                    less="Be direct and confident.", token_rule="lexicon",
+                    lexicon=_hedge_words),
     AttributeScorer("emoji", "more emoji: log(1 + number of emoji)", _emoji,
                     more="Use emoji.", less="Do not use emoji."),
 )

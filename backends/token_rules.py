@@ -1,0 +1,195 @@
+"""Token rules: base rewards that token-level steering expresses through their own tokens.
+
+A distilled token head (:mod:`.token_heads`) can say "shorter", "a list" or "more hedging"
+only through small gains spread over many tokens, and on a small LM it learns them poorly. An
+attribute scorer whose reward lives in identifiable tokens names its ``token_rule`` instead,
+and :class:`~personalizer.backends.TokenRewards` biases those tokens by the user's
+coefficient (times ``strength * rule_scale``); the rewards with a rule are left out of the
+heads' fold (:func:`ruled_mask`):
+
+* ``"end_of_turn"`` (length): more of it makes ending less likely — the end-of-turn logits
+  get ``-scale * c``; a bias toward ending (a user who likes short answers) applies only
+  where an answer can end, after a finished sentence or line, never mid-sentence;
+* ``"list_marker"`` (structure): a line that starts (the answer's start, or after a token
+  ending in a newline) more likely starts a list item — its markers get ``+scale * c``;
+* ``"lexicon"`` (a reward that counts words: hedges, "for example", formal connectives,
+  sentiment): every token that is one of the scorer's words gets ``+scale * c * weight``.
+  For a reward that adds up its words' weights this is the reward itself, token by token
+  (GenARM's token-level reward with no context): a word's weight is earned when the word is
+  written. The built-in lexical rewards saturate (a log of the count, a sentiment score),
+  so a raised token is raised until it has been written once in the answer; a lowered
+  one stays lowered. A token counts as a word when it is the whole word: a leading space (" might"),
+  or a capital at a line start ("However"); pieces inside longer words do not, and
+  punctuation entries ("!", "'t") match the token's text exactly.
+
+All rules are pure functions of the reward set, the user's coefficients and the tokenizer's
+decoded vocabulary, which is decoded once per tokenizer and cached while it lives.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from personalizer.errors import InvalidInput
+
+__all__ = ["TOKEN_RULES", "LineTokens", "lexicon_bias", "lexicon_matrix", "line_tokens",
+           "ruled_mask", "token_rules", "token_texts"]
+
+TOKEN_RULES = ("end_of_turn", "list_marker", "lexicon")
+_MARKERS = frozenset({"-", "*", "+", "•", "1", "1."})
+
+
+def _rule(reward: Any) -> str | None:
+    return getattr(reward, "token_rule", None)
+
+
+def token_rules(rewards: Any, coefficients: Any, scale: float,
+                end_scale: float | None = None) -> dict[str, float]:
+    """The logit bias of the end-of-turn and list-marker rules for a user: ``scale``
+    (``end_scale`` for the end of turn, when given) times the sum of their coefficients on
+    the base rewards with that rule, signed so that more of the attribute is more likely:
+    length lowers the end of turn, structure raises list markers. Other rewards contribute
+    nothing (lexicons: :func:`lexicon_bias`)."""
+    out = {"end_of_turn": 0.0, "list_marker": 0.0}
+    names = list(rewards.names)
+    for reward in rewards.rewards:
+        rule, name = _rule(reward), getattr(reward, "name", None)
+        if rule in out and name in names:
+            out[rule] += float(coefficients[names.index(name)])
+    return {"end_of_turn": -(scale if end_scale is None else end_scale) * out["end_of_turn"],
+            "list_marker": scale * out["list_marker"]}
+
+
+def ruled_mask(rewards: Any) -> np.ndarray:
+    """1.0 for each base reward of ``rewards`` that has a token rule, else 0.0."""
+    ruled = {getattr(r, "name", None) for r in rewards.rewards if _rule(r) in TOKEN_RULES}
+    return np.array([1.0 if n in ruled else 0.0 for n in rewards.names])
+
+
+# -- the decoded vocabulary -----------------------------------------------------------------
+
+_TEXTS: weakref.WeakKeyDictionary[Any, tuple[int, tuple[str, ...]]] = \
+    weakref.WeakKeyDictionary()
+_LOCK = threading.RLock()
+
+
+def token_texts(tokenizer: Any) -> tuple[str, ...]:
+    """Every token of ``tokenizer`` decoded alone (in Rust for a fast tokenizer), cached
+    while the tokenizer lives and keeps its size."""
+    with _LOCK:
+        size = len(tokenizer)
+        cached = _TEXTS.get(tokenizer)
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        fast = getattr(tokenizer, "_tokenizer", None)
+        ids = [[i] for i in range(size)]
+        texts = tuple(fast.decode_batch(ids, skip_special_tokens=False) if fast is not None
+                      else tokenizer.batch_decode(ids))
+        _TEXTS[tokenizer] = (size, texts)
+        return texts
+
+
+@dataclass(frozen=True)
+class LineTokens:
+    """Ids of a tokenizer's tokens that end a line, of those that end a sentence or a line
+    (".", "!", "?" or a newline last; "1." and other list numbers are not), and of those
+    that start a list item (a bullet or "1", leading spaces aside)."""
+
+    newline: frozenset[int]
+    markers: tuple[int, ...]
+    sentence_end: frozenset[int] = frozenset()
+
+
+def _ends_sentence(text: str) -> bool:
+    if text.rstrip(" \t").endswith("\n"):
+        return True
+    s = text.strip()
+    return s.endswith((".", "!", "?")) and not s[:-1].isdigit() and s not in _MARKERS
+
+
+_LINES: weakref.WeakKeyDictionary[Any, tuple[int, LineTokens]] = weakref.WeakKeyDictionary()
+
+
+def line_tokens(tokenizer: Any) -> LineTokens:
+    """:class:`LineTokens` of ``tokenizer`` (cached like :func:`token_texts`)."""
+    with _LOCK:
+        texts = token_texts(tokenizer)
+        cached = _LINES.get(tokenizer)
+        if cached is not None and cached[0] == len(texts):
+            return cached[1]
+        found = LineTokens(
+            newline=frozenset(i for i, t in enumerate(texts) if t.rstrip(" \t").endswith("\n")),
+            markers=tuple(i for i, t in enumerate(texts) if t.strip(" ") in _MARKERS),
+            sentence_end=frozenset(i for i, t in enumerate(texts) if _ends_sentence(t)))
+        _LINES[tokenizer] = (len(texts), found)
+        return found
+
+
+# -- lexicons -------------------------------------------------------------------------------
+
+def _word(text: str) -> str | None:
+    """The lexicon key of one decoded token: a whole word (leading whitespace, or a capital
+    that may start a line), or a token of punctuation; None for a piece of a word."""
+    s = text.strip()
+    if not s:
+        return None
+    if not any(ch.isalpha() for ch in s):
+        return s  # "!", "?", ...
+    if text[0].isspace() or s[0].isupper() or s[0] in "'’":
+        return s.lower()
+    return None
+
+
+def _entries(reward: Any) -> Mapping[str, float]:
+    lexicon = getattr(reward, "lexicon", None)
+    lexicon = lexicon() if callable(lexicon) else lexicon
+    if not isinstance(lexicon, Mapping) or not lexicon:
+        raise InvalidInput(f"reward {getattr(reward, 'name', reward)!r} has token_rule "
+                           "'lexicon' but no lexicon: give it a mapping of words to weights")
+    return {str(k).lower(): float(v) for k, v in lexicon.items()}
+
+
+_LEXICONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], torch.Tensor]] = \
+    weakref.WeakKeyDictionary()
+
+
+def lexicon_matrix(rewards: Any, tokenizer: Any) -> torch.Tensor | None:
+    """``(len(rewards), vocabulary)``: for each base reward with the ``"lexicon"`` rule, the
+    weight of each token that is one of its words (0 elsewhere; 0 rows for other rewards);
+    None when no reward of the set has a lexicon. Cached per tokenizer and reward set
+    (id, version, names)."""
+    lexical = [j for j, r in enumerate(rewards.rewards) if _rule(r) == "lexicon"]
+    if not lexical:
+        return None
+    with _LOCK:
+        texts = token_texts(tokenizer)
+        key = (rewards.id, rewards.version, tuple(rewards.names), len(texts))
+        per_tokenizer = _LEXICONS.setdefault(tokenizer, {})
+        if key in per_tokenizer:
+            return per_tokenizer[key]
+        keys = [_word(t) for t in texts]
+        out = torch.zeros(len(rewards.names), len(texts))
+        for j in lexical:
+            entries = _entries(rewards.rewards[j])
+            row = [entries.get(k, 0.0) if k is not None else 0.0 for k in keys]
+            out[rewards.names.index(rewards.rewards[j].name)] = torch.tensor(row)
+        per_tokenizer[key] = out
+        return out
+
+
+def lexicon_bias(rewards: Any, coefficients: Any, scale: float,
+                 tokenizer: Any) -> torch.Tensor | None:
+    """The per-token logit bias of a user's lexical rewards: ``scale * c . L``
+    (:func:`lexicon_matrix`), a vocabulary-sized vector; None when it would be all zero."""
+    matrix = lexicon_matrix(rewards, tokenizer)
+    c = torch.as_tensor(np.asarray(coefficients, dtype=np.float32))
+    if matrix is None or scale == 0 or not bool((c * (matrix.abs().sum(1) > 0)).any()):
+        return None
+    return scale * (c @ matrix)
