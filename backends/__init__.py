@@ -7,6 +7,7 @@ Backends know a user only through the :class:`Steering` handed to them; they nev
 The decoding layer, by module: :mod:`.request` (options, steering, strategies),
 :mod:`.plan` (the one place that chooses a path), :mod:`.engine` (the one loop),
 :mod:`.policies` and :mod:`.best_of_n` (strategies), :mod:`.scorers` (token scorers),
+:mod:`.token_heads` and :mod:`.token_rules` (token-level rewards),
 :mod:`.decoding_math` (pure tensor math), :mod:`.kv` (KV-cache surgery),
 :mod:`.local` (the ``LocalGenerator`` facade). Hosted models (no logits): :mod:`.hosted`
 (the shared request logic), :mod:`.openai_api`, :mod:`.anthropic_api`.
@@ -20,13 +21,14 @@ from .request import Args, BestOfN, GenerationOptions, Steering, TokenRewards
 
 __all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "HostedGenerator",
            "HostedOptions", "LocalGenerator", "ModelHandle", "OpenAIGenerator", "ProxyTuning",
-           "Steering", "TokenHeads", "TokenRewards", "TokenScorer", "distill_token_heads"]
+           "Steering", "TokenHeads", "TokenRewards", "TokenScorer", "distill_token_heads",
+           "learn_token_heads"]
 
 _LAZY = {"LocalGenerator": ".local", "ProxyTuning": ".proxy", "ModelHandle": ".handle",
          "TokenScorer": ".scorers", "OpenAIGenerator": ".openai_api",
          "AnthropicGenerator": ".anthropic_api", "HostedGenerator": ".hosted",
          "HostedOptions": ".hosted", "TokenHeads": ".token_heads",
-         "distill_token_heads": ".token_heads"}
+         "distill_token_heads": ".token_heads", "learn_token_heads": ".token_heads"}
 
 
 def __getattr__(name: str) -> Any:

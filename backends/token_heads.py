@@ -22,7 +22,8 @@ the fold. The normalisers are the same for every token of
 a step, so decoding adds the raw scores (softmax ignores a constant), and steering with
 ``strength * c . s`` draws from ``pi * exp(strength * r_user)`` token by token.
 
-:func:`distill_token_heads` fits heads to any sequence-level :class:`RewardSet` (attribute
+:func:`learn_token_heads` refines distilled heads jointly with users' coefficients from
+their pairwise preferences (PReF's offline step). :func:`distill_token_heads` fits heads to any sequence-level :class:`RewardSet` (attribute
 scorers, MiniLM heads, a classifier) on ``(prompt, response)`` samples: within each prompt,
 the heads' sequence scores are regressed on the reward set's normalised features (centred
 per prompt), so that ``strength * c . s`` per token adds up to the user's reward on the same
@@ -36,6 +37,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +54,8 @@ from .decoding_math import fold_token_rewards, token_reward_scores
 if TYPE_CHECKING:  # pragma: no cover
     from .local import LocalGenerator
 
-__all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "TokenHeads", "distill_token_heads",
-           "model_fingerprint", "sequence_scores"]
+__all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "PreferencePair", "TokenHeads",
+           "distill_token_heads", "learn_token_heads", "model_fingerprint", "sequence_scores"]
 
 # the file's version; "2": the model fingerprint is read in bfloat16 (float32 and bfloat16
 # copies of a model match), so heads written as "1" are refused and distilled again
@@ -340,3 +342,84 @@ def distill_token_heads(generator: LocalGenerator, rewards: Any,
                       bias=bias.detach().clone(), names=tuple(rewards.names),
                       reward_set_id=rewards.id, reward_set_version=rewards.version,
                       model=model_fingerprint(generator.model))
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One user's judgement: ``chosen`` was preferred to ``rejected`` as an answer to
+    ``prompt`` (a :class:`~personalizer.profiles.models.Preference` carries the same)."""
+
+    user: str
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+def learn_token_heads(generator: LocalGenerator, heads: TokenHeads,
+                      pairs: Sequence[PreferencePair],
+                      coefficients: dict[str, Any] | None = None, *, steps: int = 150,
+                      lr: float = 0.02, anchor: float = 0.1, prior: float = 1.0,
+                      top: int = 64, seed: int = 0) -> tuple[TokenHeads, dict[str, np.ndarray]]:
+    """Learn token heads jointly with the users' coefficients from their preferences
+    (PReF's offline step, on token heads): Bradley-Terry on the heads' sequence scores,
+    ``P(chosen > rejected) = sigmoid(c_u . (S(chosen) - S(rejected)))``, by Adam over the
+    heads and every user's coefficients together.
+
+    ``heads`` (distilled from a reward set, :func:`distill_token_heads`) are the start and
+    the anchor: the squared distance of the heads' parameters to theirs is weighed by
+    ``anchor`` (per parameter, mean), so the heads stay the reward set's base rewards,
+    refined where people's choices disagree with them. Users start from ``coefficients``
+    (their profiles, in the heads' reward order) or, unknown, from small random values;
+    ``prior`` is the weight of ``N(start, I)`` on them. Returns the refined heads (same
+    reward set and model) and every user's learned coefficients."""
+    if not pairs:
+        raise InvalidInput("learning token heads from preferences needs at least one pair")
+    heads.check_model(generator.model)
+    if steps < 1 or lr <= 0 or anchor < 0 or prior < 0 or top < 1:
+        raise InvalidInput("steps and top must be positive, lr > 0, anchor and prior >= 0")
+    j = len(heads.names)
+    g = torch.Generator().manual_seed(seed)
+    users = list(dict.fromkeys(p.user for p in pairs))
+    start = []
+    for u in users:
+        given = (coefficients or {}).get(u)
+        c = torch.as_tensor(np.asarray(given, dtype=np.float32)) if given is not None \
+            else 0.1 * torch.randn(j, generator=g)
+        if c.shape != (j,) or not bool(torch.isfinite(c).all()):
+            raise InvalidInput(f"coefficients of user {u!r} must be {j} finite numbers, "
+                               f"one per base reward ({', '.join(heads.names)})")
+        start.append(c)
+    c0 = torch.stack(start)
+    texts: dict[tuple[str, str], int] = {}
+    for p in pairs:
+        for r in (p.chosen, p.rejected):
+            texts.setdefault((p.prompt, r), len(texts))
+    by_prompt: dict[str, list[str]] = {}
+    for prompt, r in texts:
+        by_prompt.setdefault(prompt, []).append(r)
+    samples: list[_Sample] = [None] * len(texts)  # type: ignore[list-item]
+    for prompt, responses in by_prompt.items():
+        for r, s in zip(responses, _samples(generator, prompt, responses, top), strict=True):
+            samples[texts[(prompt, r)]] = s
+    win = torch.tensor([texts[(p.prompt, p.chosen)] for p in pairs])
+    lose = torch.tensor([texts[(p.prompt, p.rejected)] for p in pairs])
+    who = torch.tensor([users.index(p.user) for p in pairs])
+    w_out = generator.model.get_output_embeddings().weight.detach().float().cpu()
+    theta0 = (heads.down.float(), heads.up.float(), heads.bias.float())
+    params = [t.clone().requires_grad_() for t in theta0]
+    coef = c0.clone().requires_grad_()
+    opt = torch.optim.Adam([*params, coef], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            s = _sequence_scores(samples, *params, w_out)
+            margin = (coef[who] * (s[win] - s[lose])).sum(-1)
+            loss = torch.nn.functional.softplus(-margin).mean()
+            loss = loss + anchor * sum((p - p0).pow(2).mean()
+                                       for p, p0 in zip(params, theta0, strict=True))
+            loss = loss + prior * (coef - c0).pow(2).sum() / len(pairs)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    down, up, bias = (p.detach().clone() for p in params)
+    learned = dataclasses.replace(heads, down=down, up=up, bias=bias)
+    return learned, {u: coef[i].detach().numpy().astype(float) for i, u in enumerate(users)}

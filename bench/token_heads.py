@@ -49,7 +49,7 @@ TRAIN_PROMPTS = [
 REQUESTS = (None, "Answer in one short sentence.", "Answer with a short bulleted list.",
             "Give a thorough, detailed answer.")
 STRATEGIES = ("token heads w=1", "token heads w=2", "token heads w=3", "token heads w=4",
-              "text ARGS", "trunk ARGS", "best-of-4")
+              "text ARGS", "tree ARGS", "trunk ARGS", "best-of-4")
 
 
 def samples(gen: Any, max_new_tokens: int, bank: str) -> list[tuple[str, str]]:
@@ -82,6 +82,7 @@ def steering_for(rs: Any, coef: dict[str, float], name: str) -> Any:
     else:
         strategy, strength = {"text ARGS": (Args(scoring="text"), 1.0),
                               "trunk ARGS": (Args(scoring="fast"), 1.0),
+                              "tree ARGS": (Args(scoring="fast"), 1.0),
                               "best-of-4": (BestOfN(n=4), 1.0)}[name]
     return Steering(coefficients=dict.fromkeys(rs.names, 0.0) | coef, reward_set_id=rs.id,
                     reward_set_version=rs.version, strength=strength, strategy=strategy)
@@ -104,6 +105,61 @@ def trunk_generator(gen: Any, rs: Any) -> Any:
     trunk = RewardSet(f"{rs.id}-trunk", [heads], version=rs.version,
                       normalization=rs.normalization)
     return gen.with_rewards(trunk)
+
+
+def tree_generator(gen: Any, rs: Any, steps: int = 300) -> Any:
+    """``gen`` scoring with a small sequence classifier on SmolLM2's own tokenizer (no such
+    reward model ships offline, so one is trained here: 2 layers, hidden 64, from scratch,
+    regressing ``rs``'s normalised features of the whole question bank's answers and of
+    their prefixes, read at the last token as ARGS's tree pass reads a candidate). ARGS
+    then scores the k candidates in one tree-attention pass of the classifier's own cache
+    (``scoring="fast"``, path args-tree)."""
+    import random
+
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from personalizer.backends.rewards import ClassifierReward, RewardSet
+    from personalizer.profiles import question_bank
+
+    t = time.perf_counter()
+    tok = gen.tokenizer
+    data = list(dict.fromkeys((item.prompt, r) for item in question_bank()
+                              for r in item.responses))
+    rng = random.Random(0)
+    rows = []
+    for prompt, response in data:
+        head = tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                       add_generation_prompt=True, tokenize=True)
+        head = head["input_ids"] if isinstance(head, dict) else list(head)
+        body = tok(response, add_special_tokens=False)["input_ids"]
+        for cut in {len(body), rng.randint(4, max(len(body), 5))}:
+            text = tok.decode(body[:cut])
+            rows.append((head + body[:cut], rs.features(prompt, [text])[0]))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      num_labels=len(rs.names), problem_type="regression",
+                      pad_token_id=tok.pad_token_id or 0, max_position_embeddings=2048)
+    model = LlamaForSequenceClassification(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    model.train()
+    for _ in range(steps):
+        batch = rng.sample(rows, 16)
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([ids + [cfg.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch])
+        target = torch.tensor(np.array([y for _, y in batch]), dtype=torch.float32)
+        loss = torch.nn.functional.mse_loss(
+            model(input_ids=ids, attention_mask=mask).logits, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    print(f"classifier trained on {len(rows)} answers and prefixes in "
+          f"{time.perf_counter() - t:.0f} s (last batch mse {float(loss):.2f})", flush=True)
+    clf = ClassifierReward(model, tok, names=rs.names, descriptions=rs.descriptions)
+    return gen.with_rewards(RewardSet(f"{rs.id}-rm", [clf], version=rs.version))
 
 
 def main() -> None:
@@ -167,10 +223,12 @@ def main() -> None:
     if gen.quality is not None:
         gen.quality.score("warm up", ["Load the encoder now."])
     trunk_gen = trunk_generator(gen, rs) if "trunk ARGS" in args.strategies else None
+    tree_gen = tree_generator(gen, rs) if "tree ARGS" in args.strategies else None
+    by_set = {g.rewards.id: g for g in (trunk_gen, tree_gen) if g is not None}
 
     def run(s: Any) -> tuple[list[str], float, int]:
         texts, secs, toks = [], 0.0, 0
-        g = trunk_gen if s is not None and s.reward_set_id.endswith("-trunk") else gen
+        g = by_set.get(s.reward_set_id, gen) if s is not None else gen
         for prompt, _ in PROMPTS:
             t = time.perf_counter()
             out = g.generate(prompt, max_new_tokens=args.max_new_tokens, steering=s)
@@ -197,8 +255,8 @@ def main() -> None:
 
         base = reward(plain)
         for name in args.strategies:
-            texts, secs, toks = run(steering_for(
-                trunk_gen.rewards if name == "trunk ARGS" else rs, coef, name))
+            own = {"trunk ARGS": trunk_gen, "tree ARGS": tree_gen}.get(name)
+            texts, secs, toks = run(steering_for(own.rewards if own else rs, coef, name))
             answers[f"{taste} / {name}"] = texts
             sub = statistics.mean(key_terms(t, k) for t, (_, k) in zip(texts, PROMPTS,
                                                                       strict=True))

@@ -625,3 +625,64 @@ def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -
     assert (used[up], used[down], used[2]) == (0.0, -3.0, 4.0)  # raised once; may end
     thorough = dataclasses.replace(policy, end_bias=-4.0, word_bias=None)
     assert thorough._ruled(logits, SimpleNamespace(token_ids=[other]), {2})[2] == -4.0
+
+
+def test_heads_and_coefficients_learned_jointly_from_preferences(
+        gen: LocalGenerator, heads: TokenHeads) -> None:
+    """PReF's offline step on token heads: people who like '!' and people who do not, with
+    unknown coefficients; after learning, each person's coefficients predict their choices
+    on held-out prompts and steer their answers their way."""
+    from itertools import combinations
+
+    from personalizer.backends import learn_token_heads
+    from personalizer.backends.token_heads import PreferencePair
+
+    def answers(prompts: list[str]) -> dict[str, list[str]]:
+        return {p: list(dict.fromkeys(gen.generate(p, max_new_tokens=40, do_sample=True,
+                                                   seed=s).text for s in range(6)))
+                for p in prompts}
+
+    def judged(user: str, loud: bool, by_prompt: dict[str, list[str]]) -> list[PreferencePair]:
+        out = []
+        for p, texts in by_prompt.items():
+            for a, b in combinations(texts, 2):
+                if a.count("!") != b.count("!"):
+                    more, less = (a, b) if a.count("!") > b.count("!") else (b, a)
+                    out.append(PreferencePair(user, p, *((more, less) if loud
+                                                          else (less, more))))
+        return out
+
+    people = {"ann": True, "bo": True, "cy": False, "di": False}
+    train, held = answers(TRAIN), answers(HELD_OUT)
+    pairs = [x for u, loud in people.items() for x in judged(u, loud, train)]
+    _, start = learn_token_heads(gen, heads, pairs, steps=1, lr=1e-9)  # where they start
+    learned, coef = learn_token_heads(gen, heads, pairs)
+    learned.check(REWARDS)  # still the reward set's heads, for the same model
+    assert set(coef) == set(people)
+
+    def accuracy(h: TokenHeads, c: dict[str, np.ndarray], user: str, loud: bool) -> float:
+        test = judged(user, loud, held)
+        assert len(test) >= 10
+        right = 0
+        for x in test:
+            s = sequence_scores(gen, h, x.prompt, [x.chosen, x.rejected]).numpy()
+            right += float(c[user] @ (s[0] - s[1])) > 0
+        return right / len(test)
+
+    before = np.mean([accuracy(heads, start, u, loud) for u, loud in people.items()])
+    after = [accuracy(learned, coef, u, loud) for u, loud in people.items()]
+    assert min(after) > 0.8 and np.mean(after) > before + 0.2, (before, after)
+    g = gen.with_token_heads(learned)
+
+    def bangs(user: str) -> int:
+        s = Steering(coefficients=dict(zip(REWARDS.names, coef[user].tolist(), strict=True)),
+                     reward_set_id=REWARDS.id, reward_set_version=REWARDS.version,
+                     strength=2.0, strategy=TokenRewards())
+        return sum(g.generate(p, max_new_tokens=40, steering=s).text.count("!")
+                   for p in HELD_OUT)
+
+    assert min(bangs("ann"), bangs("bo")) > max(bangs("cy"), bangs("di"))
+    with pytest.raises(InvalidInput, match="at least one pair"):
+        learn_token_heads(gen, heads, [])
+    with pytest.raises(InvalidInput, match="coefficients of user 'ann'"):
+        learn_token_heads(gen, heads, pairs[:2], {"ann": [1.0]})
