@@ -2,7 +2,7 @@
 reward-for-cost frontier of the steering strategies.
 
     .venv/bin/python bench/token_heads.py [--max-new-tokens 96] [--strategies ...]
-        [--bank general|all] [--heads PATH]
+        [--bank general|all] [--heads PATH] [--profiles terse thorough lists] [--dump F]
 
 1. Samples (offline, SmolLM2-135M-Instruct): the question bank's answers, and SmolLM2's own
    answers to 24 training prompts (the bank's and 16 more) asked plainly and with a request
@@ -15,7 +15,10 @@ reward-for-cost frontier of the steering strategies.
 3. For a terse, a thorough and a lists profile (``profiles.simulate`` tastes as coefficient
    vectors) over the 12 evaluation prompts: the user's sequence-level reward (the reward set,
    not the heads) gained over plain, ms per token against plain, substance (key terms named,
-   steered/plain) and non-answers, per strategy.
+   steered/plain) and non-answers, per strategy: token heads at strength S (``token heads
+   w=S``, ``e=E`` for another end_scale), text ARGS, tree ARGS (a small classifier on
+   SmolLM2's tokenizer, trained here), trunk ARGS (ridge heads on SmolLM2's last hidden
+   state, distilled here) and best-of-4.
 """
 
 from __future__ import annotations
@@ -119,8 +122,10 @@ def tree_generator(gen: Any, rs: Any, steps: int = 300) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
+    from personalizer.backends import _hf
     from personalizer.backends.rewards import ClassifierReward, RewardSet
     from personalizer.profiles import question_bank
+    from personalizer.types import Message
 
     t = time.perf_counter()
     tok = gen.tokenizer
@@ -129,9 +134,7 @@ def tree_generator(gen: Any, rs: Any, steps: int = 300) -> Any:
     rng = random.Random(0)
     rows = []
     for prompt, response in data:
-        head = tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                       add_generation_prompt=True, tokenize=True)
-        head = head["input_ids"] if isinstance(head, dict) else list(head)
+        head = list(_hf.chat_prompt(tok, [Message(role="user", content=prompt)]))
         body = tok(response, add_special_tokens=False)["input_ids"]
         for cut in {len(body), rng.randint(4, max(len(body), 5))}:
             text = tok.decode(body[:cut])
@@ -157,7 +160,7 @@ def tree_generator(gen: Any, rs: Any, steps: int = 300) -> Any:
         opt.step()
     model.eval()
     print(f"classifier trained on {len(rows)} answers and prefixes in "
-          f"{time.perf_counter() - t:.0f} s (last batch mse {float(loss):.2f})", flush=True)
+          f"{time.perf_counter() - t:.0f} s (last batch mse {loss.item():.2f})", flush=True)
     clf = ClassifierReward(model, tok, names=rs.names, descriptions=rs.descriptions)
     return gen.with_rewards(RewardSet(f"{rs.id}-rm", [clf], version=rs.version))
 
