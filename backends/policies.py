@@ -183,7 +183,7 @@ class TokenRewardPolicy:
     """Token-level rewards: the loop projects this row's hidden state shifted by ``steer``
     (its user's folded token heads), the token rules add their biases (``end_bias`` on the
     end of turn, ``marker_bias`` on list markers at a line start, ``word_bias`` on the words
-    of lexical rewards, a vocabulary-sized vector), and the row chooses from
+    of lexical rewards), and the row chooses from
     those logits as plain decoding would. With a ``quality`` term, the steering may not end an answer whose substance is
     below the floor: an end of turn that the unsteered logits would not choose is then
     masked (the model's own end stays). "The model's own choice" is the greedy argmax of
@@ -199,7 +199,7 @@ class TokenRewardPolicy:
     lines: Any = None  # token_rules.LineTokens, with a marker or a positive end bias
     starts_line: bool = True  # whether the answer starts a line (False after a prefill
     #                           that ends mid-line)
-    word_bias: torch.Tensor | None = None  # per token, the lexical rewards' rule
+    word_bias: Any = None  # token_rules.WordBias: the lexical rewards' rule
     k: int = 0
     scorer: None = None
 
@@ -236,15 +236,8 @@ class TokenRewardPolicy:
         if end == 0 and not at_line_start and self.word_bias is None:
             return logits
         out = logits.clone()
-        if self.word_bias is not None:
-            n = min(out.shape[-1], self.word_bias.shape[-1])
-            bias = self.word_bias[:n].to(out.dtype)
-            if row.token_ids:  # a raised word is earned once
-                used = torch.unique(torch.tensor(row.token_ids, dtype=torch.long))
-                used = used[used < n]
-                bias = bias.clone()
-                bias[used] = bias[used].clamp(max=0.0)
-            out[:n] += bias
+        if self.word_bias is not None:  # a raised word is earned once
+            out += self.word_bias.at(row.token_ids, out.shape[-1]).to(out.dtype)
         if end:
             out[[e for e in eos if e < out.shape[-1]]] += end
         if at_line_start:

@@ -17,8 +17,8 @@ heads' fold (:func:`ruled_mask`):
   For a reward that adds up its words' weights this is the reward itself, token by token
   (GenARM's token-level reward with no context): a word's weight is earned when the word is
   written. The built-in lexical rewards saturate (a log of the count, a sentiment score),
-  so a raised token is raised until it has been written once in the answer; a lowered
-  one stays lowered. A token counts as a word when it is the whole word: a leading space (" might"),
+  so a raised word is raised until the answer has written it once, in any of its tokens
+  (" consider", "Consider"); a lowered one stays lowered (:class:`WordBias`). A token counts as a word when it is the whole word: a leading space (" might"),
   or a capital at a line start ("However"); pieces inside longer words do not, and
   punctuation entries ("!", "'t") match the token's text exactly.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ import torch
 
 from personalizer.errors import InvalidInput
 
-__all__ = ["TOKEN_RULES", "LineTokens", "lexicon_bias", "lexicon_matrix", "line_tokens",
+__all__ = ["TOKEN_RULES", "LineTokens", "WordBias", "lexicon_bias", "lexicon_matrix", "line_tokens",
            "ruled_mask", "token_rules", "token_texts"]
 
 TOKEN_RULES = ("end_of_turn", "list_marker", "lexicon")
@@ -156,15 +156,40 @@ def _entries(reward: Any) -> Mapping[str, float]:
     return {str(k).lower(): float(v) for k, v in lexicon.items()}
 
 
-_LEXICONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], torch.Tensor]] = \
-    weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class WordBias:
+    """A user's lexical rules on one tokenizer: ``bias`` per token (vocabulary-sized), and
+    ``word``, the lexicon word each token writes (-1 for none; " consider" and "Consider"
+    share one), so that a raised word is raised only until the answer has written it in
+    any of its forms (:meth:`at`); a lowered word stays lowered."""
+
+    bias: torch.Tensor
+    word: torch.Tensor
+
+    def at(self, written: Sequence[int], size: int) -> torch.Tensor:
+        """The bias for the next token of an answer whose tokens so far are ``written``,
+        cut or padded with zeros to ``size`` logits."""
+        bias = self.bias[:size]
+        if bias.shape[0] < size:
+            bias = torch.nn.functional.pad(bias, (0, size - bias.shape[0]))
+        if not written:
+            return bias
+        ids = torch.as_tensor(list(written), dtype=torch.long)
+        used = self.word[ids[ids < self.word.shape[0]]]
+        used = used[used >= 0]
+        if not used.numel():
+            return bias
+        raised = (bias > 0) & torch.isin(
+            torch.nn.functional.pad(self.word, (0, max(0, size - self.word.shape[0])),
+                                    value=-1)[:size], used)
+        return bias.masked_fill(raised, 0.0) if bool(raised.any()) else bias
 
 
-def lexicon_matrix(rewards: Any, tokenizer: Any) -> torch.Tensor | None:
-    """``(len(rewards), vocabulary)``: for each base reward with the ``"lexicon"`` rule, the
-    weight of each token that is one of its words (0 elsewhere; 0 rows for other rewards);
-    None when no reward of the set has a lexicon. Cached per tokenizer and reward set
-    (id, version, names)."""
+_LEXICONS: weakref.WeakKeyDictionary[
+    Any, dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]]] = weakref.WeakKeyDictionary()
+
+
+def _lexicon(rewards: Any, tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     lexical = [j for j, r in enumerate(rewards.rewards) if _rule(r) == "lexicon"]
     if not lexical:
         return None
@@ -175,21 +200,36 @@ def lexicon_matrix(rewards: Any, tokenizer: Any) -> torch.Tensor | None:
         if key in per_tokenizer:
             return per_tokenizer[key]
         keys = [_word(t) for t in texts]
-        out = torch.zeros(len(rewards.names), len(texts))
+        matrix = torch.zeros(len(rewards.names), len(texts))
+        known: dict[str, int] = {}
         for j in lexical:
             entries = _entries(rewards.rewards[j])
+            for k in entries:
+                known.setdefault(k, len(known))
             row = [entries.get(k, 0.0) if k is not None else 0.0 for k in keys]
-            out[rewards.names.index(rewards.rewards[j].name)] = torch.tensor(row)
-        per_tokenizer[key] = out
-        return out
+            matrix[rewards.names.index(rewards.rewards[j].name)] = torch.tensor(row)
+        word = torch.tensor([known.get(k, -1) if k is not None else -1 for k in keys],
+                            dtype=torch.long)
+        per_tokenizer[key] = (matrix, word)
+        return per_tokenizer[key]
+
+
+def lexicon_matrix(rewards: Any, tokenizer: Any) -> torch.Tensor | None:
+    """``(len(rewards), vocabulary)``: for each base reward with the ``"lexicon"`` rule, the
+    weight of each token that is one of its words (0 elsewhere; 0 rows for other rewards);
+    None when no reward of the set has a lexicon. Cached per tokenizer and reward set
+    (id, version, names)."""
+    found = _lexicon(rewards, tokenizer)
+    return None if found is None else found[0]
 
 
 def lexicon_bias(rewards: Any, coefficients: Any, scale: float,
-                 tokenizer: Any) -> torch.Tensor | None:
-    """The per-token logit bias of a user's lexical rewards: ``scale * c . L``
-    (:func:`lexicon_matrix`), a vocabulary-sized vector; None when it would be all zero."""
-    matrix = lexicon_matrix(rewards, tokenizer)
+                 tokenizer: Any) -> WordBias | None:
+    """A user's lexical rules: the per-token logit bias ``scale * c . L``
+    (:func:`lexicon_matrix`) with each token's word; None when the bias would be all
+    zero."""
+    found = _lexicon(rewards, tokenizer)
     c = torch.as_tensor(np.asarray(coefficients, dtype=np.float32))
-    if matrix is None or scale == 0 or not bool((c * (matrix.abs().sum(1) > 0)).any()):
+    if found is None or scale == 0 or not bool((c * (found[0].abs().sum(1) > 0)).any()):
         return None
-    return scale * (c @ matrix)
+    return WordBias(bias=scale * (c @ found[0]), word=found[1])

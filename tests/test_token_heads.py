@@ -556,7 +556,9 @@ def test_a_lexicon_weighs_whole_words_and_punctuation_only() -> None:
     assert lexicon_matrix(LEXICAL, tok) is m  # cached per tokenizer and reward set
     assert lexicon_matrix(REWARDS, tok) is None  # no lexicon in the set
     bias = lexicon_bias(LEXICAL, np.array([2.0, -1.0]), 1.5, tok)
-    assert bias is not None and torch.allclose(bias, 1.5 * (2.0 * m[0] - m[1]))
+    assert bias is not None and torch.allclose(bias.bias, 1.5 * (2.0 * m[0] - m[1]))
+    words = {int(bias.word[i]) for i in m[1].nonzero().flatten().tolist()}
+    assert len(words) == 1 and -1 not in words  # every form of "well" is one word
     assert lexicon_bias(LEXICAL, np.zeros(2), 1.5, tok) is None
     assert lexicon_bias(LEXICAL, np.ones(2), 0.0, tok) is None
 
@@ -610,19 +612,24 @@ def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -
     assert period in lines.sentence_end and tok.convert_tokens_to_ids("s") not in \
         lines.sentence_end
     assert all(texts[i].strip() not in {"1.", "2."} for i in lines.sentence_end)
-    up, down, other = 10, 11, 12
-    bias = torch.zeros(len(tok))
-    bias[up], bias[down] = 2.0, -3.0
-    policy = TokenRewardPolicy(steer=None, word_bias=bias, end_bias=4.0, lines=lines)
-    logits = torch.zeros(len(tok))
+    from personalizer.backends.token_rules import WordBias
+
+    up, sibling, down, other = 10, 13, 11, 12  # "up" and "sibling": two forms of one word
+    bias, word = torch.zeros(len(tok)), torch.full((len(tok),), -1)
+    bias[up], bias[sibling], bias[down] = 2.0, 2.0, -3.0
+    word[up], word[sibling], word[down] = 0, 0, 1
+    policy = TokenRewardPolicy(steer=None, word_bias=WordBias(bias, word), end_bias=4.0,
+                               lines=lines)
+    logits = torch.zeros(len(tok) + 3)  # the model's vocabulary may be padded
 
     def ruled_at(ids: list[int]) -> torch.Tensor:
         return policy._ruled(logits, SimpleNamespace(token_ids=ids), {2})
 
     fresh = ruled_at([other])
-    assert (fresh[up], fresh[down], fresh[2]) == (2.0, -3.0, 0.0)  # mid-sentence: no end
-    used = ruled_at([up, down, period])
-    assert (used[up], used[down], used[2]) == (0.0, -3.0, 4.0)  # raised once; may end
+    assert (fresh[up], fresh[sibling], fresh[down], fresh[2]) == (2.0, 2.0, -3.0, 0.0)
+    used = ruled_at([up, down, period])  # mid-sentence above: no end; here it may end
+    assert (used[up], used[sibling], used[down], used[2]) == (0.0, 0.0, -3.0, 4.0)
+    assert float(logits.abs().sum()) == 0.0
     thorough = dataclasses.replace(policy, end_bias=-4.0, word_bias=None)
     assert thorough._ruled(logits, SimpleNamespace(token_ids=[other]), {2})[2] == -4.0
 
