@@ -33,11 +33,11 @@ names its reward set and the LM it was trained for, and refuses any other.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 

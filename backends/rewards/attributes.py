@@ -36,7 +36,7 @@ _SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
 # prefix that has just started an item already scores as structured.
 _LIST_LINE = re.compile(r"^\s*(?:[-*+•](?:\s+|$)|\d+(?:[.)](?:\s+|$)|$)|#{1,6}(?:\s+|$)"
                         r"|\|.*\|\s*$)")
-_CONTRACTION = re.compile(r"\b\w+['’](?:t|re|ll|m|ve|d|s)\b", re.I)
+_CONTRACTION = re.compile(r"\b\w+['’](?:t|re|ll|m|ve|d|s)\b", re.IGNORECASE)
 _EMOJI = re.compile(
     "[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F000-\U0001F2FF\U0001F900-\U0001F9FF]"
 )
@@ -272,7 +272,7 @@ class KeywordReward:
     per_100_words: bool = False
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
-        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, self.keywords)) + r")\b", re.I)
+        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, self.keywords)) + r")\b", re.IGNORECASE)
         out = []
         for r in responses:
             hits = len(pattern.findall(r))
