@@ -232,7 +232,7 @@ class TokenRewardPolicy:
         last = row.token_ids[-1] if row.token_ids else None
         at_line_start = self.marker_bias != 0 and self.lines is not None and (
             last in self.lines.newline if last is not None else self.starts_line)
-        end = self.end_bias if self.end_bias <= 0 or self._may_end(last) else 0.0
+        end = self.end_bias if self.end_bias <= 0 or self._may_end(row, last) else 0.0
         if end == 0 and not at_line_start and self.word_bias is None:
             return logits
         out = logits.clone()
@@ -244,9 +244,13 @@ class TokenRewardPolicy:
             out[[m for m in self.lines.markers if m < out.shape[-1]]] += self.marker_bias
         return out
 
-    def _may_end(self, last: int | None) -> bool:
-        """Whether the answer so far ends a sentence or a line (so ending is whole)."""
-        return last is not None and self.lines is not None and last in self.lines.sentence_end
+    def _may_end(self, row: DecodeRow, last: int | None) -> bool:
+        """Whether the answer so far ends a sentence or a line (so ending is whole): its
+        last token may end one, and its text does (not "2." nor "e.g.")."""
+        from .token_rules import ends_whole
+
+        return last is not None and self.lines is not None and \
+            last in self.lines.sentence_end and ends_whole(row.tracker.decode())
 
 
 def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,

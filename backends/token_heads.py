@@ -366,30 +366,41 @@ def learn_token_heads(generator: LocalGenerator, heads: TokenHeads,
     heads and every user's coefficients together.
 
     ``heads`` (distilled from a reward set, :func:`distill_token_heads`) are the start and
-    the anchor: the squared distance of the heads' parameters to theirs is weighed by
-    ``anchor`` (per parameter, mean), so the heads stay the reward set's base rewards,
-    refined where people's choices disagree with them. Users start from ``coefficients``
-    (their profiles, in the heads' reward order) or, unknown, from small random values;
-    ``prior`` is the weight of ``N(start, I)`` on them. Returns the refined heads (same
-    reward set and model) and every user's learned coefficients."""
+    the anchor: the squared distance of each of the heads' parameter tensors to theirs,
+    relative to its size, is weighed by ``anchor``, so the heads stay the reward set's base
+    rewards, refined where people's choices disagree with them. Users start from
+    ``coefficients`` (their profiles, in the heads' reward order; ``prior`` is the weight of
+    ``N(profile, I)``) or, unknown, from small random values (under ``N(0, I)``). Returns the
+    refined heads (same reward set and model) and every user's learned coefficients.
+    Decoding with token rules (``TokenRewards(rule_scale>0)``) applies a ruled reward's
+    coefficient through its tokens, not its head: those heads are refined here but used
+    only with ``rule_scale=0``."""
     if not pairs:
         raise InvalidInput("learning token heads from preferences needs at least one pair")
+    same = next((p for p in pairs if p.chosen == p.rejected), None)
+    if same is not None:
+        raise InvalidInput(f"a preference of user {same.user!r} compares an answer with "
+                           "itself: leave such pairs out (they carry no choice)")
     heads.check_model(generator.model)
     if steps < 1 or lr <= 0 or anchor < 0 or prior < 0 or top < 1:
         raise InvalidInput("steps and top must be positive, lr > 0, anchor and prior >= 0")
     j = len(heads.names)
     g = torch.Generator().manual_seed(seed)
     users = list(dict.fromkeys(p.user for p in pairs))
-    start = []
+    start, centre = [], []
     for u in users:
         given = (coefficients or {}).get(u)
-        c = torch.as_tensor(np.asarray(given, dtype=np.float32)) if given is not None \
-            else 0.1 * torch.randn(j, generator=g)
+        try:
+            c = torch.as_tensor(np.asarray(given, dtype=np.float32)) if given is not None \
+                else 0.1 * torch.randn(j, generator=g)
+        except (TypeError, ValueError):
+            c = torch.full((0,), float("nan"))
         if c.shape != (j,) or not bool(torch.isfinite(c).all()):
             raise InvalidInput(f"coefficients of user {u!r} must be {j} finite numbers, "
                                f"one per base reward ({', '.join(heads.names)})")
         start.append(c)
-    c0 = torch.stack(start)
+        centre.append(c if given is not None else torch.zeros(j))
+    c0, prior_mean = torch.stack(start), torch.stack(centre)
     texts: dict[tuple[str, str], int] = {}
     for p in pairs:
         for r in (p.chosen, p.rejected):
@@ -414,9 +425,9 @@ def learn_token_heads(generator: LocalGenerator, heads: TokenHeads,
             s = _sequence_scores(samples, *params, w_out)
             margin = (coef[who] * (s[win] - s[lose])).sum(-1)
             loss = torch.nn.functional.softplus(-margin).mean()
-            loss = loss + anchor * sum((p - p0).pow(2).mean()
+            loss = loss + anchor * sum((p - p0).pow(2).sum() / (p0.pow(2).sum() + 1e-8)
                                        for p, p0 in zip(params, theta0, strict=True))
-            loss = loss + prior * (coef - c0).pow(2).sum() / len(pairs)
+            loss = loss + prior * (coef - prior_mean).pow(2).sum() / (2 * len(pairs))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -28,6 +28,7 @@ decoded vocabulary, which is decoded once per tokenizer and cached while it live
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -107,6 +108,20 @@ class LineTokens:
     sentence_end: frozenset[int] = frozenset()
 
 
+_NOT_AN_END = re.compile(r"(?:^|\n)\s*\d+[.)]$|\d\.$|\b(?:e\.g|i\.e|etc|vs|Dr|Mr|Mrs|Ms|St|"
+                         r"No|approx|incl)\.$|\b[A-Za-z]\.$")
+
+
+def ends_whole(text: str) -> bool:
+    """Whether ``text`` (an answer so far) ends a sentence or a line: a newline last, or
+    ".", "!", "?" that does not close a list number ("2."), a number ("3.") or an
+    abbreviation ("e.g.", "Dr.")."""
+    if text.rstrip(" \t").endswith("\n"):
+        return True
+    tail = text.rstrip()[-40:]
+    return tail.endswith((".", "!", "?")) and not _NOT_AN_END.search(tail)
+
+
 def _ends_sentence(text: str) -> bool:
     if text.rstrip(" \t").endswith("\n"):
         return True
@@ -134,17 +149,28 @@ def line_tokens(tokenizer: Any) -> LineTokens:
 
 # -- lexicons -------------------------------------------------------------------------------
 
-def _word(text: str) -> str | None:
-    """The lexicon key of one decoded token: a whole word (leading whitespace, or a capital
-    that may start a line), or a token of punctuation; None for a piece of a word."""
+def _word(text: str, spaced: bool = False) -> str | None:
+    """The lexicon key of one decoded token: a whole word (leading whitespace, given as
+    ``spaced`` when decoding drops it, or a capital that may start a line), or a token of
+    punctuation; None for a piece of a word."""
     s = text.strip()
     if not s:
         return None
     if not any(ch.isalpha() for ch in s):
         return s  # "!", "?", ...
-    if text[0].isspace() or s[0].isupper() or s[0] in "'’":
+    if spaced or text[0].isspace() or s[0].isupper() or s[0] in "'’":
         return s.lower()
     return None
+
+
+def _spaced(tokenizer: Any, size: int) -> list[bool]:
+    """Per token, whether its vocabulary entry starts with a word-start marker (SentencePiece
+    "▁", byte-level "Ġ"): decoding one such token alone may drop the space."""
+    try:
+        pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    except (AttributeError, TypeError, ValueError):
+        return [False] * size
+    return [isinstance(p, str) and p[:1] in ("▁", "Ġ") for p in pieces]
 
 
 def _entries(reward: Any) -> Mapping[str, float]:
@@ -185,51 +211,78 @@ class WordBias:
         return bias.masked_fill(raised, 0.0) if bool(raised.any()) else bias
 
 
-_LEXICONS: weakref.WeakKeyDictionary[
-    Any, dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]]] = weakref.WeakKeyDictionary()
+_LEXICONS: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, dict[Any, Any]]] = \
+    weakref.WeakKeyDictionary()
 
 
-def _lexicon(rewards: Any, tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
-    lexical = [j for j, r in enumerate(rewards.rewards) if _rule(r) == "lexicon"]
-    if not lexical:
-        return None
+def _cache(rewards: Any, tokenizer: Any) -> dict[Any, Any]:
+    """The lexicon cache of one tokenizer and one reward-set object (not its id: two sets of
+    one id may carry different lexicons)."""
+    per_tokenizer = _LEXICONS.setdefault(tokenizer, weakref.WeakKeyDictionary())
+    return per_tokenizer.setdefault(rewards, {})
+
+
+def _keys(tokenizer: Any, cache: dict[Any, Any]) -> list[str | None]:
+    texts = token_texts(tokenizer)
+    if cache.get("size") != len(texts):
+        cache.clear()
+        cache["size"] = len(texts)
+        spaced = _spaced(tokenizer, len(texts))
+        cache["keys"] = [_word(t, s) for t, s in zip(texts, spaced, strict=True)]
+    return cache["keys"]
+
+
+def _row(rewards: Any, j: int, tokenizer: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weight per token of ``rewards.rewards[j]`` (a lexical reward), and its lexicon."""
     with _LOCK:
-        texts = token_texts(tokenizer)
-        key = (rewards.id, rewards.version, tuple(rewards.names), len(texts))
-        per_tokenizer = _LEXICONS.setdefault(tokenizer, {})
-        if key in per_tokenizer:
-            return per_tokenizer[key]
-        keys = [_word(t) for t in texts]
-        matrix = torch.zeros(len(rewards.names), len(texts))
-        known: dict[str, int] = {}
-        for j in lexical:
+        cache = _cache(rewards, tokenizer)
+        keys = _keys(tokenizer, cache)
+        if j not in cache:
             entries = _entries(rewards.rewards[j])
-            for k in entries:
-                known.setdefault(k, len(known))
-            row = [entries.get(k, 0.0) if k is not None else 0.0 for k in keys]
-            matrix[rewards.names.index(rewards.rewards[j].name)] = torch.tensor(row)
-        word = torch.tensor([known.get(k, -1) if k is not None else -1 for k in keys],
-                            dtype=torch.long)
-        per_tokenizer[key] = (matrix, word)
-        return per_tokenizer[key]
+            cache[j] = (torch.tensor([entries.get(k, 0.0) if k is not None else 0.0
+                                      for k in keys]), entries)
+        return cache[j]
+
+
+def _lexical(rewards: Any) -> list[tuple[int, int]]:
+    """(position in ``rewards.names``, position in ``rewards.rewards``) of each lexical
+    reward."""
+    return [(rewards.names.index(r.name), i) for i, r in enumerate(rewards.rewards)
+            if _rule(r) == "lexicon" and getattr(r, "name", None) in rewards.names]
 
 
 def lexicon_matrix(rewards: Any, tokenizer: Any) -> torch.Tensor | None:
     """``(len(rewards), vocabulary)``: for each base reward with the ``"lexicon"`` rule, the
     weight of each token that is one of its words (0 elsewhere; 0 rows for other rewards);
-    None when no reward of the set has a lexicon. Cached per tokenizer and reward set
-    (id, version, names)."""
-    found = _lexicon(rewards, tokenizer)
-    return None if found is None else found[0]
+    None when no reward of the set has a lexicon. Cached per tokenizer and reward set;
+    a new tensor per call."""
+    lexical = _lexical(rewards)
+    if not lexical:
+        return None
+    out = torch.zeros(len(rewards.names), len(token_texts(tokenizer)))
+    for at, j in lexical:
+        out[at] = _row(rewards, j, tokenizer)[0]
+    return out
 
 
 def lexicon_bias(rewards: Any, coefficients: Any, scale: float,
                  tokenizer: Any) -> WordBias | None:
     """A user's lexical rules: the per-token logit bias ``scale * c . L``
-    (:func:`lexicon_matrix`) with each token's word; None when the bias would be all
-    zero."""
-    found = _lexicon(rewards, tokenizer)
-    c = torch.as_tensor(np.asarray(coefficients, dtype=np.float32))
-    if found is None or scale == 0 or not bool((c * (found[0].abs().sum(1) > 0)).any()):
+    (:func:`lexicon_matrix`) with each token's word; None when the bias would be all zero.
+    Only the lexicons of rewards the user weighs are built (warmth's needs VADER)."""
+    c = np.asarray(coefficients, dtype=np.float64)
+    used = [(at, j) for at, j in _lexical(rewards) if c[at] != 0]
+    if not used or scale == 0:
         return None
-    return WordBias(bias=scale * (c @ found[0]), word=found[1])
+    with _LOCK:
+        keys = _keys(tokenizer, _cache(rewards, tokenizer))
+        bias = torch.zeros(len(keys))
+        words: dict[str, int] = {}
+        for at, j in used:
+            row, entries = _row(rewards, j, tokenizer)
+            bias += float(scale * c[at]) * row
+            for k in entries:
+                words.setdefault(k, len(words))
+        word = torch.tensor([words.get(k, -1) if k is not None else -1 for k in keys],
+                            dtype=torch.long)
+    return WordBias(bias=bias, word=word)

@@ -553,7 +553,7 @@ def test_a_lexicon_weighs_whole_words_and_punctuation_only() -> None:
     assert bangs == {t for t in texts if t.strip() == "!"} and "!" in bangs
     assert wells and all(t.strip().lower() == "well" for t in wells)
     assert all(t[0].isspace() or t[0].isupper() for t in wells)  # never a piece of a word
-    assert lexicon_matrix(LEXICAL, tok) is m  # cached per tokenizer and reward set
+    assert torch.equal(lexicon_matrix(LEXICAL, tok), m)  # type: ignore[arg-type]
     assert lexicon_matrix(REWARDS, tok) is None  # no lexicon in the set
     bias = lexicon_bias(LEXICAL, np.array([2.0, -1.0]), 1.5, tok)
     assert bias is not None and torch.allclose(bias.bias, 1.5 * (2.0 * m[0] - m[1]))
@@ -622,8 +622,12 @@ def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -
                                lines=lines)
     logits = torch.zeros(len(tok) + 3)  # the model's vocabulary may be padded
 
+    def row(ids: list[int]) -> SimpleNamespace:
+        return SimpleNamespace(token_ids=ids, tracker=SimpleNamespace(
+            decode=lambda: "Rest well" + tok.decode(ids)))
+
     def ruled_at(ids: list[int]) -> torch.Tensor:
-        return policy._ruled(logits, SimpleNamespace(token_ids=ids), {2})
+        return policy._ruled(logits, row(ids), {2})
 
     fresh = ruled_at([other])
     assert (fresh[up], fresh[sibling], fresh[down], fresh[2]) == (2.0, 2.0, -3.0, 0.0)
@@ -631,7 +635,13 @@ def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -
     assert (used[up], used[sibling], used[down], used[2]) == (0.0, 0.0, -3.0, 4.0)
     assert float(logits.abs().sum()) == 0.0
     thorough = dataclasses.replace(policy, end_bias=-4.0, word_bias=None)
-    assert thorough._ruled(logits, SimpleNamespace(token_ids=[other]), {2})[2] == -4.0
+    assert thorough._ruled(logits, row([other]), {2})[2] == -4.0
+    from personalizer.backends.token_rules import ends_whole
+
+    assert ends_whole("Sleep well.") and ends_whole("Here are tips:\n") and ends_whole("Go!")
+    for cut in ("Tips:\n\n1.", "Tips:\n 2.", "Use oats, e.g.", "It costs 3.", "Ask Dr.",
+                "Sleep well", "Sleep well:"):
+        assert not ends_whole(cut), cut
 
 
 def test_heads_and_coefficients_learned_jointly_from_preferences(
@@ -693,3 +703,7 @@ def test_heads_and_coefficients_learned_jointly_from_preferences(
         learn_token_heads(gen, heads, [])
     with pytest.raises(InvalidInput, match="coefficients of user 'ann'"):
         learn_token_heads(gen, heads, pairs[:2], {"ann": [1.0]})
+    with pytest.raises(InvalidInput, match="coefficients of user 'ann'"):
+        learn_token_heads(gen, heads, pairs[:2], {"ann": ["x", "y"]})
+    with pytest.raises(InvalidInput, match="with itself"):
+        learn_token_heads(gen, heads, [PreferencePair("ann", "p", "same", "same")])
