@@ -707,3 +707,28 @@ def test_heads_and_coefficients_learned_jointly_from_preferences(
         learn_token_heads(gen, heads, pairs[:2], {"ann": ["x", "y"]})
     with pytest.raises(InvalidInput, match="with itself"):
         learn_token_heads(gen, heads, [PreferencePair("ann", "p", "same", "same")])
+
+
+def test_a_lexicon_finds_word_starts_that_decoding_drops() -> None:
+    """SentencePiece vocabularies mark a word start with '▁', which decoding one token alone
+    drops: the rule reads the marker from the vocabulary entry."""
+    from personalizer.backends.token_rules import lexicon_bias
+
+    class Pieces:  # a SentencePiece-style tokenizer: "▁might" decodes to "might"
+        vocab = ["<s>", "▁might", "might", "▁Well", "!", "▁may"]
+
+        def __len__(self) -> int:
+            return len(self.vocab)
+
+        def batch_decode(self, ids: list[list[int]]) -> list[str]:
+            return [self.vocab[i[0]].replace("▁", "") for i in ids]
+
+        def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+            return [self.vocab[i] for i in ids]
+
+    hedges = AttributeScorer("hedges", "hedges", len, token_rule="lexicon",
+                             lexicon={"might": 1.0, "may": 0.5})
+    rs = RewardSet("pieces", [hedges])
+    bias = lexicon_bias(rs, np.array([2.0]), 1.0, Pieces())
+    assert bias is not None
+    assert bias.bias.tolist() == [0.0, 2.0, 0.0, 0.0, 0.0, 1.0]  # "might" inside a word: 0
