@@ -112,6 +112,14 @@ _NOT_AN_END = re.compile(r"(?:^|\n)\s*\d+[.)]$|\d\.$|\b(?:e\.g|i\.e|etc|vs|Dr|Mr
                          r"No|approx|incl)\.$|\b[A-Za-z]\.$")
 
 
+def _may_end_with(token: str) -> bool:
+    """Whether a token can be the last of a whole sentence or line (a cheap filter;
+    :func:`ends_whole` then reads the answer's text)."""
+    s = token.strip()
+    return token.rstrip(" \t").endswith("\n") or (
+        s.endswith((".", "!", "?")) and not s[:-1].isdigit() and s not in _MARKERS)
+
+
 def ends_whole(text: str) -> bool:
     """Whether ``text`` (an answer so far) ends a sentence or a line: a newline last, or
     ".", "!", "?" that does not close a list number ("2."), a number ("3.") or an
@@ -120,13 +128,6 @@ def ends_whole(text: str) -> bool:
         return True
     tail = text.rstrip()[-40:]
     return tail.endswith((".", "!", "?")) and not _NOT_AN_END.search(tail)
-
-
-def _ends_sentence(text: str) -> bool:
-    if text.rstrip(" \t").endswith("\n"):
-        return True
-    s = text.strip()
-    return s.endswith((".", "!", "?")) and not s[:-1].isdigit() and s not in _MARKERS
 
 
 _LINES: weakref.WeakKeyDictionary[Any, tuple[int, LineTokens]] = weakref.WeakKeyDictionary()
@@ -142,7 +143,7 @@ def line_tokens(tokenizer: Any) -> LineTokens:
         found = LineTokens(
             newline=frozenset(i for i, t in enumerate(texts) if t.rstrip(" \t").endswith("\n")),
             markers=tuple(i for i, t in enumerate(texts) if t.strip(" ") in _MARKERS),
-            sentence_end=frozenset(i for i, t in enumerate(texts) if _ends_sentence(t)))
+            sentence_end=frozenset(i for i, t in enumerate(texts) if _may_end_with(t)))
         _LINES[tokenizer] = (len(texts), found)
         return found
 
@@ -195,20 +196,16 @@ class WordBias:
     def at(self, written: Sequence[int], size: int) -> torch.Tensor:
         """The bias for the next token of an answer whose tokens so far are ``written``,
         cut or padded with zeros to ``size`` logits."""
-        bias = self.bias[:size]
-        if bias.shape[0] < size:
-            bias = torch.nn.functional.pad(bias, (0, size - bias.shape[0]))
-        if not written:
-            return bias
-        ids = torch.as_tensor(list(written), dtype=torch.long)
-        used = self.word[ids[ids < self.word.shape[0]]]
-        used = used[used >= 0]
-        if not used.numel():
-            return bias
-        raised = (bias > 0) & torch.isin(
-            torch.nn.functional.pad(self.word, (0, max(0, size - self.word.shape[0])),
-                                    value=-1)[:size], used)
-        return bias.masked_fill(raised, 0.0) if bool(raised.any()) else bias
+        bias = self.bias
+        if written:
+            ids = torch.as_tensor(list(written), dtype=torch.long)
+            used = self.word[ids[ids < self.word.shape[0]]]
+            used = used[used >= 0]
+            if used.numel():
+                bias = bias.masked_fill((bias > 0) & torch.isin(self.word, used), 0.0)
+        if bias.shape[0] >= size:
+            return bias[:size]
+        return torch.nn.functional.pad(bias, (0, size - bias.shape[0]))
 
 
 _LEXICONS: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, dict[Any, Any]]] = \
