@@ -72,7 +72,7 @@ class LocalGenerator:
                  defaults: GenerationOptions | None = None, rewards: Any = None,
                  quality: Any = "auto",
                  profile_placement: Literal["user", "system"] = "user",
-                 prompt_rewards: Sequence[str] | None = ("structure",),
+                 prompt_rewards: Sequence[str] | None = ("structure", "verbosity:less"),
                  token_heads: Any = None) -> None:
         torch = _hf.torch_module()
         if isinstance(model, (str, os.PathLike)):

@@ -7,7 +7,7 @@ SmolLM2-135M-Instruct (offline), through ``Personalizer.generate``. Simulated pe
 tastes are written here as text measures of our own (word counts, list lines, warm words;
 not the attribute scorers' vectors) are onboarded with 10 questions through the normal
 ``Onboarding``, answering with Bradley-Terry noise calibrated so that ~78% of their answers
-agree with their noise-free preference. Then SmolLM2 answers 12 prompts that are not in the
+agree with their noise-free preference. Then SmolLM2 answers 24 prompts that are not in the
 question bank, plainly and personalized; each prompt has the key terms a real answer names.
 The prompts are split: even indices to tune on, odd ones to report (``--split``).
 
@@ -35,7 +35,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 OUT = Path(__file__).resolve().parent / "out"
 
-# 12 prompts outside the question bank, each with stems of the terms a real answer names.
+# 24 prompts outside the question bank, each with stems of the terms a real answer names.
 PROMPTS: list[tuple[str, list[str]]] = [
     ("How do I keep houseplants alive?",
      ["water", "light", "sun", "soil", "drain", "pot", "overwater", "humid", "fertili",
@@ -73,6 +73,44 @@ PROMPTS: list[tuple[str, list[str]]] = [
     ("What is a good morning routine?",
      ["wake", "water", "exercise", "breakfast", "stretch", "plan", "sunlight", "meditat",
       "shower", "journal", "same time", "sleep"]),
+    # added in stop 25 (key terms written before any answer was generated), so that the
+    # report half holds 12 prompts and "1 non-answer in 12" can be read per taste
+    ("How do I bake bread at home?",
+     ["flour", "yeast", "knead", "dough", "rise", "oven", "salt", "water", "bake",
+      "temperature", "proof", "minute"]),
+    ("How can I stay focused while studying?",
+     ["break", "distract", "phone", "goal", "schedule", "quiet", "pomodoro", "timer", "sleep",
+      "note", "environment", "task"]),
+    ("How do I train for my first 5K race?",
+     ["run", "walk", "pace", "week", "rest", "shoe", "stretch", "distance", "interval",
+      "hydrat", "gradual", "warm"]),
+    ("How can I make my home more energy efficient?",
+     ["insulat", "bulb", "thermostat", "window", "seal", "appliance", "unplug", "solar", "heat",
+      "energy star", "draft", "temperature"]),
+    ("How do I care for a leather jacket?",
+     ["condition", "clean", "cloth", "water", "store", "hanger", "sun", "dry", "spray",
+      "protect", "brush", "wipe"]),
+    ("How can I eat healthier on a budget?",
+     ["vegetable", "bean", "bulk", "prep", "cook", "frozen", "rice", "grocer", "shopping list", "fruit",
+      "season", "processed"]),
+    ("How do I choose a good laptop?",
+     ["processor", "memory", "storage", "battery", "screen", "budget", "weight", "ssd", "display",
+      "keyboard", "brand", "review"]),
+    ("How can I improve my handwriting?",
+     ["practice", "pencil", "grip", "slow", "letter", "paper", "posture", "consisten", "trace",
+      "workbook", "spacing", "cursive"]),
+    ("How do I organize my closet?",
+     ["declutter", "donate", "hanger", "fold", "shelf", "shelves", "basket", "season", "sort",
+      "color", "box", "label"]),
+    ("How do I make a good first impression?",
+     ["smile", "eye contact", "handshake", "listen", "dress", "confiden", "name", "posture",
+      "question", "interest", "punctual", "body language"]),
+    ("How do I keep my dog calm during fireworks?",
+     ["safe", "crate", "noise", "music", "anxi", "vet", "treat", "walk", "window", "thunder",
+      "distract", "indoors"]),
+    ("How can I get better at chess?",
+     ["practice", "opening", "tactic", "endgame", "puzzle", "game", "analy", "strateg",
+      "center", "piece", "book", "online"]),
 ]
 
 _WORDS = re.compile(r"[A-Za-z0-9']+")
@@ -219,7 +257,8 @@ def main() -> None:
 
     torch.set_num_threads(2)
     OUT.mkdir(exist_ok=True)
-    index = {"tune": range(0, 12, 2), "report": range(1, 12, 2), "all": range(12)}[args.split]
+    n = len(PROMPTS)
+    index = {"tune": range(0, n, 2), "report": range(1, n, 2), "all": range(n)}[args.split]
     prompts = [PROMPTS[i] for i in index]
     rewards = default_reward_set()
     extra: dict[str, Any] = {}

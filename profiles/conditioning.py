@@ -21,7 +21,7 @@ from personalizer.types import Message
 
 from .models import Profile
 
-__all__ = ["BLOCK_END", "BLOCK_START", "coefficient_words", "condition", "preference_lines",
+__all__ = ["BLOCK_END", "BLOCK_START", "ask_direction", "coefficient_words", "condition", "preference_lines",
            "profile_block", "profile_request", "quote"]
 
 BLOCK_START = "<user_profile>"
@@ -35,12 +35,20 @@ def _level(value: float) -> str | None:
     return next((word for bound, word in LEVELS if abs(value) >= bound), None)
 
 
+def ask_direction(name: str, value: float, only: Collection[str]) -> bool:
+    """Whether the request of base reward ``name`` for a coefficient ``value`` may be made:
+    ``only`` holds base-reward names (either direction) and ``name:more`` / ``name:less``
+    (that direction only)."""
+    return name in only or f"{name}:{'more' if value > 0 else 'less'}" in only
+
+
 def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3,
                      only: Collection[str] | None = None) -> list[str]:
     """The strongest coefficients as instructions, strongest first (at most ``max_items``;
     coefficients below the weakest level are left out). Only the instruction goes into the
     line: a small model copies any commentary (such as "the user prefers this") into its
-    answer."""
+    answer. ``only``: the base rewards that may be asked for (see :func:`ask_direction`);
+    None: all."""
     if not profile.coefficients or rewards is None:
         return []
     names = list(rewards.names)
@@ -48,7 +56,8 @@ def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3,
         return []  # fitted against another set: their words would be someone else's
     values = np.array([float(profile.coefficients.get(n, 0.0)) for n in names])
     if only is not None:
-        values = np.array([v if n in only else 0.0 for n, v in zip(names, values, strict=True)])
+        asked = [ask_direction(n, v, only) for n, v in zip(names, values, strict=True)]
+        values = np.where(asked, values, 0.0)
     lines = []
     for j in np.argsort(-np.abs(values))[:max_items]:
         level = _level(values[j])
@@ -64,17 +73,18 @@ def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3,
     return lines
 
 
-def profile_request(profile: Profile, rewards: Any = None, *, max_items: int = 2,
+def profile_request(profile: Profile, rewards: Any = None, *, max_items: int = 1,
                     only: Collection[str] | None = None) -> str | None:
     """The strongest coefficients as a plain request for the user's turn, such as ``"Format
-    the answer as a bulleted list. Keep the answer short and to the point."`` (at most
-    ``max_items``), or None when none is strong enough. For models that follow the user's
+    the answer as a bulleted list."`` (at most ``max_items``; one by default: SmolLM2-135M
+    follows one request and drops a format request made beside a length request), or None
+    when none is strong enough. For models that follow the user's
     turn rather than a system prompt (small local ones: SmolLM2-135M ignores a system
     prompt's format request and turns the delimited block into talk about "this user").
     Only the reward set's own wording goes in, never text a person wrote (the summary stays
     out), so nothing of the user's can act as an instruction. ``only``: the base rewards
-    that may be asked for (a model may follow some requests and lose the answer with
-    others); None: all."""
+    that may be asked for, ``"verbosity:less"`` for one direction (a model may follow some
+    requests and lose the answer with others); None: all."""
     lines = preference_lines(profile, rewards, max_items=max_items, only=only)
     return " ".join(line.removeprefix("- ") for line in lines) or None
 

@@ -146,12 +146,6 @@ DEMO_KEY_TERMS = {
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "issue #12, open: SmolLM2 opens with content-free sentences ('The age-old question of "
-    "getting better sleep. It's a topic that has been debated for centuries...') and names its "
-    "first advice only after ~50 words, so the shortest answer that clears the quality floor "
-    "is 15% shorter than plain on the demo's prompts (128 vs 151 words), not 40%; remove this "
-    "mark when it passes"))
 def test_demo_answers_are_short_and_on_topic_or_long_as_each_user_likes(
         tmp_path: Path, smollm2) -> None:  # noqa: ANN001
     """The demo's steering on SmolLM2 with the facade's defaults: the terse user's answers are

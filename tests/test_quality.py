@@ -147,9 +147,9 @@ def test_the_block_words_the_strongest_coefficients_as_instructions() -> None:
     assert block is not None and block.startswith(BLOCK_START) and block.endswith(BLOCK_END)
     lines = block.splitlines()
     assert "- Format the answer as a bulleted list." in lines  # strongest first
-    assert "- Keep the answer short and to the point." in lines
+    assert "- Give a short answer with the key points only." in lines
     assert lines.index("- Format the answer as a bulleted list.") < \
-        lines.index("- Keep the answer short and to the point.")
+        lines.index("- Give a short answer with the key points only.")
     assert not any("caveats" in line or "direct" in line for line in lines)  # 0.1: too faint
     assert profile_block(_profile(dict.fromkeys(rs.names, 0.05), rs), rs) is None
     other = RewardSet("other", [AttributeScorer("x", "x", len)])

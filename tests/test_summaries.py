@@ -277,7 +277,7 @@ def test_facade_best_of_n_on_a_hosted_model_reranks_by_the_users_reward(
     assert out.text == CANDIDATES[0] and out.steering.levers == ("prompt", "best_of_n")
     assert len(out.steering.candidates) == 4 and plain.steering.path == "plain"
     # the strongest coefficient went into the system prompt in words
-    assert "Keep the answer short" in server.requests[0].body["messages"][0]["content"]
+    assert "Give a short answer" in server.requests[0].body["messages"][0]["content"]
 
 
 def test_a_judge_reranks_by_the_users_summary_as_principles(server: ProviderServer,

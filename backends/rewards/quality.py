@@ -88,7 +88,7 @@ class Substance:
                    "relevance of each sentence's new words to the question, summed over "
                    "sentences that do not repeat an earlier one")
 
-    def __init__(self, encoder: Any = None, *, floor: float = 0.35, noise: float = 0.2,
+    def __init__(self, encoder: Any = None, *, floor: float = 0.45, noise: float = 0.2,
                  repeat: float = 0.9, cache: int = 4096) -> None:
         self._encoder = encoder
         self.floor, self.noise, self.repeat = float(floor), float(noise), float(repeat)
