@@ -39,6 +39,18 @@ from .rewards.quality import QualityModel, default_quality
 __all__ = ["LocalGenerator"]
 
 
+def _checked_prompt_rewards(entries: Sequence[str]) -> tuple[str, ...]:
+    """``prompt_rewards`` as a tuple: base-reward names, or ``name:more`` / ``name:less``
+    for one direction (a name the reward set lacks asks for nothing)."""
+    for entry in entries:
+        name, _, direction = entry.partition(":")
+        if not name or direction not in ("", "more", "less"):
+            raise InvalidInput(
+                f"prompt_rewards entry {entry!r} is not a base reward's name, or its name "
+                "with ':more' or ':less' for one direction (e.g. 'verbosity:less')")
+    return tuple(entries)
+
+
 @public_api
 class LocalGenerator:
     """A local causal LM that answers chats.
@@ -54,10 +66,11 @@ class LocalGenerator:
     instruct models follow (SmolLM2-135M ignores a system prompt's request and turns the
     delimited profile block into talk about the user); ``"system"``: the delimited block in
     the system prompt, as for hosted models (larger local models follow it).
-    ``prompt_rewards`` names the base rewards whose request may go into the user's turn
-    (default: ``structure`` only: SmolLM2-135M answers a format request with a list and
-    loses the answer with tone or length requests, measured in ``bench/quality.py``);
-    ``None``: all. ``token_heads`` are token-level reward heads for ``rewards`` on this model
+    ``prompt_rewards`` names the base rewards whose request may go into the user's turn,
+    ``"name:less"`` / ``"name:more"`` for one direction (default: ``structure`` and
+    ``verbosity:less``: SmolLM2-135M answers a format request with a list and a request
+    for a short answer with the key points, and loses the answer with tone, reading-level
+    or "thorough" requests, measured in ``bench/quality.py``); ``None``: all. ``token_heads`` are token-level reward heads for ``rewards`` on this model
     (:class:`~personalizer.backends.TokenHeads`, for ``strategy='token_rewards'``).
 
     >>> gen = LocalGenerator.smollm2()                       # doctest: +SKIP
@@ -100,7 +113,8 @@ class LocalGenerator:
         if profile_placement not in ("user", "system"):
             raise InvalidInput("profile_placement must be 'user' or 'system'")
         self.profile_placement = profile_placement
-        self.prompt_rewards = None if prompt_rewards is None else tuple(prompt_rewards)
+        self.prompt_rewards = None if prompt_rewards is None else \
+            _checked_prompt_rewards(prompt_rewards)
         self.device = next(self.model.parameters()).device
         self.token_heads = None
         if token_heads is not None:

@@ -121,6 +121,18 @@ def test_load_from_a_folder(tmp_path: Path) -> None:
         LocalGenerator(model)
 
 
+def test_prompt_rewards_take_names_or_one_direction() -> None:
+    model, tok = tiny.gpt2(), tiny.tokenizer()
+    assert LocalGenerator(model, tok).prompt_rewards == ("structure", "verbosity:less")
+    assert LocalGenerator(model, tok, prompt_rewards=["warmth:more"]).prompt_rewards == \
+        ("warmth:more",)
+    for bad in (["verbosity:shorter"], [":less"]):
+        with pytest.raises(InvalidInput, match="prompt_rewards entry"):
+            LocalGenerator(model, tok, prompt_rewards=bad)
+    with pytest.raises(InvalidInput, match="prompt_rewards"):  # a name, not a list of names
+        LocalGenerator(model, tok, prompt_rewards="warmth")
+
+
 @pytest.mark.slow
 def test_smollm2_real_model_answers_and_streams(smollm2: LocalGenerator) -> None:
     out = smollm2.generate("What is the capital of France? Answer in one word.",
