@@ -63,10 +63,11 @@ log = logging.getLogger("personalizer")
 
 # Defaults of Personalizer.generate for local models, chosen from bench/quality.py on
 # SmolLM2 (the table is in the README). The profile in words goes into the user's turn (the
-# generator's profile_placement; only the requests it follows: prompt_rewards), and the
-# answer is decoded greedily a sentence at a time, ending as soon as the user's reward
-# prefers ending and the answer clears the quality floor. Per-token ARGS, sampled or
-# branched candidates and tone requests all cost SmolLM2 substance (non-answers) there.
+# generator's profile_placement; only the requests it follows, one at a time:
+# prompt_rewards, by default a list or a short answer with the key points), and the answer is
+# decoded greedily a sentence at a time, ending as soon as the user's reward prefers ending
+# and the answer clears the quality floor. Per-token ARGS, sampled or branched candidates,
+# tone and "thorough" requests all cost SmolLM2 substance (non-answers) there.
 DEFAULT_STRENGTH = 1.0
 LOCAL_PROMPT_DEFAULT = True
 LOCAL_STRATEGY: dict[str, Any] = {"kind": "best_of_n", "n": 1, "block": "sentence",
