@@ -42,12 +42,17 @@ __all__ = ["LocalGenerator"]
 def _checked_prompt_rewards(entries: Sequence[str]) -> tuple[str, ...]:
     """``prompt_rewards`` as a tuple: base-reward names, or ``name:more`` / ``name:less``
     for one direction (a name the reward set lacks asks for nothing)."""
+    if isinstance(entries, str):
+        raise InvalidInput(f"prompt_rewards is a list of names, not one name: "
+                           f"prompt_rewards=[{entries!r}]")
     for entry in entries:
-        name, _, direction = entry.partition(":")
-        if not name or direction not in ("", "more", "less"):
+        name, colon, direction = str(entry).partition(":")
+        if not isinstance(entry, str) or not name or name != name.strip() or \
+                (colon and direction not in ("more", "less")):
             raise InvalidInput(
-                f"prompt_rewards entry {entry!r} is not a base reward's name, or its name "
-                "with ':more' or ':less' for one direction (e.g. 'verbosity:less')")
+                f"prompt_rewards entry {entry!r}: give a base reward's name for both "
+                "directions, or the name with ':more' or ':less' for one (e.g. "
+                "'verbosity:less')")
     return tuple(entries)
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality.py [--configs default prompt-only ...] [--split report]
                                       [--max-new-tokens 128] [--agreement 0.78]
+    .venv/bin/python bench/quality.py --rescore bench/out/quality-report.json
 
 SmolLM2-135M-Instruct (offline), through ``Personalizer.generate``. Simulated people whose
 tastes are written here as text measures of our own (word counts, list lines, warm words;
@@ -150,8 +151,10 @@ MOVES: dict[str, tuple[str, Any, str]] = {
 
 
 def key_terms(text: str, terms: list[str]) -> int:
+    """How many of ``terms`` the text names: each term (a stem) must start a word ("rice"
+    is not named by "price", nor "rest" by "interest"; "hydrat" is by "hydrated")."""
     low = text.lower()
-    return sum(1 for t in terms if t in low)
+    return sum(1 for t in terms if re.search(r"\b" + re.escape(t), low))
 
 
 def _beta_for(margins: np.ndarray, agreement: float) -> float:
@@ -232,7 +235,40 @@ def parse_config(name: str) -> dict[str, Any]:
     return out
 
 
+def rescore(path: Path) -> None:
+    """Print the tables of a saved run (``bench/out/quality-*.json``) with this file's
+    measures, from its saved answers (no model is loaded; ms/token as measured then)."""
+    data = json.loads(Path(path).read_text())
+    n = len(PROMPTS)
+    index = {"tune": range(0, n, 2), "report": range(1, n, 2), "all": range(n)}[data["split"]]
+    prompts = [PROMPTS[i] for i in index]
+    plain = data["plain"]
+    if len(plain) != len(prompts):
+        raise SystemExit(f"{path}: {len(plain)} answers, but the {data['split']} split now "
+                         f"has {len(prompts)} prompts")
+    for name, per_taste in data.items():
+        if not isinstance(per_taste, dict) or name == "people":
+            continue
+        print(f"\n## {name}")
+        for taste, r in per_taste.items():
+            label, measure, how = MOVES[taste]
+            summary = {"median": statistics.median, "mean": statistics.mean,
+                       "share": statistics.mean}[how]
+            texts = r["texts"]
+            terms = [k for _, k in prompts]
+            sub = statistics.mean(key_terms(t, k) for t, k in zip(texts, terms, strict=True))
+            sub0 = statistics.mean(key_terms(t, k) for t, k in zip(plain, terms, strict=True))
+            non = sum(key_terms(t, k) == 0 for t, k in zip(texts, terms, strict=True))
+            non0 = sum(key_terms(t, k) == 0 for t, k in zip(plain, terms, strict=True))
+            print(f"{taste:<9}{label:<27}{summary([measure(t) for t in plain]):>8.2f}"
+                  f"{summary([measure(t) for t in texts]):>9.2f}{sub:>7.2f}/{sub0:<4.2f}"
+                  f"{'':>6}{non:>3}/{len(texts)} ({non0}){r['ms_ratio']:>8.2f}")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--rescore":
+        rescore(Path(sys.argv[2]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["default"])
     ap.add_argument("--split", choices=["tune", "report", "all"], default="report")

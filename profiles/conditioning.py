@@ -21,8 +21,8 @@ from personalizer.types import Message
 
 from .models import Profile
 
-__all__ = ["BLOCK_END", "BLOCK_START", "ask_direction", "coefficient_words", "condition", "preference_lines",
-           "profile_block", "profile_request", "quote"]
+__all__ = ["BLOCK_END", "BLOCK_START", "ask_direction", "coefficient_words", "condition",
+           "preference_lines", "profile_block", "profile_request", "quote"]
 
 BLOCK_START = "<user_profile>"
 BLOCK_END = "</user_profile>"
@@ -39,7 +39,8 @@ def ask_direction(name: str, value: float, only: Collection[str]) -> bool:
     """Whether the request of base reward ``name`` for a coefficient ``value`` may be made:
     ``only`` holds base-reward names (either direction) and ``name:more`` / ``name:less``
     (that direction only)."""
-    return name in only or f"{name}:{'more' if value > 0 else 'less'}" in only
+    direction = "more" if value > 0 else "less"
+    return value != 0 and (name in only or f"{name}:{direction}" in only)
 
 
 def preference_lines(profile: Profile, rewards: Any, *, max_items: int = 3,

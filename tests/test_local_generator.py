@@ -126,7 +126,7 @@ def test_prompt_rewards_take_names_or_one_direction() -> None:
     assert LocalGenerator(model, tok).prompt_rewards == ("structure", "verbosity:less")
     assert LocalGenerator(model, tok, prompt_rewards=["warmth:more"]).prompt_rewards == \
         ("warmth:more",)
-    for bad in (["verbosity:shorter"], [":less"]):
+    for bad in (["verbosity:shorter"], [":less"], ["verbosity:"], [" verbosity:less"]):
         with pytest.raises(InvalidInput, match="prompt_rewards entry"):
             LocalGenerator(model, tok, prompt_rewards=bad)
     with pytest.raises(InvalidInput, match="prompt_rewards"):  # a name, not a list of names

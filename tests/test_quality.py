@@ -232,6 +232,11 @@ def test_each_lever_can_be_switched_off_per_call(tmp_path: Path) -> None:
         p.generator.prompt_rewards = ("structure",)  # a request it would not follow
         assert p.generate("u", "Hello there", max_new_tokens=5).steering.levers == \
             ("end_early",)
+        # one direction: a person who likes more e is not asked for less, and is for more
+        for only, levers in ((("e:less",), ("end_early",)), (("e:more",), ("prompt",
+                                                                            "end_early"))):
+            p.generator.prompt_rewards = only
+            assert p.generate("u", "Hello there", max_new_tokens=5).steering.levers == levers
         p.generator = local
         unseen = p.generate("nobody", "Hello there", max_new_tokens=5)
         assert unseen.steering.levers == () and unseen.steering.new_user  # served plainly

@@ -84,8 +84,8 @@ class Substance:
 
     ``floor`` (0.45): about two or three sentences that each name something new; chosen on
     bench/quality.py's tuning prompts (0.35 / 0.45 / 0.5 / 0.6: a terse person's answers
-    51% / 39% / 28% / 22% shorter than plain, naming 83% / 106% / 108% / 114% of plain's
-    key terms).
+    51% / 39% / 28% / 22% shorter than plain, naming about 83% / 105% / 109% / 114% of
+    plain's key terms).
     """
 
     name = "substance"
