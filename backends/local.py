@@ -75,7 +75,8 @@ class LocalGenerator:
     ``"name:less"`` / ``"name:more"`` for one direction (default: ``structure`` and
     ``verbosity:less``: SmolLM2-135M answers a format request with a list and a request
     for a short answer with the key points, and loses the answer with tone, reading-level
-    or "thorough" requests, measured in ``bench/quality.py``); ``None``: all. ``token_heads`` are token-level reward heads for ``rewards`` on this model
+    or "thorough" requests, measured in ``bench/quality.py``); ``None``: all.
+    ``token_heads`` are token-level reward heads for ``rewards`` on this model
     (:class:`~personalizer.backends.TokenHeads`, for ``strategy='token_rewards'``).
 
     >>> gen = LocalGenerator.smollm2()                       # doctest: +SKIP

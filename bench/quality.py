@@ -92,8 +92,8 @@ PROMPTS: list[tuple[str, list[str]]] = [
      ["condition", "clean", "cloth", "water", "store", "hanger", "sun", "dry", "spray",
       "protect", "brush", "wipe"]),
     ("How can I eat healthier on a budget?",
-     ["vegetable", "bean", "bulk", "prep", "cook", "frozen", "rice", "grocer", "shopping list", "fruit",
-      "season", "processed"]),
+     ["vegetable", "bean", "bulk", "prep", "cook", "frozen", "rice", "grocer", "shopping list",
+      "fruit", "season", "processed"]),
     ("How do I choose a good laptop?",
      ["processor", "memory", "storage", "battery", "screen", "budget", "weight", "ssd", "display",
       "keyboard", "brand", "review"]),
@@ -235,14 +235,37 @@ def parse_config(name: str) -> dict[str, Any]:
     return out
 
 
+def split_prompts(split: str) -> list[tuple[str, list[str]]]:
+    """The prompts of a split: even indices to tune on, odd ones to report."""
+    n = len(PROMPTS)
+    index = {"tune": range(0, n, 2), "report": range(1, n, 2), "all": range(n)}[split]
+    return [PROMPTS[i] for i in index]
+
+
+def taste_row(taste: str, plain: list[str], texts: list[str],
+              prompts: list[tuple[str, list[str]]], ratio: float) -> dict[str, Any]:
+    """One taste's row: printed, and returned as saved in the results file."""
+    label, measure, how = MOVES[taste]
+    summary = {"median": statistics.median, "mean": statistics.mean,
+               "share": statistics.mean}[how]
+    terms = [k for _, k in prompts]
+    before = summary([measure(t) for t in plain])
+    after = summary([measure(t) for t in texts])
+    sub = statistics.mean(key_terms(t, k) for t, k in zip(texts, terms, strict=True))
+    sub0 = statistics.mean(key_terms(t, k) for t, k in zip(plain, terms, strict=True))
+    non = sum(key_terms(t, k) == 0 for t, k in zip(texts, terms, strict=True))
+    non0 = sum(key_terms(t, k) == 0 for t, k in zip(plain, terms, strict=True))
+    print(f"{taste:<9}{label:<27}{before:>8.2f}{after:>9.2f}{sub:>7.2f}/{sub0:<4.2f}"
+          f"{'':>6}{non:>3}/{len(texts)} ({non0}){ratio:>8.2f}", flush=True)
+    return {"texts": texts, "move": [before, after], "substance": [sub, sub0],
+            "non_answers": [non, non0], "ms_ratio": ratio}
+
+
 def rescore(path: Path) -> None:
     """Print the tables of a saved run (``bench/out/quality-*.json``) with this file's
     measures, from its saved answers (no model is loaded; ms/token as measured then)."""
     data = json.loads(Path(path).read_text())
-    n = len(PROMPTS)
-    index = {"tune": range(0, n, 2), "report": range(1, n, 2), "all": range(n)}[data["split"]]
-    prompts = [PROMPTS[i] for i in index]
-    plain = data["plain"]
+    prompts, plain = split_prompts(data["split"]), data["plain"]
     if len(plain) != len(prompts):
         raise SystemExit(f"{path}: {len(plain)} answers, but the {data['split']} split now "
                          f"has {len(prompts)} prompts")
@@ -251,18 +274,7 @@ def rescore(path: Path) -> None:
             continue
         print(f"\n## {name}")
         for taste, r in per_taste.items():
-            label, measure, how = MOVES[taste]
-            summary = {"median": statistics.median, "mean": statistics.mean,
-                       "share": statistics.mean}[how]
-            texts = r["texts"]
-            terms = [k for _, k in prompts]
-            sub = statistics.mean(key_terms(t, k) for t, k in zip(texts, terms, strict=True))
-            sub0 = statistics.mean(key_terms(t, k) for t, k in zip(plain, terms, strict=True))
-            non = sum(key_terms(t, k) == 0 for t, k in zip(texts, terms, strict=True))
-            non0 = sum(key_terms(t, k) == 0 for t, k in zip(plain, terms, strict=True))
-            print(f"{taste:<9}{label:<27}{summary([measure(t) for t in plain]):>8.2f}"
-                  f"{summary([measure(t) for t in texts]):>9.2f}{sub:>7.2f}/{sub0:<4.2f}"
-                  f"{'':>6}{non:>3}/{len(texts)} ({non0}){r['ms_ratio']:>8.2f}")
+            taste_row(taste, plain, r["texts"], prompts, r["ms_ratio"])
 
 
 def main() -> None:
@@ -293,9 +305,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     OUT.mkdir(exist_ok=True)
-    n = len(PROMPTS)
-    index = {"tune": range(0, n, 2), "report": range(1, n, 2), "all": range(n)}[args.split]
-    prompts = [PROMPTS[i] for i in index]
+    prompts = split_prompts(args.split)
     rewards = default_reward_set()
     extra: dict[str, Any] = {}
     if args.floor is not None:
@@ -341,24 +351,9 @@ def main() -> None:
                     secs += time.perf_counter() - t
                     toks += max(out.completion_tokens, 1)
                     texts.append(out.text)
-                label, measure, how = MOVES[taste]
-                summary = {"median": statistics.median, "mean": statistics.mean,
-                           "share": statistics.mean}[how]
-                before = summary([measure(x[0]) for x in plain])
-                after = summary([measure(t) for t in texts])
-                sub = statistics.mean(key_terms(t, k) for t, (_, k) in zip(texts, prompts,
-                                                                             strict=True))
-                sub0 = statistics.mean(key_terms(x[0], k) for x, (_, k) in zip(plain, prompts,
-                                                                                strict=True))
-                non = sum(key_terms(t, k) == 0 for t, (_, k) in zip(texts, prompts, strict=True))
-                non0 = sum(key_terms(x[0], k) == 0 for x, (_, k) in zip(plain, prompts,
-                                                                         strict=True))
                 ratio = (1000 * secs / toks) / plain_ms
-                print(f"{taste:<9}{label:<27}{before:>8.2f}{after:>9.2f}{sub:>7.2f}/{sub0:<4.2f}"
-                      f"{'':>6}{non:>3}/{len(texts)} ({non0}){ratio:>8.2f}", flush=True)
-                results.setdefault(name, {})[taste] = {
-                    "texts": texts, "move": [before, after], "substance": [sub, sub0],
-                    "non_answers": [non, non0], "ms_ratio": ratio}
+                results.setdefault(name, {})[taste] = taste_row(
+                    taste, [x[0] for x in plain], texts, prompts, ratio)
     tag = "" if args.floor is None else f"-floor{args.floor}"
     tag += "" if args.prompt_rewards is None else "-asks-" + "-".join(args.prompt_rewards)
     path = OUT / f"quality-{args.split}{tag}.json"

@@ -219,7 +219,8 @@ class AttributeScorer:
 _SCORERS = (
     AttributeScorer("verbosity", "longer answers: log(1 + number of words)", _verbosity,
                     per_token=False, more="Give a thorough, detailed answer.",
-                    less="Give a short answer with the key points only.", token_rule="end_of_turn"),
+                    less="Give a short answer with the key points only.",
+                    token_rule="end_of_turn"),
     AttributeScorer("reading_level", "harder reading: Flesch-Kincaid grade level",
                     flesch_kincaid_grade, more="Use precise, advanced vocabulary.",
                     less="Use simple, everyday words."),
