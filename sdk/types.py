@@ -124,6 +124,17 @@ class SteeringRecord(BaseModel):
     hint: str | None = Field(default=None, description="What would personalize answers "
                                                        "better, in words.")
 
+    def why(self, limit: int = 3) -> list[str]:
+        """What the answer did for the person, in words, the largest parts first (at most
+        ``limit``): ``["shorter than usual, as you prefer: +0.49", ...]``. Empty for an
+        answer with no coefficients behind it (a new person: see ``hint``)."""
+        from .render import term_words  # the words live with the other renderings
+
+        terms = sorted((t for t in self.terms if t.contribution is not None),
+                       key=lambda t: -abs(t.contribution or 0.0))
+        lines = [line for t in terms if (line := term_words(t)) is not None]
+        return lines[:limit]
+
 
 class Generation(BaseModel):
     """What a generator returns: the text and how it was produced."""

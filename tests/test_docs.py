@@ -35,11 +35,21 @@ def test_readme_block_runs(index: int, tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_every_code_block_is_run_or_is_configuration() -> None:
     fences = re.findall(r"```(\w*)\n", README.read_text())
-    assert set(fences) <= {"python", "bash", "toml", ""}, set(fences)
+    assert set(fences) <= {"python", "bash", "toml", "text", ""}, set(fences)
 
 
-def test_readme_shows_the_two_commands_first() -> None:
+def test_readme_opens_with_the_install_line_then_the_two_commands() -> None:
     text = README.read_text()
-    first_block = re.search(r"```bash\n(.*?)```", text, flags=re.S)
-    assert first_block is not None
-    assert "make demo" in first_block.group(1) and "make test" in first_block.group(1)
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    assert blocks[0].lstrip().startswith("pip install 'personalizer[")
+    assert text.index("```bash") < text.index("```python")  # the install line comes first
+    assert "make demo" in blocks[1] and "make test" in blocks[1]
+
+
+def test_readme_is_a_front_page() -> None:
+    assert len(README.read_bytes()) <= 12 * 1024
+    for link in re.findall(r"\]\(((?:docs/)[^)#]+)", README.read_text()):
+        assert (README.parent / link).is_file(), link
+    for name in ("LICENSE", "CHANGELOG.md"):
+        assert (README.parent / name).is_file(), name
