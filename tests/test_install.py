@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEELHOUSE = ROOT / ".wheelhouse"
-QUICKSTART = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
+QUICKSTART = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(),
+                        re.DOTALL)[0]
 
 pytestmark = pytest.mark.skipif(
     not WHEELHOUSE.is_dir() and not os.environ.get("CI"),
@@ -53,7 +54,7 @@ def _install(venv: Path, requirement: str) -> None:
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     return subprocess.run(args, cwd=cwd, env=clean | env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")
