@@ -14,21 +14,28 @@ the package, so the reference shows them under their public path
 (``personalizer.backends.LocalGenerator``).
 
 Docstrings are written with Sphinx roles (``:class:`~personalizer.profiles.Profile```); they
-are shown as code (``Profile``), as Sphinx shows them, instead of as the raw role.
+are shown as code (``Profile``), as Sphinx shows them, instead of as the raw role, and the
+doctest directives of their examples (``# doctest: +SKIP``) are left out.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import griffe
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = None
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = re.compile(r":(?:py:)?(?:class|meth|func|data|attr|mod|exc|obj):`(~?)([^`]+)`")
+DOCTEST_DIRECTIVE = re.compile(r"[ \t]*# doctest: *[+-][A-Z_]+(?:, *[+-][A-Z_]+)*[ \t]*$",
+                               re.MULTILINE)
 
 
 def _role_as_code(match: re.Match[str]) -> str:
@@ -37,8 +44,12 @@ def _role_as_code(match: re.Match[str]) -> str:
 
 
 def _package_dirs() -> dict[str, Path]:
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    mapping = data.get("tool", {}).get("setuptools", {}).get("package-dir", {})
+    """pyproject.toml's ``[tool.setuptools] package-dir``: dotted name -> folder."""
+    mapping = {"personalizer": "sdk", "personalizer.backends": "backends",
+               "personalizer.profiles": "profiles"}  # as pyproject.toml has it
+    if tomllib is not None:
+        data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        mapping = data.get("tool", {}).get("setuptools", {}).get("package-dir", mapping)
     return {name: ROOT / folder for name, folder in mapping.items()}
 
 
@@ -55,7 +66,7 @@ def _lazy_names(init: Path) -> dict[str, str]:
             continue
         try:
             literal = ast.literal_eval(value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError):
             continue
         if target.id == "__all__":
             exported = set(literal)
@@ -70,11 +81,17 @@ class MappedPackages(griffe.Extension):
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None and ":" in obj.docstring.value:
-            obj.docstring.value = ROLE.sub(_role_as_code, obj.docstring.value)
+            text = ROLE.sub(_role_as_code, obj.docstring.value)
+            obj.docstring.value = DOCTEST_DIRECTIVE.sub("", text)
 
     def on_module_members(self, *, mod: griffe.Module, agent: Any, **kwargs: Any) -> None:
+        dirs = _package_dirs()
+        own = dirs.get(mod.path)
+        filepath = mod.filepath if isinstance(mod.filepath, Path) else None
+        if own is None or filepath is None or not filepath.resolve().is_relative_to(own):
+            return  # not this checkout's package (an installed wheel holds its sub-packages)
         prefix = mod.path + "."
-        for dotted, folder in _package_dirs().items():
+        for dotted, folder in dirs.items():
             name = dotted.removeprefix(prefix)
             if not dotted.startswith(prefix) or "." in name or name in mod.members:
                 continue
