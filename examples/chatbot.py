@@ -15,7 +15,7 @@ from typing import Any
 
 from personalizer import Generation, Personalizer
 from personalizer.profiles import default_reward_set
-from personalizer.render import profile_view
+from personalizer.render import profile_view, term_words
 
 
 def _render(renderable: Any) -> str:
@@ -37,10 +37,7 @@ def why(out: Generation | None) -> list[str]:
     if record.hint:
         lines.append(record.hint)
     parts = sorted(record.terms, key=lambda t: -abs(t.contribution or 0.0))
-    for t in parts[:4]:
-        if t.contribution is not None:
-            lines.append(f"{t.contribution:+.2f}  {t.description.split(':')[0]} "
-                         f"(your weight {t.coefficient:+.2f})")
+    lines.extend(text for t in parts[:4] if (text := term_words(t)) is not None)
     return lines
 
 
@@ -63,7 +60,7 @@ def main(argv: list[str] | None = None, *, generator: Any = None,
         out("A few questions first: which answer do you prefer? (1 or 2)")
 
         def choose(q: Any) -> int:
-            out(f"\n{q.prompt}")
+            out(f"\n({q.number} of {session.max_questions}) {q.prompt}")
             for i, option in enumerate(q.options, start=1):
                 out(f"  {i}) {option}")
             while (reply := ask("> ").strip()) not in ("1", "2"):

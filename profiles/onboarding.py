@@ -3,19 +3,23 @@
 >>> ob = Onboarding(store, reward_set, "alice")       # doctest: +SKIP
 >>> while not ob.done:                                # doctest: +SKIP
 ...     q = ob.next_question()                        # q.prompt, q.options = (a, b)
+...     print(f"Question {q.number} of {ob.max_questions}")
 ...     ob.answer(q.id, 0)                            # the user preferred options[0]
 ...     # or ob.answer(q.id, 1, strength="much"), ob.answer(q.id, "both_fine")
 >>> ob.profile.coefficients                           # doctest: +SKIP
 
 Each question is the pair, among the pool's unasked pairs, whose answer carries the most
 expected information about the user's coefficients (:func:`.learning.information_gain`).
+A prompt is asked once per session: pairs of a prompt already asked wait until every prompt
+of the pool has been asked.
 After ``min_questions`` answers the session asks *check* questions: the most informative
 pair whose answer the profile already predicts with ``check_confidence``. Informative
 questions are, by design, ones the profile cannot predict, so only checks tell a clear person
 from one whose answers disagree. The session stops after ``max_questions`` answers, when the
 pool runs out, once ``stop_checks`` answers in a row were predicted (a clear person: done
-after ``min_questions + stop_checks``; one whose answers disagree keeps being asked), or once
-no remaining question is worth ``stop_gain`` bits.
+after ``min_questions + stop_checks``, or a question later when no prompt not yet asked has
+a pair to check; one whose answers disagree keeps being asked), or once no remaining
+question is worth ``stop_gain`` bits.
 """
 
 from __future__ import annotations
@@ -97,6 +101,10 @@ class Question(BaseModel):
     id: str
     prompt: str
     options: tuple[str, str]
+    number: int | None = Field(
+        default=None, ge=1, description="Its place in the session (1 for the first "
+        "question), as :meth:`Onboarding.next_question` shows it; the session asks at most "
+        ":attr:`Onboarding.max_questions`.")
 
 
 @lru_cache(maxsize=1)
@@ -275,6 +283,8 @@ class Onboarding:
                     diffs.append(feats[a] - feats[b])
         self._diffs = np.array(diffs)
         self._index = {q.id: i for i, q in enumerate(self._questions)}
+        prompts = {text: k for k, text in enumerate(dict.fromkeys(i.prompt for i in items))}
+        self._prompt = np.array([prompts[q.prompt] for q in self._questions], dtype=int)
         self._fresh = OnboardingState(
             reward_set_id=reward_set.id, reward_set_version=reward_set.version,
             pool_id=self.pool_id, max_questions=max_questions)
@@ -327,8 +337,26 @@ class Onboarding:
     def remaining(self) -> int:
         return len(self._questions) - len(self.state.asked)
 
+    @property
+    def max_questions(self) -> int:
+        """The most questions this session asks, answered ones included: its
+        ``max_questions``, or fewer when the pool holds fewer (it may stop earlier, see the
+        module doc). For a "Question 3 of 10" beside :attr:`Question.number`."""
+        state = self.state
+        return min(state.max_questions,
+                   len(state.asked) + len(self._questions) - len(self._asked(state)))
+
     def _asked(self, state: OnboardingState) -> set[int]:
         return {self._index[q] for q in state.asked if q in self._index}
+
+    def _not_now(self, asked: set[int]) -> set[int]:
+        """The pairs not to ask next: those ``asked`` and, while some prompt of the pool has
+        not been asked, every pair of a prompt already asked (a person who met "Why is the
+        sky blue?" once is not asked it again with two other answers)."""
+        seen = np.isin(self._prompt, self._prompt[list(asked)]) if asked else None
+        if seen is None or seen.all():
+            return asked
+        return asked | {int(i) for i in np.flatnonzero(seen)}
 
     def _finished(self, state: OnboardingState, profile: Profile) -> bool:
         asked = self._asked(state)
@@ -340,40 +368,43 @@ class Onboarding:
             return True  # the profile predicted this person's latest answers: they are clear
         post = self.learner.posterior(profile)
         gains = information_gain(post, self._diffs)
-        gains[list(asked)] = 0.0
+        gains[list(self._not_now(asked))] = 0.0
         return float(gains.max()) < self.stop_gain
 
     # -- the loop ------------------------------------------------------------------------
 
     def next_question(self) -> Question:
-        """The question to show now (the same one until it is answered)."""
+        """The question to show now (the same one until it is answered), numbered: its
+        ``number`` is one more than the answers given."""
         state = self._usable(self.state)
         if state.finished:
             raise InvalidInput(f"onboarding of {self.user_id!r} is finished "
                                f"({len(state.asked)} answers); check .done before asking")
+        number = len(state.asked) + 1
         if state.pending is not None:
-            return self._questions[self._index[state.pending]]
+            return self._questions[self._index[state.pending]].model_copy(
+                update={"number": number})
         post = self.learner.posterior(self.profile)
-        asked = self._asked(state)
+        not_now = self._not_now(self._asked(state))
         checking = self.stop_checks > 0 and len(state.asked) >= self.min_questions
-        i = (self._check_question(post, asked) if checking else None)
+        i = (self._check_question(post, not_now) if checking else None)
         if i is None:
-            i = select_question(post, self._diffs, asked=asked)
-        question = self._questions[i]
+            i = select_question(post, self._diffs, asked=not_now)
+        question = self._questions[i].model_copy(update={"number": number})
         with self.store.transaction(self.user_id) as tx:
             tx.set_onboarding(self._usable(self._current(tx.onboarding)).model_copy(
                 update={"pending": question.id, "pool_id": self.pool_id}))
         self._restart = False
         return question
 
-    def _check_question(self, post: Posterior, asked: set[int]) -> int | None:
-        """A check: the most informative unasked pair whose answer the profile predicts with
-        ``check_confidence`` (None if there is none). A clear person confirms it; one whose
-        answers disagree does not, and the answer corrects the profile."""
+    def _check_question(self, post: Posterior, not_now: set[int]) -> int | None:
+        """A check: the most informative pair (not in ``not_now``) whose answer the profile
+        predicts with ``check_confidence`` (None if there is none). A clear person confirms
+        it; one whose answers disagree does not, and the answer corrects the profile."""
         p = preference_probability(post, self._diffs)
         gains = information_gain(post, self._diffs)
         ok = np.maximum(p, 1.0 - p) >= self.check_confidence
-        ok[list(asked)] = False
+        ok[list(not_now)] = False
         if not ok.any():
             return None
         return int(np.argmax(np.where(ok, gains, -np.inf)))

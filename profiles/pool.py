@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = [
     "REWRITES",
+    "answers_question",
     "as_list",
     "clean_answer",
     "formal",
@@ -177,6 +178,52 @@ REWRITES: dict[str, Callable[[str, str, int], str]] = {
     "short warm": lambda t, p, i: warmer(shorter(t, 1, p), i + 1),
     "short list": lambda t, p, i: as_list(" ".join(_first(sentences(t), 3, p))),
 }
+
+
+# Words that say nothing about what a question is about.
+_STOP_WORDS = frozenset((
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "been", "being", "best", "better", "between", "but", "by", "can", "could", "did", "do",
+    "does", "doing", "during", "each", "every", "explain", "few", "first", "for", "from",
+    "get", "gets", "getting", "give", "good", "had", "has", "have", "how", "i", "if", "in",
+    "into", "is", "it", "its", "just", "let", "make", "makes", "making", "many", "me",
+    "more", "most", "much", "my", "need", "no", "not", "of", "on", "or", "our", "should",
+    "so", "some", "tell", "than", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "those", "to", "too", "use", "very", "want", "was", "way", "ways", "we",
+    "well", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with",
+    "would", "you", "your",
+))
+_WORD = re.compile(r"[a-z0-9]+(?:[-'’][a-z0-9]+)*")
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s")
+
+
+def _stems(text: str) -> set[str]:
+    """The stems of ``text``'s content words (stop words and one- or two-letter words out)."""
+    out = set()
+    for w in _WORD.findall(text.lower()):
+        w = re.sub(r"['’]s$", "", w)
+        if len(w) < 3 or w in _STOP_WORDS:
+            continue
+        for suffix in _SUFFIXES:
+            if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith(
+                    ("ss", "eed")):
+                w = w[: -len(suffix)]
+                break
+        out.add(w[:-1] if w.endswith("e") and len(w) > 3 else w)
+    return out
+
+
+def answers_question(prompt: str, text: str) -> bool:
+    """Whether ``text`` shares a content word with ``prompt`` (stop words left out; a word
+    matches another with the same stem, or one stem of four letters or more starting the
+    other: "procrastinating" / "procrastination", "photos" / "photography"). A bank check
+    for model-written answers: "It's a delicate balance of aesthetics and practicality."
+    names nothing of "How can I make a small apartment feel bigger?" and is no answer to
+    it. A terse answer written by a person may fail it too ("Keep a fixed bedtime." for
+    "How do I get better sleep?"), so it screens what a model wrote, not a person."""
+    asked = _stems(prompt)
+    return any(a == b or (min(len(a), len(b)) >= 4 and (a.startswith(b) or b.startswith(a)))
+               for a in asked for b in _stems(text))
 
 
 def variant_answers(base: str, i: int = 0, *, prompt: str = "",

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .client import Personalizer
@@ -174,9 +175,18 @@ def summary(db: str, user: str, text: str | None, edit: bool) -> None:
     click.echo(f"({summary_note(profile)})", err=True)
 
 
-def _short(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def _question_view(question: Any, of: int) -> RenderableType:
+    """An onboarding question as a person reads it: "Question N of M", the prompt, and each
+    option in full (its own lines kept), wrapped to the terminal under its number, never
+    cut. Texts are shown as they are, never read as markup."""
+    options = Table.grid(padding=(0, 1))
+    options.add_column(no_wrap=True)
+    options.add_column(overflow="fold")
+    for i, option in enumerate(question.options, start=1):
+        options.add_row(Text(f"  {i})", style="cyan"), Text(option.strip()))
+    head = Text.assemble("\n", (f"Question {question.number} of {of}", "bold"), " — ",
+                         question.prompt)
+    return Group(head, options)
 
 
 @main.command()
@@ -213,14 +223,10 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
     with Personalizer(db, rewards=rewards) as p:
         session = p.onboarding(user, max_questions=questions, restart=restart,
                                domains=list(domains) or None)
-        step = [len(session.state.asked)]
         simulate = None if simulated is None else simulated.chooser(rewards)
 
         def ask(q: Any) -> Any:
-            step[0] += 1
-            console.print(f"\n[bold]Question {step[0]}[/] — {q.prompt}")
-            for i, option in enumerate(q.options, start=1):
-                console.print(f"  [cyan]{i})[/] {_short(option)}")
+            console.print(_question_view(q, session.max_questions))
             if simulate is not None:
                 choice = simulate(q)
                 console.print(f"  → {choice + 1} (simulated '{taste}' user)")

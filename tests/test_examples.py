@@ -59,12 +59,34 @@ def test_chatbot_onboards_chats_explains_and_takes_feedback(tmp_path: Path) -> N
                              max_new_tokens=8)
     text = "".join(lines)
     assert "which answer do you prefer" in text and text.count("bot> ") == 2
+    assert "(1 of 4) " in text and "(4 of 4) " in text
     assert "levers:" in text and "noted" in text and "coefficient" in text
     with type(p)(tmp_path / "c.db") as again:
         profile = again.profile("me")
         assert profile.preference_count == 4  # the four onboarding answers
         assert len(again.store.ratings("me")) == 2  # /bad and /good
         assert len(again.export_profile("me")["generations"]) == 2
+
+
+def test_chatbot_why_says_what_the_answer_did_for_the_person() -> None:
+    from personalizer import Generation, Timings
+    from personalizer.types import RewardTerm, SteeringRecord
+
+    terms = (RewardTerm(name="verbosity", description="longer answers: log(1 + number of "
+                        "words)", coefficient=-0.28, contribution=0.49),
+             RewardTerm(name="warmth", description="warmer, more positive tone: VADER",
+                        coefficient=0.5, contribution=-0.12),
+             RewardTerm(name="mine", description="mentions the keywords more often",
+                        coefficient=0.3, contribution=0.06),
+             RewardTerm(name="emoji", description="more emoji", coefficient=0.2))
+    answer = Generation(text="Sleep at nine.", completion_tokens=4, timings=Timings(total_s=0.1),
+                        steering=SteeringRecord(path="args-text", levers=("args",), terms=terms))
+    lines = load("chatbot").why(answer)
+    assert lines == ["levers: args", "shorter than usual, as you prefer: +0.49",
+                     "more matter-of-fact than usual, though you prefer warmer: -0.12",
+                     ("higher on 'mentions the keywords more often' than usual, as you "
+                      "prefer: +0.06")]
+    assert not any("weight" in line for line in lines)
 
 
 @pytest.mark.slow
