@@ -15,7 +15,7 @@ from typing import Any
 
 from personalizer import Generation, Personalizer
 from personalizer.profiles import default_reward_set
-from personalizer.render import profile_view, term_words
+from personalizer.render import profile_view
 
 
 def _render(renderable: Any) -> str:
@@ -37,7 +37,7 @@ def why(out: Generation | None) -> list[str]:
     if record.hint:
         lines.append(record.hint)
     parts = sorted(record.terms, key=lambda t: -abs(t.contribution or 0.0))
-    lines.extend(text for t in parts[:4] if (text := term_words(t)) is not None)
+    lines.extend(text for t in parts[:4] if (text := t.in_words()) is not None)
     return lines
 
 

@@ -1,8 +1,6 @@
-"""Rich renderings of profiles for the terminal (used by the CLI), and steering in words."""
+"""Rich renderings of profiles for the terminal (used by the CLI)."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -11,9 +9,7 @@ from rich.text import Text
 
 from personalizer.profiles import Profile
 
-from .types import RewardTerm
-
-__all__ = ["TERM_WORDS", "coefficient_bar", "profile_view", "term_words"]
+__all__ = ["coefficient_bar", "profile_view"]
 
 BAR_WIDTH = 20
 
@@ -79,42 +75,3 @@ def summary_note(profile: Profile) -> str | None:
     if profile.summary_stale:
         note.append("stale: some of its preferences were deleted")
     return ", ".join(note)
-
-
-# What more and less of each built-in attribute make of an answer, in words.
-TERM_WORDS: Mapping[str, tuple[str, str]] = {
-    "verbosity": ("longer", "shorter"),
-    "reading_level": ("harder to read", "easier to read"),
-    "formality": ("more formal", "more casual"),
-    "warmth": ("warmer", "more matter-of-fact"),
-    "structure": ("more structured", "less structured"),
-    "technical_depth": ("more technical", "less technical"),
-    "examples": ("with more examples", "with fewer examples"),
-    "hedging": ("more hedged", "more direct"),
-    "emoji": ("with more emoji", "with fewer emoji"),
-}
-
-
-def term_words(term: RewardTerm, words: Mapping[str, tuple[str, str]] = TERM_WORDS
-               ) -> str | None:
-    """What one term of a steered answer did for the person, in words: ``"shorter than
-    usual, as you prefer: +0.49"``, or ``"longer than usual, though you prefer shorter:
-    -0.20"`` when the answer went against them. The contribution is the person's weight
-    times the answer's normalised score (0: a usual answer), so the score's sign says which
-    way the answer went and the contribution's sign whether that was the person's way.
-    ``words`` maps a base reward's name to what more and less of it make of an answer; a
-    reward without an entry is named by its description ("higher on 'mentions the keywords
-    more often' than usual, ..."). None when the term has no contribution or no weight."""
-    if term.contribution is None or term.coefficient == 0:
-        return None
-    what = repr(term.description.split(":")[0].strip() or term.name)
-    score = term.contribution / term.coefficient
-    if score == 0:
-        return f"as usual on {what}: {term.contribution:+.2f}"
-    more, less = words.get(term.name) or (f"higher on {what}", f"lower on {what}")
-    went = more if score > 0 else less
-    if term.contribution > 0:
-        return f"{went} than usual, as you prefer: {term.contribution:+.2f}"
-    liked = (more if term.coefficient > 0 else less) if term.name in words else (
-        "higher" if term.coefficient > 0 else "lower")
-    return f"{went} than usual, though you prefer {liked}: {term.contribution:+.2f}"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationErr
 from .errors import InvalidInput
 
 __all__ = [
+    "TERM_WORDS",
     "Generation",
     "Generator",
     "Message",
@@ -52,6 +53,20 @@ class Timings(BaseModel):
     )
 
 
+# What more and less of each built-in attribute make of an answer, in words.
+TERM_WORDS: Mapping[str, tuple[str, str]] = {
+    "verbosity": ("longer", "shorter"),
+    "reading_level": ("harder to read", "easier to read"),
+    "formality": ("more formal", "more casual"),
+    "warmth": ("warmer", "more matter-of-fact"),
+    "structure": ("more structured", "less structured"),
+    "technical_depth": ("more technical", "less technical"),
+    "examples": ("with more examples", "with fewer examples"),
+    "hedging": ("more hedged", "more direct"),
+    "emoji": ("with more emoji", "with fewer emoji"),
+}
+
+
 class RewardTerm(BaseModel):
     """One base reward of the user's reward, as a person can read it."""
 
@@ -63,6 +78,30 @@ class RewardTerm(BaseModel):
     contribution: float | None = Field(
         default=None, description="Its part in the user's reward of the returned answer: the "
         "coefficient times the answer's (normalised) score on it. Why this answer.")
+
+    def in_words(self, words: Mapping[str, tuple[str, str]] = TERM_WORDS) -> str | None:
+        """What this term of an answer did for the person, in words: ``"shorter than
+        usual, as you prefer: +0.49"``, or ``"longer than usual, though you prefer shorter:
+        -0.20"`` when the answer went against them. The contribution is the person's weight
+        times the answer's normalised score (0: a usual answer), so the score's sign says
+        which way the answer went and the contribution's sign whether that was the person's
+        way. ``words`` maps a base reward's name to what more and less of it make of an
+        answer; a reward without an entry is named by its description ("higher on 'mentions
+        the keywords more often' than usual, ..."). None when the term has no contribution
+        or no weight."""
+        if self.contribution is None or self.coefficient == 0:
+            return None
+        what = repr(self.description.split(":")[0].strip() or self.name)
+        score = self.contribution / self.coefficient
+        if score == 0:
+            return f"as usual on {what}: {self.contribution:+.2f}"
+        more, less = words.get(self.name) or (f"higher on {what}", f"lower on {what}")
+        went = more if score > 0 else less
+        if self.contribution > 0:
+            return f"{went} than usual, as you prefer: {self.contribution:+.2f}"
+        liked = (more if self.coefficient > 0 else less) if self.name in words else (
+            "higher" if self.coefficient > 0 else "lower")
+        return f"{went} than usual, though you prefer {liked}: {self.contribution:+.2f}"
 
 
 class QualityTerm(BaseModel):
@@ -128,11 +167,9 @@ class SteeringRecord(BaseModel):
         """What the answer did for the person, in words, the largest parts first (at most
         ``limit``): ``["shorter than usual, as you prefer: +0.49", ...]``. Empty for an
         answer with no coefficients behind it (a new person: see ``hint``)."""
-        from .render import term_words  # the words live with the other renderings
-
         terms = sorted((t for t in self.terms if t.contribution is not None),
                        key=lambda t: -abs(t.contribution or 0.0))
-        lines = [line for t in terms if (line := term_words(t)) is not None]
+        lines = [line for t in terms if (line := t.in_words()) is not None]
         return lines[:limit]
 
 

@@ -43,3 +43,22 @@ def test_scripted_generator_with_a_function() -> None:
     g = ScriptedGenerator(lambda msgs: msgs[-1].content.upper())
     assert g.generate("shout").text == "SHOUT"
     assert "".join(g.stream("a b  c")) == "A B  C"
+
+
+def test_why_says_what_the_answer_did_for_the_person_largest_first() -> None:
+    from personalizer.types import RewardTerm, SteeringRecord
+
+    record = SteeringRecord(path="plain", terms=(
+        RewardTerm(name="warmth", description="warmer tone: ...", coefficient=0.5,
+                   contribution=-0.1),            # a cooler answer for a warm person
+        RewardTerm(name="verbosity", description="longer answers: ...", coefficient=-0.8,
+                   contribution=0.49),            # a short answer for a terse person
+        RewardTerm(name="custom", description="mentions keywords: count", coefficient=1.0,
+                   contribution=0.2),
+        RewardTerm(name="emoji", description="more emoji: ...", coefficient=0.3)))
+    assert record.why() == [
+        "shorter than usual, as you prefer: +0.49",
+        "higher on 'mentions keywords' than usual, as you prefer: +0.20",
+        "more matter-of-fact than usual, though you prefer warmer: -0.10"]
+    assert record.why(limit=1) == ["shorter than usual, as you prefer: +0.49"]
+    assert SteeringRecord(path="plain").why() == []
