@@ -11,9 +11,10 @@ texts instead of once per token.
 
 Every option is scored as a finished text (the kept prefix and the block):
 ``strength * r_user + quality_weight * quality``. ``draw="branch"`` makes the n rows the n
-most likely first tokens of the block, each continued greedily. Samples that finish early
-leave the batch, so they stop costing compute. Streaming emits each block's chosen text once
-it is chosen.
+most likely first tokens of the block, each continued greedily; with ``do_sample=True`` its
+rows are sampled as ``draw="sample"``'s are (n=1: each block one sampled sentence). Samples
+that finish early leave the batch, so they stop costing compute. Streaming emits each
+block's chosen text once it is chosen.
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ class BestOfNRun:
         self.start = time.perf_counter()
 
     def _rows(self, block: RowSpec) -> list[RowSpec]:
-        """The n rows of one block: n samples, or n greedy branches."""
+        """The n rows of one block: n samples (``draw="sample"``, or any draw when the
+        generation samples: ``do_sample=True``), or n greedy branches."""
         strategy = self.strategy
-        if strategy.draw == "sample":
+        if block.options.sampling():
             return [block] * strategy.n
         greedy = block.options.model_copy(update={"do_sample": False})
         return [replace(block, options=greedy, rng=None,

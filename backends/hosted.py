@@ -309,6 +309,10 @@ class HostedGenerator:
     def _prepare(self, messages: MessagesLike, steering: Any,
                  options: Mapping[str, Any]) -> _Request:
         msgs = as_messages(messages)
+        if options.get("do_sample") is True and options.get("temperature") == 0:
+            raise InvalidInput(
+                "do_sample=True asks the provider to sample, and temperature=0 for its most "
+                "likely answer: give one of them (hosted models sample unless temperature=0)")
         options = {k: v for k, v in options.items()
                    if v is not None and not (k == "do_sample" and v is True)}
         for name in options:

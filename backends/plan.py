@@ -15,7 +15,8 @@ decoding loop and the record of what was chosen:
   compared; the generator's quality term (substance) joins them there with a fixed weight,
   and an answer may end only once it clears the quality floor;
 * best-of-n -> n rows per block, sampled or greedy branches (:mod:`.best_of_n`), path
-  ``"best-of-n"`` or ``"branch"``;
+  ``"best-of-n"`` or ``"branch"``; ``draw="branch"`` with ``do_sample=True`` samples its
+  rows (path ``"best-of-n"``);
 * token-level rewards -> the generator's token heads folded with the user's coefficients
   into one hidden-state shift per step (:mod:`.token_heads`), path ``"token-rewards"``.
 """
@@ -159,8 +160,13 @@ class Planner:
             if steering.strength == 0 or not coef.any():
                 return Plan(row(PLAIN), record("plain", ()), dropped)
             if options.do_sample is False and strategy.draw == "sample":
-                raise InvalidInput("best-of-n draws n samples, which do_sample=False would "
-                                   "make identical; leave do_sample unset (or True)")
+                raise InvalidInput(
+                    "best-of-n draws n samples, which do_sample=False would make identical; "
+                    "leave do_sample unset (or True), or decode greedily with "
+                    "BestOfN(draw='branch') (the default local strategy), 'args' or "
+                    "'token_rewards'")
+            # draw='branch' samples too when asked: its rows are then sampled blocks
+            sampled = options.sampling(strategy.draw == "sample")
 
             whole = 1.0 - np.asarray(rs.per_token, dtype=float)  # 1: a whole-answer reward
 
@@ -171,10 +177,12 @@ class Planner:
                 return feats @ user, feats @ (user * whole)
 
             quality = self.quality if strategy.quality_weight > 0 else None
-            path, levers = ("best-of-n", ("best_of_n",)) if strategy.draw == "sample" else \
-                ("branch", ("branch",) if strategy.n > 1 else ())
+            path = "best-of-n" if sampled else "branch"
+            # one row per block (n=1 branch, sampled or not) chooses among nothing
+            levers = ("best_of_n" if sampled else "branch",) \
+                if strategy.n > 1 or strategy.draw == "sample" else ()
             levers += tuple(n for n in ("end_early", "trim_opening") if getattr(strategy, n))
-            return Plan(row(PLAIN, sample_default=strategy.draw == "sample"),
+            return Plan(row(PLAIN, sample_default=sampled),
                         record(path, levers,
                                self._term(quality, strategy.quality_weight)),
                         dropped, best_of_n=strategy, user_reward=user_reward, quality=quality,

@@ -70,8 +70,10 @@ class GenerationOptions(BaseModel):
     max_new_tokens: int = Field(default=256, ge=1, le=32768,
                                 description="Most tokens to generate.")
     do_sample: bool | None = Field(
-        default=None, description="Sample instead of choosing the best token. None: the "
-        "strategy's own default (greedy; best-of-n samples).")
+        default=None, description="Sample instead of choosing the best token, on every "
+        "strategy (best-of-n with draw='branch' then samples its blocks). None: the "
+        "strategy's own default (greedy; best-of-n with draw='sample' samples, and refuses "
+        "False).")
     temperature: float = Field(default=1.0, gt=0, le=100,
                                description="Sampling temperature (with do_sample).")
     top_k: int | None = Field(default=None, ge=1, le=1_000_000,
@@ -158,7 +160,10 @@ class BestOfN(BaseModel):
                     "sampling options; 'branch' (local models): the n most likely first "
                     "tokens (those within branch_gap of the best), each continued greedily "
                     "-- deterministic, fluent, and different where answers part ways (a "
-                    "list marker, a new line, the end of the answer).")
+                    "list marker, a new line, the end of the answer). A generation with "
+                    "do_sample=True samples 'branch' blocks as 'sample' does (every token "
+                    "with its temperature, top_k, top_p and seed; with n=1, one sampled "
+                    "sentence per block).")
     branch_gap: float = Field(
         default=3.0, gt=0, le=50,
         description="'branch': a first token whose log-probability is more than this below "

@@ -65,9 +65,10 @@ log = logging.getLogger("personalizer")
 # SmolLM2 (the table is in the README). The profile in words goes into the user's turn (the
 # generator's profile_placement; only the requests it follows, one at a time:
 # prompt_rewards, by default a list or a short answer with the key points), and the answer is
-# decoded greedily a sentence at a time, ending as soon as the user's reward prefers ending
-# and the answer clears the quality floor. Per-token ARGS, sampled or branched candidates,
-# tone and "thorough" requests all cost SmolLM2 substance (non-answers) there.
+# decoded greedily a sentence at a time (sampled with do_sample=True), ending as soon as
+# the user's reward prefers ending and the answer clears the quality floor. Per-token ARGS,
+# sampled or branched candidates, tone and "thorough" requests all cost SmolLM2 substance
+# (non-answers) there.
 DEFAULT_STRENGTH = 1.0
 LOCAL_PROMPT_DEFAULT = True
 LOCAL_STRATEGY: dict[str, Any] = {"kind": "best_of_n", "n": 1, "block": "sentence",
@@ -534,10 +535,10 @@ class Personalizer:
         relative to the profile's scale, 0 switches it off; ``strategy``: by default
         :data:`LOCAL_STRATEGY` -- greedy sentence blocks that end once the user's reward
         prefers ending and the answer clears the quality floor, measured best on SmolLM2 in
-        bench/quality.py --, or :class:`~personalizer.backends.Args`,
-        :class:`~personalizer.backends.BestOfN`, or their names). Hosted models
-        get the prompt block, and best-of-n reranking by the user's reward with
-        ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user never seen before is served
+        bench/quality.py; with ``do_sample=True`` each block is a sampled sentence --, or
+        :class:`~personalizer.backends.Args`, :class:`~personalizer.backends.BestOfN`, or
+        their names). Hosted models get the prompt block, and best-of-n reranking by the
+        user's reward with ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user never seen before is served
         at once: their profile is created, the answer is the generator's plain one, and the
         record says so (``new_user``; onboarding would personalize their answers). ``options``
         go to the generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...);
