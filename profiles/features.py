@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from personalizer._optional import require
 from personalizer.errors import InvalidInput
 
 __all__ = ["LearnedHeads", "learn_heads", "learned_reward_set", "learned_trunk_reward_set"]
@@ -47,7 +48,7 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     the heads are learned in whitened embedding coordinates (the returned heads include
     that map and apply to raw embeddings).
     """
-    import torch
+    torch = require("torch", extra="local", feature="learning reward heads")
 
     e = np.asarray(embeddings, dtype=np.float32)
     u, c, r = (np.asarray(a, dtype=np.int64) for a in (users, chosen, rejected))

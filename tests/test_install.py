@@ -79,6 +79,39 @@ def test_local_generator_on_a_core_install_says_what_to_install(bare: Path,
     assert "'torch'" in out.stdout and "pip install 'personalizer[local]'" in out.stdout
 
 
+PROBE = """
+import importlib
+import numpy as np
+from personalizer import MissingDependency
+from personalizer.profiles.features import learn_heads
+seen = 0
+for name in ("personalizer", "personalizer.backends", "personalizer.profiles",
+             "personalizer.backends.rewards"):
+    module = importlib.import_module(name)
+    for attr in module.__all__:
+        try:
+            getattr(module, attr)
+        except MissingDependency as exc:
+            assert "pip install 'personalizer[local]'" in str(exc), exc
+            seen += 1
+for call in (lambda: learn_heads(np.zeros((4, 2)), [0], [0], [1], n_heads=1),
+             lambda: importlib.import_module("personalizer.backends.rewards").Substance()
+             .score("q", ["a b."])):
+    try:
+        call()
+    except MissingDependency:
+        seen += 1
+print(seen)
+"""
+
+
+def test_every_public_name_on_a_core_install_imports_or_says_what_to_install(
+        bare: Path, tmp_path: Path) -> None:
+    out = _run([str(bare / "python"), "-c", PROBE], tmp_path)
+    assert out.returncode == 0, out.stderr  # no ModuleNotFoundError escapes
+    assert int(out.stdout) >= 7  # the torch-backed names and the two calls said so
+
+
 def test_demo_on_a_core_install_is_one_line_and_exit_2(bare: Path, tmp_path: Path) -> None:
     out = _run([str(bare / "personalizer"), "demo", "--db", "demo.db"], tmp_path)
     assert out.returncode == 2, out.stderr
