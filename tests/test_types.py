@@ -55,10 +55,22 @@ def test_why_says_what_the_answer_did_for_the_person_largest_first() -> None:
                    contribution=0.49),            # a short answer for a terse person
         RewardTerm(name="custom", description="mentions keywords: count", coefficient=1.0,
                    contribution=0.2),
-        RewardTerm(name="emoji", description="more emoji: ...", coefficient=0.3)))
+        RewardTerm(name="emoji", description="more emoji: ...", coefficient=0.3),
+        RewardTerm(name="hedging", description="more hedging: ...", coefficient=0.3,
+                   contribution=0.001)))         # rounds to +0.00: not worth a line
     assert record.why() == [
         "shorter than usual, as you prefer: +0.49",
         "higher on 'mentions keywords' than usual, as you prefer: +0.20",
         "more matter-of-fact than usual, though you prefer warmer: -0.10"]
     assert record.why(limit=1) == ["shorter than usual, as you prefer: +0.49"]
     assert SteeringRecord(path="plain").why() == []
+
+
+def test_in_words_reads_as_a_sentence_against_the_person() -> None:
+    from personalizer.types import RewardTerm
+
+    fewer = RewardTerm(name="examples", description="more examples: count", coefficient=0.5,
+                       contribution=-0.3)
+    assert fewer.in_words() == ("with fewer examples than usual, though you prefer more "
+                                "examples: -0.30")
+    assert RewardTerm(name="examples", description="d", coefficient=0.5).in_words() is None

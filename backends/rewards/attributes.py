@@ -4,7 +4,7 @@ Each scorer measures one property of a response (the prompt is ignored), higher 
 of what its ``description`` says. Sentiment uses VADER (``vaderSentiment``); syllables for the
 reading level come from ``pyphen``'s hyphenation dictionaries. textstat is not used: its
 syllable counts call ``nltk.download('cmudict')`` at run time, which must never happen here.
-Install with ``pip install 'personalizer[attributes]'``.
+Their dependencies (pyphen, vaderSentiment) are part of the core install.
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ def words(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _pyphen() -> Any:
-    return require("pyphen", extra="attributes", feature="the reading-level scorer").Pyphen(
-        lang="en_US")
+    module = require("pyphen", extra="attributes", feature="the reading-level scorer",
+                     install="pip install pyphen")
+    return module.Pyphen(lang="en_US")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -131,7 +132,7 @@ def flesch_kincaid_grade(text: str) -> float:
 @functools.lru_cache(maxsize=1)
 def _vader() -> Any:
     module = require("vaderSentiment.vaderSentiment", extra="attributes",
-                     feature="the warmth scorer")
+                     feature="the warmth scorer", install="pip install vaderSentiment")
     return module.SentimentIntensityAnalyzer()
 
 
