@@ -66,3 +66,17 @@ def test_the_built_wheel_holds_every_module(tmp_path: Path) -> None:
     ours = sum(1 for folder in ("sdk", "backends", "profiles")
                for f in (ROOT / folder).rglob("*.py"))
     assert modules == ours - 1  # every .py file but personalizer/__init__ itself is a module
+
+
+def test_no_build_artefact_or_download_is_tracked() -> None:
+    """Tools come from the `dev` extra, not from wheels committed to the repository."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    tracked = [f for f in files if f and (ROOT / f).is_file()]
+    assert not [f for f in tracked if f.endswith((".whl", ".tar.gz", ".zip"))]
+    assert not [f for f in tracked if (ROOT / f).stat().st_size > 1024 * 1024]
