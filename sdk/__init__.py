@@ -6,6 +6,7 @@
 from .client import Personalizer
 from .errors import (
     BackendError,
+    CorruptProfile,
     DatabaseNotFound,
     InvalidInput,
     InvalidProfileData,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "CorruptProfile",
     "DatabaseNotFound",
     "Generation",
     "Generator",

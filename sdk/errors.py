@@ -20,7 +20,8 @@ one class and messages say what to do next::
     │   │                                  anything was written)
     │   ├── StoreAuthFailed                the database server refused the user or password
     │   ├── SchemaTooNew                   the database was written by a newer personalizer
-    │   └── VersionConflict                optimistic-concurrency check failed; re-read and retry
+    │   ├── VersionConflict                optimistic-concurrency check failed; re-read and retry
+    │   └── CorruptProfile                 a stored row of the user is damaged (names the field)
     ├── BackendError                       a generator or reward model failed
     │   ├── UnsupportedRequest             a backend cannot honour the request (says what can)
     │   └── ProviderError                  a hosted model's API failed (carries its message)
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CorruptProfile",
     "DatabaseNotFound",
     "InvalidInput",
     "InvalidProfileData",
@@ -158,6 +160,27 @@ class VersionConflict(StoreError):
             "by someone else since you read it; re-read it and apply your change again "
             "(store.modify(user_id, change) retries for you)"
         )
+
+
+class CorruptProfile(StoreError):
+    """A stored row of one user cannot be read: a value in it is damaged (edited by hand,
+    written by another tool). ``user_id`` and ``field`` (``profiles.created_at``,
+    ``preferences.judgement``, ...) say where; other users are not affected, and deleting the
+    user still works."""
+
+    def __init__(self, user_id: str, field: str, problem: str = "") -> None:
+        self.user_id = user_id
+        self.field = field
+        self.problem = problem
+        detail = f" ({problem})" if problem else ""
+        super().__init__(
+            f"the stored data of user {user_id!r} is damaged: {field} cannot be read{detail}; "
+            "restore the user from an export (import_profile with replace=True) or delete "
+            "them (delete_profile works on a damaged row)"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes
+        return (type(self), (self.user_id, self.field, self.problem))
 
 
 class BackendError(PersonalizerError):
