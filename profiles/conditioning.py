@@ -5,8 +5,9 @@ coefficients as instructions (each base reward says how to ask a model for more 
 it; others fall back to their description) with their strength in words, and the summary
 when there is one. :func:`condition` merges the block into the application's own system
 prompt (never replacing it). Text that came from a person (the summary) is data, not
-instructions: it is quoted inside the block with its delimiters escaped and its length
-capped, so it can neither close the block nor forge another.
+instructions: it is quoted inside the block by :func:`personalizer._text.quote` (delimiters
+and their look-alikes replaced, invisible characters removed, length capped), so it can
+neither close the block nor forge another.
 """
 
 from __future__ import annotations

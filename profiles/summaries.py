@@ -14,8 +14,9 @@ from is still there, unchanged, and that the person has not written their own su
 meanwhile (a person's summary, ``summary_source="user"``, is never overwritten).
 
 Text from people (prompts, answers, reasons, the previous summary) is data: it is quoted in
-the prompt inside tags that it cannot close or forge (``<`` and ``>`` in it are replaced), and
-each piece is length-capped.
+the prompt inside tags that it cannot close or forge (``<``, ``>`` and their look-alikes in it
+are replaced, invisible characters removed: :func:`personalizer._text.quote`), and each piece
+is length-capped.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def test_pairwise_wins_and_position_swap() -> None:
     # the judge always prefers the answer mentioning "egg", whichever position it is in
     def verdict(messages):  # noqa: ANN001, ANN202
         text = messages[-1].content
-        a = text.split("[Answer A]")[1].split("[Answer B]")[0]
+        a = text.split("<answer_a>")[1].split("</answer_a>")[0]
         return "Rubric...\n[[A]]" if "egg" in a else "Rubric...\n[[B]]"
 
     judge = JudgeReward(ScriptedGenerator(verdict), mode="pairwise")

@@ -286,10 +286,10 @@ def test_a_judge_reranks_by_the_users_summary_as_principles(server: ProviderServ
 
     def reply(body: dict[str, Any]) -> str:
         text = body["messages"][-1]["content"]
-        if "[Answer]" not in text:  # an answer: one candidate per call
+        if "<answer>" not in text:  # an answer: one candidate per call
             return candidates[body["_choice"] % 3]
-        principles = text.split("[Question]")[0]
-        answer = text.split("[Answer]")[1]
+        principles = text.split("<question>")[0]
+        answer = text.split("<answer>")[1]
         good = "tea" in principles and "tea" in answer
         return f"The user likes tea.\nScore: {9 if good else 3}"
 
@@ -301,7 +301,7 @@ def test_a_judge_reranks_by_the_users_summary_as_principles(server: ProviderServ
         out = p.generate("tea-lover", "How do I fall asleep?", strategy={"kind": "best_of_n",
                                                                          "n": 3})
         judged = [r.body["messages"][-1]["content"] for r in server.requests
-                  if "[Answer]" in r.body["messages"][-1]["content"]]
+                  if "<answer>" in r.body["messages"][-1]["content"]]
         server.clear()
         server.reply = reply
         neutral = p.generate("other", "How do I fall asleep?", strategy={"kind": "best_of_n",
