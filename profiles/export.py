@@ -41,12 +41,16 @@ key::
     }
 
 Readers refuse a ``schema_version`` newer than :data:`EXPORT_SCHEMA_VERSION` with
-:class:`~personalizer.errors.UnsupportedSchemaVersion`; unknown fields are refused, never dropped.
+:class:`~personalizer.errors.UnsupportedSchemaVersion`; unknown fields are refused, never dropped;
+so is text that cannot be stored (a lone surrogate such as ``"\udc80"``, a NUL), a count or
+version beyond 64 bits, and JSON nested deeper than Python can parse
+(:class:`~personalizer.errors.InvalidProfileData`).
 """
 
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -108,7 +112,10 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError:
+            raise InvalidProfileData("profile export is nested too deeply to be one (an "
+                                     "export is at most 4 levels deep)") from None
+        except ValueError as exc:  # JSONDecodeError, a bad UTF-8 byte, a 5,000-digit number
             raise InvalidProfileData(f"profile export is not valid JSON: {exc}") from None
     if not isinstance(data, Mapping):
         raise InvalidProfileData(
@@ -116,7 +123,8 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
         )
     if data.get("schema") != EXPORT_SCHEMA:
         raise InvalidProfileData(
-            f"not a personalizer profile export: 'schema' is {data.get('schema')!r}, "
+            "not a personalizer profile export: 'schema' is "
+            f"{reprlib.repr(data.get('schema'))}, "
             f"expected {EXPORT_SCHEMA!r}"
         )
     version = data.get("schema_version")

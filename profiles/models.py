@@ -16,21 +16,25 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from personalizer._input import text_problem
 from personalizer.errors import InvalidUserId
 
 __all__ = ["JUDGEMENTS", "Judgement", "OnboardingState", "Preference", "Profile", "Rating",
-           "StoredGeneration", "history_digest", "summary_by_person", "utcnow",
-           "validate_user_id"]
+           "StoredGeneration", "Text", "UserId", "history_digest", "summary_by_person",
+           "utcnow", "validate_user_id"]
 
 USER_ID_MAX = 128
+SUMMARY_MAX_CHARS = 20_000
+INT64_MAX = 2**63 - 1  # counts and versions are 64-bit integers in both stores
 _USER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]*")
 
 
@@ -62,14 +66,30 @@ def validate_user_id(user_id: object) -> str:
     return user_id
 
 
-def _check_user_id(value: str) -> str:
+def _check_user_id(value: object) -> str:
     try:
         return validate_user_id(value)
-    except InvalidUserId as exc:  # pydantic reports ValueErrors as validation errors
-        raise ValueError(str(exc)) from None
+    except InvalidUserId as exc:  # a validation error of its own type: the facade's
+        raise PydanticCustomError(  # boundary turns it back into InvalidUserId
+            "invalid_user_id", "{reason}", {"reason": str(exc)}) from None
 
 
-UserId = Annotated[str, AfterValidator(_check_user_id)]
+UserId = Annotated[str, BeforeValidator(_check_user_id)]
+"""A user id (see :func:`validate_user_id`), also as an argument of the facade: bytes or
+other non-strings are refused, never converted."""
+
+
+def _storable(value: object) -> object:
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValueError(f"the text {problem}")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_storable)]
+"""A string that can be stored: no lone surrogate, no NUL (see
+:func:`personalizer._input.text_problem`). Every stored string of these models is one."""
 
 
 def _finite(value: float, what: str) -> float:
@@ -104,10 +124,11 @@ class Preference(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    prompt: str = Field(description="What the user asked (or the question shown).")
-    chosen: str = Field(description="The response the user preferred.")
-    rejected: str = Field(description="The response the user liked less.")
-    reason: str | None = Field(default=None, max_length=4000, description="Why, if they said.")
+    prompt: Text = Field(description="What the user asked (or the question shown).")
+    chosen: Text = Field(description="The response the user preferred.")
+    rejected: Text = Field(description="The response the user liked less.")
+    reason: Text | None = Field(default=None, max_length=4000,
+                                description="Why, if they said.")
     source: str = Field(
         default="feedback",
         pattern=r"^[a-z][a-z0-9_-]{0,31}$",
@@ -150,14 +171,15 @@ class Profile(BaseModel):
     covariance: list[list[float]] | None = Field(
         default=None, description="Posterior covariance of the coefficients, in their order."
     )
-    reward_set_id: str | None = Field(
+    reward_set_id: Text | None = Field(
         default=None, max_length=200, description="Id of the reward set the coefficients use."
     )
-    reward_set_version: str | None = Field(
+    reward_set_version: Text | None = Field(
         default=None, max_length=100, description="Version of that reward set."
     )
-    summary: str = Field(
-        default="", max_length=20000, description="Readable summary of the user's preferences."
+    summary: Text = Field(
+        default="", max_length=SUMMARY_MAX_CHARS,
+        description="Readable summary of the user's preferences."
     )
     summary_source: Literal["summarizer", "user"] | None = Field(
         default=None, description="Who wrote the summary: 'summarizer' (folded from the "
@@ -166,8 +188,8 @@ class Profile(BaseModel):
     summary_written_at: datetime | None = Field(
         default=None, description="When the summary was last written.")
     summary_preferences: int = Field(
-        default=0, ge=0, description="How many of the oldest preferences the summary was "
-        "folded from (the summarizer's count, not Profile.version).")
+        default=0, ge=0, le=INT64_MAX, description="How many of the oldest preferences the "
+        "summary was folded from (the summarizer's count, not Profile.version).")
     summary_stale: bool = Field(
         default=False, description="Preferences the summary was folded from were deleted "
         "or replaced since: the next refresh writes it again from the whole history.")
@@ -175,8 +197,10 @@ class Profile(BaseModel):
         default=None, pattern=r"^[0-9a-f]{64}$", description="Digest of the preferences the "
         "summarizer folded (see history_digest): an import whose history differs marks the "
         "summary stale.")
-    preference_count: int = Field(default=0, ge=0, description="Preferences in the history.")
-    version: int = Field(default=0, ge=0, description="0 until stored; +1 on every change.")
+    preference_count: int = Field(default=0, ge=0, le=INT64_MAX,
+                                  description="Preferences in the history.")
+    version: int = Field(default=0, ge=0, le=INT64_MAX,
+                         description="0 until stored; +1 on every change.")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -200,6 +224,9 @@ class Profile(BaseModel):
         for name, c in value.items():
             if not name or len(name) > 100:
                 raise ValueError(f"base-reward name {name!r} must be 1-100 characters")
+            problem = text_problem(name)
+            if problem is not None:
+                raise ValueError(f"base-reward name {name!r} {problem}")
             _finite(c, f"coefficient {name!r}")
         return value
 
@@ -264,8 +291,8 @@ class StoredGeneration(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The generation id.")
-    prompt: str = Field(description="The last user message it answered.")
-    answer: str = Field(description="The answer's text.")
+    prompt: Text = Field(description="The last user message it answered.")
+    answer: Text = Field(description="The answer's text.")
     created_at: datetime = Field(default_factory=utcnow)
 
     _utc = field_validator("created_at")(_as_utc)
@@ -280,8 +307,8 @@ class Rating(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    prompt: str
-    answer: str
+    prompt: Text
+    answer: Text
     rating: Literal["up", "down"]
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -293,15 +320,15 @@ class OnboardingState(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    reward_set_id: str = Field(max_length=200)
-    reward_set_version: str = Field(max_length=100)
-    pool_id: str = Field(max_length=100, description="Digest of the question pool used.")
-    asked: list[str] = Field(default_factory=list, description="Ids of answered questions.")
-    pending: str | None = Field(default=None, description="Id of the question now shown.")
+    reward_set_id: Text = Field(max_length=200)
+    reward_set_version: Text = Field(max_length=100)
+    pool_id: Text = Field(max_length=100, description="Digest of the question pool used.")
+    asked: list[Text] = Field(default_factory=list, description="Ids of answered questions.")
+    pending: Text | None = Field(default=None, description="Id of the question now shown.")
     max_questions: int = Field(ge=1, le=1000)
     finished: bool = False
     started_at: datetime = Field(default_factory=utcnow)
-    confirmed: int = Field(default=0, ge=0, description=(
+    confirmed: int = Field(default=0, ge=0, le=INT64_MAX, description=(
         "How many of the latest answers in a row the profile had predicted before they were "
         "given (check questions; early stopping counts them). New in export version 5."))
 

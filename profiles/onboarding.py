@@ -50,7 +50,7 @@ from .learning import (
     preference_probability,
     select_question,
 )
-from .models import OnboardingState, Profile, validate_user_id
+from .models import OnboardingState, Profile, Text, validate_user_id
 
 __all__ = [
     "ANSWER_STYLES",
@@ -79,8 +79,8 @@ class PoolItem(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    prompt: str = Field(min_length=1)
-    responses: list[str] = Field(min_length=2, max_length=12)
+    prompt: Text = Field(min_length=1)
+    responses: list[Text] = Field(min_length=2, max_length=12)
     domain: str = Field(default="general", pattern=_DOMAIN,
                         description="The application domain it belongs to.")
 

@@ -61,6 +61,16 @@ def default_db_path() -> str:
     return os.environ.get("PERSONALIZER_DB") or DEFAULT_DB
 
 
+def _bad_path(path: str, exc: OSError | ValueError) -> StoreError | InvalidInput:
+    """The error for a path the operating system or sqlite3 refused to open: InvalidInput for
+    a name no file can have (a NUL byte, a lone surrogate), else StoreError."""
+    shown = repr(path[:80]) + ("..." if len(path) > 80 else "")
+    if isinstance(exc, ValueError):  # UnicodeEncodeError included
+        return InvalidInput(f"{shown} cannot be a database path ({exc}); pass a file name "
+                            "without NUL bytes or lone surrogates")
+    return StoreError(f"cannot use {shown} as a database path: {exc.strerror or exc}")
+
+
 class SQLiteProfileStore(SQLProfileStore):
     """Profiles and preference histories in one SQLite file.
 
@@ -73,7 +83,11 @@ class SQLiteProfileStore(SQLProfileStore):
         if busy_timeout_s <= 0:
             raise InvalidInput("busy_timeout_s must be positive (seconds to wait for a lock)")
         self.path = str(path) if path is not None else default_db_path()
-        if not create and self.path != ":memory:" and not Path(self.path).exists():
+        try:
+            missing = not create and self.path != ":memory:" and not Path(self.path).exists()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long, ...
+            raise _bad_path(self.path, exc) from None
+        if missing:
             raise DatabaseNotFound(
                 f"no database at {self.path!r}; check the path (--db or $PERSONALIZER_DB), "
                 "or create one by recording a preference")
@@ -90,16 +104,13 @@ class SQLiteProfileStore(SQLProfileStore):
 
     def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
         try:
-            is_dir = self.path != ":memory:" and Path(self.path).is_dir()
-        except OSError as exc:  # a name too long, a path through a file, ...
-            raise StoreError(f"cannot use {self.path[:80]!r} as a database path: "
-                             f"{exc.strerror or exc}") from None
-        if is_dir:
-            raise NotADatabase(f"{self.path} is a directory; pass a database file path")
-        with self._sqlite_errors():
-            conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
+            if self.path != ":memory:" and Path(self.path).is_dir():
+                raise NotADatabase(f"{self.path} is a directory; pass a database file path")
+            with self._sqlite_errors():
+                conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a surrogate, ...
+            raise _bad_path(self.path, exc) from None
         try:
             with self._sqlite_errors():
                 conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")

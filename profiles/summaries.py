@@ -6,7 +6,10 @@ summary and their strongest coefficients in words. It is incremental: the summar
 many of the oldest preferences it was folded from (``Profile.summary_preferences``); an update
 folds only the newer ones, ``batch_size`` per model call, into the previous summary. A summary
 whose preferences were deleted since (``summary_stale``) is written again from the whole
-history, batch by batch.
+history, batch by batch. ``update(..., max_batches=1)`` bounds one call to one model call: the
+summary then records the preferences folded so far, and the next update goes on from there
+(the facade's automatic refresh, ``summary_every``, does this, so a write call never waits on
+hundreds of model calls).
 
 The model call never holds the store's write lock: the history is read, the model writes, and
 the result is stored in one short transaction that checks the history the summary was folded
@@ -151,10 +154,13 @@ class Summarizer:
     # -- one user's summary ------------------------------------------------------------------
 
     def update(self, store: Unchecked[ProfileStore], user_id: str, *,
-               attempts: Annotated[int, Field(ge=1, le=100)] = 3) -> Profile:
+               attempts: Annotated[int, Field(ge=1, le=100)] = 3,
+               max_batches: Annotated[int, Field(ge=1)] | None = None) -> Profile:
         """Fold the user's new preferences into their summary and store it; returns the
         profile. A person's own summary is left as it is; so is a summary that is up to
-        date. A stale summary with no history left is removed."""
+        date. A stale summary with no history left is removed. ``max_batches``: fold at most
+        that many batches (model calls) now, the oldest first; the rest waits for the next
+        update (None: all of them)."""
         validate_user_id(user_id)
         for _ in range(attempts):
             profile = store.get(user_id)
@@ -165,19 +171,21 @@ class Summarizer:
             start = 0 if redo else min(profile.summary_preferences, len(history))
             if start == len(history) and not (redo and profile.summary):
                 return profile  # nothing new to fold (and nothing stale to remove)
+            end = len(history) if max_batches is None else \
+                min(len(history), start + max_batches * self.settings.batch_size)
             text = self.fold("" if redo else profile.summary,
-                             coefficient_words(profile, self.rewards), history[start:])
-            digest = history_digest(history)
+                             coefficient_words(profile, self.rewards), history[start:end])
+            digest = history_digest(history[:end])
             with store.transaction(user_id, create=False) as tx:
                 now = tx.profile
                 if now.summary_source == "user":  # the person wrote one meanwhile: theirs
                     return now
                 if _summary_state(now) != _summary_state(profile) or \
-                        history_digest(tx.preferences[:len(history)]) != digest:
+                        history_digest(tx.preferences[:end]) != digest:
                     continue  # deleted or rewritten meanwhile: nothing written, read again
                 if text:
                     tx.update(summary=text, summary_source="summarizer",
-                              summary_written_at=utcnow(), summary_preferences=len(history),
+                              summary_written_at=utcnow(), summary_preferences=end,
                               summary_stale=False, summary_digest=digest)
                 else:  # stale, and every preference it came from is gone
                     tx.update(**summary_by_person("", 0, utcnow()))

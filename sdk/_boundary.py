@@ -7,7 +7,9 @@ annotations, and errors of pydantic, torch and transformers that would reach a c
 * arguments are checked with pydantic's ``validate_call`` (lax mode: ``1`` is a fine float,
   ``"1"`` is not a string id's problem but ``3`` is); a bad one is an
   :class:`~personalizer.errors.InvalidInput` that names the argument, the method and what it
-  expects. Parameters annotated with :data:`Unchecked` are left to the method itself;
+  expects (an :class:`~personalizer.errors.InvalidUserId` for a parameter annotated
+  ``UserId``, which takes no bytes). Parameters annotated with :data:`Unchecked` are left to
+  the method itself;
 * a pydantic ``ValidationError`` raised inside (an options model, say) is an ``InvalidInput``;
 * an exception raised from inside torch or transformers is a
   :class:`~personalizer.errors.BackendError` (the original is chained as its cause);
@@ -25,7 +27,7 @@ from typing import Any, TypeVar
 
 from pydantic import ConfigDict, SkipValidation, ValidationError, validate_call
 
-from .errors import BackendError, InvalidInput, PersonalizerError
+from .errors import BackendError, InvalidInput, InvalidUserId, PersonalizerError
 
 __all__ = ["Unchecked", "convert", "public_api"]
 
@@ -64,6 +66,8 @@ def convert(exc: BaseException, where: str,
     if isinstance(exc, PersonalizerError):
         return exc
     if isinstance(exc, ValidationError):
+        if exc.errors()[0]["type"] == "invalid_user_id":  # a UserId argument (models.py)
+            return InvalidUserId(_message(exc, where, names))
         return InvalidInput(_message(exc, where, names))
     if isinstance(exc, Exception) and _from_foreign_library(exc):
         return BackendError(f"{where} failed inside the model library: "

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from . import __version__
 from .client import Personalizer
-from .errors import MissingDependency, PersonalizerError
+from .errors import InvalidInput, MissingDependency, PersonalizerError
 from .render import profile_view, summary_note
 
 DB_OPTION = click.option(
@@ -108,7 +108,11 @@ def export(db: str, user: str, output: str | None) -> None:
     with Personalizer(db, create=False) as p:
         text = json.dumps(p.export_profile(user), indent=2, ensure_ascii=False)
     if output:
-        Path(output).write_text(text + "\n", encoding="utf-8")
+        try:
+            Path(output).write_text(text + "\n", encoding="utf-8")
+        except (OSError, ValueError) as exc:  # no such folder, not writable, disk full
+            raise InvalidInput(f"cannot write the export to {output!r}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
         click.echo(f"exported {user} to {output}", err=True)
     else:
         click.echo(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import reprlib
 import time
 import uuid
 from collections.abc import (
@@ -19,7 +21,7 @@ from collections.abc import (
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NoReturn
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from personalizer.profiles import (
     Onboarding,
@@ -32,17 +34,21 @@ from personalizer.profiles import (
     validate_user_id,
 )
 from personalizer.profiles.conditioning import condition, profile_block, profile_request
+from personalizer.profiles.export import parse_export
 from personalizer.profiles.learner import make_preference
 from personalizer.profiles.models import (
+    SUMMARY_MAX_CHARS,
     Judgement,
     Rating,
     StoredGeneration,
+    UserId,
     summary_by_person,
     utcnow,
 )
 from personalizer.profiles.summaries import Summarizer
 
 from ._boundary import Unchecked, convert, public_api
+from ._input import MAX_REQUEST_CHARS, MAX_TEXT_CHARS, Limits
 from .errors import BackendError, InvalidInput, PersonalizerError, ProfileNotFound
 from .types import (
     Generation,
@@ -74,6 +80,8 @@ LOCAL_PROMPT_DEFAULT = True
 LOCAL_STRATEGY: dict[str, Any] = {"kind": "best_of_n", "n": 1, "block": "sentence",
                                   "draw": "branch", "end_early": True}
 
+
+_GENERATION_ID = re.compile(r"[0-9a-f]{32}")
 
 NEW_USER_HINT = ("this user has not answered anything yet, so the answer is not personalized; "
                  "a few onboarding questions (Personalizer.onboarding) would let it be")
@@ -202,7 +210,8 @@ class _Planned:
             update["terms"] = terms
         if update:
             out = out.model_copy(update={"steering": record.model_copy(update=update)})
-        return self.owner._keep(self.profile.user_id, self.messages, out)
+        return self.owner._keep(self.profile.user_id, self.messages, out,
+                                create=self.profile.version == 0)  # a newcomer, not stored
 
 
 @public_api
@@ -223,15 +232,19 @@ class Personalizer:
     (the profile in the system prompt; best-of-n reranking when asked). ``summarizer`` writes
     profile summaries (default: a :class:`~personalizer.profiles.Summarizer` on
     ``generator``); with ``summary_every=N`` a summary is refreshed once N preferences were
-    recorded since it was written. ``create=False`` refuses an SQLite path where there is no
-    database yet instead of creating one (for tools that only read). Answers are kept per
-    user for feedback (:meth:`record_feedback`): the newest ``keep_generations`` (100; 0 keeps
-    none and answers carry no id) and none older than ``keep_generations_days`` (30); they are
-    exported and deleted with the user. ``strength``, ``strategy`` and ``prompt_profile`` are
-    the defaults of every generate call (each call may override them). ``prior`` is where a
-    newcomer's coefficients start before the application has 20 users of its own: the
-    built-in prior of the default reward set (``"shipped"``) or ``N(0, I)`` (``"standard"``);
-    learning, onboarding and refits all use it.
+    recorded since it was written (one model call per write at most). ``create=False``
+    refuses an SQLite path where there is no database yet instead of creating one (for tools
+    that only read). Answers are kept per user for feedback (:meth:`record_feedback`): the
+    newest ``keep_generations`` (100; 0 keeps none and answers carry no id) and none older
+    than ``keep_generations_days`` (30); they are exported and deleted with the user.
+    ``strength``, ``strategy`` and ``prompt_profile`` are the defaults of every generate call
+    (each call may override them). ``prior`` is where a newcomer's coefficients start before
+    the application has 20 users of its own: the built-in prior of the default reward set
+    (``"shipped"``) or ``N(0, I)`` (``"standard"``); learning, onboarding and refits all use
+    it. ``max_text_chars`` (65536) caps each text a call brings (a prompt, an answer, a
+    message, a reason, an edit) and ``max_request_chars`` (262144) all of them together; a
+    longer one is refused with :class:`~personalizer.errors.InvalidInput` before anything
+    runs or is written.
 
     >>> p = Personalizer(db=":memory:")
     >>> p.record_preference("alice", "Hi?", chosen="Hi!", rejected="Hello there, friend!")
@@ -246,17 +259,14 @@ class Personalizer:
                  keep_generations_days: float = 30.0,
                  strength: Annotated[float, Field(ge=0, le=1000)] = DEFAULT_STRENGTH,
                  strategy: Any = None, prompt_profile: bool | None = None,
-                 prior: Literal["shipped", "standard"] = "shipped") -> None:
-        if db is None or isinstance(db, (str, os.PathLike)):
-            self.store: ProfileStore = open_store(db, create=create)
-            self._owns_store = True
-        elif isinstance(db, ProfileStore):
-            self.store = db
-            self._owns_store = False
-        else:
+                 prior: Literal["shipped", "standard"] = "shipped",
+                 max_text_chars: int = MAX_TEXT_CHARS,
+                 max_request_chars: int = MAX_REQUEST_CHARS) -> None:
+        if not (db is None or isinstance(db, (str, os.PathLike, ProfileStore))):
             raise InvalidInput(
                 f"db must be a path or a ProfileStore, not {type(db).__name__}"
             )
+        self.limits = Limits(max_text_chars, max_request_chars)
         if summary_every is not None and (isinstance(summary_every, bool)
                                           or not isinstance(summary_every, int)
                                           or summary_every < 1):
@@ -280,6 +290,13 @@ class Personalizer:
         self.summarizer = summarizer
         self.summary_every = summary_every
         self._prior = prior
+        # the store last: every argument is checked before a database file is created
+        if isinstance(db, ProfileStore):
+            self.store: ProfileStore = db
+            self._owns_store = False
+        else:
+            self.store = open_store(db, create=create)
+            self._owns_store = True
         self._learner = ProfileLearner(self.store, rewards, prior=prior) \
             if rewards is not None else None
 
@@ -304,7 +321,9 @@ class Personalizer:
                    keep_generations_days=settings.keep_generations_days,
                    strength=DEFAULT_STRENGTH if settings.strength is None
                    else settings.strength,
-                   strategy=settings.strategy, prompt_profile=settings.prompt_profile)
+                   strategy=settings.strategy, prompt_profile=settings.prompt_profile,
+                   max_text_chars=settings.max_text_chars,
+                   max_request_chars=settings.max_request_chars)
 
     def close(self) -> None:
         """Close the store if this object opened it."""
@@ -319,19 +338,21 @@ class Personalizer:
 
     # -- profiles ------------------------------------------------------------------------
 
-    def profile(self, user_id: str) -> Profile:
+    def profile(self, user_id: UserId) -> Profile:
         """The user's profile (coefficients, uncertainty, summary, history size)."""
         return self.store.get(user_id)
 
-    def create_profile(self, user_id: str) -> Profile:
+    def create_profile(self, user_id: UserId) -> Profile:
         """Create an empty profile; :class:`~personalizer.errors.ProfileExists` if present."""
-        return self.store.create(validate_user_id(user_id))
+        return self.store.create(user_id)
 
     def list_profiles(self, *, limit: int = 100, after: str | None = None) -> ProfilePage:
-        """One page of profiles in user-id order."""
+        """One page of profiles in user-id order (``after``: the ``next_after`` of the page
+        before)."""
+        self.limits.check("Personalizer.list_profiles", [("after", after)])
         return self.store.list_profiles(limit=limit, after=after)
 
-    def record_preference(self, user_id: str, prompt: str, chosen: str, rejected: str, *,
+    def record_preference(self, user_id: UserId, prompt: str, chosen: str, rejected: str, *,
                           reason: str | None = None, source: str = "feedback",
                           judgement: Judgement = "better") -> Profile:
         """Remember that ``user_id`` preferred ``chosen`` over ``rejected`` for ``prompt``.
@@ -343,7 +364,8 @@ class Personalizer:
         Creates the profile on first use. With ``rewards``, the coefficients' posterior is
         updated in the same transaction. Returns the updated profile.
         """
-        validate_user_id(user_id)
+        self.limits.check("Personalizer.record_preference", [
+            ("prompt", prompt), ("chosen", chosen), ("rejected", rejected), ("reason", reason)])
         if self._learner is not None:
             profile = self._learner.record_preference(user_id, prompt, chosen, rejected,
                                                       reason=reason, source=source,
@@ -356,18 +378,23 @@ class Personalizer:
 
     # -- summaries -----------------------------------------------------------------------
 
-    def update_summary(self, user_id: str) -> Profile:
-        """Fold the user's new preferences into their summary (PLUS) with the summarizer and
-        store it; a summary the person wrote is left as it is. Returns the profile."""
+    def update_summary(self, user_id: UserId) -> Profile:
+        """Fold all of the user's new preferences into their summary (PLUS) with the
+        summarizer and store it, as many model calls as that takes; a summary the person
+        wrote is left as it is. Returns the profile."""
         return self._need_summarizer().update(self.store, user_id)
 
-    def set_summary(self, user_id: str, text: str) -> Profile:
+    def set_summary(self, user_id: UserId, text: str) -> Profile:
         """Store a summary the person wrote or edited (the summarizer never overwrites it);
         ``""`` removes it, so that the summarizer writes one again. Creates the profile."""
         if not isinstance(text, str):
             raise InvalidInput(f"a summary is text, not {type(text).__name__}")
+        self.limits.check("Personalizer.set_summary", [("text", text)])
         text = text.strip()
-        self.store.get_or_create(validate_user_id(user_id))
+        if len(text) > SUMMARY_MAX_CHARS:
+            raise InvalidInput(f"Personalizer.set_summary: a summary is at most "
+                               f"{SUMMARY_MAX_CHARS:,} characters, this one {len(text):,}")
+        self.store.get_or_create(user_id)  # only once the text is known to be storable
         now = utcnow()
         return self.store.modify(user_id, lambda p: p.model_copy(
             update=summary_by_person(text, p.preference_count, now)))
@@ -383,22 +410,26 @@ class Personalizer:
 
     def _refresh_summary(self, profile: Profile) -> Profile:
         """With ``summary_every``, the summary rewritten once enough preferences arrived (or
-        when it went stale). The preference is already stored: a failure to summarize is
-        logged (without user data) and retried at the next refresh, never raised."""
+        when it went stale): one model call at most (one batch of the summarizer), so a
+        write call stays quick; a summary further behind (a long history, or one rewritten
+        after a delete) catches up a batch per write, or at once with :meth:`update_summary`.
+        The preference is already stored: a failure to summarize is logged (without user
+        data) and retried at the next refresh, never raised."""
         every = self.summary_every
         if every is None or profile.summary_source == "user":
             return profile
         new = profile.preference_count - profile.summary_preferences
         if new >= every or profile.summary_stale:
             try:
-                return self.update_summary(profile.user_id)
+                return self._need_summarizer().update(self.store, profile.user_id,
+                                                      max_batches=1)
             except PersonalizerError as exc:
                 log.warning("summary refresh failed (%s); it is retried on the next "
                             "preference", type(exc).__name__)
                 log.debug("summary refresh failure: %s", exc)
         return profile
 
-    def record_feedback(self, user_id: str, generation_id: str, *,
+    def record_feedback(self, user_id: UserId, generation_id: str, *,
                         preferred_over: str | None = None, edited: str | None = None,
                         rating: Literal["up", "down"] | None = None,
                         reason: str | None = None) -> Profile:
@@ -412,12 +443,27 @@ class Personalizer:
           (see :class:`~personalizer.profiles.Rating`): a run of thumbs-down on long answers
           moves the verbosity coefficient down.
 
+        ``reason`` (why, in the person's words) is kept with a choice or an edit; a rating
+        has no room for one, so ``reason=`` with ``rating=`` is refused rather than dropped.
+
         Returns the updated profile. The answers must still be kept (see the retention
         settings of the constructor)."""
         given = [x is not None for x in (preferred_over, edited, rating)]
         if sum(given) != 1:
             raise InvalidInput("pass exactly one of preferred_over= (another answer's id), "
                                "edited= (the person's edit) or rating= ('up' or 'down')")
+        if rating is not None and reason is not None:
+            raise InvalidInput("a rating keeps no reason: pass reason= with preferred_over= "
+                               "or edited=, or record the reason as a preference")
+        for name, value in (("generation_id", generation_id),
+                            ("preferred_over", preferred_over)):
+            if value is not None and not (isinstance(value, str)
+                                          and _GENERATION_ID.fullmatch(value)):
+                raise InvalidInput(f"Personalizer.record_feedback: {name} must be a "
+                                   "Generation's id (32 hex digits, Generation.id), got "
+                                   f"{reprlib.repr(value)}")
+        self.limits.check("Personalizer.record_feedback", [("edited", edited),
+                                                           ("reason", reason)])
         kept = self._kept(user_id, generation_id)
         if preferred_over is not None:
             other = self._kept(user_id, preferred_over)
@@ -455,9 +501,6 @@ class Personalizer:
         return self._refresh_summary(profile)
 
     def _kept(self, user_id: str, generation_id: str) -> StoredGeneration:
-        validate_user_id(user_id)
-        if not isinstance(generation_id, str) or not generation_id:
-            raise InvalidInput("generation_id must be a Generation's id")
         kept = self.store.generation(user_id, generation_id,
                                      max_age_s=self.keep_generations_days * 86400)
         if kept is None:
@@ -467,12 +510,22 @@ class Personalizer:
                 f"at most {self.keep_generations_days:g} days old)")
         return kept
 
-    def _keep(self, user_id: str, messages: list[Message], out: Generation) -> Generation:
-        """``out`` kept for feedback, with its id (unless keep_generations=0)."""
+    def _keep(self, user_id: str, messages: list[Message], out: Generation, *,
+              create: bool) -> Generation:
+        """``out`` kept for feedback, with its id (unless keep_generations=0); ``create``: a
+        newcomer's profile, created now that the answer is there (a request refused by the
+        generator writes nothing)."""
+        if create:
+            self.store.get_or_create(user_id)
         if not self.keep_generations:
             return out
-        kept = StoredGeneration(id=uuid.uuid4().hex, prompt=last_user_text(messages),
-                                answer=out.text)
+        try:
+            kept = StoredGeneration(id=uuid.uuid4().hex, prompt=last_user_text(messages),
+                                    answer=out.text)
+        except ValidationError:  # a NUL in the model's answer: the answer, nothing kept
+            log.warning("an answer for %r could not be kept for feedback (its text cannot "
+                        "be stored)", user_id)
+            return out
         try:
             self.store.save_generation(user_id, kept, keep=self.keep_generations,
                                        max_age_s=self.keep_generations_days * 86400)
@@ -497,22 +550,24 @@ class Personalizer:
                      for n, d, c, f in zip(rs.names, rs.descriptions, coef, feats,
                                            strict=True))
 
-    def refit(self, user_id: str) -> Profile:
+    def refit(self, user_id: UserId) -> Profile:
         """Learn the user's coefficients again from their whole history against this reward
         set (after changing reward sets; preferences stored before any set was configured
         are folded in by the next recorded preference on their own)."""
         return self._need_learner("refit").refit(user_id)
 
-    def delete_preference(self, user_id: str, index: int) -> Profile:
+    def delete_preference(self, user_id: UserId, index: int) -> Profile:
         """Remove one preference (0 = oldest) and learn the coefficients again without it."""
         return self._need_learner("delete_preference").delete_preference(user_id, index)
 
-    def preference_probability(self, user_id: str, prompt: str, a: str, b: str) -> float:
+    def preference_probability(self, user_id: UserId, prompt: str, a: str, b: str) -> float:
         """The calibrated chance that the user prefers answer ``a`` over ``b``."""
+        self.limits.check("Personalizer.preference_probability",
+                          [("prompt", prompt), ("a", a), ("b", b)])
         return self._need_learner("preference_probability").preference_probability(
             user_id, prompt, a, b)
 
-    def onboarding(self, user_id: str, pool: Any = None, **options: Any) -> Onboarding:
+    def onboarding(self, user_id: UserId, pool: Any = None, **options: Any) -> Onboarding:
         """Start or resume the user's onboarding (active-learning pairwise questions);
         ``options`` as :class:`~personalizer.profiles.Onboarding`'s (``domains=``,
         ``max_questions=``, ...; the prior is this Personalizer's ``prior``)."""
@@ -523,7 +578,7 @@ class Personalizer:
         return Onboarding(self.store, self.rewards, user_id, pool, prior=self._prior,
                           **options)
 
-    def generate(self, user_id: str, messages: MessagesLike, *,
+    def generate(self, user_id: UserId, messages: MessagesLike, *,
                  strength: float | None = None, strategy: Any = None,
                  prompt_profile: bool | None = None, **options: Any) -> Generation:
         """Answer ``messages`` for ``user_id``, personalized by their profile.
@@ -538,16 +593,17 @@ class Personalizer:
         bench/quality.py; with ``do_sample=True`` each block is a sampled sentence --, or
         :class:`~personalizer.backends.Args`, :class:`~personalizer.backends.BestOfN`, or
         their names). Hosted models get the prompt block, and best-of-n reranking by the
-        user's reward with ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user never seen before is served
-        at once: their profile is created, the answer is the generator's plain one, and the
-        record says so (``new_user``; onboarding would personalize their answers). ``options``
-        go to the generator (``max_new_tokens``, ``stop``, sampling options, ``proxy``, ...);
-        the generation's ``steering`` record says what ran.
+        user's reward with ``strategy="best_of_n"`` (or ``BestOfN(n=...)``). A user never
+        seen before is served at once: the answer is the generator's plain one, their profile
+        is created once it is there (a request the generator refuses writes nothing), and the
+        record says so (``new_user``; onboarding would personalize their answers).
+        ``options`` go to the generator (``max_new_tokens``, ``stop``, sampling options,
+        ``proxy``, ...); the generation's ``steering`` record says what ran.
         """
         plan = self._plan(user_id, messages, strength, strategy, prompt_profile)
         return plan.finish(self.generator.generate(plan.messages, **plan.extra, **options))
 
-    async def agenerate(self, user_id: str, messages: MessagesLike, *,
+    async def agenerate(self, user_id: UserId, messages: MessagesLike, *,
                         strength: float | None = None, strategy: Any = None,
                         prompt_profile: bool | None = None, **options: Any) -> Generation:
         """:meth:`generate` without blocking the event loop (the profile is read in a worker
@@ -562,7 +618,7 @@ class Personalizer:
                                           **plan.extra, **options)
         return await asyncio.to_thread(plan.finish, out)
 
-    def stream(self, user_id: str, messages: MessagesLike, *,
+    def stream(self, user_id: UserId, messages: MessagesLike, *,
                strength: float | None = None, strategy: Any = None,
                prompt_profile: bool | None = None, **options: Any) -> PersonalizedStream:
         """:meth:`generate` piece by piece: the pieces join to the answer; after the last one
@@ -572,7 +628,7 @@ class Personalizer:
         return PersonalizedStream(plan, self.generator.stream(plan.messages, **plan.extra,
                                                               **options))
 
-    def astream(self, user_id: str, messages: MessagesLike, *,
+    def astream(self, user_id: UserId, messages: MessagesLike, *,
                 strength: float | None = None, strategy: Any = None,
                 prompt_profile: bool | None = None,
                 **options: Any) -> AsyncPersonalizedStream:
@@ -625,10 +681,12 @@ class Personalizer:
         strategy = self.strategy if strategy is None else strategy
         prompt_profile = self.prompt_profile if prompt_profile is None else prompt_profile
         msgs = as_messages(messages)
-        try:  # a read; only a newcomer's first request writes (their profile)
+        self.limits.check("Personalizer.generate", [
+            (f"messages[{i}].content", m.content) for i, m in enumerate(msgs)])
+        try:  # a read: a newcomer's profile is created once the answer is there (finish)
             profile = self.store.get(validate_user_id(user_id))
         except ProfileNotFound:
-            profile = self.store.get_or_create(user_id)
+            profile = Profile(user_id=user_id)  # version 0: not stored
         new_user = not profile.coefficients and profile.preference_count == 0 \
             and not profile.summary
         steerable = getattr(self.generator, "steers_decoding", False)
@@ -673,11 +731,11 @@ class Personalizer:
                 "rewards=personalizer.profiles.default_reward_set()")
         return self._learner
 
-    def preferences(self, user_id: str) -> list[Preference]:
+    def preferences(self, user_id: UserId) -> list[Preference]:
         """The user's preference history, oldest first."""
         return self.store.preferences(user_id)
 
-    def export_profile(self, user_id: str) -> dict[str, Any]:
+    def export_profile(self, user_id: UserId) -> dict[str, Any]:
         """Everything stored about the user, as a JSON-ready dict (see ``profiles/export.py``);
         kept answers past the age limit are deleted first, never exported."""
         self.store.prune_generations(user_id=validate_user_id(user_id),
@@ -692,9 +750,18 @@ class Personalizer:
 
     def import_profile(self, data: Mapping[str, Any] | str | bytes, *,
                        replace: bool = False) -> Profile:
-        """Restore a profile from :meth:`export_profile` output (dict or JSON text)."""
+        """Restore a profile from :meth:`export_profile` output (dict or JSON text). Each
+        text in it is held to ``max_text_chars`` (a whole history has no total limit)."""
+        doc = parse_export(data)
+        self.limits.check("Personalizer.import_profile", [
+            *((f"preferences[{i}].{k}", getattr(p, k)) for i, p in enumerate(doc.preferences)
+              for k in ("prompt", "chosen", "rejected", "reason")),
+            *((f"generations[{i}].{k}", getattr(g, k)) for i, g in enumerate(doc.generations)
+              for k in ("prompt", "answer")),
+            *((f"ratings[{i}].{k}", getattr(r, k)) for i, r in enumerate(doc.ratings)
+              for k in ("prompt", "answer"))], one_request=False)
         return self.store.import_profile(data, replace=replace)
 
-    def delete_profile(self, user_id: str) -> int:
+    def delete_profile(self, user_id: UserId) -> int:
         """Delete every stored row of the user; returns how many rows were removed."""
         return self.store.delete(user_id)

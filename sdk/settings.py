@@ -30,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ._input import MAX_REQUEST_CHARS, MAX_TEXT_CHARS
 from .errors import InvalidInput
 
 __all__ = ["PersonalizerSettings"]
@@ -72,6 +73,10 @@ class PersonalizerSettings(BaseSettings):
                                       description="Refresh summaries every N preferences.")
     keep_generations: int = Field(default=100, ge=0, le=100_000)
     keep_generations_days: float = Field(default=30.0, gt=0, le=36500)
+    max_text_chars: int = Field(default=MAX_TEXT_CHARS, ge=1, description="Longest text one "
+                                "call may bring (a prompt, a response, a message, a reason).")
+    max_request_chars: int = Field(default=MAX_REQUEST_CHARS, ge=1, description="Longest "
+                                   "request: all the texts of one call together.")
 
     @classmethod
     def load(cls, toml_file: str | os.PathLike[str] | None = None,
