@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .models import OnboardingState, Preference, Profile, Rating, StoredGeneration
 
@@ -15,12 +15,18 @@ __all__ = ["PopulationSums", "ProfilePage", "ProfileStore"]
 
 
 class ProfilePage(BaseModel):
-    """One page of profiles in user-id order; pass ``next_after`` to get the next page."""
+    """One page of profiles in user-id order; pass ``next_after`` to get the next page.
+
+    ``damaged`` names the users on this page whose stored profile cannot be read (see
+    :class:`~personalizer.errors.CorruptProfile`): they are left out of ``profiles`` instead
+    of failing the whole listing."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     profiles: list[Profile]
     next_after: str | None
+    damaged: list[str] = Field(default_factory=list, description="Users on this page whose "
+                               "stored profile is damaged (left out of profiles).")
 
 
 @dataclass(frozen=True)

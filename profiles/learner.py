@@ -17,7 +17,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ValidationError
 
-from personalizer.errors import InvalidInput, RewardSetMismatch, VersionConflict
+from personalizer.errors import (
+    InvalidInput,
+    ProfileNotFound,
+    RewardSetMismatch,
+    StoreBusy,
+    VersionConflict,
+)
 
 from .base import ProfileStore
 from .learning import (
@@ -31,6 +37,13 @@ from .models import JUDGEMENTS, Preference, Profile, Rating, validate_user_id
 from .priors import shipped_prior
 
 __all__ = ["ProfileLearner", "make_preference"]
+
+# How often a write starts over when its user is deleted between its read and its write.
+_RACE_RETRIES = 20
+
+
+class _Recreated(Exception):
+    """The profile was deleted and created again empty during a write (rolled back)."""
 
 
 def make_preference(prompt: str, chosen: str, rejected: str, *, reason: str | None = None,
@@ -181,19 +194,32 @@ class ProfileLearner:
         the posterior with its Bradley-Terry ``term`` (``bounds``: the (1, 2) interval of a
         graded answer; None: a plain one), in one transaction; a history stored before a
         reward set was configured is learned from whole instead (refit)."""
-        current = self._current(user_id)
-        if current is not None and self._unlearned(current):
-            with self.store.transaction(user_id, create=False) as tx:
-                stage(tx)
-            return self.refit(user_id)
-        prior = None if current is not None and current.coefficients else \
-            self.prior(exclude=user_id)  # (prior_for, without reading the profile again)
-        with self.store.transaction(user_id, create=create) as tx:
-            post = fit_posterior(self.posterior(tx.profile, prior=prior), term[None, :],
-                                 bounds=bounds)
-            stage(tx)
-            tx.update(**self.fields(post))
-        return tx.result
+        for _ in range(_RACE_RETRIES):
+            current = self._current(user_id)
+            if current is not None and self._unlearned(current):
+                with self.store.transaction(user_id, create=create) as tx:
+                    stage(tx)
+                try:
+                    return self.refit(user_id)
+                except ProfileNotFound:  # deleted again since: what landed was removed
+                    return tx.result
+            prior = None if current is not None and current.coefficients else \
+                self.prior(exclude=user_id)  # (prior_for, without reading the profile again)
+            try:
+                with self.store.transaction(user_id, create=create) as tx:
+                    if prior is None and not tx.profile.coefficients:
+                        # deleted (and created again empty) since it was read: the prior is
+                        # read outside the write transaction, so start over (nothing written)
+                        raise _Recreated
+                    post = fit_posterior(self.posterior(tx.profile, prior=prior),
+                                         term[None, :], bounds=bounds)
+                    stage(tx)
+                    tx.update(**self.fields(post))
+            except _Recreated:
+                continue
+            return tx.result
+        raise StoreBusy(f"user {user_id!r} was deleted and created again by other writers "
+                        f"{_RACE_RETRIES} times during this write; nothing was written, retry")
 
     def _current(self, user_id: str) -> Profile | None:
         try:

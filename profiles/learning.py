@@ -53,6 +53,7 @@ __all__ = [
     "fit_posterior",
     "information_gain",
     "interval_log_likelihood",
+    "is_positive_definite",
     "judgement_bounds",
     "judgement_probability",
     "population_prior",
@@ -221,7 +222,7 @@ def fit_posterior(prior: Posterior, diffs: np.ndarray, *, weights: np.ndarray | 
     if d.shape[0] == 0:
         return prior
     w = np.ones(d.shape[0]) if weights is None else np.asarray(weights, float)
-    p0 = np.linalg.inv(prior.cov)
+    p0 = _precision(prior.cov)
 
     def objective(c: np.ndarray) -> float:
         r = c - prior.mean
@@ -250,6 +251,44 @@ def fit_posterior(prior: Posterior, diffs: np.ndarray, *, weights: np.ndarray | 
     hess = p0 + (d * (w * h)[:, None]).T @ d
     cov = np.linalg.inv(hess)
     return Posterior(c, 0.5 * (cov + cov.T))
+
+
+# The smallest variance a prior keeps, relative to its largest (and absolutely): a singular
+# covariance (a zero or an all-ones matrix, imported or stored by hand) is lifted to this
+# floor instead of making the precision infinite.
+_VARIANCE_FLOOR = 1e-9
+
+
+def _precision(cov: np.ndarray) -> np.ndarray:
+    """The inverse of a covariance, robustly: its symmetric part with every eigenvalue at
+    least ``_VARIANCE_FLOOR`` times the largest (and at least ``_VARIANCE_FLOOR``), so a
+    singular or slightly indefinite matrix yields a finite, positive definite precision
+    where ``np.linalg.inv`` would fail or mislead. A well-conditioned covariance is
+    inverted as it is."""
+    sym = 0.5 * (cov + cov.T)
+    values, vectors = np.linalg.eigh(sym)
+    floor = _VARIANCE_FLOOR * max(1.0, float(np.abs(values).max(initial=0.0)))
+    if values.min(initial=np.inf) >= floor:
+        return np.linalg.inv(sym)
+    return (vectors / np.maximum(values, floor)) @ vectors.T
+
+
+def is_positive_definite(cov: object) -> bool:
+    """Whether ``cov`` is a finite, symmetric, positive definite matrix: what a posterior's
+    covariance must be (a Cholesky factorisation exists)."""
+    try:
+        c = np.asarray(cov, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or not np.isfinite(c).all():
+        return False
+    if not np.allclose(c, c.T, rtol=1e-6, atol=1e-12):
+        return False
+    try:
+        np.linalg.cholesky(0.5 * (c + c.T))
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def preference_probability(post: Posterior, diffs: np.ndarray) -> np.ndarray:

@@ -54,24 +54,55 @@ _READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _WRITE = "BEGIN"
 _SINGLE = ""  # one statement in autocommit: its own snapshot, no BEGIN/COMMIT round trips
 
-_SUMS = (
-    f"SELECT count(*) FROM profiles WHERE {POPULATION_FILTER}",
-    (
-        "SELECT a.key, sum(a.value::float8) FROM profiles, json_each_text(profiles.coefficients) a "
-        f"WHERE {POPULATION_FILTER} GROUP BY a.key"
-    ),
-    (
-        "SELECT a.key, b.key, sum(a.value::float8 * b.value::float8) FROM profiles, "
-        "json_each_text(profiles.coefficients) a, json_each_text(profiles.coefficients) b "
-        f"WHERE {POPULATION_FILTER} GROUP BY a.key, b.key"
-    ),
-    (
-        "SELECT r.i - 1, c.j - 1, sum(c.v::float8) FROM profiles, "
-        "json_array_elements(profiles.covariance) WITH ORDINALITY AS r(arr, i), "
-        "json_array_elements_text(r.arr) WITH ORDINALITY AS c(v, j) "
-        f"WHERE {POPULATION_FILTER} GROUP BY r.i, c.j"
-    ),
-)
+# A learned profile as the population aggregate reads it: coefficients a JSON object and
+# covariance a JSON array, and of their entries only the numbers too small to overflow a sum.
+# A damaged row (CorruptProfile to its user) is left out, or its damaged entries are, instead
+# of failing everyone's prior. (CASE branches run in order: no function or cast sees a value
+# of the wrong shape.)
+_LEARNED = (f"{POPULATION_FILTER} AND json_typeof(coefficients) = 'object' "
+            "AND json_typeof(covariance) = 'array'")
+_COEFFICIENTS = ("{fn}(CASE WHEN json_typeof(profiles.coefficients) = 'object' "
+                 "THEN profiles.coefficients ELSE '{{}}' END)")
+
+
+def _number(v: str) -> str:
+    """The JSON value ``v`` as a float8 if it is a number below 1e150, else NULL."""
+    return (f"CASE WHEN json_typeof({v}) <> 'number' THEN NULL "
+            f"WHEN abs(({v} #>> '{{}}')::numeric) >= 1e150 THEN NULL "
+            f"ELSE ({v} #>> '{{}}')::float8 END")
+
+
+def _sums(fn: str, value: Any) -> tuple[str, ...]:
+    """The population aggregate's queries, reading JSON entries with ``fn`` (json_each_text
+    or json_each) and each entry ``e`` as ``value(e)``."""
+    coefficients = _COEFFICIENTS.format(fn=fn)
+    return (
+        f"SELECT count(*) FROM profiles WHERE {_LEARNED}",
+        (
+            f"SELECT a.key, coalesce(sum({value('a.value')}), 0) FROM profiles, "
+            f"{coefficients} a WHERE {_LEARNED} GROUP BY a.key"
+        ),
+        (
+            f"SELECT a.key, b.key, coalesce(sum({value('a.value')} * {value('b.value')}), 0) "
+            f"FROM profiles, {coefficients} a, {coefficients} b WHERE {_LEARNED} "
+            "GROUP BY a.key, b.key"
+        ),
+        (
+            f"SELECT r.i - 1, c.j - 1, coalesce(sum({value('c.v')}), 0) FROM profiles, "
+            "json_array_elements(CASE WHEN json_typeof(profiles.covariance) = 'array' "
+            "THEN profiles.covariance ELSE '[]' END) WITH ORDINALITY AS r(arr, i), "
+            f"{fn.replace('json_each', 'json_array_elements')}(CASE WHEN "
+            "json_typeof(r.arr) = 'array' THEN r.arr ELSE '[]' END) WITH ORDINALITY AS c(v, j) "
+            f"WHERE {_LEARNED} GROUP BY r.i, c.j"
+        ),
+    )
+
+
+# The plain queries cast every entry's text to float8, which fails on a damaged one (text, a
+# number out of range, a sum that overflows); then the guarded ones, which read only numbers
+# below 1e150, run (about twice as slow, so only then).
+_SUMS = _sums("json_each_text", lambda e: f"{e}::float8")
+_SUMS_GUARDED = _sums("json_each", _number)
 
 
 def is_postgres_url(db: object) -> bool:
@@ -163,9 +194,12 @@ class PostgresProfileStore(SQLProfileStore):
     # -- connections and schema ----------------------------------------------------------
 
     def _configure(self, conn: Any) -> None:
-        """Every pooled connection: UTC timestamps, JSON columns read back as their text (so
-        coefficient order is exactly as written), and a bounded wait for row locks."""
+        """Every pooled connection: UTC timestamps (one Python cannot hold, such as
+        ``infinity``, read as its text: the row's reader reports it as damaged), JSON columns
+        read back as their text (so coefficient order is exactly as written), and a bounded
+        wait for row locks."""
         conn.adapters.register_loader("json", self._pg.types.string.TextLoader)
+        conn.adapters.register_loader("timestamptz", _lenient_timestamptz(self._pg))
         conn.execute("SET TIME ZONE 'UTC'")
         conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
 
@@ -374,7 +408,13 @@ class PostgresProfileStore(SQLProfileStore):
     def _population_sums(self, conn: Connection, reward_set_id: str, reward_set_version: str,
                          exclude: str) -> PopulationSums:
         args = (reward_set_id, reward_set_version, exclude)
-        count, linear, outer, cov = (conn.execute(sql, args).fetchall() for sql in _SUMS)
+        conn.execute("SAVEPOINT population_sums")
+        try:
+            count, linear, outer, cov = (conn.execute(sql, args).fetchall() for sql in _SUMS)
+        except self._pg.DataError:  # a damaged entry: read around it
+            conn.execute("ROLLBACK TO SAVEPOINT population_sums")
+            count, linear, outer, cov = (conn.execute(sql, args).fetchall()
+                                         for sql in _SUMS_GUARDED)
         return sums_from_rows(int(count[0][0]), linear, outer, cov)
 
     # -- errors --------------------------------------------------------------------------
@@ -416,6 +456,22 @@ class PostgresProfileStore(SQLProfileStore):
         if isinstance(exc, StoreError):
             return exc
         return StoreError(f"PostgreSQL error on {self.url}: {message}")
+
+
+@lru_cache(maxsize=1)
+def _lenient_timestamptz(pg: Any) -> type:
+    """psycopg's timestamptz loader, returning the text of a timestamp outside Python's range
+    (``infinity``, year 10000) instead of failing the whole fetch with ``DataError``."""
+    base = pg.types.datetime.TimestamptzLoader
+
+    class Lenient(base):  # type: ignore[misc, valid-type]
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except pg.DataError:
+                return bytes(data).decode("utf-8", "replace")
+
+    return Lenient
 
 
 @lru_cache(maxsize=256)

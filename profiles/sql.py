@@ -28,10 +28,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from personalizer.errors import InvalidInput, ProfileExists, ProfileNotFound, VersionConflict
+from personalizer.errors import (
+    CorruptProfile,
+    InvalidInput,
+    InvalidProfileData,
+    ProfileExists,
+    ProfileNotFound,
+    VersionConflict,
+)
 
 from .base import PopulationSums, ProfilePage
 from .export import ProfileExport, parse_export
+from .learning import is_positive_definite
 from .models import (
     OnboardingState,
     Preference,
@@ -177,9 +185,15 @@ class SQLProfileStore:
             "ORDER BY user_id LIMIT ?",
             (after or "", limit + 1),
         ).fetchall(), single=True)
-        profiles = [profile_from_row(r) for r in rows[:limit]]
-        next_after = profiles[-1].user_id if len(rows) > limit else None
-        return ProfilePage(profiles=profiles, next_after=next_after)
+        profiles: list[Profile] = []
+        damaged: list[str] = []
+        for r in rows[:limit]:
+            try:
+                profiles.append(profile_from_row(r))
+            except CorruptProfile as exc:  # one damaged row: named, not in everyone's way
+                damaged.append(exc.user_id)
+        next_after = str(rows[limit - 1][0]) if len(rows) > limit else None
+        return ProfilePage(profiles=profiles, next_after=next_after, damaged=damaged)
 
     def count(self) -> int:
         """How many profiles are stored."""
@@ -379,7 +393,7 @@ class SQLProfileStore:
                                (generation_id, user_id)).fetchone()
             if row is None:
                 return None
-            kept = generation_from_row(row)
+            kept = generation_from_row(row, user_id)
             return None if cutoff is not None and kept.created_at.isoformat() < cutoff \
                 else kept
 
@@ -446,6 +460,12 @@ class SQLProfileStore:
         """
         doc = parse_export(data)
         profile = doc.profile
+        if profile.covariance is not None and not is_positive_definite(profile.covariance):
+            raise InvalidProfileData(
+                "profile.covariance must be positive definite (symmetric, every eigenvalue "
+                "above zero), as a posterior covariance is; this one is singular or "
+                "indefinite. Import the file exactly as export_profile wrote it, or set "
+                "covariance to null to learn the uncertainty again")
         if profile.summary_source == "summarizer" and not profile.summary_stale and \
                 history_digest(doc.preferences[:profile.summary_preferences]) != \
                 profile.summary_digest:  # not the history it was folded from: redo it
@@ -484,18 +504,20 @@ class SQLProfileStore:
         """Delete the user's profile and every row of theirs; returns the rows removed.
 
         Touches nothing of any other user. :class:`ProfileNotFound` if there was nothing.
+        Reads nothing of the rows it deletes (only the profile's creation time, as stored),
+        so a damaged row deletes like any other.
         """
         validate_user_id(user_id)
         removed = 0
-        deleted: Profile | None = None  # the profile the last run removed
+        created: Any = None  # the removed profile's created_at as stored (None: no profile)
 
         def op(conn: Connection) -> int:
-            nonlocal removed, deleted
-            deleted = self._find(conn, user_id, lock=True)
-            if deleted is None:  # foreign keys keep rows of others from outliving it
-                removed = 0
-                raise ProfileNotFound(user_id)
-            removed = self._delete_rows(conn, user_id)
+            nonlocal removed, created
+            row = conn.execute("SELECT created_at FROM profiles WHERE user_id = ?"
+                               + self._lock_row, (user_id,)).fetchone()
+            created = None if row is None else row[0]
+            removed = self._delete_rows(conn, user_id) if row is not None else \
+                self._delete_orphans(conn, user_id)
             if removed == 0:
                 raise ProfileNotFound(user_id)
             return removed
@@ -503,12 +525,14 @@ class SQLProfileStore:
         def landed(conn: Connection) -> Any:
             if not removed:
                 return None
-            again = self._find(conn, user_id)
+            again = conn.execute("SELECT created_at FROM profiles WHERE user_id = ?",
+                                 (user_id,)).fetchone()
             # the same profile still there: ours did not land; none, or a newer one (the user
             # was created again after it): it did
-            same = again is not None and deleted is not None and \
-                again.created_at == deleted.created_at
-            return None if same else removed
+            if created is None:  # rows without a profile (a damaged user id): any left?
+                left = any(self._has_rows(conn, t, user_id) for t in USER_TABLES)
+                return None if left else removed
+            return None if again is not None and again[0] == created else removed
 
         count = self._write_op(op, landed=landed)
         self._after_delete()
@@ -562,6 +586,24 @@ class SQLProfileStore:
             ),
         )
         return cur.rowcount == 1
+
+    @staticmethod
+    def _delete_orphans(conn: Connection, user_id: str) -> int:
+        """Delete the user's rows that no profile row names (one whose user id was damaged
+        left them behind). Each statement sees one snapshot, where a profile and its rows
+        come and go together: rows of a profile created meanwhile are never touched."""
+        removed = 0
+        for table in USER_TABLES:
+            if table != "profiles":
+                removed += conn.execute(
+                    f'DELETE FROM "{table}" WHERE user_id = ? AND NOT EXISTS '
+                    "(SELECT 1 FROM profiles WHERE user_id = ?)", (user_id, user_id)).rowcount
+        return removed
+
+    @staticmethod
+    def _has_rows(conn: Connection, table: str, user_id: str) -> bool:
+        return conn.execute(f'SELECT 1 FROM "{table}" WHERE user_id = ? LIMIT 1',
+                            (user_id,)).fetchone() is not None
 
     @staticmethod
     def _delete_rows(conn: Connection, user_id: str) -> int:
@@ -700,8 +742,10 @@ def read_preferences(conn: Connection, user_id: str) -> list[Preference]:
         f"SELECT {PREFERENCE_COLUMNS} FROM preferences WHERE user_id = ? ORDER BY id",
         (user_id,),
     ).fetchall()
-    return [Preference(prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
-                       created_at=_when(r[5]), judgement=r[6]) for r in rows]
+    return [_row(user_id, "preferences", lambda r=r: Preference(
+        prompt=r[0], chosen=r[1], rejected=r[2], reason=r[3], source=r[4],
+        created_at=_when(user_id, "preferences.created_at", r[5]), judgement=r[6]))
+        for r in rows]
 
 
 def _cutoff(max_age_s: float) -> str:
@@ -716,18 +760,21 @@ def _cutoff(max_age_s: float) -> str:
 def read_generations(conn: Connection, user_id: str) -> list[StoredGeneration]:
     rows = conn.execute("SELECT id, prompt, answer, created_at FROM generations "
                         "WHERE user_id = ? ORDER BY created_at, id", (user_id,)).fetchall()
-    return [generation_from_row(r) for r in rows]
+    return [generation_from_row(r, user_id) for r in rows]
 
 
-def generation_from_row(r: Sequence[Any]) -> StoredGeneration:
-    return StoredGeneration(id=r[0], prompt=r[1], answer=r[2], created_at=_when(r[3]))
+def generation_from_row(r: Sequence[Any], user_id: str) -> StoredGeneration:
+    return _row(user_id, "generations", lambda: StoredGeneration(
+        id=r[0], prompt=r[1], answer=r[2],
+        created_at=_when(user_id, "generations.created_at", r[3])))
 
 
 def read_ratings(conn: Connection, user_id: str) -> list[Rating]:
     rows = conn.execute("SELECT prompt, answer, rating, created_at FROM ratings "
                         "WHERE user_id = ? ORDER BY id", (user_id,)).fetchall()
-    return [Rating(prompt=r[0], answer=r[1], rating=r[2], created_at=_when(r[3]))
-            for r in rows]
+    return [_row(user_id, "ratings", lambda r=r: Rating(
+        prompt=r[0], answer=r[1], rating=r[2],
+        created_at=_when(user_id, "ratings.created_at", r[3]))) for r in rows]
 
 
 def rating_row(r: Rating) -> tuple[Any, ...]:
@@ -736,7 +783,8 @@ def rating_row(r: Rating) -> tuple[Any, ...]:
 
 def read_onboarding(conn: Connection, user_id: str) -> OnboardingState | None:
     row = conn.execute("SELECT state FROM onboarding WHERE user_id = ?", (user_id,)).fetchone()
-    return None if row is None else OnboardingState.model_validate_json(row[0])
+    return None if row is None else _row(
+        user_id, "onboarding.state", lambda: OnboardingState.model_validate_json(row[0]))
 
 
 def write_onboarding(conn: Connection, user_id: str, state: OnboardingState) -> None:
@@ -767,29 +815,69 @@ def preference_row(p: Preference) -> tuple[Any, ...]:
             p.judgement)
 
 
-def _when(value: str | datetime) -> datetime:
-    """A stored timestamp: ISO text (SQLite) or a datetime (PostgreSQL's timestamptz)."""
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+# What a damaged stored value raises while it is parsed (ValidationError and JSONDecodeError
+# are ValueErrors; deep JSON raises RecursionError).
+_DAMAGE = (ValueError, TypeError, RecursionError, OverflowError)
+
+
+def _row(user_id: Any, where: str, parse: Callable[[], Any]) -> Any:
+    """``parse()`` of one stored row of ``user_id``; a value that does not parse is a
+    :class:`CorruptProfile` naming the user and the field (``where``: the table, or the
+    table.column), never the parser's own error."""
+    try:
+        return parse()
+    except CorruptProfile:
+        raise
+    except _DAMAGE as exc:
+        raise _corrupt(user_id, where, exc) from None
+
+
+def _corrupt(user_id: Any, where: str, exc: BaseException) -> CorruptProfile:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        field = f"{where}.{loc}" if loc and "." not in where else where
+        problem = err["msg"]
+    else:
+        field, problem = where, f"{type(exc).__name__}: {exc}"
+    shown = user_id if isinstance(user_id, str) else repr(user_id)
+    return CorruptProfile(shown[:200], field, problem[:160])
+
+
+def _when(user_id: Any, field: str, value: Any) -> datetime:
+    """A stored timestamp: ISO text (SQLite) or a datetime (PostgreSQL's timestamptz); one
+    that is neither is a :class:`CorruptProfile` naming ``field``."""
+    if isinstance(value, datetime):
+        return value
+    return _row(user_id, field, lambda: datetime.fromisoformat(value))
+
+
+def _json(user_id: Any, field: str, value: Any) -> Any:
+    return _row(user_id, field, lambda: json.loads(value))
 
 
 def profile_from_row(r: Sequence[Any]) -> Profile:
-    return Profile(
-        user_id=r[0],
+    """The profile of a ``PROFILE_COLUMNS`` row; :class:`CorruptProfile` naming the user and
+    the field for a row whose values do not make a valid profile."""
+    uid = r[0]
+    return _row(uid, "profiles", lambda: Profile(
+        user_id=uid,
         version=r[1],
         reward_set_id=r[2],
         reward_set_version=r[3],
-        coefficients=json.loads(r[4]),
-        covariance=None if r[5] is None else json.loads(r[5]),
+        coefficients=_json(uid, "profiles.coefficients", r[4]),
+        covariance=None if r[5] is None else _json(uid, "profiles.covariance", r[5]),
         summary=r[6],
         preference_count=r[7],
-        created_at=_when(r[8]),
-        updated_at=_when(r[9]),
+        created_at=_when(uid, "profiles.created_at", r[8]),
+        updated_at=_when(uid, "profiles.updated_at", r[9]),
         summary_source=r[10],
-        summary_written_at=None if r[11] is None else _when(r[11]),
+        summary_written_at=None if r[11] is None else _when(uid, "profiles.summary_written_at",
+                                                            r[11]),
         summary_preferences=r[12],
-        summary_stale=bool(r[13]),
+        summary_stale=r[13],
         summary_digest=r[14],
-    )
+    ))
 
 
 def summary_row(p: Profile) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ so the deleted text does not linger in the files.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -38,22 +39,52 @@ __all__ = ["DEFAULT_DB", "SQLiteProfileStore", "default_db_path"]
 
 DEFAULT_DB = "profiles.db"
 
-_SUMS = (
-    f"SELECT count(*) FROM profiles WHERE {POPULATION_FILTER}",
-    (
-        "SELECT a.key, sum(a.value) FROM profiles, json_each(profiles.coefficients) a "
-        f"WHERE {POPULATION_FILTER} GROUP BY a.key"
-    ),
-    (
-        "SELECT a.key, b.key, sum(a.value * b.value) FROM profiles, "
-        "json_each(profiles.coefficients) a, json_each(profiles.coefficients) b "
-        f"WHERE {POPULATION_FILTER} GROUP BY a.key, b.key"
-    ),
-    (
-        "SELECT r.key, c.key, sum(c.value) FROM profiles, json_each(profiles.covariance) r, "
-        f"json_each(r.value) c WHERE {POPULATION_FILTER} GROUP BY r.key, c.key"
-    ),
+# A learned profile as the population aggregate reads it: coefficients a JSON object and
+# covariance a JSON array (CASE branches run in order: no JSON function sees malformed JSON).
+_WELL_FORMED = (
+    "CASE WHEN NOT (json_valid(coefficients) AND json_valid(covariance)) THEN 0 "
+    "ELSE json_type(coefficients) = 'object' AND json_type(covariance) = 'array' END"
 )
+# How many profiles count, and how many of them are well formed (checked once per row).
+_COUNT = (f"SELECT count(*), total(CASE WHEN {_WELL_FORMED} THEN 1 ELSE 0 END) FROM profiles "
+          f"WHERE {POPULATION_FILTER}")
+
+
+def _number(entry: str) -> str:
+    return (f"CASE WHEN {entry}.type IN ('integer', 'real') AND abs({entry}.value) < 1e150 "
+            f"THEN {entry}.value END")
+
+
+def _sums(where: str, value: Callable[[str], str], json: Callable[[str], str]
+          ) -> tuple[str, ...]:
+    """The population aggregate's sums over the profiles ``where`` selects, reading each JSON
+    entry ``e`` as ``value(e)`` and each JSON column ``c`` as ``json(c)``."""
+    return (
+        (
+            f"SELECT a.key, total({value('a')}) FROM profiles, "
+            f"json_each({json('coefficients')}) a WHERE {where} GROUP BY a.key"
+        ),
+        (
+            f"SELECT a.key, b.key, total({value('a')} * {value('b')}) FROM profiles, "
+            f"json_each({json('coefficients')}) a, json_each({json('coefficients')}) b "
+            f"WHERE {where} GROUP BY a.key, b.key"
+        ),
+        (
+            f"SELECT r.key, c.key, total({value('c')}) FROM profiles, "
+            f"json_each({json('covariance')}) r, "
+            "json_each(CASE WHEN r.type = 'array' THEN r.value ELSE '[]' END) c "
+            f"WHERE {where} GROUP BY r.key, c.key"
+        ),
+    )
+
+
+# When every profile that counts is well formed (the rule), the plain sums; else (or when a sum
+# fails or overflows), the guarded ones: damaged rows left out, and of the others' entries only
+# numbers below 1e150 read, so one damaged row never fails everyone's prior.
+_SUMS = _sums(POPULATION_FILTER, lambda e: f"{e}.value", lambda c: c)
+_SUMS_GUARDED = _sums(
+    f"{POPULATION_FILTER} AND {_WELL_FORMED}", _number,
+    lambda c: f"CASE WHEN json_valid({c}) THEN {c} ELSE '[]' END")
 
 
 def default_db_path() -> str:
@@ -92,6 +123,7 @@ class SQLiteProfileStore(SQLProfileStore):
                 f"no database at {self.path!r}; check the path (--db or $PERSONALIZER_DB), "
                 "or create one by recording a preference")
         self._lock = threading.RLock()
+        self._depth = 0  # transactions open in the thread holding _lock (0 or 1)
         self._conn = self._connect(busy_timeout_s)
         self.db = Database(self._conn, execute_plugins=False)
         try:
@@ -187,6 +219,16 @@ class SQLiteProfileStore(SQLProfileStore):
                 raise StoreError(
                     f"cannot open {self.path}: does its folder exist and is it writable?"
                 ) from None
+            if "readonly" in msg or "read-only" in msg:
+                raise StoreError(
+                    f"{self.path} is read-only ({msg}): nothing was written; make the file "
+                    "and its folder writable by this process, or point the store elsewhere"
+                ) from None
+            if "disk is full" in msg:
+                raise StoreError(
+                    f"cannot write to {self.path} ({msg}): nothing was written and the stored "
+                    "data is as it was; free disk space and retry"
+                ) from None
             if "malformed" in msg:
                 raise StoreError(
                     f"{self.path} is damaged ({msg}); restore it from a backup or exports"
@@ -195,25 +237,45 @@ class SQLiteProfileStore(SQLProfileStore):
 
     @contextmanager
     def _write(self, *, landed: Op | None = None) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taking the write lock at BEGIN."""
+        """One write transaction, taking the write lock at BEGIN. A failed statement or
+        COMMIT (a full disk, a read-only file) rolls the whole transaction back."""
         with self._lock, self._sqlite_errors():
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._conn.execute("COMMIT")
+            finally:
+                self._depth -= 1
+
+    def _rollback(self) -> None:
+        """Roll back what is open (SQLite may have rolled back already, on a full disk)."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the error being raised says more than this one
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction: a consistent snapshot across several statements."""
+        """One read transaction: a consistent snapshot across several statements. Inside a
+        transaction of this store in the same thread (a transaction body reading through the
+        store), it reads in that transaction: what it wrote so far, and no second BEGIN."""
         with self._lock, self._sqlite_errors():
+            if self._depth:  # only the thread holding the lock can be inside one
+                yield self._conn
+                return
             self._conn.execute("BEGIN")
+            self._depth += 1
             try:
                 yield self._conn
             finally:
-                self._conn.execute("COMMIT")
+                self._depth -= 1
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
 
     # -- the primitives of SQLProfileStore (one local file: no connection to lose) -------------
 
@@ -229,8 +291,19 @@ class SQLiteProfileStore(SQLProfileStore):
     def _population_sums(self, conn: Connection, reward_set_id: str, reward_set_version: str,
                          exclude: str) -> PopulationSums:
         args = (reward_set_id, reward_set_version, exclude)
-        count, linear, outer, cov = (conn.execute(sql, args).fetchall() for sql in _SUMS)
-        return sums_from_rows(int(count[0][0]), linear, outer, cov)
+        count, well_formed = conn.execute(_COUNT, args).fetchone()
+        if count == well_formed:
+            try:
+                sums = sums_from_rows(count, *(conn.execute(sql, args).fetchall()
+                                               for sql in _SUMS))
+            except (sqlite3.Error, TypeError, ValueError):  # a damaged entry
+                pass
+            else:
+                if all(map(math.isfinite, (*sums.linear.values(), *sums.outer.values(),
+                                           *sums.covariance.values()))):
+                    return sums
+        return sums_from_rows(int(well_formed), *(conn.execute(sql, args).fetchall()
+                                                  for sql in _SUMS_GUARDED))
 
     def _after_delete(self) -> None:
         """Copy the WAL into the (secure-deleted) main file and truncate it, best effort:

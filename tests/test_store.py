@@ -404,7 +404,8 @@ def test_an_append_with_a_stored_key_writes_nothing(store: SQLProfileStore) -> N
 def test_vectors_keep_their_order_and_values_exactly(store: SQLProfileStore) -> None:
     names = ["zeta", "alpha", "mu", "beta", "omega", "a_b", "Z"]  # not in sorted order
     values = [0.1 + 0.2, -1e-300, 1e300, 2.0 / 3.0, -0.0, 123456789.123456789, 5e-324]
-    cov = [[(i + 1) / (j + 3) for j in range(len(names))] for i in range(len(names))]
+    # symmetric positive definite (an import refuses any other), with inexact float values
+    cov = [[1 / (i + j + 1) + (i == j) / 3 for j in range(len(names))] for i in range(len(names))]
     p = store.create("alice")
     stored = store.update(p.model_copy(update={
         "coefficients": dict(zip(names, values, strict=True)), "covariance": cov,
