@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
+from personalizer._input import text_problem
 from personalizer.errors import (
     CorruptProfile,
     InvalidInput,
@@ -149,7 +150,7 @@ class SQLProfileStore:
 
     def create(self, profile: Profile | str) -> Profile:
         """Store a new profile (version 1); :class:`ProfileExists` if the user has one."""
-        if isinstance(profile, str):
+        if not isinstance(profile, Profile):  # a user id (bytes, None, ...: InvalidUserId)
             profile = Profile(user_id=validate_user_id(profile))
         profile = revalidate(profile)
         if profile.preference_count:
@@ -178,8 +179,10 @@ class SQLProfileStore:
 
     def list_profiles(self, *, limit: int = 100, after: str | None = None) -> ProfilePage:
         """Profiles in user-id order, ``limit`` at a time, starting after user id ``after``."""
-        if not 1 <= limit <= 10_000:
-            raise InvalidInput(f"limit must be between 1 and 10000, got {limit}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidInput(f"limit must be a whole number between 1 and 10000, got "
+                               f"{limit!r:.40}")
+        _check_text("after", after, optional=True)
         rows = self._read_op(lambda conn: conn.execute(
             f"SELECT {PROFILE_COLUMNS} FROM profiles WHERE user_id > ? "
             "ORDER BY user_id LIMIT ?",
@@ -385,6 +388,7 @@ class SQLProfileStore:
         """A kept answer of ``user_id`` by id, or None (unknown, another user's, older than
         ``max_age_s``, or dropped by the retention limits)."""
         validate_user_id(user_id)
+        _check_text("generation_id", generation_id)
         cutoff = None if max_age_s is None else _cutoff(max_age_s)
 
         def op(conn: Connection) -> StoredGeneration | None:
@@ -898,3 +902,14 @@ def sums_from_rows(count: int, linear: Sequence[Sequence[Any]],
         outer={(str(a), str(b)): float(v) for a, b, v in outer},
         covariance={(int(i), int(j)): float(v) for i, j, v in cov},
     )
+
+
+def _check_text(name: str, value: object, *, optional: bool = False) -> None:
+    """Refuse an argument that is not text a store can hold (InvalidInput, naming it)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string, not {type(value).__name__}")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"{name} {problem}")

@@ -10,6 +10,21 @@ import pytest
 
 from personalizer.profiles import Preference, SQLiteProfileStore
 
+try:  # the fuzz's profiles: `ci` (derandomized, make test) and `long` (bench/fuzz.py)
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis comes with the dev extra
+    pass
+else:
+    _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+              HealthCheck.function_scoped_fixture]
+    settings.register_profile("ci", derandomize=True, max_examples=40, deadline=None,
+                              database=None, suppress_health_check=_QUIET,
+                              print_blob=True)
+    settings.register_profile("long", deadline=None,
+                              max_examples=int(os.environ.get("PERSONALIZER_FUZZ_EXAMPLES", 400)),
+                              suppress_health_check=_QUIET, print_blob=True)
+    settings.load_profile(os.environ.get("PERSONALIZER_FUZZ_PROFILE", "ci"))
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
