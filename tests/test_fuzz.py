@@ -42,14 +42,17 @@ NASTY = [
     "'; DROP TABLE profiles; --", "%s%s%n", "\r\n\t",
 ]
 TEXT = st.one_of(st.sampled_from(NASTY), st.text(max_size=30))
-IDS = st.one_of(st.sampled_from(["alice", "bob", "carol", "new1"]), TEXT,
+KNOWN = st.sampled_from(["alice", "bob", "carol", "new1"])
+IDS = st.one_of(KNOWN, KNOWN, KNOWN, TEXT,  # mostly ids that exist or may: calls get deep
                 st.binary(max_size=6), st.integers(-5, 5), st.none())
 NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
                     st.integers(-10**30, 10**30), st.integers(-3, 200))
 ANY = st.one_of(TEXT, NUMBERS, st.none(), st.booleans(), st.binary(max_size=6),
                 st.lists(st.text(max_size=4), max_size=3),
                 st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2))
-TEXTISH = st.one_of(TEXT, TEXT, ANY)  # mostly text, sometimes anything
+PLAIN = st.sampled_from(["How do I boil an egg?", "Boil it 9 minutes.", "Short.",
+                         "A long and winding answer about eggs, with history and detail."])
+TEXTISH = st.one_of(PLAIN, TEXT, TEXT, ANY)  # mostly text, sometimes anything
 MESSAGES = st.one_of(
     TEXTISH,
     st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant",
