@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given
+from hypothesis import strategies as st
 
-from personalizer import Personalizer, PersonalizerError  # noqa: E402
-from personalizer.profiles import SQLiteProfileStore, default_reward_set  # noqa: E402
+from personalizer import Personalizer, PersonalizerError
+from personalizer.profiles import SQLiteProfileStore, default_reward_set
 
 #: calls and refusals per method, written to $PERSONALIZER_FUZZ_REPORT (bench/fuzz.py)
 COUNTS: Counter[str] = Counter()
@@ -102,7 +102,7 @@ def checked(name: str, call: Callable[[], Any], dump: Callable[[], Any]) -> None
     except PersonalizerError:
         COUNTS[f"{name}:refused"] += 1
         assert dump() == before, f"{name} was refused but wrote"
-    except Exception as exc:  # noqa: BLE001 -- the finding this fuzz exists for
+    except Exception as exc:
         COUNTS[f"{name}:escaped"] += 1
         raise AssertionError(f"{name} raised {type(exc).__name__}: {exc!r}"[:500]) from exc
 
@@ -119,8 +119,9 @@ def _report() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def facade(server: Any) -> Iterator[tuple[Personalizer, Path, dict[str, Any]]]:
-    from personalizer.backends import OpenAIGenerator
     from provider_server import echo_reply
+
+    from personalizer.backends import OpenAIGenerator
 
     server.reply = echo_reply
     folder = tempfile.TemporaryDirectory()
@@ -297,14 +298,14 @@ CLI_VERBS: dict[str, Callable[[Any, str, Path], list[str]]] = {
     "export": lambda d, db, tmp: ["profiles", "export", d(TEXT), "--db", db, "-o",
                                   d(st.sampled_from([str(tmp / "out.json"),  # no NUL:
                                                      "/nonexistent/out.json",  # argv has none
-                                                     "x" * 5000, "\udcff.json"]))],
+                                                     "x" * 5000, str(tmp / "\udcff.json")]))],
     "import": lambda d, db, tmp: ["profiles", "import", _file(tmp, d(TEXT)), "--db", db],
     "delete": lambda d, db, tmp: ["profiles", "delete", d(TEXT), "--db", db, "--yes"],
     "summary": lambda d, db, tmp: ["profiles", "summary", d(TEXT), "--db", db, "--set",
                                    d(TEXT)],
     "bad db": lambda d, db, tmp: ["profiles", d(st.sampled_from(["list", "show"])),
                                   *([] if d(st.booleans()) else ["alice"]), "--db",
-                                  d(st.sampled_from(["\udcff.db", "x" * 5000,
+                                  d(st.sampled_from([str(tmp / "\udcff.db"), "x" * 5000,
                                                      "/nonexistent/x.db", str(tmp)]))],
 }
 
