@@ -2,10 +2,11 @@
 per method instead of the derandomized 40 that ``make test`` runs), then the counts of calls,
 refusals (a PersonalizerError, database unchanged) and escapes (anything else: a finding).
 
-    .venv/bin/python bench/fuzz.py [--examples 400] [-k EXPR]
+    .venv/bin/python bench/fuzz.py [--examples 400] [-k EXPR] [--race 10000]
 
-A find prints Hypothesis's reproduction (``@reproduce_failure``) in the pytest output. The
-write-racing-delete race has its own bench (bench/fuzz_race.py).
+A find prints Hypothesis's reproduction (``@reproduce_failure``) in the pytest output.
+``--race N`` then runs the write-racing-delete race, N tries on each store
+(bench/fuzz_race.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", type=int, default=400, help="examples per method")
     ap.add_argument("-k", default=None, help="pytest -k expression (a subset of methods)")
+    ap.add_argument("--race", type=int, default=0, metavar="N",
+                    help="then run the write-racing-delete race, N tries per store")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "counts.json"
@@ -54,6 +57,10 @@ def main() -> int:
         print(f"{method:<32} {row['calls']:>7} {row['refused']:>8} {row['escaped']:>8}")
     print(f"{'total':<32} {total['calls']:>7} {total['refused']:>8} {total['escaped']:>8}"
           f"   ({seconds:.0f} s, pytest exit {run.returncode})")
+    if args.race:
+        race = subprocess.run([sys.executable, str(ROOT / "bench" / "fuzz_race.py"),
+                               "--tries", str(args.race)], cwd=ROOT, check=False)
+        return run.returncode or race.returncode
     return run.returncode
 
 
