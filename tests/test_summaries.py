@@ -178,7 +178,7 @@ def test_hostile_history_text_stays_inside_its_delimiters(server: ProviderServer
 def test_hostile_summary_stays_inside_the_profile_block(tmp_path: Any) -> None:
     with Personalizer(tmp_path / "p.db") as p:
         profile = p.set_summary("mallory", (HOSTILE + " ") * 100)
-        with pytest.raises(InvalidInput, match="at most 20000"):
+        with pytest.raises(InvalidInput, match="at most 20,000 characters"):
             p.set_summary("mallory", "x" * 20_001)
     block = profile_block(profile, summary_chars=600)
     assert block.count(BLOCK_START) == 1 and block.count(BLOCK_END) == 1
