@@ -85,4 +85,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         # Preference.judgement; rows from before graded answers were plain choices
         "ALTER TABLE preferences ADD COLUMN judgement text NOT NULL DEFAULT 'better'",
     )),
+    # SQLite's twin drops NUL from texts written before it was refused; PostgreSQL's text
+    # never held one.
+    ("m007_no_nul_in_text", ()),
 )

@@ -109,3 +109,19 @@ def m006_preference_judgement(db: Database) -> None:
     # How each pairwise answer compares the two responses (Preference.judgement): rows from
     # before graded answers were plain choices, 'better'.
     db.execute("ALTER TABLE preferences ADD COLUMN judgement TEXT NOT NULL DEFAULT 'better'")
+
+
+@MIGRATIONS()
+def m007_no_nul_in_text(db: Database) -> None:
+    # Text may no longer hold NUL (PostgreSQL cannot store it, and every stored string is
+    # checked when read); databases written before could hold it: drop it from every text.
+    for table in USER_TABLES:
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info([{table}])").fetchall()
+                   if str(r[2]).upper() == "TEXT" and r[1] != "user_id"]
+        for column in columns:
+            rows = db.execute(f"SELECT rowid, [{column}] FROM [{table}] WHERE typeof([{column}])"
+                              f" = 'text' AND instr(CAST([{column}] AS BLOB), x'00') > 0"
+                              ).fetchall()
+            for rowid, text in rows:
+                db.execute(f"UPDATE [{table}] SET [{column}] = ? WHERE rowid = ?",
+                           (text.replace("\x00", ""), rowid))

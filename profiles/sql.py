@@ -195,7 +195,10 @@ class SQLProfileStore:
                 profiles.append(profile_from_row(r))
             except CorruptProfile as exc:  # one damaged row: named, not in everyone's way
                 damaged.append(exc.user_id)
-        next_after = str(rows[limit - 1][0]) if len(rows) > limit else None
+        # an id that is not text (a damaged SQLite row: a BLOB sorts after every text) ends
+        # the paging there; a page after it would start before it again
+        last = rows[limit - 1][0] if len(rows) > limit else None
+        next_after = last if isinstance(last, str) else None
         return ProfilePage(profiles=profiles, next_after=next_after, damaged=damaged)
 
     def count(self) -> int:
@@ -352,6 +355,10 @@ class SQLProfileStore:
         answers beyond the newest ``keep`` or older than ``max_age_s`` (in one transaction).
         Saving the same id twice writes it once."""
         validate_user_id(user_id)
+        if not isinstance(generation, StoredGeneration):
+            raise InvalidInput(f"generation must be a StoredGeneration, not "
+                               f"{type(generation).__name__}")
+        generation = revalidate(generation)  # model_construct / model_copy skip validation
         if keep < 1:
             raise InvalidInput("keep must be at least 1 (to keep none, do not save)")
         cutoff = _cutoff(max_age_s)

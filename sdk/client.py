@@ -523,8 +523,9 @@ class Personalizer:
             kept = StoredGeneration(id=uuid.uuid4().hex, prompt=last_user_text(messages),
                                     answer=out.text)
         except ValidationError:  # a NUL in the model's answer: the answer, nothing kept
-            log.warning("an answer for %r could not be kept for feedback (its text cannot "
-                        "be stored)", user_id)
+            log.warning("an answer could not be kept for feedback (its text cannot be "
+                        "stored); it was returned, without an id")
+            log.debug("the answer not kept was for user %r", user_id)
             return out
         try:
             self.store.save_generation(user_id, kept, keep=self.keep_generations,

@@ -175,8 +175,8 @@ class CorruptProfile(StoreError):
         detail = f" ({problem})" if problem else ""
         super().__init__(
             f"the stored data of user {user_id!r} is damaged: {field} cannot be read{detail}; "
-            "restore the user from an export (import_profile with replace=True) or delete "
-            "them (delete_profile works on a damaged row)"
+            "restore the user from an export made before the damage (import_profile with "
+            "replace=True) or delete them (delete_profile works on a damaged row)"
         )
 
     def __reduce__(self) -> tuple[object, ...]:  # picklable across processes

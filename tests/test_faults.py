@@ -447,3 +447,32 @@ def _with_big_preference(doc: dict[str, Any], text: str) -> dict[str, Any]:
     big = {**doc["preferences"][0], "prompt": text}
     profile = {**doc["profile"], "preference_count": doc["profile"]["preference_count"] + 1}
     return {**doc, "profile": profile, "preferences": [*doc["preferences"], big]}
+
+
+def test_paging_ends_at_user_ids_that_are_not_text(tmp_path: Path) -> None:
+    """SQLite sorts a BLOB after every text: a damaged id that became one must not send the
+    pages round in a circle."""
+    import sqlite3
+
+    from personalizer.profiles import SQLiteProfileStore
+
+    path = tmp_path / "blob.db"
+    with SQLiteProfileStore(path) as store:
+        for user in "abcd":
+            store.create(user)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("UPDATE profiles SET user_id = CAST(user_id AS BLOB) WHERE user_id IN ('a', 'c')")
+    conn.commit()
+    conn.close()
+    with SQLiteProfileStore(path) as store:
+        seen, damaged, after = [], [], None
+        for _ in range(10):
+            page = store.list_profiles(limit=1, after=after)
+            seen += [p.user_id for p in page.profiles]
+            damaged += page.damaged
+            after = page.next_after
+            if after is None:
+                break
+        assert after is None, "the pages went round in a circle"
+        assert seen == ["b", "d"] and len(damaged) >= 1

@@ -25,6 +25,7 @@ from personalizer.errors import (
     VersionConflict,
 )
 from personalizer.profiles import Profile, SQLiteProfileStore, SQLProfileStore, open_store
+from personalizer.profiles.models import StoredGeneration
 
 
 @pytest.fixture
@@ -281,7 +282,8 @@ def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
     names = [r[0] for r in conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
     assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys",
-                     "m004_summary_meta", "m005_generations", "m006_preference_judgement"]
+                     "m004_summary_meta", "m005_generations", "m006_preference_judgement",
+                     "m007_no_nul_in_text"]
     conn.close()
 
 
@@ -463,3 +465,25 @@ def test_the_url_selects_the_store(db: str) -> None:
         kind = type(s).__name__
     assert kind == ("PostgresProfileStore" if db.startswith("postgresql://")
                     else "SQLiteProfileStore")
+
+
+def test_text_with_nul_from_before_it_was_refused_is_cleaned_on_open(db_path: Path) -> None:
+    """Releases before m007 stored NUL in SQLite texts; every stored string is now checked
+    when read, so opening such a database drops the NULs (and keeps everything else)."""
+    with SQLiteProfileStore(db_path) as s:
+        s.append_preferences("alice", [pref(0, reason="why")])
+        s.save_generation("alice", StoredGeneration(id="a" * 32, prompt="q", answer="ans"))
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE profiles SET summary = ? WHERE user_id = 'alice'",
+                 ("short\x00 answers",))
+    conn.execute("UPDATE preferences SET reason = ?, chosen = ?", ("too\x00 long", "\x00yes"))
+    conn.execute("UPDATE generations SET answer = ?", ("an\x00swer",))
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm007_no_nul_in_text'")  # older
+    conn.commit()
+    conn.close()
+    with SQLiteProfileStore(db_path) as s:
+        assert s.get("alice").summary == "short answers"
+        [p] = s.preferences("alice")
+        assert (p.reason, p.chosen, p.prompt) == ("too long", "yes", "question 0")
+        assert s.generation("alice", "a" * 32).answer == "answer"
+        assert s.export_profile("alice")["preferences"][0]["reason"] == "too long"
