@@ -810,7 +810,7 @@ def write_onboarding(conn: Connection, user_id: str, state: OnboardingState) -> 
 def revalidate(model: Any) -> Any:
     """Validate a model again: ``model_copy(update=...)`` skips validation."""
     try:
-        return type(model).model_validate(model.model_dump())
+        return type(model).model_validate(model.model_dump(warnings=False))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or type(model).__name__
