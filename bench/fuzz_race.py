@@ -25,18 +25,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _fault_workers import check, race_processes, race_threads
+from _fault_workers import check, history, race_processes, race_threads
 from pg_server import find_bindir, running
 
-from personalizer.profiles import default_reward_set, open_store
-
-
-def _history(db: str) -> list[str] | None:
-    with open_store(db) as store:
-        try:
-            return [p.prompt for p in store.preferences("u")]
-        except LookupError:
-            return None
+from personalizer.profiles import default_reward_set
 
 
 def _row(store: str, mode: str, result: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -45,7 +37,7 @@ def _row(store: str, mode: str, result: dict[str, Any], seconds: float) -> dict[
     other += sum(n for k, n in deletes.items() if k not in ("deleted", "ProfileNotFound"))
     fresh = sum(1 for _, create, count in result["landed"] if create and count == 1)
     try:
-        check(result, _history(result["db"]))
+        check(result, history(result["db"]))
         invariants = "held"
     except AssertionError as exc:
         invariants = f"BROKEN: {str(exc)[:80]}"

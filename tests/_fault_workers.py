@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from personalizer import Personalizer, ProfileNotFound
-from personalizer.profiles import ProfileLearner, default_reward_set
+from personalizer.profiles import ProfileLearner, default_reward_set, open_store
 
 USER = "u"
 CHOSEN, REJECTED = "Short.", "A much longer answer, with many more words in it than needed."
@@ -105,6 +105,16 @@ def race_processes(db: str, tries: int, workdir: Path) -> dict[str, Any]:
         out, _ = deleter.communicate(timeout=120)
     assert deleter.returncode == 0
     return {**json.loads(writer.stdout), "deletes": json.loads(out)}
+
+
+def history(db: str) -> list[str] | None:
+    """The prompts of user ``u``'s stored preferences after a race, or None when the race
+    ended on a delete."""
+    with open_store(db) as store:
+        try:
+            return [p.prompt for p in store.preferences("u")]
+        except LookupError:
+            return None
 
 
 def check(result: dict[str, Any], history: list[str] | None) -> None:

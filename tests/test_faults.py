@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _fault_workers import check, race_processes, race_threads
+from _fault_workers import check, history, race_processes, race_threads
 from conftest import user_rows
 
 from personalizer import (
@@ -42,27 +42,19 @@ def rewards() -> Any:
     return default_reward_set()
 
 
-def _history(db: str) -> list[str] | None:
-    with open_store(db) as store:
-        try:
-            return [p.prompt for p in store.preferences("u")]
-        except LookupError:
-            return None
-
-
 # -- a write racing a delete ---------------------------------------------------------------
 
 
 def test_a_write_racing_a_delete_in_threads_lands_or_is_refused(db: str, rewards: Any) -> None:
     result = race_threads(db, RACE_TRIES, rewards=rewards)
-    check(result, _history(db))
+    check(result, history(db))
     assert result["deletes"].get("deleted", 0) >= 1
 
 
 def test_a_write_racing_a_delete_in_processes_lands_or_is_refused(db: str,
                                                                   tmp_path: Path) -> None:
     result = race_processes(db, RACE_TRIES, tmp_path)
-    check(result, _history(db))
+    check(result, history(db))
     assert result["deletes"].get("deleted", 0) >= 1
 
 
