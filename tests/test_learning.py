@@ -127,9 +127,25 @@ def test_degenerate_inputs() -> None:
 
 
 def test_population_prior_needs_20_users_and_tracks_the_spread() -> None:
-    posts = [Posterior(np.full(J, 2.0) + 0.1 * i, np.eye(J) * 0.1) for i in range(19)]
-    assert np.array_equal(population_prior(posts).mean, np.zeros(J))  # too few: fallback
-    posts.append(Posterior(np.full(J, 2.0), np.eye(J) * 0.1))
-    prior = population_prior(posts)
-    assert prior.mean[0] == pytest.approx(np.mean([p.mean[0] for p in posts]))
-    assert prior.cov[0, 0] > 0.1  # between-user spread plus within-user uncertainty
+    # user i's coefficients all sit at 2 + 0.1 i, its uncertainty is (0.05 + 0.01 i) I
+    centres = [2.0 + 0.1 * i for i in range(19)]
+    variances = [0.05 + 0.01 * i for i in range(19)]
+    posts = [Posterior(np.full(J, c), np.eye(J) * v) for c, v in zip(centres, variances,
+                                                                      strict=True)]
+    fallback = population_prior(posts)  # 19 users are too few: N(0, I)
+    assert np.array_equal(fallback.mean, np.zeros(J)) and np.array_equal(fallback.cov, np.eye(J))
+    centres.append(2.0)
+    variances.append(0.3)
+    posts.append(Posterior(np.full(J, 2.0), np.eye(J) * 0.3))
+    prior = population_prior(posts, shrink=1e-3)
+    # by hand: law of total variance, the sample variance of the centres (n - 1) between
+    # users (the same for every pair of coefficients: they move together), the mean of the
+    # variances within, and the shrink on the diagonal
+    n = len(centres)
+    centre = sum(centres) / n
+    between = sum((c - centre) ** 2 for c in centres) / (n - 1)
+    within = sum(variances) / n
+    assert between == pytest.approx(0.3405) and within == pytest.approx(0.148)
+    np.testing.assert_allclose(prior.mean, np.full(J, centre), rtol=1e-10)
+    np.testing.assert_allclose(prior.cov, between * np.ones((J, J)) + (within + 1e-3) * np.eye(J),
+                               rtol=1e-10)
