@@ -79,15 +79,25 @@ def test_unparseable_is_retried_then_reported_never_zero() -> None:
 
 
 def test_pairwise_wins_and_position_swap() -> None:
-    # the judge always prefers the answer mentioning "egg", whichever position it is in
-    def verdict(messages):  # noqa: ANN001, ANN202
-        text = messages[-1].content
-        a = text.split("<answer_a>")[1].split("</answer_a>")[0]
-        return "Rubric...\n[[A]]" if "egg" in a else "Rubric...\n[[B]]"
+    # the judge always prefers the answer mentioning "egg", whichever position it is in, and
+    # otherwise always says B: a position bias that only asking both orders cancels
+    def between(text: str, tag: str) -> str:
+        return text.split(f"<{tag}>")[1].split(f"</{tag}>")[0].strip()
 
-    judge = JudgeReward(ScriptedGenerator(verdict), mode="pairwise")
-    scores = judge.score("q", ["boil the egg", "something else", "another thing"])
-    assert scores[0] == 1.0 and scores[1] < 1.0 and scores[2] < 1.0
+    def verdict(messages):  # noqa: ANN001, ANN202
+        return "Rubric...\n[[A]]" if "egg" in between(messages[-1].content, "answer_a") \
+            else "Rubric...\n[[B]]"
+
+    answers = ["boil the egg", "something else", "another thing"]
+    g = ScriptedGenerator(verdict)
+    judge = JudgeReward(g, mode="pairwise")
+    # by hand, over the 6 ordered pairs (A, B): the egg answer wins all 4 of its comparisons;
+    # each other answer loses to it in both positions, and against the third one wins only
+    # in position B (the biased verdict): 1 win in 4
+    assert judge.score("q", answers) == [1.0, 0.25, 0.25]
+    asked = [(between(m[-1].content, "answer_a"), between(m[-1].content, "answer_b"))
+             for m, _ in g.calls]
+    assert sorted(asked) == sorted((a, b) for a in answers for b in answers if a != b)
     with pytest.raises(InvalidInput, match="at least 2"):
         judge.score("q", ["alone"])
 
