@@ -232,26 +232,31 @@ def test_a_reward_model_offers_its_fast_path_and_each_path_raises_its_reward() -
     rm, rs = _rm_setup()
     gen = LocalGenerator(tiny.gpt2(seed=5), tiny.tokenizer(), rewards=rs)
 
-    def rm_score(prompt: str, text: str) -> float:  # the RM on the LM's own token sequence
+    def on_tokens(prompt: str, text: str) -> float:  # the RM on the LM's own token sequence
         ids = gen.prompt_ids(prompt) + gen.tokenizer(text, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             return float(rm.score(rm.base_model(torch.tensor([ids])).last_hidden_state)[0, -1, 0])
 
-    def run(scoring: str, strength: float) -> tuple[float, set[str]]:
+    def on_text(prompt: str, text: str) -> float:  # the reward set on the answer's text
+        return float(rs.raw_features(prompt, [text])[0, 0])
+
+    def run(scoring: str, strength: float) -> tuple[dict[str, float], set[str]]:
         s = Steering(coefficients={"rm": 1.0}, reward_set_id=rs.id,
                      reward_set_version=rs.version, strength=strength,
                      strategy=Args(candidates=6, whole_answer="off", scoring=scoring))
         outs = [gen.generate(p, max_new_tokens=12, steering=s) for p in PROMPTS]
-        return float(np.mean([rm_score(p, o.text) for p, o in zip(PROMPTS, outs, strict=True)])), \
+        return {name: float(np.mean([f(p, o.text) for p, o in zip(PROMPTS, outs, strict=True)]))
+                for name, f in (("tokens", on_tokens), ("text", on_text))}, \
             {o.steering.path for o in outs}
 
     plain, paths = run("auto", 0.0)
     assert paths == {"plain"}
     tree, paths = run("auto", 4.0)
     assert paths == {"args-tree"}  # auto takes the reward's own tree scorer
-    assert tree > plain
-    _, paths = run("text", 4.0)
+    assert tree["tokens"] > plain["tokens"]  # the reward as the tree pass measures it
+    text, paths = run("text", 4.0)
     assert paths == {"args-text"}  # asked for: candidate texts scored by the reward set
+    assert text["text"] > plain["text"]  # the reward as the text path measures it
     other = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS)
     with pytest.raises(InvalidInput, match="scoring='fast' needs"):
         other.generate("hi", max_new_tokens=3, steering=steering(1.0, scoring="fast"))
