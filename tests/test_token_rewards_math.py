@@ -23,12 +23,26 @@ def test_folded_hidden_state_gives_the_steered_logits(parts: dict[str, torch.Ten
     p = parts
     coef = torch.randn(ROWS, J, generator=torch.Generator().manual_seed(1))
     strength = torch.tensor([0.5, 1.0, 2.0, 0.0, 3.0])
+    before = {k: v.clone() for k, v in p.items()}
+    # by hand, in float64, one row and reward at a time: reward j's score of every token is
+    # W (U_j (D_j^T h) + b_j), and the steered logits W h + w sum_j c_j s_j
+    h, w_out = p["hidden"].double(), p["w_out"].double()
+    score = torch.zeros(ROWS, J, V, dtype=torch.float64)
+    steered = torch.zeros(ROWS, V, dtype=torch.float64)
+    for n in range(ROWS):
+        steered[n] = w_out @ h[n]
+        for j in range(J):
+            low = p["down"][j].double().T @ h[n]  # D_j^T h: (R,)
+            shift = p["up"][j].double().T @ low + p["bias"][j].double()  # U_j low + b_j: (D,)
+            score[n, j] = w_out @ shift
+            steered[n] += float(strength[n]) * float(coef[n, j]) * score[n, j]
     scores = token_reward_scores(p["hidden"], p["down"], p["up"], p["bias"], p["w_out"])
     assert scores.shape == (ROWS, J, V)
-    expected = p["hidden"] @ p["w_out"].T + strength[:, None] * torch.einsum(
-        "nj,njv->nv", coef, scores)
+    torch.testing.assert_close(scores.double(), score, rtol=1e-4, atol=1e-4)
     folded = fold_token_rewards(p["hidden"], p["down"], p["up"], p["bias"], coef, strength)
-    assert torch.allclose(folded @ p["w_out"].T, expected, atol=1e-4)
+    assert folded.shape == (ROWS, D)
+    torch.testing.assert_close((folded @ p["w_out"].T).double(), steered, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(p[k], before[k]) for k in p)  # inputs not modified in place
 
 
 def test_plain_rows_are_untouched_and_rows_are_independent(
