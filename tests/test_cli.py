@@ -113,17 +113,23 @@ def test_db_from_environment(filled: Path) -> None:
 
 
 def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
+    """The terse and the thorough user get different answers, each the one of the two that
+    their own reward prefers, the terse user's never the longer (on a tiny model trained to
+    answer in sentences)."""
+    import numpy as np
     import tiny
     from rich.console import Console
 
     from personalizer.backends import LocalGenerator
     from personalizer.demo import DEMO_PROMPTS, run_demo
+    from personalizer.profiles import default_reward_set
 
     db = tmp_path / "demo.db"
     console = Console(record=True, width=120)
-    for _ in range(2):  # idempotent: the demo users are re-created
-        run_demo(str(db), console=console, max_new_tokens=12, questions=6,
-                 generator_factory=lambda: LocalGenerator(tiny.gpt2(), tiny.tokenizer()))
+    for tokens in (2, 30):  # idempotent: the demo users are re-created
+        answers = run_demo(str(db), console=console, max_new_tokens=tokens, questions=6,
+                           generator_factory=lambda: LocalGenerator(tiny.trained_gpt2(),
+                                                                    tiny.tokenizer()))
     with SQLiteProfileStore(db) as store:
         terse, thorough = store.get("demo-terse"), store.get("demo-thorough")
         history = store.preferences("demo-terse")
@@ -134,6 +140,22 @@ def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
     text = console.export_text()
     assert "demo-terse" in text and "ms/token" in text and "plain" in text
     assert all(prompt in text for prompt in DEMO_PROMPTS)
+
+    rewards = default_reward_set()
+    weights = {u: np.array([p.coefficients[n] for n in rewards.names])
+               for u, p in (("demo-terse", terse), ("demo-thorough", thorough))}
+    different = 0
+    for prompt in DEMO_PROMPTS:
+        short, long = (answers[prompt][u].text for u in ("demo-terse", "demo-thorough"))
+        assert len(short.split()) <= len(long.split())  # the terse user's is never longer
+        if short == long:
+            continue
+        different += 1
+        f_short, f_long = rewards.features(prompt, [short, long])
+        # each user's own reward prefers their own answer to the other user's
+        assert weights["demo-terse"] @ f_short > weights["demo-terse"] @ f_long
+        assert weights["demo-thorough"] @ f_long > weights["demo-thorough"] @ f_short
+    assert different >= 1
 
 
 DEMO_KEY_TERMS = {

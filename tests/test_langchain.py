@@ -23,6 +23,7 @@ from personalizer import Personalizer
 from personalizer.backends import LocalGenerator, OpenAIGenerator
 from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.integrations.langchain import PersonalizedChatModel
+from personalizer.profiles import BLOCK_END, BLOCK_START
 
 REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])
 _TMP = tempfile.TemporaryDirectory(prefix="personalizer-langchain-")
@@ -106,24 +107,39 @@ def hosted(tmp_path: Path) -> Personalizer:
     return Personalizer(tmp_path / "p.db", generator=gen)
 
 
-def system_prompts() -> list[str]:
-    return [r.body["messages"][0]["content"] for r in server().requests
-            if r.body["messages"][0]["role"] == "system"]
+def sent() -> dict[str, list[dict[str, Any]]]:
+    """The messages of each request the server got, by the text of its last user turn."""
+    out = {r.body["messages"][-1]["content"]: r.body["messages"] for r in server().requests}
+    assert len(out) == len(server().requests)  # one request per question
+    return out
+
+
+def personalized(system: str, summary: str, app_prompt: str | None = None) -> bool:
+    """Whether ``system`` is the application's prompt (if any) followed by a profile block
+    that quotes ``summary``."""
+    head = "" if app_prompt is None else f"{app_prompt}\n\n"
+    return (system.startswith(f"{head}{BLOCK_START}\n") and system.endswith(f"\n{BLOCK_END}")
+            and f'"{summary}"' in system)
 
 
 def test_the_user_comes_from_the_run_config_in_an_lcel_chain(hosted: Personalizer) -> None:
-    hosted.set_summary("alice", "Likes answers about tea.")
-    hosted.set_summary("bob", "Likes answers about chess.")
+    summaries = {"alice": "Likes answers about tea.", "bob": "Likes answers about chess."}
+    questions = {"alice": "What should I brew?", "bob": "Which opening should I learn?"}
+    for user, summary in summaries.items():
+        hosted.set_summary(user, summary)
     prompt = ChatPromptTemplate.from_messages([("system", "You help with hobbies."),
                                                ("human", "{question}")])
     chain = prompt | PersonalizedChatModel(personalizer=hosted) | StrOutputParser()
-    answers = chain.batch([{"question": "What should I try?"}] * 2, config=[
-        {"configurable": {"user_id": "alice"}}, {"configurable": {"user_id": "bob"}}])
-    assert answers == ["Echo: What should I try?"] * 2
-    prompts = system_prompts()
-    assert len(prompts) == 2 and all(p.startswith("You help with hobbies.") for p in prompts)
-    assert sorted("tea" in p for p in prompts) == [False, True]  # each got only their own
-    assert sum("chess" in p for p in prompts) == 1
+    answers = chain.batch([{"question": q} for q in questions.values()], config=[
+        {"configurable": {"user_id": user}} for user in questions])
+    assert answers == [f"Echo: {q}" for q in questions.values()]
+    requests = sent()
+    assert sorted(requests) == sorted(questions.values())
+    for user, other in (("alice", "bob"), ("bob", "alice")):
+        system, human = requests[questions[user]]
+        assert system["role"] == "system" and human["role"] == "user"
+        assert personalized(system["content"], summaries[user], "You help with hobbies.")
+        assert summaries[other] not in system["content"]  # each got only their own
 
 
 async def test_async_batch_and_stream_read_the_user_too(hosted: Personalizer) -> None:
@@ -131,11 +147,17 @@ async def test_async_batch_and_stream_read_the_user_too(hosted: Personalizer) ->
     model = PersonalizedChatModel(personalizer=hosted)
     config = {"configurable": {"user_id": "alice"}}
     outs = await model.abatch(["Hi", "Hello"], config=config)
+    assert [o.text for o in outs] == ["Echo: Hi", "Echo: Hello"]
     assert [o.response_metadata["personalized"] for o in outs] == [True, True]
-    chunks = [c async for c in model.astream("Hi", config=config)]
-    assert "".join(c.text for c in chunks) == "Echo: Hi"
+    assert [o.response_metadata["steering"]["levers"] for o in outs] == [["prompt"]] * 2
+    chunks = [c async for c in model.astream("Hey", config=config)]
+    assert "".join(c.text for c in chunks) == "Echo: Hey"
     assert chunks[-1].response_metadata["steering"]["levers"] == ["prompt"]
-    assert all("tea" in p for p in system_prompts())
+    requests = sent()
+    assert sorted(requests) == ["Hello", "Hey", "Hi"]  # three requests, ...
+    for question, messages in requests.items():  # ... each with alice's profile block
+        assert [m["role"] for m in messages] == ["system", "user"], question
+        assert personalized(messages[0]["content"], "Likes answers about tea.")
 
 
 def test_without_a_user_the_answer_is_plain_and_says_so(hosted: Personalizer) -> None:

@@ -15,7 +15,7 @@ from personalizer.backends import Args, LocalGenerator, Steering
 from personalizer.backends.rewards import AttributeScorer, RewardSet, Substance, content_words
 from personalizer.backends.text import may_end
 from personalizer.profiles import BLOCK_END, BLOCK_START, Profile, condition, profile_block
-from personalizer.types import Message
+from personalizer.types import Generation, Message
 
 # -- the quality term on fixed texts (real MiniLM) ---------------------------------------------
 
@@ -83,13 +83,16 @@ class Letters:
 
 
 def test_an_answer_ends_only_once_its_quality_clears_the_floor() -> None:
+    """The user's reward wants the answer short and would end it at the first finished
+    sentence; with a floor, every earlier place where it could end (after '!', '?' or '.')
+    is passed over until the answer's quality clears the floor, and it ends there."""
     short = RewardSet("short", [AttributeScorer("length", "longer", lambda t: len(t) / 10,
                                                 per_token=False)])
     terse = Steering(coefficients={"length": -1.0}, reward_set_id=short.id,
                      reward_set_version=short.version,
                      strategy=Args(candidates=5, lookahead_tokens=8))
 
-    def answer(quality: Letters | None) -> str:
+    def answer(quality: Letters | None) -> Generation:
         gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=short,
                              quality=quality)
         out = gen.generate("Drink water", max_new_tokens=30, steering=terse)
@@ -97,13 +100,19 @@ def test_an_answer_ends_only_once_its_quality_clears_the_floor() -> None:
             q = out.steering.quality
             assert (q.name, q.floor, q.weight) == ("letters", quality.floor, 0.25)
             assert q.score == out.text.count("e")
-        return out.text
+        return out
 
     free = answer(None)
-    assert free.count("e") >= 1  # it stopped at a finished sentence ...
-    gated = answer(Letters(floor=free.count("e") + 3))  # ... that would not clear this floor
-    assert len(gated) > len(free)
-    assert gated.count("e") >= free.count("e") + 3 or not gated.rstrip().endswith(".")
+    assert free.finish_reason == "stop" and may_end(free.text)  # it ended where it could
+    floor = free.text.count("e") + 2
+    gated = answer(Letters(floor=floor))
+    assert gated.finish_reason == "stop"  # it ended ...
+    assert gated.text.count("e") >= floor  # ... only once it cleared the floor
+    # ... and it did pass over finished sentences below the floor, ending on '!' and '?'
+    words = gated.text.split(" ")
+    early = [t for t in (" ".join(words[:n]) for n in range(1, len(words)))
+             if may_end(t) and t.count("e") < floor]
+    assert {t.rstrip()[-1] for t in early} >= {"!", "?"}
 
 
 def test_the_reward_is_relative_to_the_profiles_scale() -> None:
@@ -250,21 +259,36 @@ def test_each_lever_can_be_switched_off_per_call(tmp_path: Path) -> None:
 
 
 def test_generate_batch_conditions_each_user_with_their_own_request(tmp_path: Path) -> None:
+    """Each row's prompt is its own user's message with its own user's request added, its
+    steering its own user's coefficients, its answer the one ``generate`` gives that user:
+    the two users' messages, requests and answers all differ, so any mix-up shows."""
     rs = RewardSet("letters", [AttributeScorer("e", "more e", lambda t: t.count("e"),
-                                               more="MORE-E", less="LESS-E")])
+                                               more="MORE-E", less="FEWER LETTERS E")])
     gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=rs, quality=None,
                          prompt_rewards=None)
+    asks = {"a": "Hello there", "b": "Tell me how to sleep well and rest"}
+    words = {"a": "MORE-E", "b": "FEWER LETTERS E"}  # what each user's profile asks for
+    coefficient = {"a": 1.0, "b": -1.0}
+
+    def size(message: str, request: str) -> int:
+        return len(gen.prompt_ids([Message(role="user", content=f"{message}\n\n{request}")]))
+
+    sizes = {(u, v): size(asks[u], words[v]) for u in "ab" for v in "ab"}
+    assert len(set(sizes.values())) == 4  # a wrong message or a wrong request changes it
     with Personalizer(tmp_path / "p.db", rewards=rs, generator=gen) as p:
-        for user, c in (("a", 1.0), ("b", -1.0)):
+        for user, c in coefficient.items():
             p.create_profile(user)
             p.store.modify(user, lambda prof, c=c: prof.model_copy(update={
                 "coefficients": {"e": c}, "reward_set_id": rs.id,
                 "reward_set_version": rs.version}))
-        batch = p.generate_batch([("a", "Hello there"), ("b", "Hello there")],
-                                 max_new_tokens=6, strategy="args")
-        for user, word, out in zip("ab", ("MORE-E", "LESS-E"), batch, strict=True):
-            assert out.text == p.generate(user, "Hello there", max_new_tokens=6,
-                                          strategy="args").text
+        batch = p.generate_batch([(u, asks[u]) for u in "ab"], max_new_tokens=6,
+                                 strategy="args")
+        alone = {u: p.generate(u, asks[u], max_new_tokens=6, strategy="args").text
+                 for u in "ab"}
+        assert alone["a"] != alone["b"]  # so a swapped answer shows too
+        for user, out in zip("ab", batch, strict=True):
+            assert out.prompt_tokens == sizes[user, user]  # own message, own request
+            assert [(t.name, t.coefficient) for t in out.steering.terms] == \
+                [("e", coefficient[user])]
+            assert out.text == alone[user]
             assert out.steering.levers[0] == "prompt"
-            asked = gen.prompt_ids([Message(role="user", content=f"Hello there\n\n{word}")])
-            assert out.prompt_tokens == len(asked)  # each user's own request

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from pydantic import ValidationError
 
 from personalizer import Generation, Generator, InvalidInput, Message, as_messages
 from personalizer.errors import BackendError
@@ -20,11 +23,19 @@ def test_as_messages_normalises() -> None:
 
 
 def test_messages_are_immutable_and_strict() -> None:
+    def refused(call: Callable[[], object]) -> list[tuple[str, tuple[str | int, ...]]]:
+        with pytest.raises(ValidationError) as info:
+            call()
+        return [(e["type"], e["loc"]) for e in info.value.errors()]
+
     m = Message(role="user", content="x")
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error
-        m.content = "y"  # type: ignore[misc]
-    with pytest.raises(ValueError):
-        Message(role="user", content="x", name="bob")  # type: ignore[call-arg]
+    assert refused(lambda: setattr(m, "content", "y")) == [("frozen_instance", ("content",))]
+    assert refused(lambda: setattr(m, "role", "system")) == [("frozen_instance", ("role",))]
+    assert m == Message(role="user", content="x")  # unchanged
+    assert refused(lambda: Message(role="user", content="x", name="bob")) == \
+        [("extra_forbidden", ("name",))]
+    assert refused(lambda: Message(role="robot", content="x")) == [("literal_error", ("role",))]
+    assert refused(lambda: Message(role="user", content=5)) == [("string_type", ("content",))]
 
 
 def test_scripted_generator_is_a_generator() -> None:
