@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from personalizer._boundary import Unchecked, public_api
 from personalizer.errors import (
@@ -62,7 +62,14 @@ from personalizer.types import (
     last_user_text,
 )
 
-from .request import BestOfN, Steering, StopStrings, reward_scale, validation_message
+from .request import (
+    BestOfN,
+    Steering,
+    StopStrings,
+    _no_bool,
+    reward_scale,
+    validation_message,
+)
 
 __all__ = ["HostedGenerator", "HostedOptions", "HostedStream", "AsyncHostedStream"]
 
@@ -95,9 +102,12 @@ class HostedOptions(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2,
                                       description="Sampling temperature.")
     top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling.")
-    top_k: int | None = Field(default=None, ge=1, description="Sample among the k most "
-                              "likely tokens (Anthropic only).")
+    top_k: int | None = Field(default=None, ge=1, le=1_000_000, description="Sample among "
+                              "the k most likely tokens (Anthropic only).")
     stop: StopStrings | None = Field(default=None, description="Stop strings.")
+
+    _numbers = field_validator("max_new_tokens", "temperature", "top_p", "top_k",
+                               mode="before")(_no_bool)
 
     def given(self) -> dict[str, Any]:
         """The options the caller set (None counts as not set)."""

@@ -39,6 +39,12 @@ from .rewards.quality import QualityModel, default_quality
 __all__ = ["LocalGenerator"]
 
 
+def _checked_rewards(rewards: Any) -> Any:
+    if rewards is not None and not hasattr(rewards, "coefficient_vector"):
+        raise InvalidInput(f"rewards must be a RewardSet (or None), not {type(rewards).__name__}")
+    return rewards
+
+
 def _checked_prompt_rewards(entries: Sequence[str]) -> tuple[str, ...]:
     """``prompt_rewards`` as a tuple: base-reward names, or ``name:more`` / ``name:less``
     for one direction (a name the reward set lacks asks for nothing)."""
@@ -61,7 +67,8 @@ class LocalGenerator:
     """A local causal LM that answers chats.
 
     ``model`` is a hub id, a folder, or an already-loaded ``PreTrainedModel`` (then pass its
-    ``tokenizer``). Nothing is downloaded unless you pass a hub id that is not cached.
+    ``tokenizer``; ``gguf_file``, ``dtype``, ``device`` and ``cache_dir`` are for loading by
+    name). Nothing is downloaded unless you pass a hub id that is not cached.
     ``rewards`` is the reward set that users' coefficients refer to. ``quality`` is the
     quality floor of steered answers (a :class:`~personalizer.backends.rewards.QualityModel`;
     ``"auto"``: :class:`~personalizer.backends.rewards.Substance` on the shipped MiniLM when
@@ -100,6 +107,10 @@ class LocalGenerator:
             )
             self.name = str(model) if gguf_file is None else f"{model}/{gguf_file}"
         else:
+            if (gguf_file, dtype, device, cache_dir) != (None, "float32", "cpu", None):
+                raise InvalidInput(
+                    "gguf_file, dtype, device and cache_dir load a model by name; a loaded "
+                    "model is used as it is (convert or move it first: model.to(...))")
             if not hasattr(model, "config") or not hasattr(model, "get_output_embeddings"):
                 raise InvalidInput(
                     f"model must be a hub id, a folder or a loaded transformers causal LM, not "
@@ -110,7 +121,7 @@ class LocalGenerator:
             self.model, self.tokenizer = model.eval(), tokenizer
             self.name = getattr(model.config, "_name_or_path", None) or type(model).__name__
         self.defaults = defaults or GenerationOptions()
-        self.rewards = rewards  # the RewardSet that Steering coefficients refer to
+        self.rewards = _checked_rewards(rewards)  # the set Steering coefficients refer to
         # the quality floor of steered answers (a QualityModel), the same for every user
         self.quality = default_quality() if quality == "auto" else quality
         if self.quality is not None and not isinstance(self.quality, QualityModel):
@@ -141,8 +152,9 @@ class LocalGenerator:
     def with_rewards(self, rewards: Unchecked[Any]) -> LocalGenerator:
         """This generator with another reward set: the same loaded model and tokenizer (no
         copy of the weights); this object is left as it is."""
+        checked = _checked_rewards(rewards)
         twin = copy.copy(self)
-        twin.rewards = rewards
+        twin.rewards = checked
         return twin
 
     def with_token_heads(self, heads: Unchecked[Any]) -> LocalGenerator:

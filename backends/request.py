@@ -57,6 +57,13 @@ def _non_empty(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+def _no_bool(value: Any) -> Any:
+    """A number option's first check: lax pydantic would read ``True`` as 1."""
+    if isinstance(value, bool):
+        raise ValueError("should be a number, not True or False")
+    return value
+
+
 # Stop strings as callers give them: one string or several, none empty.
 StopStrings = Annotated[tuple[str, ...], BeforeValidator(_one_stop),
                         AfterValidator(_non_empty)]
@@ -86,6 +93,9 @@ class GenerationOptions(BaseModel):
     truncate: Literal["error", "left"] = Field(
         default="error", description="A prompt that leaves no room in the model's context: "
         "'error' refuses it; 'left' drops its oldest tokens and says so in the generation.")
+
+    _numbers = field_validator("max_new_tokens", "temperature", "top_k", "top_p", "seed",
+                               mode="before")(_no_bool)
 
     def sampling(self, default: bool = False) -> bool:
         """Whether to sample: the caller's choice, else the strategy's ``default``."""

@@ -19,7 +19,7 @@ from one whose answers disagree. The session stops after ``max_questions`` answe
 pool runs out, once ``stop_checks`` answers in a row were predicted (a clear person: done
 after ``min_questions + stop_checks``, or a question later when no prompt not yet asked has
 a pair to check; one whose answers disagree keeps being asked), or once no remaining
-question is worth ``stop_gain`` bits.
+question is worth ``stop_gain`` bits (from 0 to 1: an answer is one of two, at most one bit).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -248,7 +248,7 @@ class Onboarding:
     def __init__(self, store: ProfileStore, reward_set: Any, user_id: str,
                  pool: Sequence[PoolItem | dict[str, Any]] | None = None, *,
                  max_questions: int = 10, min_questions: int | None = None,
-                 stop_gain: float = 0.02, stop_checks: int = 2,
+                 stop_gain: Annotated[float, Field(ge=0, le=1)] = 0.02, stop_checks: int = 2,
                  check_confidence: float = 0.8, restart: bool = False,
                  domains: Sequence[str] | None = None,
                  prior: Literal["shipped", "standard"] = "shipped") -> None:

@@ -8,8 +8,9 @@ annotations, and errors of pydantic, torch and transformers that would reach a c
   ``"1"`` is not a string id's problem but ``3`` is); a bad one is an
   :class:`~personalizer.errors.InvalidInput` that names the argument, the method and what it
   expects (an :class:`~personalizer.errors.InvalidUserId` for a parameter annotated
-  ``UserId``, which takes no bytes). Parameters annotated with :data:`Unchecked` are left to
-  the method itself;
+  ``UserId``, which takes no bytes). A parameter annotated as a number (``int``, ``float``,
+  optional or constrained) refuses ``True`` and ``False``, which lax mode would read as 1
+  and 0. Parameters annotated with :data:`Unchecked` are left to the method itself;
 * a pydantic ``ValidationError`` raised inside (an options model, say) is an ``InvalidInput``;
 * an exception raised from inside torch or transformers is a
   :class:`~personalizer.errors.BackendError` (the original is chained as its cause);
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
+import typing
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import ConfigDict, SkipValidation, ValidationError, validate_call
 
@@ -82,6 +85,49 @@ def _raise(exc: BaseException, where: str, names: list[str] | None = None) -> No
     raise new from exc
 
 
+def _is_number(hint: Any) -> bool:
+    """Whether ``hint`` asks for a number and takes no bool: ``int`` or ``float``, maybe
+    ``Annotated`` or in a union, with no ``bool``, ``Any`` or :data:`Unchecked` about it."""
+    parts, number = [hint], False
+    while parts:
+        part = parts.pop()
+        origin = get_origin(part)
+        if origin is Annotated:
+            base, *meta = get_args(part)
+            if any(isinstance(m, SkipValidation) for m in meta):
+                return False
+            parts.append(base)
+        elif origin in (Union, types.UnionType):
+            parts.extend(get_args(part))
+        elif origin is Literal:
+            if any(isinstance(v, bool) for v in get_args(part)):
+                return False
+        elif part in (bool, Any, object):
+            return False
+        elif part in (int, float):
+            number = True
+    return number
+
+
+def _numbers(fn: Callable[..., Any]) -> frozenset[str]:
+    """The parameters of ``fn`` annotated as numbers (see :func:`_is_number`)."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    return frozenset(name for name, hint in hints.items()
+                     if name != "return" and _is_number(hint))
+
+
+def _refuse_bools(sig: inspect.Signature, numbers: frozenset[str], args: tuple[Any, ...],
+                  kwargs: dict[str, Any], where: str) -> None:
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:
+        return  # the wrong arguments: validate_call says which
+    for name, value in bound.arguments.items():
+        if name in numbers and isinstance(value, bool):
+            raise InvalidInput(f"{where}: argument {name!r}: Input should be a number, not "
+                               f"True or False, got {value!r}")
+
+
 def _iterator(it: Iterator[T], where: str) -> Iterator[T]:
     try:
         yield from it
@@ -102,13 +148,18 @@ async def _aiterator(it: AsyncIterator[T], where: str) -> AsyncIterator[T]:
 
 
 def _guard(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
-    cell: list[Callable[..., Any]] = []
-    names = list(inspect.signature(fn).parameters)
+    cell: list[tuple[Callable[..., Any], frozenset[str]]] = []
+    sig = inspect.signature(fn)
+    names = list(sig.parameters)
 
     def checked(*args: Any, **kwargs: Any) -> Any:
         if not cell:  # built on first use: annotations may name the class being defined
-            cell.append(validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn))
-        return cell[0](*args, **kwargs)
+            cell.append((validate_call(config=ConfigDict(arbitrary_types_allowed=True))(fn),
+                         _numbers(fn)))
+        call, numbers = cell[0]
+        if numbers and any(isinstance(v, bool) for v in (*args, *kwargs.values())):
+            _refuse_bools(sig, numbers, args, kwargs, where)
+        return call(*args, **kwargs)
 
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)

@@ -76,6 +76,8 @@ log = logging.getLogger("personalizer")
 # sampled or branched candidates, tone and "thorough" requests all cost SmolLM2 substance
 # (non-answers) there.
 DEFAULT_STRENGTH = 1.0
+# A steering strength, as the constructor's default or one call's: Steering's own bounds.
+Strength = Annotated[float, Field(ge=0, le=1000)]
 LOCAL_PROMPT_DEFAULT = True
 LOCAL_STRATEGY: dict[str, Any] = {"kind": "best_of_n", "n": 1, "block": "sentence",
                                   "draw": "branch", "end_early": True}
@@ -257,7 +259,7 @@ class Personalizer:
                  summarizer: Summarizer | None = None, summary_every: int | None = None,
                  create: bool = True, keep_generations: int = 100,
                  keep_generations_days: float = 30.0,
-                 strength: Annotated[float, Field(ge=0, le=1000)] = DEFAULT_STRENGTH,
+                 strength: Strength = DEFAULT_STRENGTH,
                  strategy: Any = None, prompt_profile: bool | None = None,
                  prior: Literal["shipped", "standard"] = "shipped",
                  max_text_chars: int = MAX_TEXT_CHARS,
@@ -283,6 +285,14 @@ class Personalizer:
             raise InvalidInput("keep_generations_days must be more than 0 and at most 36500")
         self.keep_generations, self.keep_generations_days = keep_generations, \
             float(keep_generations_days)
+        if rewards is not None and not hasattr(rewards, "coefficient_vector"):
+            raise InvalidInput(f"rewards must be a RewardSet (or None), not "
+                               f"{type(rewards).__name__}: for example "
+                               "rewards=personalizer.profiles.default_reward_set()")
+        if strategy is not None:  # refused here, not at the first generate
+            from personalizer.backends.request import Steering
+
+            Steering(strategy=strategy)
         self.strength, self.strategy, self.prompt_profile = strength, strategy, prompt_profile
         rewards, generator = _one_reward_set(rewards, generator)
         self.rewards = rewards
@@ -580,7 +590,7 @@ class Personalizer:
                           **options)
 
     def generate(self, user_id: UserId, messages: MessagesLike, *,
-                 strength: float | None = None, strategy: Any = None,
+                 strength: Strength | None = None, strategy: Any = None,
                  prompt_profile: bool | None = None, **options: Any) -> Generation:
         """Answer ``messages`` for ``user_id``, personalized by their profile.
 
@@ -605,7 +615,7 @@ class Personalizer:
         return plan.finish(self.generator.generate(plan.messages, **plan.extra, **options))
 
     async def agenerate(self, user_id: UserId, messages: MessagesLike, *,
-                        strength: float | None = None, strategy: Any = None,
+                        strength: Strength | None = None, strategy: Any = None,
                         prompt_profile: bool | None = None, **options: Any) -> Generation:
         """:meth:`generate` without blocking the event loop (the profile is read in a worker
         thread; the generator's own ``agenerate`` runs, or its ``generate`` in a thread)."""
@@ -620,7 +630,7 @@ class Personalizer:
         return await asyncio.to_thread(plan.finish, out)
 
     def stream(self, user_id: UserId, messages: MessagesLike, *,
-               strength: float | None = None, strategy: Any = None,
+               strength: Strength | None = None, strategy: Any = None,
                prompt_profile: bool | None = None, **options: Any) -> PersonalizedStream:
         """:meth:`generate` piece by piece: the pieces join to the answer; after the last one
         ``.generation`` holds the Generation with its steering record (when the generator's
@@ -630,7 +640,7 @@ class Personalizer:
                                                               **options))
 
     def astream(self, user_id: UserId, messages: MessagesLike, *,
-                strength: float | None = None, strategy: Any = None,
+                strength: Strength | None = None, strategy: Any = None,
                 prompt_profile: bool | None = None,
                 **options: Any) -> AsyncPersonalizedStream:
         """:meth:`stream` as an async iterable that never blocks the event loop (the profile
@@ -651,7 +661,7 @@ class Personalizer:
         return AsyncPersonalizedStream(start)
 
     def generate_batch(self, requests: Unchecked[Sequence[tuple[str, MessagesLike]]], *,
-                       strength: float | None = None, strategy: Any = None,
+                       strength: Strength | None = None, strategy: Any = None,
                        prompt_profile: bool | None = None,
                        **options: Any) -> list[Generation]:
         """Answer many users at once: ``requests`` are ``(user_id, messages)`` pairs, decoded

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from ._boundary import public_api
+from ._boundary import Unchecked, public_api
 from .errors import BackendError, InvalidInput
 from .types import Generation, Message, MessagesLike, Timings, as_messages
 
@@ -26,10 +26,14 @@ class ScriptedGenerator:
     'Hi!'
     """
 
-    def __init__(self, replies: Iterable[str] | Callable[[list[Message]], str]) -> None:
+    def __init__(self,
+                 replies: Unchecked[Iterable[str] | Callable[[list[Message]], str]]) -> None:
+        if isinstance(replies, (str, Mapping)) or not (callable(replies)
+                                                       or isinstance(replies, Iterable)):
+            raise InvalidInput("replies must be a list of texts or a function of the messages")
         self._reply_fn = replies if callable(replies) else None
         self._queue = [] if callable(replies) else list(replies)
-        if isinstance(replies, str) or not all(isinstance(r, str) for r in self._queue):
+        if not all(isinstance(r, str) for r in self._queue):
             raise InvalidInput("replies must be a list of texts or a function of the messages")
         self.calls: list[tuple[list[Message], dict[str, Any]]] = []
 

@@ -1,11 +1,17 @@
-"""Every public method of the facade and the generators, driven with bad arguments, raises
-nothing but PersonalizerError subclasses. Methods and parameters are found by introspection,
-so a new entry point is covered as soon as it exists (add a valid value for a new parameter
-name to VALID)."""
+"""Every public method of the facade and the generators, driven with bad arguments, refuses
+them with PersonalizerError subclasses and nothing else. Methods and parameters are found by
+introspection, so a new entry point is covered as soon as it exists (add a valid value for a
+new parameter name to ``valid``).
+
+A bad value that is silently accepted is caught too: each call first succeeds with valid
+arguments only (so a refusal is the bad value's doing), and what each parameter accepts of
+BAD is compared with an explicit allowlist (the ``ACCEPTS_*`` tables below, each entry with
+its reason); a value accepted and not listed, or listed and refused, fails the test."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -14,7 +20,7 @@ from typing import Any
 import pytest
 import tiny
 
-from personalizer import Personalizer, PersonalizerError
+from personalizer import Personalizer, PersonalizerError, ProfileNotFound
 from personalizer.backends import (
     AnthropicGenerator,
     GenerationOptions,
@@ -31,8 +37,13 @@ SERVER: list[Any] = []  # the wire-format server of the hosted generators' test
 
 REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])
 
-BAD: tuple[Any, ...] = (42, -1, 10**12, 1e308, float("nan"), float("-inf"), "", "x" * 5000,
-                        None, object(), ["x"], {"k": 1}, b"bytes", True, ("a", "b", "c"))
+# the bad values, by the names the allowlists use
+BAD: dict[str, Any] = {
+    "42": 42, "-1": -1, "1e12": 10**12, "1e308": 1e308, "nan": float("nan"),
+    "-inf": float("-inf"), "empty": "", "5000x": "x" * 5000, "None": None, "object": object(),
+    "list": ["x"], "dict": {"k": 1}, "bytes": b"bytes", "True": True, "tuple": ("a", "b", "c"),
+}
+Accepted = dict[str, dict[str, str]]  # method -> parameter -> the BAD names it accepts
 
 
 def steering() -> Steering:
@@ -69,14 +80,22 @@ def valid(name: str, owner: Any) -> Any:
 
 def extra_options(owner: Any, method: str) -> dict[str, Any]:
     """Keyword options every call gets (short answers), and the option names to spoil."""
+    if owner is LocalGenerator:  # its constructor: a loaded model comes with its tokenizer
+        return {"tokenizer": tiny.tokenizer()}
     if owner in HOSTED:  # a hosted generator's constructor: a server that answers
         url = SERVER[0].openai_base_url if owner is OpenAIGenerator else \
             SERVER[0].anthropic_base_url
         return {"api_key": "sk-test", "base_url": url, "max_retries": 0, "timeout": 5}
+    if method == "record_feedback":  # one kind of feedback (see ONE_OF)
+        return {"rating": "up"}
     if isinstance(owner, (LocalGenerator, Personalizer, HostedGenerator)) and method in (
             "generate", "stream", "agenerate", "astream", "generate_batch"):
         return {"max_new_tokens": 2}
     return {}
+
+
+# arguments of which a call takes exactly one: a bad value in one of them replaces the others
+ONE_OF = {"record_feedback": ("preferred_over", "edited", "rating")}
 
 
 def option_names(owner: Any, method: str) -> list[str]:
@@ -103,30 +122,69 @@ def consume(result: Any) -> None:
             pass
 
 
-def call_all(owner: Any, name: str, fn: Callable[..., Any]) -> list[str]:
-    """Call ``fn`` with each bad value in each parameter; the escapes as text."""
+def call_all(owner: Any, name: str, fn: Callable[..., Any],
+             setup: Callable[[], None] | None = None) -> tuple[list[str], Accepted]:
+    """Call ``fn`` with valid arguments (a control, which must succeed), then with each bad
+    value in each parameter (``setup`` runs before every call); the failures (a control
+    refused, an exception outside the tree) as text, and what was accepted."""
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values() if p.name != "self"]
     base = {p.name: valid(p.name, owner) for p in params
             if p.default is inspect.Parameter.empty
             and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     fixed = extra_options(owner, name)
-    escapes: list[str] = []
+
+    def attempt(kwargs: dict[str, Any]) -> Exception | None:
+        if setup is not None:
+            setup()
+        try:
+            consume(fn(**kwargs))
+        except Exception as exc:  # noqa: BLE001 - sorted by the caller
+            return exc
+        return None
+
+    failures: list[str] = []
+    control = attempt({**base, **fixed})
+    if control is not None:
+        failures.append(f"{name}(valid arguments) was refused: {type(control).__name__}: "
+                        f"{control}"[:300])
     targets = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     if any(p.kind is p.VAR_KEYWORD for p in params):
         targets += option_names(owner, name)
+    accepted: dict[str, str] = {}
     for target in targets:
-        for bad in BAD:
-            kwargs = {**base, **fixed, target: bad}
+        took = []
+        for label, bad in BAD.items():
             if target not in base and target in ("steering",) and bad is None:
                 continue
-            try:
-                consume(fn(**kwargs))
-            except PersonalizerError:
-                pass
-            except Exception as exc:  # noqa: BLE001 - what this test looks for
-                escapes.append(f"{name}({target}={bad!r:.40}): {type(exc).__name__}: {exc}"[:300])
-    return escapes
+            exclusive = ONE_OF.get(name, ())
+            others = {k: v for k, v in fixed.items()
+                      if not (target in exclusive and k in exclusive)}
+            exc = attempt({**base, **others, target: bad})
+            if exc is None:
+                took.append(label)
+            elif not isinstance(exc, PersonalizerError):
+                failures.append(f"{name}({target}={bad!r:.40}): {type(exc).__name__}: "
+                                f"{exc}"[:300])
+        if took:
+            accepted[target] = " ".join(took)
+    return failures, {name: accepted} if accepted else {}
+
+
+def unexpected(accepted: Accepted, allowed: Accepted) -> list[str]:
+    """Where ``accepted`` differs from the allowlist, as text."""
+    out = []
+    for method in sorted(set(accepted) | set(allowed)):
+        got, want = accepted.get(method, {}), allowed.get(method, {})
+        for param in sorted(set(got) | set(want)):
+            g, w = set(got.get(param, "").split()), set(want.get(param, "").split())
+            if g - w:
+                out.append(f"{method}({param}=...) accepted {sorted(g - w)}, not in the "
+                           "allowlist: refuse it, or list it with its reason")
+            if w - g:
+                out.append(f"{method}({param}=...) refused {sorted(w - g)}, listed as "
+                           "accepted: update the allowlist")
+    return out
 
 
 def public_methods(obj: Any) -> list[tuple[str, Callable[..., Any]]]:
@@ -146,19 +204,40 @@ def personalizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Personalize
 
 def test_every_facade_method_refuses_bad_arguments_with_the_tree(
         personalizer: Personalizer) -> None:
-    escapes: list[str] = []
+    def alice_has_a_preference() -> None:  # deleting methods take it away; put it back
+        try:
+            there = personalizer.store.get("alice").preference_count > 0
+        except ProfileNotFound:
+            there = False
+        if not there:
+            personalizer.record_preference("alice", "p", "short", "a longer answer")
+
+    def no_alice() -> None:  # for the methods that create her
+        with contextlib.suppress(ProfileNotFound):
+            personalizer.store.delete("alice")
+
+    failures: list[str] = []
+    accepted: Accepted = {}
     for name, fn in public_methods(personalizer):
         if name in ("close",):
             continue
-        escapes += call_all(personalizer, name, fn)
-    assert not escapes, "\n".join(escapes)
+        setup = no_alice if name in ("create_profile", "import_profile") else \
+            alice_has_a_preference
+        more, took = call_all(personalizer, name, fn, setup)
+        failures += more
+        accepted |= took
+    assert not failures, "\n".join(failures)
+    assert not unexpected(accepted, ACCEPTS_FACADE), "\n".join(
+        unexpected(accepted, ACCEPTS_FACADE))
 
 
 def test_facade_constructor_refuses_bad_arguments(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    escapes = call_all(None, "Personalizer", Personalizer)
-    assert not escapes, "\n".join(escapes)
+    failures, accepted = call_all(None, "Personalizer", Personalizer)
+    assert not failures, "\n".join(failures)
+    assert not unexpected(accepted, ACCEPTS_CONSTRUCTOR), "\n".join(
+        unexpected(accepted, ACCEPTS_CONSTRUCTOR))
 
 
 @pytest.mark.parametrize("kind", ["local", "scripted", "openai", "anthropic"])
@@ -176,14 +255,90 @@ def test_every_generator_method_refuses_bad_arguments_with_the_tree(kind: str) -
                 "claude-test", base_url=server.anthropic_base_url, api_key="k",
                 max_retries=0, rewards=REWARDS),
         }[kind]()
-        escapes: list[str] = []
+        failures: list[str] = []
+        accepted: Accepted = {}
         for name, fn in public_methods(gen):
             if name == "smollm2":
                 continue  # loads the real model: its arguments are LocalGenerator's (below)
-            escapes += call_all(gen, name, fn)
+            more, took = call_all(gen, name, fn)
+            failures += more
+            accepted |= took
         cls = type(gen)
-        escapes += call_all(cls if cls in HOSTED else None, cls.__name__, cls)
-    assert not escapes, "\n".join(escapes)
+        more, took = call_all(cls, cls.__name__, cls)
+        failures += more
+        accepted |= took
+    assert not failures, "\n".join(failures)
+    allowed = ACCEPTS_GENERATOR[kind]
+    assert not unexpected(accepted, allowed), "\n".join(unexpected(accepted, allowed))
+
+
+# -- what each entry point accepts of BAD, and why; everything else must be refused ----------
+
+ALL = " ".join(BAD)
+CALLS = ("generate", "agenerate", "stream", "astream")
+TEXT = "empty 5000x bytes"  # lax validation decodes bytes to text (only a UserId refuses them)
+# a text, or a list of texts or messages (5000 characters overflow the tiny model's context)
+MESSAGES = "empty list tuple"
+LOCAL_OPTIONS = {  # GenerationOptions in range; None: the default
+    "do_sample": "None True", "max_new_tokens": "42", "seed": "42 1e12 None",
+    "stop": "5000x list tuple", "temperature": "42", "top_k": "42 None", "top_p": "None"}
+PERSONALIZED = {"messages": MESSAGES, "prompt_profile": "None True", "strategy": "None",
+                "strength": "42 None", **LOCAL_OPTIONS}  # strength: 0 to 1000
+
+ACCEPTS_FACADE: Accepted = {
+    **{m: PERSONALIZED for m in CALLS},
+    "generate_batch": {k: v for k, v in PERSONALIZED.items() if k != "messages"},
+    "from_settings": {"toml_file": "None"},
+    "import_profile": {"replace": "True"},
+    "list_profiles": {"after": "empty 5000x None bytes", "limit": "42"},  # after: any text
+    "onboarding": {"max_questions": "42", "min_questions": "None", "pool": "None",
+                   "restart": "True"},
+    "preference_probability": {"a": TEXT, "b": TEXT, "prompt": TEXT},
+    "record_feedback": {"edited": "5000x bytes", "reason": "None"},  # an edit: not empty
+    "record_preference": {"chosen": TEXT, "prompt": TEXT, "reason": "empty None bytes",
+                          "rejected": TEXT, "source": "bytes"},
+    "set_summary": {"text": TEXT},
+}
+ACCEPTS_CONSTRUCTOR: Accepted = {"Personalizer": {
+    "create": "True", "db": "None", "generator": "None", "keep_generations": "42",
+    "keep_generations_days": "42", "max_text_chars": "42", "prompt_profile": "None True",
+    "rewards": "None", "strategy": "None", "strength": "42", "summarizer": "None",
+    "summary_every": "None",
+    "max_request_chars": "1e12",  # a limit may be raised as far as the caller likes
+}}
+# a hosted request sends only the options set: None is not set, do_sample=True is the default
+HOSTED_CALL = {"bogus": "None", "do_sample": "None True", "max_new_tokens": "42 None",
+                  "seed": "None", "stop": "5000x None list tuple", "temperature": "None",
+                  "top_k": "None", "top_p": "None", "truncate": "None",
+                  "messages": "empty 5000x list tuple"}  # the provider knows its context
+
+
+def hosted(cls: str, call: dict[str, str], **own: str) -> Accepted:
+    return {cls: {"model": "bytes", **own}, **{m: call for m in CALLS},
+            "with_rewards": {"rewards": "None"}}
+
+
+ACCEPTS_GENERATOR: dict[str, Accepted] = {
+    "local": {
+        "LocalGenerator": {"cache_dir": "None", "defaults": "None", "gguf_file": "None",
+                           "prompt_rewards": "None list tuple", "quality": "None",
+                           "rewards": "None", "token_heads": "None"},
+        **{m: {"messages": MESSAGES, "proxy": "None", **LOCAL_OPTIONS}
+           for m in CALLS},
+        "generate_batch": {"proxy": "None", **LOCAL_OPTIONS},
+        "option_logprobs": {"messages": MESSAGES, "options": "list tuple"},
+        "prompt_ids": {"messages": "empty 5000x list tuple"},  # no decoding: no context limit
+        "with_rewards": {"rewards": "None"}, "with_token_heads": {"heads": "None"},
+    },
+    "scripted": {  # the test double records each call's options (calls) and checks none
+        "ScriptedGenerator": {"replies": "list tuple"},
+        **{m: {"messages": "empty 5000x list tuple",
+               **{o: ALL for o in option_names(None, m)}} for m in ("generate", "stream")},
+    },
+    "openai": hosted("OpenAIGenerator", HOSTED_CALL, stream_usage="True"),
+    "anthropic": hosted("AnthropicGenerator", {**HOSTED_CALL, "top_k": "42 None"},
+                        max_tokens="42"),  # Anthropic has top_k
+}
 
 
 def test_the_issue_examples_name_the_argument(personalizer: Personalizer) -> None:
@@ -199,6 +354,39 @@ def test_the_issue_examples_name_the_argument(personalizer: Personalizer) -> Non
         personalizer.generate("alice", 42, max_new_tokens=2)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="'a'"):
         personalizer.preference_probability("alice", "p", 3, "b")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("user", ["alice", "newcomer"])  # with a reward to steer by, without
+def test_strength_is_a_number_from_0_to_1000_for_every_user(personalizer: Personalizer,
+                                                           user: str) -> None:
+    from personalizer import InvalidInput
+
+    for bad in (True, False, -1, 1000.5, 10**12, 1e308, float("nan"), float("inf")):
+        for call in (personalizer.generate, personalizer.stream):
+            with pytest.raises(InvalidInput, match="'strength'"):
+                consume(call(user, "hi", strength=bad, max_new_tokens=2))
+    for good in (0, 0.5, 1000):
+        out = personalizer.generate(user, "hi", strength=good, max_new_tokens=2)
+        # a newcomer has no reward to steer by yet: their strength was checked all the same
+        assert out.steering.strength == (good if user == "alice" else None)
+
+
+def test_a_number_argument_refuses_true_and_false(personalizer: Personalizer) -> None:
+    from personalizer import InvalidInput
+
+    for flag in (True, False):
+        with pytest.raises(InvalidInput, match="'limit'.*not True or False"):
+            personalizer.list_profiles(limit=flag)
+        with pytest.raises(InvalidInput, match="'index'.*not True or False"):
+            personalizer.delete_preference("alice", index=flag)
+        with pytest.raises(InvalidInput, match="'max_questions'.*not True or False"):
+            personalizer.onboarding("bob", max_questions=flag)
+        with pytest.raises(InvalidInput, match="'keep_generations'.*not True or False"):
+            Personalizer(":memory:", keep_generations=flag)
+        with pytest.raises(InvalidInput, match="max_new_tokens.*not True or False"):
+            personalizer.generate("alice", "hi", max_new_tokens=flag)
+    assert personalizer.list_profiles(limit=1).profiles  # a number is still a number
+    assert len(personalizer.preferences("alice")) == 1  # nothing was deleted
 
 
 def test_a_failure_inside_torch_becomes_a_backend_error() -> None:
