@@ -43,6 +43,7 @@ def hold_transaction(db: str, user: str, n: int) -> None:
 
 
 def append_forever(db: str, user: str) -> None:
+    """Append batches of 50 until killed, saying after each commit how many are stored."""
     with open_store(db) as store:
         print("started", flush=True)
         i = 0
@@ -52,6 +53,7 @@ def append_forever(db: str, user: str) -> None:
                        for j in range(50)]
             )
             i += 1
+            print(f"committed {50 * i}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ astream and generate_batch; newcomers served at once; concurrent users on one mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -241,16 +244,32 @@ def test_feedback_refuses_what_it_cannot_learn_from(tmp_path: Path, db: str) -> 
         assert p.generate("ann", "q").id is None  # nothing kept, nothing to refer to
 
 
+def backdate(db: str, generation_id: str, seconds: float) -> None:
+    """Make a kept answer ``seconds`` old (the database's own driver writes its time)."""
+    when = (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat()
+    sql = "UPDATE generations SET created_at = {p} WHERE id = {p}"
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            assert conn.execute(sql.format(p="%s"), (when, generation_id)).rowcount == 1
+    else:
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+            assert conn.execute(sql.format(p="?"), (when, generation_id)).rowcount == 1
+
+
 def test_kept_answers_older_than_the_age_limit_are_dropped(db: str) -> None:
-    import time
+    from conftest import user_rows
 
     gen = ScriptedGenerator(lambda m: "An answer.")
-    with Personalizer(db, generator=gen, keep_generations_days=0.5 / 86400) as p:
-        old = p.generate("ann", "q")
-        time.sleep(0.6)
+    with Personalizer(db, generator=gen, keep_generations_days=1) as p:
+        past, within = p.generate("ann", "q"), p.generate("ann", "q")
+        backdate(db, past.id, 86400 + 60)  # a minute past the age limit
+        backdate(db, within.id, 86400 - 60)  # a minute inside it
         new = p.generate("ann", "q")  # saving it drops the one past the age limit
+        assert user_rows(db, "ann")["generations"] == 2
         kept = [g["id"] for g in p.export_profile("ann")["generations"]]
-    assert kept == [new.id] and old.id not in kept
+    assert sorted(kept) == sorted([within.id, new.id])
 
 
 def test_deleting_a_user_while_they_are_answered_loses_nothing_else(db: str) -> None:

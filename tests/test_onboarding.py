@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -34,9 +35,16 @@ def answer_all(ob: Onboarding, user: SimulatedUser, rewards) -> None:  # noqa: A
 
 
 def test_question_bank_has_30_plus_distinct_questions() -> None:
+    def norm(text: str) -> str:  # texts that differ in spacing or case only are the same
+        return " ".join(text.split()).casefold()
+
     bank = question_bank()
-    pairs = sum(len(item.responses) * (len(item.responses) - 1) // 2 for item in bank)
-    assert pairs >= 30
+    # a question is a prompt and two of its answers to choose between
+    questions = [(norm(item.prompt), frozenset({norm(a), norm(b)}))
+                 for item in bank for a, b in itertools.combinations(item.responses, 2)]
+    assert all(len(pair) == 2 for _, pair in questions)  # never a choice between equals
+    assert len(set(questions)) == len(questions) >= 30  # none twice, in one item or across
+    assert len({norm(item.prompt) for item in bank}) == len(bank)  # each prompt once
     assert all(3 <= len(item.responses) <= 12 for item in bank)
 
 

@@ -4,16 +4,25 @@ every module imports from the built wheel outside the checkout."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def read_pyproject() -> dict[str, Any]:
+    """pyproject.toml, read with tomllib (Python 3.11+) or on 3.10 with tomli, its backport,
+    which pytest itself requires there."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
 def test_every_subpackage_is_listed_for_the_wheel() -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    config = read_pyproject()["tool"]["setuptools"]
     listed = set(config["packages"])
     found = set()
     for name, folder in config["package-dir"].items():
