@@ -149,3 +149,85 @@ def test_population_prior_needs_20_users_and_tracks_the_spread() -> None:
     np.testing.assert_allclose(prior.mean, np.full(J, centre), rtol=1e-10)
     np.testing.assert_allclose(prior.cov, between * np.ones((J, J)) + (within + 1e-3) * np.eye(J),
                                rtol=1e-10)
+
+
+def test_information_gain_matches_a_monte_carlo_estimate() -> None:
+    """The expected information gain (BALD: the entropy of the predicted answer minus the
+    expected entropy given the coefficients) against sampling the posterior, with the probit
+    likelihood the closed form is derived for: P(first) = Phi(sqrt(pi/8) d.c), the usual
+    stand-in for the logistic (Houlsby et al. 2011)."""
+    import math
+
+    rng = np.random.default_rng(0)
+    mean, cov = np.array([0.8, -0.3]), np.array([[0.6, 0.2], [0.2, 0.4]])
+    diffs = np.array([[1.0, 0.0], [0.0, 2.0], [1.5, -1.0], [0.1, 0.1], [3.0, 0.0],
+                      [-2.0, 2.5]])
+    c = rng.multivariate_normal(mean, cov, size=60_000)
+    z = math.sqrt(math.pi / 8.0) * (c @ diffs.T) / math.sqrt(2.0)   # (samples, pairs)
+    p = 0.5 * (1.0 + np.vectorize(math.erf)(z))
+
+    def bits(q: np.ndarray) -> np.ndarray:
+        q = np.clip(q, 1e-15, 1 - 1e-15)
+        return -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+
+    expected = bits(p.mean(axis=0)) - bits(p).mean(axis=0)
+    got = information_gain(Posterior(mean, cov), diffs)
+    np.testing.assert_allclose(got, expected, atol=0.01)
+    assert expected.max() > 0.15  # informative pairs, not all near zero
+
+
+def test_prior_from_sums_is_the_population_prior_from_aggregates() -> None:
+    from personalizer.profiles.base import PopulationSums
+    from personalizer.profiles.learning import prior_from_sums
+
+    rng = np.random.default_rng(3)
+    names = ["a", "b", "c"]
+    for n in (19, 20, 27):
+        posts = []
+        for _ in range(n):
+            a = rng.standard_normal((3, 3))
+            posts.append(Posterior(rng.standard_normal(3), a @ a.T + 0.1 * np.eye(3)))
+        means = np.stack([q.mean for q in posts])
+        covs = np.stack([q.cov for q in posts])
+        sums = PopulationSums(
+            count=n, linear={x: float(means[:, i].sum()) for i, x in enumerate(names)},
+            outer={(x, y): float((means[:, i] * means[:, k]).sum())
+                   for i, x in enumerate(names) for k, y in enumerate(names)},
+            covariance={(r, s): float(covs[:, r, s].sum()) for r in range(3) for s in range(3)})
+        from_sums, direct = prior_from_sums(sums, names), population_prior(posts)
+        np.testing.assert_allclose(from_sums.mean, direct.mean, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(from_sums.cov, direct.cov, rtol=1e-10, atol=1e-12)
+        standard = n < 20  # 20 users are enough; 19 are not
+        assert np.array_equal(direct.cov, np.eye(3)) == standard
+        assert np.array_equal(from_sums.mean, np.zeros(3)) == standard
+
+
+def test_positive_definite_means_finite_square_symmetric_and_factorable() -> None:
+    from personalizer.profiles.learning import is_positive_definite
+
+    assert is_positive_definite([[2.0, 0.5], [0.5, 1.0]])
+    for bad in ([1.0, 2.0], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[1.0, 0.9], [0.0, 1.0]],
+                [[0.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]],
+                [[np.nan, 0.0], [0.0, 1.0]], [["x", 0], [0, 1]], object()):
+        assert not is_positive_definite(bad), bad
+
+
+def test_a_posterior_needs_a_vector_mean_and_a_matching_square_covariance() -> None:
+    with pytest.raises(InvalidInput, match="mean"):
+        Posterior(np.zeros((2, 1)), np.eye(2))       # a matrix for a mean
+    with pytest.raises(InvalidInput, match="mean"):
+        Posterior(np.zeros(2), np.eye(3))
+
+
+def test_a_singular_prior_covariance_is_lifted_to_the_variance_floor() -> None:
+    """The precision of a singular covariance keeps its well-defined direction as it is and
+    gives the null direction the floor's variance, relative to the largest eigenvalue."""
+    from personalizer.profiles.learning import _VARIANCE_FLOOR, _precision
+
+    cov = np.array([[4.0, 4.0], [4.0, 4.0]])          # eigenvalues 8 (along [1, 1]) and 0
+    along, across = np.array([1.0, 1.0]) / 2**0.5, np.array([1.0, -1.0]) / 2**0.5
+    expected = (np.outer(along, along) / 8.0
+                + np.outer(across, across) / (_VARIANCE_FLOOR * 8.0))
+    np.testing.assert_allclose(_precision(cov), expected, rtol=1e-6)
+    well = np.array([[2.0, 0.3], [0.3, 1.0]])
+    np.testing.assert_allclose(_precision(well), np.linalg.inv(well), rtol=1e-12)
