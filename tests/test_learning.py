@@ -231,3 +231,10 @@ def test_a_singular_prior_covariance_is_lifted_to_the_variance_floor() -> None:
     np.testing.assert_allclose(_precision(cov), expected, rtol=1e-6)
     well = np.array([[2.0, 0.3], [0.3, 1.0]])
     np.testing.assert_allclose(_precision(well), np.linalg.inv(well), rtol=1e-12)
+
+
+def test_a_population_prior_of_nobody_is_the_fallback_or_refused() -> None:
+    fallback = Posterior.standard(3, scale=2.0)
+    assert population_prior([], fallback=fallback) is fallback
+    with pytest.raises(InvalidInput, match="posteriors or a fallback"):
+        population_prior([])
