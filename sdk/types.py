@@ -27,6 +27,7 @@ __all__ = [
     "as_messages",
     "check_pairs",
     "last_user_text",
+    "validation_message",
     "with_request",
 ]
 
@@ -250,7 +251,7 @@ def as_messages(messages: MessagesLike) -> list[Message]:
             out.append(Message.model_validate(item))
         except ValidationError as exc:
             raise InvalidInput(
-                f"message {i} is not a chat message ({_first_error(exc)}); "
+                f"message {i} is not a chat message ({validation_message(exc)}); "
                 "pass {'role': 'user'|'assistant'|'system', 'content': '...'}"
             ) from None
     if not out:
@@ -278,7 +279,9 @@ def with_request(messages: Sequence[Message], request: str | None) -> list[Messa
     return out
 
 
-def _first_error(exc: ValidationError) -> str:
+def validation_message(exc: ValidationError) -> str:
+    """The first error of a pydantic ``ValidationError`` as ``where: what`` (the one helper
+    every module uses to turn one into an :class:`InvalidInput` message)."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "value"
     return f"{where}: {err['msg']}"
