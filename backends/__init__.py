@@ -17,18 +17,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .request import Args, BestOfN, GenerationOptions, Steering, TokenRewards
+from personalizer.backends.request import Args, BestOfN, GenerationOptions, Steering, TokenRewards
 
 __all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "HostedGenerator",
            "HostedOptions", "LocalGenerator", "ModelHandle", "OpenAIGenerator", "ProxyTuning",
            "Steering", "TokenHeads", "TokenRewards", "TokenScorer", "distill_token_heads",
            "learn_token_heads"]
 
-_LAZY = {"LocalGenerator": ".local", "ProxyTuning": ".proxy", "ModelHandle": ".handle",
-         "TokenScorer": ".scorers", "OpenAIGenerator": ".openai_api",
+_LAZY = {"LocalGenerator": ".local.generator", "ProxyTuning": ".decoding.proxy",
+         "ModelHandle": ".decoding.handle",
+         "TokenScorer": ".decoding.scorers", "OpenAIGenerator": ".openai_api",
          "AnthropicGenerator": ".anthropic_api", "HostedGenerator": ".hosted",
-         "HostedOptions": ".hosted", "TokenHeads": ".token_heads",
-         "distill_token_heads": ".token_heads", "learn_token_heads": ".token_heads"}
+         "HostedOptions": ".hosted", "TokenHeads": ".heads.token",
+         "distill_token_heads": ".heads.token", "learn_token_heads": ".heads.token"}
 
 
 def __getattr__(name: str) -> Any:

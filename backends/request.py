@@ -206,16 +206,16 @@ class BestOfN(BaseModel):
 
 class TokenRewards(BaseModel):
     """Token-level base rewards (GenARM-style): the generator's
-    :class:`~personalizer.backends.token_heads.TokenHeads` score every next token from the
+    :class:`~personalizer.backends.heads.token.TokenHeads` score every next token from the
     LM's own hidden state, and the user's steered logits are
     ``logits + strength * sum_j c_j s_j``, folded into one per-row shift of the hidden state
     (no candidates, no lookahead). Base rewards with a token rule act directly on their
-    tokens (:mod:`~personalizer.backends.token_rules`): the user's coefficient on length
+    tokens (:mod:`~personalizer.backends.heads.rules`): the user's coefficient on length
     biases the end-of-turn tokens (``end_scale``; toward ending only after a finished
     sentence), on structure the list markers at the start of a line, on a lexical reward
     (hedging, examples, formality, warmth) the tokens of its words (``rule_scale`` nats per
     unit of coefficient, times the strength). Needs ``LocalGenerator(..., token_heads=heads)`` (see
-    :func:`~personalizer.backends.token_heads.distill_token_heads`).
+    :func:`~personalizer.backends.heads.token.distill_token_heads`).
 
     With ``floor`` and a generator quality term, an end of turn chosen from the steered
     logits is allowed below the quality floor only when the greedy argmax of the unsteered

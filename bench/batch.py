@@ -58,7 +58,7 @@ def run(tokens: int = 48, repeats: int = 3) -> None:
 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import ClassifierReward, RewardSet
-    from personalizer.backends.trunk import TrunkHeads
+    from personalizer.backends.heads.trunk import TrunkHeads
 
     torch.set_num_threads(2)
     torch.manual_seed(0)

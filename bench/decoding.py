@@ -152,7 +152,7 @@ def _public(name: str, lm, rm, prompt_len: int, tokens: int, k: int):  # noqa: A
 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import ClassifierReward, RewardSet
-    from personalizer.backends.trunk import TrunkHeads
+    from personalizer.backends.heads.trunk import TrunkHeads
 
     gen = LocalGenerator(lm, tokenizer())
     gen.eos_ids = {-1}  # random weights: never stop early, time all tokens
@@ -179,7 +179,7 @@ def token_heads_for(gen, names: int = 8, rank: int = 4):  # noqa: ANN001, ANN201
     a Steering for them (coefficients 1, floor off)."""
     from personalizer.backends import Steering, TokenHeads, TokenRewards
     from personalizer.backends.rewards import AttributeScorer, RewardSet
-    from personalizer.backends.token_heads import model_fingerprint
+    from personalizer.backends.heads.token import model_fingerprint
 
     rs = RewardSet("bench-token", [AttributeScorer(f"h{j}", f"head {j}", len)
                                    for j in range(names)])

@@ -66,7 +66,7 @@ def embed(encoder: str, texts: list[str]) -> tuple[np.ndarray, Any]:
     if encoder == "minilm":
         return SentenceEncoder(max_length=128, batch_size=128).encode(texts), None
     from personalizer.backends import LocalGenerator
-    from personalizer.backends.trunk import trunk_states
+    from personalizer.backends.heads.trunk import trunk_states
 
     gen = LocalGenerator.smollm2()
     return trunk_states(gen, PROMPT, texts, batch_size=32), gen

@@ -97,7 +97,7 @@ def trunk_generator(gen: Any, rs: Any) -> Any:
     so that a user's coefficients mean the same; ARGS then scores the k candidates in one
     tree pass of the LM itself (``scoring="fast"``, path args-trunk)."""
     from personalizer.backends.rewards import RewardSet
-    from personalizer.backends.trunk import distill_heads
+    from personalizer.backends.heads.trunk import distill_heads
     from personalizer.profiles import question_bank
 
     t = time.perf_counter()
@@ -185,7 +185,7 @@ def main() -> None:
     from quality import PROMPTS, key_terms
 
     from personalizer.backends import LocalGenerator, TokenHeads, distill_token_heads
-    from personalizer.backends.token_heads import sequence_scores
+    from personalizer.backends.heads.token import sequence_scores
     from personalizer.profiles import default_reward_set
     from personalizer.profiles.simulate import TASTES
 

@@ -131,12 +131,12 @@ def learned_trunk_reward_set(generator: Any, heads: LearnedHeads, *, id: str,  #
                              version: str, texts: Sequence[tuple[str, str]] | None = None,
                              names: Sequence[str] | None = None) -> Any:
     """Heads learned on a causal LM's own states (embeddings from
-    :func:`~personalizer.backends.trunk.trunk_states`) as shared-trunk reward heads: a
-    versioned reward set of one :class:`~personalizer.backends.trunk.TrunkHeads` that
+    :func:`~personalizer.backends.heads.trunk.trunk_states`) as shared-trunk reward heads: a
+    versioned reward set of one :class:`~personalizer.backends.heads.trunk.TrunkHeads` that
     ARGS steers with at about one k-token body pass per token. Save the heads with
     ``reward_set.rewards[0].save(path)``, load them with ``TrunkHeads.load(path, generator)``."""
     require("torch", extra="local", feature="trunk reward heads")
-    from personalizer.backends.trunk import TrunkHeads
+    from personalizer.backends.heads.trunk import TrunkHeads
 
     bias = np.zeros(heads.weight.shape[0], np.float32)
     return _reward_set(heads, names, id, version, texts,

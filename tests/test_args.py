@@ -8,7 +8,7 @@ import tiny
 import torch
 
 from personalizer.backends import Args, LocalGenerator, Steering
-from personalizer.backends.decoding_math import (
+from personalizer.backends.decoding.tensor_math import (
     args_scores,
     choose_next,
     scatter_scores,
@@ -327,7 +327,7 @@ def test_facade_generate_batch_steers_each_user_as_alone(tmp_path) -> None:  # n
 
 @pytest.mark.parametrize("lm_name", ["gpt2", "llama"])
 def test_trunk_heads_pick_the_tokens_of_a_no_cache_reference(lm_name: str) -> None:
-    from personalizer.backends.trunk import TrunkHeads
+    from personalizer.backends.heads.trunk import TrunkHeads
 
     lm = tiny.gpt2(seed=6) if lm_name == "gpt2" else tiny.llama(seed=6)
     gen = LocalGenerator(lm, tiny.tokenizer())
@@ -368,7 +368,7 @@ def test_trunk_heads_pick_the_tokens_of_a_no_cache_reference(lm_name: str) -> No
 
 
 def test_distilled_heads_predict_the_attribute_they_copy() -> None:
-    from personalizer.backends.trunk import distill_heads
+    from personalizer.backends.heads.trunk import distill_heads
 
     gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer())
     texts = [" ".join(["word"] * n) for n in range(1, 40)] + ["e" * n for n in range(1, 40)]
@@ -381,7 +381,7 @@ def test_distilled_heads_predict_the_attribute_they_copy() -> None:
 def test_every_path_is_reachable_from_the_facade(tmp_path) -> None:  # noqa: ANN001
     from personalizer import Personalizer
     from personalizer.backends import BestOfN, ProxyTuning
-    from personalizer.backends.trunk import TrunkHeads
+    from personalizer.backends.heads.trunk import TrunkHeads
 
     rm, rm_set = _rm_setup()
     lm = tiny.gpt2(seed=5)

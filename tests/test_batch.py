@@ -8,7 +8,7 @@ import tiny
 
 from personalizer.backends import Args, LocalGenerator, Steering
 from personalizer.backends.rewards import RewardSet
-from personalizer.backends.trunk import TrunkHeads
+from personalizer.backends.heads.trunk import TrunkHeads
 from personalizer.errors import InvalidInput
 
 PROMPTS = ["Hello there", "How are you today? I am asking because I care.", "Drink water",

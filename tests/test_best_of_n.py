@@ -88,7 +88,7 @@ def test_samples_that_finish_leave_the_batch(gen: LocalGenerator) -> None:
 
 
 def test_choose_block_weighs_the_user_and_quality_and_honours_what_is_allowed() -> None:
-    from personalizer.backends.best_of_n import choose_block
+    from personalizer.backends.decoding.blocks import choose_block
 
     user, quality = np.array([1.0, 0.0, 2.0]), np.array([0.0, 3.0, 0.0])
     before = (user.copy(), quality.copy())
@@ -222,7 +222,7 @@ def test_an_opening_that_says_nothing_is_left_out_for_a_short_taste() -> None:
 
 
 def test_an_answer_never_starts_on_a_sentence_that_leans_on_the_one_before() -> None:
-    from personalizer.backends.best_of_n import LEANS_ON, can_start_at
+    from personalizer.backends.decoding.blocks import LEANS_ON, can_start_at
 
     assert {"however", "this", "it", "they", "also"} <= LEANS_ON
     opening = "The age-old question of sleep."

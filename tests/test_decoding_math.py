@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from personalizer.backends.decoding_math import (
+from personalizer.backends.decoding.tensor_math import (
     choose_next,
     filter_top_k,
     filter_top_p,

@@ -110,7 +110,7 @@ def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  
 
     from personalizer.backends import Args, LocalGenerator, Steering
     from personalizer.backends.rewards import RewardSet
-    from personalizer.backends.trunk import TrunkHeads, trunk_states
+    from personalizer.backends.heads.trunk import TrunkHeads, trunk_states
     from personalizer.profiles.features import learned_trunk_reward_set
     from personalizer.profiles.simulate import synthetic_texts
 

@@ -7,7 +7,7 @@ import tiny
 import torch
 
 from personalizer.backends import LocalGenerator, ProxyTuning
-from personalizer.backends.decoding_math import proxy_logits
+from personalizer.backends.decoding.tensor_math import proxy_logits
 from personalizer.errors import InvalidInput
 
 PROMPTS = ["Hello there", "Tell me about sleep", "Drink water"]

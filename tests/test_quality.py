@@ -13,7 +13,7 @@ import tiny
 from personalizer import Personalizer
 from personalizer.backends import Args, LocalGenerator, Steering
 from personalizer.backends.rewards import AttributeScorer, RewardSet, Substance, content_words
-from personalizer.backends.text import may_end
+from personalizer.backends.decoding.text import may_end
 from personalizer.profiles import BLOCK_END, BLOCK_START, Profile, condition, profile_block
 from personalizer.types import Generation, Message
 
@@ -117,7 +117,7 @@ def test_an_answer_ends_only_once_its_quality_clears_the_floor() -> None:
 
 def test_the_reward_is_relative_to_the_profiles_scale() -> None:
     """Through the planner (the one place that turns a Steering into a decoding row)."""
-    from personalizer.backends.plan import CLEAR_NORM, Planner
+    from personalizer.backends.decoding.planning import CLEAR_NORM, Planner
     from personalizer.backends.request import GenerationOptions
 
     rs = RewardSet("letters", [AttributeScorer("e", "more e", lambda t: t.count("e")),

@@ -22,7 +22,7 @@ from personalizer.backends import (
     TokenHeads,
 )
 from personalizer.backends.rewards import AttributeScorer, RewardSet
-from personalizer.backends.token_heads import model_fingerprint
+from personalizer.backends.heads.token import model_fingerprint
 from personalizer.errors import InvalidInput, UnsupportedRequest
 
 REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])

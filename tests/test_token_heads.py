@@ -23,7 +23,7 @@ from personalizer.backends import (
     distill_token_heads,
 )
 from personalizer.backends.rewards import AttributeScorer, RewardSet
-from personalizer.backends.token_heads import (
+from personalizer.backends.heads.token import (
     TOKEN_HEADS_FORMAT,
     HiddenSteer,
     model_fingerprint,
@@ -259,7 +259,7 @@ def test_through_the_personalizer_facade(tmp_path: Path, gen: LocalGenerator,
 
 
 def test_shift_hidden_folds_only_steered_rows_in_the_hidden_dtype() -> None:
-    from personalizer.backends.decoding_math import fold_token_rewards
+    from personalizer.backends.decoding.tensor_math import fold_token_rewards
 
     g = torch.Generator().manual_seed(0)
     j, d, r = 2, 8, 3
@@ -339,7 +339,7 @@ def by_hand(g: LocalGenerator, proxy: ProxyTuning, prompt: str, s: Steering,
     """Greedy token-rewards decoding with proxy-tuning and the quality floor, written out:
     whole forwards of the three models every step (no cache), the steered logits as
     ``proxy(W (h + w sum_j c_j (U_j D_j^T h + b_j)), expert, antiexpert)``."""
-    from personalizer.backends.decoding_math import fold_token_rewards, proxy_logits
+    from personalizer.backends.decoding.tensor_math import fold_token_rewards, proxy_logits
     from personalizer.backends.request import reward_scale
 
     heads, tok = g.token_heads, g.tokenizer
@@ -436,7 +436,7 @@ def ruled(coefficients: dict[str, float], **kw: Any) -> Steering:
 
 
 def test_token_rules_sum_the_coefficients_of_their_rewards() -> None:
-    from personalizer.backends.token_rules import ruled_mask, token_rules
+    from personalizer.backends.heads.rules import ruled_mask, token_rules
     from personalizer.profiles import default_reward_set
 
     rs = default_reward_set()
@@ -469,7 +469,7 @@ def test_a_reward_with_a_token_rule_acts_through_its_tokens_not_its_head() -> No
 
 
 def test_line_tokens_find_line_ends_and_list_markers() -> None:
-    from personalizer.backends.token_rules import line_tokens
+    from personalizer.backends.heads.rules import line_tokens
 
     tok = tiny.tokenizer()
     lines = line_tokens(tok)
@@ -510,8 +510,8 @@ def test_length_and_structure_act_through_their_tokens() -> None:
 def test_list_markers_are_raised_only_at_the_start_of_a_line() -> None:
     from types import SimpleNamespace
 
-    from personalizer.backends.policies import TokenRewardPolicy
-    from personalizer.backends.token_rules import line_tokens
+    from personalizer.backends.decoding.policies import TokenRewardPolicy
+    from personalizer.backends.heads.rules import line_tokens
 
     tok = tiny.tokenizer()
     lines = line_tokens(tok)
@@ -542,7 +542,7 @@ LEXICAL = RewardSet("lexical-rules", [BANG, WELL])
 
 
 def test_a_lexicon_weighs_whole_words_and_punctuation_only() -> None:
-    from personalizer.backends.token_rules import lexicon_bias, lexicon_matrix, token_texts
+    from personalizer.backends.heads.rules import lexicon_bias, lexicon_matrix, token_texts
 
     tok = tiny.tokenizer()
     texts = token_texts(tok)
@@ -603,8 +603,8 @@ def test_a_lexicon_rule_needs_its_lexicon() -> None:
 def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -> None:
     from types import SimpleNamespace
 
-    from personalizer.backends.policies import TokenRewardPolicy
-    from personalizer.backends.token_rules import line_tokens, token_texts
+    from personalizer.backends.decoding.policies import TokenRewardPolicy
+    from personalizer.backends.heads.rules import line_tokens, token_texts
 
     tok = tiny.tokenizer()
     texts, lines = token_texts(tok), line_tokens(tok)
@@ -612,7 +612,7 @@ def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -
     assert period in lines.sentence_end and tok.convert_tokens_to_ids("s") not in \
         lines.sentence_end
     assert all(texts[i].strip() not in {"1.", "2."} for i in lines.sentence_end)
-    from personalizer.backends.token_rules import WordBias
+    from personalizer.backends.heads.rules import WordBias
 
     up, sibling, down, other = 10, 13, 11, 12  # "up" and "sibling": two forms of one word
     bias, word = torch.zeros(len(tok)), torch.full((len(tok),), -1)
@@ -636,7 +636,7 @@ def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -
     assert float(logits.abs().sum()) == 0.0
     thorough = dataclasses.replace(policy, end_bias=-4.0, word_bias=None)
     assert thorough._ruled(logits, row([other]), {2})[2] == -4.0
-    from personalizer.backends.token_rules import ends_whole
+    from personalizer.backends.heads.rules import ends_whole
 
     assert ends_whole("Sleep well.") and ends_whole("Here are tips:\n") and ends_whole("Go!")
     for cut in ("Tips:\n\n1.", "Tips:\n 2.", "Use oats, e.g.", "It costs 3.", "Ask Dr.",
@@ -652,7 +652,7 @@ def test_heads_and_coefficients_learned_jointly_from_preferences(
     from itertools import combinations
 
     from personalizer.backends import learn_token_heads
-    from personalizer.backends.token_heads import PreferencePair
+    from personalizer.backends.heads.token import PreferencePair
 
     def answers(prompts: list[str]) -> dict[str, list[str]]:
         return {p: list(dict.fromkeys(gen.generate(p, max_new_tokens=40, do_sample=True,
@@ -712,7 +712,7 @@ def test_heads_and_coefficients_learned_jointly_from_preferences(
 def test_a_lexicon_finds_word_starts_that_decoding_drops() -> None:
     """SentencePiece vocabularies mark a word start with '▁', which decoding one token alone
     drops: the rule reads the marker from the vocabulary entry."""
-    from personalizer.backends.token_rules import lexicon_bias
+    from personalizer.backends.heads.rules import lexicon_bias
 
     class Pieces:  # a SentencePiece-style tokenizer: "▁might" decodes to "might"
         vocab = ["<s>", "▁might", "might", "▁Well", "!", "▁may"]

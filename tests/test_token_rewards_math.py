@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from personalizer.backends.decoding_math import fold_token_rewards, token_reward_scores
+from personalizer.backends.decoding.tensor_math import fold_token_rewards, token_reward_scores
 
 ROWS, D, J, R, V = 5, 16, 3, 2, 50
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .attributes import (
+from personalizer.backends.rewards.attributes import (
     AttributeScorer,
     KeywordReward,
     attribute_reward_set,
     attribute_scorers,
     flesch_kincaid_grade,
 )
-from .base import MultiRewardModel, Normalization, RewardModel, RewardSet, check_scores
-from .judge import Judgement, JudgeReward, parse_score, parse_verdict
-from .quality import QualityModel, Substance, content_words
+from personalizer.backends.rewards.base import MultiRewardModel, Normalization, RewardModel, RewardSet, check_scores
+from personalizer.backends.rewards.judge import Judgement, JudgeReward, parse_score, parse_verdict
+from personalizer.backends.rewards.quality import QualityModel, Substance, content_words
 
 __all__ = [
     "AttributeScorer",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from personalizer._optional import require
 from personalizer.errors import InvalidInput
 
-from .base import RewardSet
+from personalizer.backends.rewards.base import RewardSet
 
 __all__ = [
     "AttributeScorer",
@@ -188,7 +188,7 @@ class AttributeScorer:
     and ``less`` are instructions that ask a model for more or less of it (the profile's
     prompt block uses them). ``token_rule`` says which tokens express the attribute to
     token-level steering (:class:`~personalizer.backends.TokenRewards`,
-    :mod:`~personalizer.backends.token_rules`): ``"end_of_turn"`` (more of it: ending is
+    :mod:`~personalizer.backends.heads.rules`): ``"end_of_turn"`` (more of it: ending is
     less likely; length), ``"list_marker"`` (more of it: a line more likely starts a list
     item; structure) or ``"lexicon"`` (more of it: the words of ``lexicon`` are more likely,
     each by its weight; a mapping of lower-case words to weights, or a function returning

@@ -242,7 +242,7 @@ class RewardSet:
             parts.append(scorer)
         if len(parts) == 1:
             return parts[0]
-        from ..scorers import CombinedScorer
+        from personalizer.backends.decoding.scorers import CombinedScorer
 
         return CombinedScorer(parts)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from personalizer.errors import BackendError, InvalidInput
 
-from .. import _hf
-from ._batching import chunks, right_pad, unused_id
+from personalizer.backends import _hf
+from personalizer.backends.rewards._batching import chunks, right_pad, unused_id
 
 __all__ = ["ClassifierReward"]
 
@@ -70,8 +70,8 @@ class ClassifierReward:
     def token_scorer(self, handle: Any) -> Any:
         """The fast path for ARGS: when this model shares the decoding LM's vocabulary, one
         tree-attention pass over its own KV cache scores every candidate of every row per
-        step (:class:`~personalizer.backends.scorers.TreeScorer`); None otherwise."""
-        from ..scorers import TreeScorer, score_head
+        step (:class:`~personalizer.backends.decoding.scorers.TreeScorer`); None otherwise."""
+        from personalizer.backends.decoding.scorers import TreeScorer, score_head
 
         if self.tokenizer.get_vocab() != handle.tokenizer.get_vocab():
             return None

@@ -16,9 +16,9 @@ from typing import Any, Literal
 from personalizer.errors import InvalidInput
 from personalizer.types import Message
 
-from .. import _hf
-from ._batching import chunks, right_pad
-from .base import check_scores
+from personalizer.backends import _hf
+from personalizer.backends.rewards._batching import chunks, right_pad
+from personalizer.backends.rewards.base import check_scores
 
 __all__ = ["ConfidenceReward"]
 

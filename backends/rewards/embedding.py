@@ -18,8 +18,8 @@ import numpy as np
 from personalizer._optional import MODELS_INSTALL, require
 from personalizer.errors import BackendError, InvalidInput, MissingDependency
 
-from .. import _hf
-from ._batching import chunks
+from personalizer.backends import _hf
+from personalizer.backends.rewards._batching import chunks
 
 __all__ = ["CausalLMEncoder", "EmbeddingHeads", "SentenceEncoder", "minilm_path"]
 
@@ -83,7 +83,7 @@ class CausalLMEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         torch = _hf.torch_module()
-        from ._batching import right_pad
+        from personalizer.backends.rewards._batching import right_pad
 
         gen = self.generator
         tok = gen.tokenizer

@@ -104,7 +104,7 @@ class Substance:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from .embedding import SentenceEncoder
+            from personalizer.backends.rewards.embedding import SentenceEncoder
 
             self._encoder = SentenceEncoder()
         return self._encoder

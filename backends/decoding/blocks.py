@@ -29,14 +29,14 @@ import numpy as np
 
 from personalizer.types import ScoredCandidate
 
-from .engine import Decoding, RowSpec
-from .handle import ModelHandle
-from .policies import BranchPolicy
-from .request import BestOfN
-from .text import TextTracker, ends_sentence, first_stop, may_end
+from personalizer.backends.decoding.engine import Decoding, RowSpec
+from personalizer.backends.decoding.handle import ModelHandle
+from personalizer.backends.decoding.policies import BranchPolicy
+from personalizer.backends.request import BestOfN
+from personalizer.backends.decoding.text import TextTracker, ends_sentence, first_stop, may_end
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .proxy import ProxyTuning
+    from personalizer.backends.decoding.proxy import ProxyTuning
 
 __all__ = ["LEANS_ON", "BestOfNRun", "can_start_at", "choose_block"]
 

@@ -13,7 +13,7 @@ batch. Implementations here:
 * :class:`TreeScorer`: a sequence-classification reward model that shares the LM's tokenizer
   keeps its own batched KV cache and scores every row's k candidates in ONE tree-attention
   pass per step (offered by ``ClassifierReward.token_scorer``).
-* Shared-trunk heads read the LM's own tree pass (``personalizer.backends.trunk``).
+* Shared-trunk heads read the LM's own tree pass (``personalizer.backends.heads.trunk``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from personalizer.errors import InvalidInput
 
-from .kv import PaddedCache
+from personalizer.backends.decoding.kv import PaddedCache
 
 __all__ = ["CombinedScorer", "DecodeStep", "ScoredRow", "TextScorer", "TokenScorer",
            "TreeScorer", "score_head"]

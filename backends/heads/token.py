@@ -48,11 +48,11 @@ from personalizer._optional import require
 from personalizer.errors import InvalidInput
 from personalizer.types import Message
 
-from . import _hf
-from .decoding_math import fold_token_rewards, token_reward_scores
+from personalizer.backends import _hf
+from personalizer.backends.decoding.tensor_math import fold_token_rewards, token_reward_scores
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .local import LocalGenerator
+    from personalizer.backends.local.generator import LocalGenerator
 
 __all__ = ["TOKEN_HEADS_FORMAT", "HiddenSteer", "PreferencePair", "TokenHeads",
            "distill_token_heads", "learn_token_heads", "model_fingerprint", "sequence_scores"]
@@ -229,7 +229,7 @@ def _samples(generator: LocalGenerator, prompt: str, responses: Sequence[str],
     """Teacher-forced states of each response (its end of turn appended); a prompt and
     response longer than the model's context are refused (never truncated: the score is of
     the whole answer)."""
-    from .handle import context_length, end_of_turn
+    from personalizer.backends.decoding.handle import context_length, end_of_turn
 
     tok, model = generator.tokenizer, generator.model
     head = _hf.chat_prompt(tok, [Message(role="user", content=prompt)])

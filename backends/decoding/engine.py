@@ -30,15 +30,15 @@ import torch
 from personalizer.errors import BackendError
 from personalizer.types import Message
 
-from .decoding_math import proxy_logits, slots_of, top_candidates
-from .handle import ModelHandle
-from .kv import PaddedCache, project
-from .request import GenerationOptions
-from .text import TextTracker
+from personalizer.backends.decoding.tensor_math import proxy_logits, slots_of, top_candidates
+from personalizer.backends.decoding.handle import ModelHandle
+from personalizer.backends.decoding.kv import PaddedCache, project
+from personalizer.backends.request import GenerationOptions
+from personalizer.backends.decoding.text import TextTracker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .proxy import ProxyTuning
-    from .scorers import TokenScorer
+    from personalizer.backends.decoding.proxy import ProxyTuning
+    from personalizer.backends.decoding.scorers import TokenScorer
 
 __all__ = ["DecodeRow", "Decoding", "RowSpec", "TokenPolicy"]
 
@@ -133,7 +133,7 @@ class _Logits:
         self.alpha, self.vocab = 0.0, None
         self._outs: list[torch.Tensor] = []
         if proxy is not None:
-            from .proxy import shared_vocab_size
+            from personalizer.backends.decoding.proxy import shared_vocab_size
 
             self.vocab = shared_vocab_size(handle, proxy.expert, proxy.antiexpert)
             self.alpha = proxy.alpha
@@ -148,7 +148,7 @@ class _Logits:
         their LM hidden state shifted by it (:func:`~.token_heads.shift_hidden`)."""
         hidden = self.lm.hidden
         if any(s is not None for s in steers):
-            from .token_heads import shift_hidden
+            from personalizer.backends.heads.token import shift_hidden
 
             hidden = shift_hidden(hidden, steers)
         outs = [project(self.heads[0], hidden).float().cpu()[:, :self.vocab]]

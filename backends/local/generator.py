@@ -28,13 +28,13 @@ from personalizer.types import (
     check_pairs,
 )
 
-from . import _hf
-from .best_of_n import BestOfNRun
-from .engine import Decoding
-from .plan import Plan, Planner
-from .proxy import ProxyTuning
-from .request import GenerationOptions, Steering, parse_options
-from .rewards.quality import QualityModel, default_quality
+from personalizer.backends import _hf
+from personalizer.backends.decoding.blocks import BestOfNRun
+from personalizer.backends.decoding.engine import Decoding
+from personalizer.backends.decoding.planning import Plan, Planner
+from personalizer.backends.decoding.proxy import ProxyTuning
+from personalizer.backends.request import GenerationOptions, Steering, parse_options
+from personalizer.backends.rewards.quality import QualityModel, default_quality
 
 __all__ = ["LocalGenerator"]
 
@@ -166,7 +166,7 @@ class LocalGenerator:
         return twin
 
     def _checked_heads(self, heads: Any) -> Any:
-        from .token_heads import TokenHeads
+        from personalizer.backends.heads.token import TokenHeads
 
         if not isinstance(heads, TokenHeads):
             raise InvalidInput("token_heads must be personalizer.backends.TokenHeads (from "
@@ -254,7 +254,7 @@ class LocalGenerator:
         With a final assistant message the options continue that turn (a prefill); this is
         how a local judge reads its score distribution instead of parsing free text.
         """
-        from .rewards._batching import right_pad
+        from personalizer.backends.rewards._batching import right_pad
 
         torch = self._torch
         head = self.prompt_ids(messages)

@@ -26,12 +26,12 @@ from personalizer._optional import require
 from personalizer.errors import InvalidInput
 from personalizer.types import Message
 
-from . import _hf
-from .rewards._batching import chunks, right_pad
+from personalizer.backends import _hf
+from personalizer.backends.rewards._batching import chunks, right_pad
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .handle import ModelHandle
-    from .local import LocalGenerator
+    from personalizer.backends.decoding.handle import ModelHandle
+    from personalizer.backends.local.generator import LocalGenerator
 
 __all__ = ["TrunkHeads", "TrunkScorer", "distill_heads", "trunk_states"]
 

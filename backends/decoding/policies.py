@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .decoding_math import args_scores, choose_next, scatter_scores
-from .engine import Decoding, RowSpec
-from .handle import ModelHandle, context_length
-from .request import GenerationOptions
-from .text import ends_sentence, may_end
+from personalizer.backends.decoding.tensor_math import args_scores, choose_next, scatter_scores
+from personalizer.backends.decoding.engine import Decoding, RowSpec
+from personalizer.backends.decoding.handle import ModelHandle, context_length
+from personalizer.backends.request import GenerationOptions
+from personalizer.backends.decoding.text import ends_sentence, may_end
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import DecodeRow
-    from .scorers import TokenScorer
+    from personalizer.backends.decoding.engine import DecodeRow
+    from personalizer.backends.decoding.scorers import TokenScorer
 
 __all__ = ["PLAIN", "ArgsPolicy", "BranchPolicy", "PlainPolicy", "TokenRewardPolicy", "draft"]
 
@@ -247,7 +247,7 @@ class TokenRewardPolicy:
     def _may_end(self, row: DecodeRow, last: int | None) -> bool:
         """Whether the answer so far ends a sentence or a line (so ending is whole): its
         last token may end one, and its text does (not "2." nor "e.g.")."""
-        from .token_rules import ends_whole
+        from personalizer.backends.heads.rules import ends_whole
 
         return last is not None and self.lines is not None and \
             last in self.lines.sentence_end and ends_whole(row.tracker.decode())

@@ -28,7 +28,7 @@ class ProxyTuning:
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        from .handle import ModelHandle
+        from personalizer.backends.decoding.handle import ModelHandle
 
         for role in ("expert", "antiexpert"):
             if not isinstance(getattr(self, role), ModelHandle):

@@ -40,11 +40,11 @@ from personalizer.types import (
     with_request,
 )
 
-from .decoding_math import seeded_rng
-from .engine import RowSpec
-from .handle import ModelHandle, context_length, end_of_turn
-from .policies import PLAIN, ArgsPolicy, PlainPolicy, TokenRewardPolicy
-from .request import (
+from personalizer.backends.decoding.tensor_math import seeded_rng
+from personalizer.backends.decoding.engine import RowSpec
+from personalizer.backends.decoding.handle import ModelHandle, context_length, end_of_turn
+from personalizer.backends.decoding.policies import PLAIN, ArgsPolicy, PlainPolicy, TokenRewardPolicy
+from personalizer.backends.request import (
     CLEAR_NORM,
     BestOfN,
     GenerationOptions,
@@ -52,11 +52,11 @@ from .request import (
     TokenRewards,
     reward_scale,
 )
-from .scorers import TextScorer
+from personalizer.backends.decoding.scorers import TextScorer
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .proxy import ProxyTuning
-    from .scorers import TokenScorer
+    from personalizer.backends.decoding.proxy import ProxyTuning
+    from personalizer.backends.decoding.scorers import TokenScorer
 
 __all__ = ["CLEAR_NORM", "Plan", "Planner", "fit_context"]
 
@@ -228,8 +228,8 @@ class Planner:
         heads.check(self.rewards)
         if steering.strength == 0 or not user.any():
             return Plan(row(PLAIN), record("plain", ()), dropped)
-        from .token_heads import HiddenSteer
-        from .token_rules import lexicon_bias, line_tokens, ruled_mask, token_rules
+        from personalizer.backends.heads.token import HiddenSteer
+        from personalizer.backends.heads.rules import lexicon_bias, line_tokens, ruled_mask, token_rules
 
         scale = steering.strength * strategy.rule_scale
         # rule_scale 0 turns every rule off (the ruled rewards go back to their heads)

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from . import _hf
-from .decoding_math import tree_mask
+from personalizer.backends import _hf
+from personalizer.backends.decoding.tensor_math import tree_mask
 
 __all__ = ["PaddedCache", "crop_to", "keep_slot"]
 
