@@ -4,20 +4,22 @@ Backends know a user only through the :class:`Steering` handed to them; they nev
 ``personalizer.profiles`` or the facade. Torch-based parts load on first use, so
 ``from personalizer.backends import Steering`` needs neither torch nor transformers.
 
-The decoding layer, by module: :mod:`.request` (options, steering, strategies),
-:mod:`.plan` (the one place that chooses a path), :mod:`.engine` (the one loop),
-:mod:`.policies` and :mod:`.best_of_n` (strategies), :mod:`.scorers` (token scorers),
-:mod:`.token_heads` and :mod:`.token_rules` (token-level rewards),
-:mod:`.decoding_math` (pure tensor math), :mod:`.kv` (KV-cache surgery),
-:mod:`.local` (the ``LocalGenerator`` facade). Hosted models (no logits): :mod:`.hosted`
-(the shared request logic), :mod:`.openai_api`, :mod:`.anthropic_api`.
+By folder: :mod:`.local` (the ``LocalGenerator``), :mod:`.decoding` (the one loop in
+``engine``, KV surgery in ``kv``, pure tensor math in ``tensor_math``, ``planning``, the shared
+``policies``, best-of-n's ``blocks``, token ``scorers``, ``proxy``-tuning, and
+:mod:`.decoding.strategies`, one module per strategy), :mod:`.heads` (token-level reward
+heads, token rules, trunk heads), :mod:`.rewards` (base rewards, reward sets, the user's
+reward, judges, quality), :mod:`.hosted` (hosted APIs: no logits). Steering and the
+generation options are the seams' (:mod:`personalizer.steering`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from personalizer.backends.request import Args, BestOfN, GenerationOptions, Steering, TokenRewards
+from personalizer.steering import GenerationOptions, Steering
+
+from .decoding.strategies import Args, BestOfN, TokenRewards
 
 __all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "HostedGenerator",
            "HostedOptions", "LocalGenerator", "ModelHandle", "OpenAIGenerator", "ProxyTuning",

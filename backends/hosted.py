@@ -62,14 +62,12 @@ from personalizer.types import (
     last_user_text,
 )
 
-from .request import (
-    BestOfN,
-    Steering,
-    StopStrings,
-    _no_bool,
-    reward_scale,
-    validation_message,
-)
+from personalizer.seams import ProfilePrompt
+from personalizer.steering import Steering, StopStrings, reward_scale
+from personalizer.steering import no_bool as _no_bool
+from personalizer.types import validation_message
+
+from .decoding.strategies import BestOfN
 
 __all__ = ["HostedGenerator", "HostedOptions", "HostedStream", "AsyncHostedStream"]
 
@@ -189,7 +187,8 @@ class HostedGenerator:
     native_n: ClassVar[bool] = False  # one call can return n candidates
     # options this provider lacks, with what to do instead (beside LOCAL_ONLY)
     lacks: ClassVar[dict[str, str]] = {}
-    steers_decoding: ClassVar[bool] = False  # no logits: prompt conditioning, best-of-n
+    default_strategy: ClassVar[Any] = None  # the prompt only, unless best-of-n is asked
+    profile_prompt: ClassVar[ProfilePrompt] = ProfilePrompt(where="system")
 
     def __init__(self, model: ModelName, *, client: Unchecked[Any] = None,
                  async_client: Unchecked[Any] = None,
@@ -341,7 +340,15 @@ class HostedGenerator:
             if not isinstance(steering, Steering):
                 raise InvalidInput("steering must be a personalizer.backends.Steering, not "
                                    f"{type(steering).__name__}")
-            rerank = self._check_rerank(steering)
+            if steering.strategy is None:  # no strategy: the prompt only
+                steering = None
+            else:
+                rerank = self._check_rerank(steering)
+                rs, judge = steering.reward_set(self.rewards), self.judge
+                rankable = (steering.coefficients and rs is not None) or \
+                    (steering.principles and judge is not None)
+                if not rankable:  # nothing of this user's can rank candidates yet
+                    rerank, steering = None, None
         return _Request(msgs, opts, rerank, steering)
 
     def _check_rerank(self, steering: Steering) -> BestOfN:
@@ -368,12 +375,12 @@ class HostedGenerator:
             raise UnsupportedRequest(
                 f"{name} cannot branch on the most likely first tokens (a hosted API gives "
                 "no logits); use BestOfN(draw='sample')")
-        if self.rewards is None and self.judge is None:
+        if steering.reward_set(self.rewards) is None and self.judge is None:
             raise UnsupportedRequest(
                 f"best-of-n needs a reward to rerank by: {name}(..., rewards=reward_set) "
                 "and/or judge=JudgeReward(...)")
-        if self.rewards is not None and steering.coefficients:
-            self.rewards.coefficient_vector(  # RewardSetMismatch before any call is made
+        if steering.reward_set(self.rewards) is not None and steering.coefficients:
+            steering.reward_set(self.rewards).coefficient_vector(  # RewardSetMismatch before any call is made
                 steering.coefficients, reward_set_id=steering.reward_set_id,
                 reward_set_version=steering.reward_set_version)
         return strategy
@@ -415,7 +422,7 @@ class HostedGenerator:
                 ) -> tuple[np.ndarray, tuple[RewardTerm, ...]]:
         total = np.zeros(len(texts))
         terms: tuple[RewardTerm, ...] = ()
-        rs = self.rewards
+        rs = steering.reward_set(self.rewards)
         if rs is not None and steering.coefficients:
             coef = rs.coefficient_vector(steering.coefficients,
                                          reward_set_id=steering.reward_set_id,
@@ -432,7 +439,7 @@ class HostedGenerator:
 
     def _record(self, steering: Steering, terms: tuple[RewardTerm, ...], texts: list[str],
                 scores: np.ndarray, best: int) -> SteeringRecord:
-        rs = self.rewards if terms else None
+        rs = steering.reward_set(self.rewards) if terms else None
         return SteeringRecord(
             path="best-of-n", levers=("best_of_n",), strategy=steering.strategy.model_dump(),
             strength=steering.strength, reward_set_id=rs.id if rs else None,

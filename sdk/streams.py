@@ -83,8 +83,8 @@ class Stream:
                 yield piece
             text = "".join(pieces)
             done = self._finish(text) if self._finish is not None else None
-            if done is None and isinstance(self._pieces, Stream):
-                done = self._pieces.generation
+            if done is None:  # a source stream that reports its generation
+                done = getattr(self._pieces, "generation", None)
             done = done if done is not None else _plain(text, start)
             self.generation = self._then(done) if self._then is not None else done
         except Exception as exc:  # noqa: BLE001 - converted at the boundary, not swallowed
@@ -200,8 +200,8 @@ class AsyncStream:
                 done = self._finish(text)
                 if inspect.isawaitable(done):
                     done = await done
-            if done is None and isinstance(source, AsyncStream):
-                done = source.generation
+            if done is None:  # a source stream that reports its generation
+                done = getattr(source, "generation", None)
             done = done if done is not None else _plain(text, start)
             if self._then is not None:
                 done = await asyncio.to_thread(self._then, done)

@@ -117,7 +117,7 @@ def test_steering_raises_the_reward(gen: LocalGenerator) -> None:
 
     def o_mean(c: float) -> float:
         s = Steering(coefficients={"o_count": c}, reward_set_id=o_set.id,
-                     reward_set_version=o_set.version, strength=2.0)
+                     reward_set_version=o_set.version, strength=2.0, strategy="args")
         return float(np.mean([o_count.fn(o_gen.generate(p, max_new_tokens=20, steering=s).text)
                               for p in PROMPTS]))
 

@@ -322,7 +322,8 @@ ACCEPTS_GENERATOR: dict[str, Accepted] = {
     "local": {
         "LocalGenerator": {"cache_dir": "None", "defaults": "None", "gguf_file": "None",
                            "prompt_rewards": "None list tuple", "quality": "None",
-                           "rewards": "None", "token_heads": "None"},
+                           "rewards": "None", "token_heads": "None",
+                           "strategy": "None"},  # None: DEFAULT_STRATEGY
         **{m: {"messages": MESSAGES, "proxy": "None", **LOCAL_OPTIONS}
            for m in CALLS},
         "generate_batch": {"proxy": "None", **LOCAL_OPTIONS},

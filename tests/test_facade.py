@@ -142,8 +142,8 @@ def test_streams_report_the_whole_generation_after_the_last_piece(
 def test_the_reward_set_is_given_once(tmp_path: Path) -> None:
     bare = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), quality=None)
     with Personalizer(tmp_path / "a.db", rewards=REWARDS, generator=bare) as p:
-        assert bare.rewards is None and p.generator.rewards is REWARDS  # a twin, not mutated
-        assert p.generator.model is bare.model  # sharing the loaded weights
+        # the caller's generator, as given and untouched: each request hands the set over
+        assert p.generator is bare and bare.rewards is None and p.rewards is REWARDS
         with_coefficients(p, "eve", 2.0)
         assert p.generate("eve", CHAT, max_new_tokens=4).steering.path == "branch"
     owned = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=REWARDS, quality=None)

@@ -118,7 +118,7 @@ def test_an_answer_ends_only_once_its_quality_clears_the_floor() -> None:
 def test_the_reward_is_relative_to_the_profiles_scale() -> None:
     """Through the planner (the one place that turns a Steering into a decoding row)."""
     from personalizer.backends.decoding.planning import CLEAR_NORM, Planner
-    from personalizer.backends.request import GenerationOptions
+    from personalizer.steering import GenerationOptions
 
     rs = RewardSet("letters", [AttributeScorer("e", "more e", lambda t: t.count("e")),
                                AttributeScorer("o", "more o", lambda t: t.count("o"))])
@@ -127,7 +127,8 @@ def test_the_reward_is_relative_to_the_profiles_scale() -> None:
 
     def weights(scale: float, relative: bool = True) -> np.ndarray:
         s = Steering(coefficients={"e": 3.0 * scale, "o": -4.0 * scale},
-                     reward_set_id=rs.id, reward_set_version=rs.version, relative=relative)
+                     reward_set_id=rs.id, reward_set_version=rs.version, relative=relative,
+                     strategy="args")
         plan = Planner(gen, rs, None).plan(msgs, GenerationOptions(), s)
         return plan.spec.policy.weights.numpy()
 

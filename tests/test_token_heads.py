@@ -340,7 +340,7 @@ def by_hand(g: LocalGenerator, proxy: ProxyTuning, prompt: str, s: Steering,
     whole forwards of the three models every step (no cache), the steered logits as
     ``proxy(W (h + w sum_j c_j (U_j D_j^T h + b_j)), expert, antiexpert)``."""
     from personalizer.backends.decoding.tensor_math import fold_token_rewards, proxy_logits
-    from personalizer.backends.request import reward_scale
+    from personalizer.steering import reward_scale
 
     heads, tok = g.token_heads, g.tokenizer
     coef = [s.coefficients[n] for n in REWARDS.names]

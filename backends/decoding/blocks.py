@@ -23,22 +23,32 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-
-from personalizer.types import ScoredCandidate
 
 from personalizer.backends.decoding.engine import Decoding, RowSpec
 from personalizer.backends.decoding.handle import ModelHandle
 from personalizer.backends.decoding.policies import BranchPolicy
-from personalizer.backends.request import BestOfN
 from personalizer.backends.decoding.text import TextTracker, ends_sentence, first_stop, may_end
+from personalizer.types import ScoredCandidate, SteeringRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.proxy import ProxyTuning
 
-__all__ = ["LEANS_ON", "BestOfNRun", "can_start_at", "choose_block"]
+__all__ = ["LEANS_ON", "BestOfNRun", "Blocks", "can_start_at", "choose_block"]
+
+
+class Blocks(Protocol):
+    """What a blockwise run reads of its strategy's settings (the BestOfN strategy)."""
+
+    n: int
+    block: str
+    block_tokens: int
+    end_early: bool
+    branch_gap: float
+    trim_opening: bool
+    quality_weight: float
 
 # First words of a sentence that leans on the one before it: an answer cannot start there.
 LEANS_ON = frozenset({
@@ -80,7 +90,7 @@ class BestOfNRun:
     """Iterate for the text pieces of the kept samples; afterwards ``candidates`` hold the
     last block's options with their scores and ``chosen`` the kept one."""
 
-    def __init__(self, handle: ModelHandle, spec: RowSpec, strategy: BestOfN,
+    def __init__(self, handle: ModelHandle, spec: RowSpec, strategy: Blocks,
                  user_reward: Callable[[list[str]], Any], proxy: ProxyTuning | None, *,
                  strength: float = 1.0, quality: Any = None) -> None:
         self.handle, self.spec, self.strategy = handle, spec, strategy
@@ -92,6 +102,10 @@ class BestOfNRun:
         self.finish = "length"
         self.first_s: float | None = None
         self.start = time.perf_counter()
+
+    def record(self, record: SteeringRecord) -> SteeringRecord:
+        """``record`` with the last block's candidates and the kept one."""
+        return record.model_copy(update={"candidates": self.candidates, "chosen": self.chosen})
 
     def _rows(self, block: RowSpec) -> list[RowSpec]:
         """The n rows of one block: n samples (``draw="sample"``, or any draw when the

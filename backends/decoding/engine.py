@@ -33,7 +33,7 @@ from personalizer.types import Message
 from personalizer.backends.decoding.tensor_math import proxy_logits, slots_of, top_candidates
 from personalizer.backends.decoding.handle import ModelHandle
 from personalizer.backends.decoding.kv import PaddedCache, project
-from personalizer.backends.request import GenerationOptions
+from personalizer.steering import GenerationOptions
 from personalizer.backends.decoding.text import TextTracker
 
 if TYPE_CHECKING:  # pragma: no cover

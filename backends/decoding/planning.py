@@ -1,36 +1,29 @@
-"""The one place that chooses a request's decoding path.
+"""Planning: one request becomes a row of the decoding loop and the record of its path.
 
-Given a request (messages, options, an optional user :class:`Steering`), :class:`Planner`
-fits the prompt to the model's context and picks the path, then returns the row for the
-decoding loop and the record of what was chosen:
-
-* no steering -> plain decoding;
-* ARGS whose reward cannot change the answer (strength 0, or all coefficients 0 without
-  sampled lookahead) -> plain decoding limited to the same k candidates: identical answers,
-  faster;
-* ARGS -> the reward's own fast token scorer when it offers one for this model
-  (``scoring="auto"`` or ``"fast"``), else candidate texts scored by the reward set. The
-  user's reward is divided by the norm of their coefficients (``Steering.relative``);
-  whole-answer attributes (``per_token=False``: length) count only when finished answers are
-  compared; the generator's quality term (substance) joins them there with a fixed weight,
-  and an answer may end only once it clears the quality floor;
-* best-of-n -> n rows per block, sampled or greedy branches (:mod:`.best_of_n`), path
-  ``"best-of-n"`` or ``"branch"``; ``draw="branch"`` with ``do_sample=True`` samples its
-  rows (path ``"best-of-n"``);
-* token-level rewards -> the generator's token heads folded with the user's coefficients
-  into one hidden-state shift per step (:mod:`.token_heads`), path ``"token-rewards"``.
+:class:`Planner` does what every request needs (the prompt within the model's context, the
+user's coefficients checked against the reward set and put on their relative scale) and
+hands a :class:`PlanContext` to the request's strategy, whose ``plan(context)`` chooses the
+path (:mod:`.strategies`: one module per strategy, registered in
+:data:`personalizer.steering.STRATEGIES`). Without steering, or with nothing to steer by (no
+coefficients), the answer is plain decoding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
-from personalizer.errors import InvalidInput
+from personalizer.backends.decoding.engine import RowSpec
+from personalizer.backends.decoding.handle import ModelHandle, context_length
+from personalizer.backends.decoding.policies import PLAIN
+from personalizer.backends.decoding.scorers import TextScorer
+from personalizer.backends.decoding.tensor_math import seeded_rng
+from personalizer.errors import InvalidInput, UnsupportedRequest
+from personalizer.seams import RewardSet
+from personalizer.steering import GenerationOptions, Steering, Strategy, reward_scale
 from personalizer.types import (
     Message,
     QualityTerm,
@@ -40,26 +33,29 @@ from personalizer.types import (
     with_request,
 )
 
-from personalizer.backends.decoding.tensor_math import seeded_rng
-from personalizer.backends.decoding.engine import RowSpec
-from personalizer.backends.decoding.handle import ModelHandle, context_length, end_of_turn
-from personalizer.backends.decoding.policies import PLAIN, ArgsPolicy, PlainPolicy, TokenRewardPolicy
-from personalizer.backends.request import (
-    CLEAR_NORM,
-    BestOfN,
-    GenerationOptions,
-    Steering,
-    TokenRewards,
-    reward_scale,
-)
-from personalizer.backends.decoding.scorers import TextScorer
-
 if TYPE_CHECKING:  # pragma: no cover
+    from personalizer.backends.decoding.engine import TokenPolicy
     from personalizer.backends.decoding.proxy import ProxyTuning
     from personalizer.backends.decoding.scorers import TokenScorer
+    from personalizer.backends.rewards.quality import QualityModel
 
-__all__ = ["CLEAR_NORM", "Plan", "Planner", "fit_context"]
+__all__ = ["BlockRun", "LocalStrategy", "Plan", "PlanContext", "Planner", "fit_context"]
 
+
+class BlockRun(Protocol):
+    """A strategy's own run in place of the one decoding loop (best-of-n decodes its blocks
+    as loops of their own): iterate for the answer's pieces, then read the result."""
+
+    start: float
+    token_ids: list[int]
+    finish: str
+    first_s: float | None
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def record(self, record: SteeringRecord) -> SteeringRecord:
+        """The plan's record with what the run chose."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -69,11 +65,18 @@ class Plan:
     spec: RowSpec
     record: SteeringRecord
     dropped: int = 0  # prompt tokens dropped to fit the context
-    best_of_n: BestOfN | None = None
-    # best-of-n: the user's reward of texts, (all of it, its whole-answer part)
-    user_reward: Callable[[list[str]], tuple[Any, Any]] | None = None
-    quality: Any = None  # the quality model that kept the answer an answer
-    strength: float = 0.0  # best-of-n: the user's reward's weight beside quality
+    quality: QualityModel | None = None  # the quality model that kept the answer an answer
+    # a strategy that runs its own loops (best-of-n): (handle, row, proxy) -> the run
+    run: Callable[[ModelHandle, RowSpec, ProxyTuning | None], BlockRun] | None = None
+
+
+@runtime_checkable
+class LocalStrategy(Protocol):
+    """A strategy a local model can run: it plans one request."""
+
+    kind: str
+
+    def plan(self, context: PlanContext) -> Plan: ...
 
 
 def fit_context(handle: ModelHandle, prompt: list[int],
@@ -96,187 +99,173 @@ def fit_context(handle: ModelHandle, prompt: list[int],
     return prompt, dropped, min(options.max_new_tokens, ctx - len(prompt))
 
 
+@dataclass
+class PlanContext:
+    """What a strategy plans with: the request, the user's coefficients (``coef``, in the
+    reward set's order; ``user``: on the relative scale), the model and its parts, and
+    helpers that build rows, records and plans."""
+
+    handle: ModelHandle
+    rewards: RewardSet
+    steering: Steering
+    strategy: Strategy
+    options: GenerationOptions
+    messages: Sequence[Message]  # what the model reads (the profile request added)
+    prompt_text: str  # what rewards score against: the user's own words
+    prompt: list[int]
+    max_new: int
+    dropped: int
+    levers: tuple[str, ...]  # levers of every path (the prompt request, proxy-tuning)
+    coef: np.ndarray
+    user: np.ndarray
+    planner: Planner
+
+    @property
+    def quality_model(self) -> QualityModel | None:
+        """The generator's quality term (substance), the same for every user, or None."""
+        return self.planner.quality
+
+    @property
+    def token_heads(self) -> Any:
+        """The generator's token-level reward heads (TokenHeads), or None."""
+        return self.planner.token_heads
+
+    @property
+    def whole(self) -> np.ndarray:
+        """1 for each whole-answer reward (length: only finished answers show it), else 0."""
+        return 1.0 - np.asarray(self.rewards.per_token, dtype=float)
+
+    def row(self, policy: TokenPolicy, sample_default: bool = False) -> RowSpec:
+        """The request's row with ``policy`` (sampling when the options or, unset, the
+        strategy's ``sample_default`` say so)."""
+        sampling = self.options.sampling(sample_default)
+        rng = seeded_rng(self.options.seed) if sampling else None
+        opts = self.options.model_copy(update={"do_sample": sampling})
+        return RowSpec(prompt=self.prompt, prompt_text=self.prompt_text, options=opts,
+                       policy=policy, max_new_tokens=self.max_new, rng=rng,
+                       messages=tuple(self.messages))
+
+    def record(self, path: str, levers: tuple[str, ...],
+               quality: QualityTerm | None = None) -> SteeringRecord:
+        """The record of a steered path (the user's terms, the strategy, the strength)."""
+        rs = self.rewards
+        return SteeringRecord(
+            path=path, levers=(*self.levers, *levers), strategy=self.strategy.model_dump(),
+            strength=self.steering.strength, reward_set_id=rs.id,
+            reward_set_version=rs.version,
+            terms=tuple(RewardTerm(name=n, description=d, coefficient=float(c))
+                        for n, d, c in zip(rs.names, rs.descriptions, self.coef,
+                                           strict=True)),
+            quality=quality)
+
+    def plan(self, policy: TokenPolicy, path: str, levers: tuple[str, ...] = (), *,
+             sample_default: bool = False, quality: QualityModel | None = None,
+             quality_weight: float = 0.0, run: Any = None) -> Plan:
+        """A plan of ``policy`` recorded as ``path`` with ``levers``; ``quality``: the
+        quality model that keeps the answer an answer (recorded with its weight)."""
+        return Plan(self.row(policy, sample_default), self.record(path, levers,
+                                                                  self.term(quality,
+                                                                            quality_weight)),
+                    self.dropped, quality=quality, run=run)
+
+    def plain(self, policy: TokenPolicy = PLAIN) -> Plan:
+        """Plain decoding (the reward cannot change the answer), recorded as steered."""
+        return Plan(self.row(policy), self.record("plain", ()), self.dropped)
+
+    @property
+    def idle(self) -> bool:
+        """Whether the user's reward cannot move the answer (strength 0 or no weight)."""
+        return self.steering.strength == 0 or not self.coef.any()
+
+    @staticmethod
+    def term(quality: QualityModel | None, weight: float) -> QualityTerm | None:
+        return None if quality is None else QualityTerm(
+            name=quality.name, description=quality.description, weight=weight,
+            floor=quality.floor)
+
+    def scorer(self, scoring: str, weights: np.ndarray) -> TokenScorer:
+        """A token scorer of the raw base rewards: the reward set's own fast one
+        (``scoring`` 'auto' or 'fast'), else candidate texts scored by the reward set
+        (computing only the rewards some row of this run weighs)."""
+        return self.planner.scorer(self.rewards, scoring, weights)
+
+
 class Planner:
     """Plans the requests of one decoding run; rows steered with the same reward set share
     one token scorer per kind."""
 
-    def __init__(self, handle: ModelHandle, rewards: Any, proxy: ProxyTuning | None,
-                 quality: Any = None, token_heads: Any = None) -> None:
+    def __init__(self, handle: ModelHandle, rewards: RewardSet | None,
+                 proxy: ProxyTuning | None, quality: QualityModel | None = None,
+                 token_heads: Any = None, default_strategy: Strategy | None = None) -> None:
         self.handle, self.rewards, self.proxy = handle, rewards, proxy
         self.token_heads = token_heads  # TokenHeads for this model (checked when set)
         self.quality = quality  # a QualityModel: substance, with a fixed weight
-        self._fast: Any = None
-        self._fast_known = False
-        self._text: TextScorer | None = None
-        # rewards any row of this run weighs per token (text scoring computes only those)
-        self._needed = np.zeros(len(rewards.names) if rewards is not None else 0, dtype=bool)
+        self.default_strategy = default_strategy
+        self._fast: dict[int, Any] = {}
+        self._text: dict[int, TextScorer] = {}
+        # per reward set: the rewards any row of this run weighs per token
+        self._needed: dict[int, np.ndarray] = {}
 
     def plan(self, messages: Sequence[Message], options: GenerationOptions,
              steering: Steering | None) -> Plan:
-        request = steering.instruction if isinstance(steering, Steering) else None
+        if steering is not None and not isinstance(steering, Steering):
+            raise InvalidInput("steering must be a personalizer.steering.Steering, not "
+                               f"{type(steering).__name__}")
+        request = steering.instruction if steering is not None else None
         asked = with_request(messages, request)  # what the model reads
         prompt, dropped, max_new = fit_context(self.handle, self.handle.prompt_ids(asked),
                                                options)
         text = last_user_text(messages)  # what rewards score against: the user's own words
         base = (("prompt",) if request else ()) + (("proxy",) if self.proxy is not None else ())
-
-        def row(policy: Any, sample_default: bool = False) -> RowSpec:
-            sampling = options.sampling(sample_default)
-            rng = seeded_rng(options.seed) if sampling else None
-            opts = options.model_copy(update={"do_sample": sampling})
-            return RowSpec(prompt=prompt, prompt_text=text, options=opts, policy=policy,
-                           max_new_tokens=max_new, rng=rng, messages=tuple(asked))
-
-        if steering is None:
-            return Plan(row(PLAIN), SteeringRecord(path="plain", levers=base), dropped)
-        if not isinstance(steering, Steering):
-            raise InvalidInput("steering must be a personalizer.backends.Steering, not "
-                               f"{type(steering).__name__}")
-        rs = self.rewards
+        if steering is None or not steering.coefficients:  # nothing to steer by
+            sampling = options.sampling()
+            spec = RowSpec(prompt=prompt, prompt_text=text,
+                           options=options.model_copy(update={"do_sample": sampling}),
+                           policy=PLAIN, max_new_tokens=max_new,
+                           rng=seeded_rng(options.seed) if sampling else None,
+                           messages=tuple(asked))
+            return Plan(spec, SteeringRecord(path="plain", levers=base), dropped)
+        rs = steering.reward_set(self.rewards)
         if rs is None:
             raise InvalidInput("steering needs the reward set its coefficients refer to: "
-                               "LocalGenerator(..., rewards=reward_set)")
+                               "LocalGenerator(..., rewards=reward_set), or "
+                               "Steering(..., rewards=reward_set)")
+        strategy = steering.strategy or self.default_strategy
+        if strategy is None:
+            raise InvalidInput("steering names no strategy and the generator has no default: "
+                               "Steering(..., strategy='args')")
+        if not isinstance(strategy, LocalStrategy):
+            raise UnsupportedRequest(f"strategy {strategy.kind!r} cannot run on a local model: "
+                                     "it has no plan(context) method")
         coef = rs.coefficient_vector(steering.coefficients,
                                      reward_set_id=steering.reward_set_id,
                                      reward_set_version=steering.reward_set_version)
-        strategy = steering.strategy
-
-        def record(path: str, levers: tuple[str, ...],
-                   quality: QualityTerm | None = None) -> SteeringRecord:
-            return SteeringRecord(
-                path=path, levers=(*base, *levers), strategy=strategy.model_dump(),
-                strength=steering.strength, reward_set_id=rs.id, reward_set_version=rs.version,
-                terms=tuple(RewardTerm(name=n, description=d, coefficient=float(c))
-                            for n, d, c in zip(rs.names, rs.descriptions, coef, strict=True)),
-                quality=quality)
-
         # relative: the user's reward on a unit scale once the profile is clear (norm >=
         # CLEAR_NORM); a faint profile (a few answers) stays proportionally weaker
         user = coef / reward_scale(coef, steering.relative)
-        if isinstance(strategy, TokenRewards):
-            return self._token_rewards(strategy, steering, user, row, record, dropped,
-                                       asked)
-        if isinstance(strategy, BestOfN):
-            if steering.strength == 0 or not coef.any():
-                return Plan(row(PLAIN), record("plain", ()), dropped)
-            if options.do_sample is False and strategy.draw == "sample":
-                raise InvalidInput(
-                    "best-of-n draws n samples, which do_sample=False would make identical; "
-                    "leave do_sample unset (or True), or decode greedily with "
-                    "BestOfN(draw='branch') (the default local strategy), 'args' or "
-                    "'token_rewards'")
-            # draw='branch' samples too when asked: its rows are then sampled blocks
-            sampled = options.sampling(strategy.draw == "sample")
+        return strategy.plan(PlanContext(
+            handle=self.handle, rewards=rs, steering=steering, strategy=strategy,
+            options=options, messages=asked, prompt_text=text, prompt=prompt, max_new=max_new,
+            dropped=dropped, levers=base, coef=coef, user=user, planner=self))
 
-            whole = 1.0 - np.asarray(rs.per_token, dtype=float)  # 1: a whole-answer reward
-
-            def user_reward(texts: list[str]) -> Any:
-                """The user's reward of each text: all of it, and its whole-answer part
-                (length), the only part that decides whether to end early."""
-                feats = rs.features(text, texts)
-                return feats @ user, feats @ (user * whole)
-
-            quality = self.quality if strategy.quality_weight > 0 else None
-            path = "best-of-n" if sampled else "branch"
-            # one row per block (n=1 branch, sampled or not) chooses among nothing
-            levers = ("best_of_n" if sampled else "branch",) \
-                if strategy.n > 1 or strategy.draw == "sample" else ()
-            levers += tuple(n for n in ("end_early", "trim_opening") if getattr(strategy, n))
-            return Plan(row(PLAIN, sample_default=sampled),
-                        record(path, levers,
-                               self._term(quality, strategy.quality_weight)),
-                        dropped, best_of_n=strategy, user_reward=user_reward, quality=quality,
-                        strength=steering.strength)
-        lookahead = strategy.whole_answer == "lookahead"
-        if steering.strength == 0 or (not coef.any()
-                                      and not (lookahead and options.sampling())):
-            return Plan(row(PlainPolicy(limit=strategy.candidates)), record("plain", ()),
-                        dropped)
-        # whole-answer attributes (length) only count when finished answers are compared
-        whole = 1.0 - np.asarray(rs.per_token, dtype=float)  # 1: a whole-answer attribute
-        weights, offset = rs.raw_weights(user * (1 - whole))
-        self._needed |= weights != 0
-        scorer = self._scorer(strategy.scoring, needed=self._needed)
-        quality = self.quality if strategy.quality_weight > 0 else None
-        term = self._term(quality, strategy.quality_weight)
-        policy = ArgsPolicy(
-            k=strategy.candidates, strength=steering.strength,
-            weights=torch.tensor(weights, dtype=torch.float32), offset=offset, scorer=scorer,
-            score_every=strategy.score_every,
-            lookahead=strategy.lookahead_tokens if lookahead else None,
-            text_reward=lambda prompt_text, texts: (
-                rs.features(prompt_text, texts) @ (user * whole), rs.features(prompt_text, texts)
-                @ (user * (1 - whole))),
-            eos=end_of_turn(self.handle), quality=quality,
-            quality_weight=strategy.quality_weight, lookahead_weight=strategy.lookahead_weight)
-        levers = ("args", "lookahead") if lookahead else ("args",)
-        return Plan(row(policy), record(f"args-{scorer.kind}", levers, term), dropped,
-                    quality=quality)
-
-    def _token_rewards(self, strategy: TokenRewards, steering: Steering, user: np.ndarray,
-                       row: Callable[..., RowSpec], record: Callable[..., SteeringRecord],
-                       dropped: int, messages: Sequence[Any] = ()) -> Plan:
-        """Token-level rewards: the user's coefficients fold the generator's token heads
-        into one shift of the row's hidden state per step."""
-        heads = self.token_heads
-        if heads is None:
-            raise InvalidInput(
-                f"strategy 'token_rewards' needs token heads for {self.handle.name}: "
-                "LocalGenerator(..., token_heads=heads), with heads from "
-                "personalizer.backends.distill_token_heads(generator, rewards, samples) or "
-                "TokenHeads.load(path, generator); or use strategy='args' or 'best_of_n'")
-        heads.check(self.rewards)
-        if steering.strength == 0 or not user.any():
-            return Plan(row(PLAIN), record("plain", ()), dropped)
-        from personalizer.backends.heads.token import HiddenSteer
-        from personalizer.backends.heads.rules import lexicon_bias, line_tokens, ruled_mask, token_rules
-
-        scale = steering.strength * strategy.rule_scale
-        # rule_scale 0 turns every rule off (the ruled rewards go back to their heads)
-        end_scale = steering.strength * strategy.end_scale if scale else 0.0
-        rules = token_rules(self.rewards, user, scale, end_scale)
-        # a reward with a token rule acts through its tokens, not through its head
-        by_head = user * (1.0 - ruled_mask(self.rewards)) if strategy.rule_scale > 0 else user
-        steer = HiddenSteer(heads=heads, coefficients=torch.tensor(by_head,
-                                                                   dtype=torch.float32),
-                            strength=steering.strength)
-        quality = self.quality if strategy.floor else None
-        prefill = messages[-1].content if messages and messages[-1].role == "assistant" \
-            else None  # an answer the model continues: a line starts only after a newline
-        policy = TokenRewardPolicy(steer=steer, quality=quality, end_bias=rules["end_of_turn"],
-                                   marker_bias=rules["list_marker"],
-                                   lines=line_tokens(self.handle.tokenizer)
-                                   if rules["list_marker"] or rules["end_of_turn"] > 0
-                                   else None,
-                                   starts_line=not prefill or prefill.endswith("\n"),
-                                   word_bias=lexicon_bias(self.rewards, user, scale,
-                                                          self.handle.tokenizer))
-        return Plan(row(policy),
-                    record("token-rewards", ("token_rewards",), self._term(quality, 0.0)),
-                    dropped, quality=quality)
-
-    @staticmethod
-    def _term(quality: Any, weight: float) -> QualityTerm | None:
-        return None if quality is None else QualityTerm(
-            name=quality.name, description=quality.description, weight=weight,
-            floor=quality.floor)
-
-    def _scorer(self, scoring: str, needed: Any = None) -> TokenScorer:
+    def scorer(self, rewards: RewardSet, scoring: str, weights: np.ndarray) -> TokenScorer:
+        key = id(rewards)
+        needed = self._needed.setdefault(key, np.zeros(len(rewards.names), dtype=bool))
+        needed |= weights != 0
         if scoring != "text":
-            if not self._fast_known:
-                self._fast, self._fast_known = self.rewards.token_scorer(self.handle), True
-            if self._fast is not None:
-                return self._fast
+            if key not in self._fast:
+                self._fast[key] = rewards.token_scorer(self.handle)  # type: ignore[attr-defined]
+            if self._fast[key] is not None:
+                return self._fast[key]
             if scoring == "fast":
                 raise InvalidInput(
                     f"scoring='fast' needs rewards with their own token scorer for "
                     f"{self.handle.name} (a ClassifierReward sharing its tokenizer, TrunkHeads "
-                    f"fitted on it); reward set {self.rewards.id!r} has none: use "
+                    f"fitted on it); reward set {rewards.id!r} has none: use "
                     "scoring='auto' or 'text'")
-        if self._text is None:
-            rs = self.rewards
-            self._text = TextScorer(self.handle.tokenizer,
-                                    lambda prompt, texts: rs.raw_features(prompt, texts,
-                                                                          needed=needed))
-        return self._text
-
+        if key not in self._text:
+            self._text[key] = TextScorer(
+                self.handle.tokenizer,
+                lambda prompt, texts: rewards.raw_features(  # type: ignore[attr-defined]
+                    prompt, texts, needed=needed))
+        return self._text[key]

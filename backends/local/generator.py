@@ -16,9 +16,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from personalizer._async import ThreadedStream
-from personalizer._boundary import Unchecked, convert, public_api
+from personalizer._boundary import Unchecked, public_api
 from personalizer.errors import InvalidInput
+from personalizer.seams import ProfilePrompt
+from personalizer.steering import (
+    STRATEGIES,
+    GenerationOptions,
+    Steering,
+    Strategy,
+    parse_options,
+)
+from personalizer.streams import AsyncStream, Stream
 from personalizer.types import (
     Generation,
     MessagesLike,
@@ -29,14 +37,19 @@ from personalizer.types import (
 )
 
 from personalizer.backends import _hf
-from personalizer.backends.decoding.blocks import BestOfNRun
 from personalizer.backends.decoding.engine import Decoding
 from personalizer.backends.decoding.planning import Plan, Planner
 from personalizer.backends.decoding.proxy import ProxyTuning
-from personalizer.backends.request import GenerationOptions, Steering, parse_options
+from personalizer.backends.decoding.strategies import BestOfN
 from personalizer.backends.rewards.quality import QualityModel, default_quality
 
-__all__ = ["LocalGenerator"]
+__all__ = ["DEFAULT_STRATEGY", "LocalGenerator"]
+
+# The local default strategy, chosen from bench/quality.py on SmolLM2: the answer is decoded
+# greedily a sentence at a time (sampled with do_sample=True), ending as soon as the user's
+# reward prefers ending and the answer clears the quality floor. Per-token ARGS, sampled or
+# branched candidates, tone and "thorough" requests all cost SmolLM2 substance (non-answers).
+DEFAULT_STRATEGY = BestOfN(n=1, block="sentence", draw="branch", end_early=True)
 
 
 def _checked_rewards(rewards: Any) -> Any:
@@ -85,12 +98,13 @@ class LocalGenerator:
     or "thorough" requests, measured in ``bench/quality.py``); ``None``: all.
     ``token_heads`` are token-level reward heads for ``rewards`` on this model
     (:class:`~personalizer.backends.TokenHeads`, for ``strategy='token_rewards'``).
+    ``strategy`` is the search strategy of a :class:`~personalizer.steering.Steering` that
+    names none (default :data:`DEFAULT_STRATEGY`: greedy sentence blocks that end once the
+    user's reward prefers ending and the answer clears the quality floor).
 
     >>> gen = LocalGenerator.smollm2()                       # doctest: +SKIP
     >>> gen.generate("Say hi", max_new_tokens=8).text        # doctest: +SKIP
     """
-
-    steers_decoding = True  # holds the logits: reward-guided decoding, not only the prompt
 
     def __init__(self, model: str | os.PathLike[str] | Any, tokenizer: Any = None, *,
                  gguf_file: str | None = None, dtype: str | Any = "float32",
@@ -99,7 +113,9 @@ class LocalGenerator:
                  quality: Any = "auto",
                  profile_placement: Literal["user", "system"] = "user",
                  prompt_rewards: Sequence[str] | None = ("structure", "verbosity:less"),
-                 token_heads: Any = None) -> None:
+                 token_heads: Any = None,
+                 strategy: Unchecked[Strategy | str | dict[str, Any]] = DEFAULT_STRATEGY
+                 ) -> None:
         torch = _hf.torch_module()
         if isinstance(model, (str, os.PathLike)):
             self.model, self.tokenizer = _hf.load_causal_lm(
@@ -136,6 +152,7 @@ class LocalGenerator:
         self.token_heads = None
         if token_heads is not None:
             self.token_heads = self._checked_heads(token_heads)
+        self.default_strategy: Strategy = STRATEGIES.parse(strategy) or DEFAULT_STRATEGY
         self.eos_ids = _hf.eos_ids(self.model, self.tokenizer)
         self._cache_kwarg = _hf.cache_kwarg(self.model)
         self._torch = torch
@@ -148,6 +165,12 @@ class LocalGenerator:
 
     def __repr__(self) -> str:
         return f"LocalGenerator({self.name!r})"
+
+    @property
+    def profile_prompt(self) -> ProfilePrompt:
+        """Where this model takes the profile in words (``profile_placement``, and the
+        requests it follows: ``prompt_rewards``)."""
+        return ProfilePrompt(where=self.profile_placement, rewards=self.prompt_rewards)
 
     def with_rewards(self, rewards: Unchecked[Any]) -> LocalGenerator:
         """This generator with another reward set: the same loaded model and tokenizer (no
@@ -186,28 +209,30 @@ class LocalGenerator:
         """Answer ``messages``; options as in :class:`GenerationOptions`.
 
         With ``steering``, decoding is reward-guided toward that user's reward over this
-        generator's ``rewards`` set (ARGS or best-of-n, by ``steering.strategy``). With
-        ``proxy``, logits are proxy-tuned by a small expert/antiexpert pair. The
-        generation's ``steering`` record says which path ran.
+        generator's ``rewards`` set (or the one the steering hands in), by
+        ``steering.strategy`` (else this generator's default strategy). With ``proxy``,
+        logits are proxy-tuned by a small expert/antiexpert pair. The generation's
+        ``steering`` record says which path ran.
         """
         run = self._run(messages, steering, proxy, options)
         text = "".join(run)
         return run.result(text)
 
     def stream(self, messages: MessagesLike, *, steering: Steering | None = None,
-               proxy: ProxyTuning | None = None, **options: Any) -> LocalStream:
+               proxy: ProxyTuning | None = None, **options: Any) -> Stream:
         """Answer ``messages`` piece by piece; the pieces join to ``generate``'s text, and
         after the last one ``.generation`` holds the whole Generation (token counts, the
         steering record)."""
-        return LocalStream(self._run(messages, steering, proxy, options))
+        run = self._run(messages, steering, proxy, options)
+        return Stream(run, run.result, where="LocalGenerator.stream")
 
     def astream(self, messages: MessagesLike, *, steering: Steering | None = None,
-                proxy: ProxyTuning | None = None, **options: Any) -> ThreadedStream:
+                proxy: ProxyTuning | None = None, **options: Any) -> AsyncStream:
         """:meth:`stream` as an async iterable: decoding runs in a worker thread, so the event
         loop is never blocked; leaving the loop early (``aclose``) stops the decoding;
         ``.generation`` is set after the last piece."""
-        return ThreadedStream(self.stream(messages, steering=steering, proxy=proxy,
-                                          **options))
+        return AsyncStream.in_thread(self.stream(messages, steering=steering, proxy=proxy,
+                                                 **options), where="LocalGenerator.astream")
 
     async def agenerate(self, messages: MessagesLike, *, steering: Steering | None = None,
                         proxy: ProxyTuning | None = None, **options: Any) -> Generation:
@@ -233,7 +258,7 @@ class LocalGenerator:
         planner = self._planner(proxy)
         plans = [planner.plan(as_messages(m), opts, s) for m, s in requests]
         out: list[Generation | None] = [None] * len(plans)
-        together = [i for i, p in enumerate(plans) if p.best_of_n is None]
+        together = [i for i, p in enumerate(plans) if p.run is None]
         if together:
             run = Decoding(self, [plans[i].spec for i in together], proxy=proxy)
             for _ in run:
@@ -242,7 +267,7 @@ class LocalGenerator:
             for i, r in zip(together, run.rows, strict=True):
                 out[i] = self._generation(plans[i], r.tracker.text, r.token_ids, r.finish,
                                           r.first_s, total)
-        for i, plan in enumerate(plans):  # best-of-n batches its own n rows per block
+        for i, plan in enumerate(plans):  # a run of its own (best-of-n: n rows per block)
             if out[i] is None:
                 one = _Run(self, plan, proxy)
                 out[i] = one.result("".join(one))
@@ -280,7 +305,8 @@ class LocalGenerator:
         if proxy is not None and not isinstance(proxy, ProxyTuning):
             raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning, not "
                                f"{type(proxy).__name__}")
-        return Planner(self, self.rewards, proxy, self.quality, self.token_heads)
+        return Planner(self, self.rewards, proxy, self.quality, self.token_heads,
+                       self.default_strategy)
 
     def _run(self, messages: MessagesLike, steering: Steering | None,
              proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:
@@ -304,61 +330,30 @@ class LocalGenerator:
             steering=record, prompt_tokens_dropped=plan.dropped)
 
 
-class LocalStream:
-    """The text pieces of one answer, iterated once; ``generation`` is set after the last."""
-
-    def __init__(self, run: _Run) -> None:
-        self._run = run
-        self._used = False
-        self.generation: Generation | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        if self._used:
-            raise InvalidInput("a stream can be iterated once; call stream() again for "
-                               "another answer")
-        self._used = True
-        pieces: list[str] = []
-        try:
-            for piece in self._run:
-                pieces.append(piece)
-                yield piece
-            self.generation = self._run.result("".join(pieces))
-        except Exception as exc:  # noqa: BLE001 - converted at the boundary, never swallowed
-            new = convert(exc, "LocalGenerator.stream")
-            if new is exc:
-                raise
-            raise new from exc
-
-
 class _Run:
     """One request: iterate for text pieces; then ``result`` builds the Generation."""
 
     def __init__(self, gen: LocalGenerator, plan: Plan, proxy: ProxyTuning | None) -> None:
         self.gen, self.plan = gen, plan
-        if plan.best_of_n is not None:
-            assert plan.user_reward is not None
-            self.best = BestOfNRun(gen, plan.spec, plan.best_of_n, plan.user_reward, proxy,
-                                   strength=plan.strength, quality=plan.quality)
-            self.start = self.best.start
-        else:
-            self.decoding = Decoding(gen, [plan.spec], proxy=proxy)
-            self.start = self.decoding.start
+        self.own = plan.run(gen, plan.spec, proxy) if plan.run is not None else None
+        self.decoding = Decoding(gen, [plan.spec], proxy=proxy) if self.own is None else None
+        self.start = self.own.start if self.own is not None else self.decoding.start
 
     def __iter__(self) -> Iterator[str]:
-        if self.plan.best_of_n is not None:
-            yield from self.best
+        if self.own is not None:
+            yield from self.own
         else:
+            assert self.decoding is not None
             for _, piece in self.decoding:
                 yield piece
 
     def result(self, text: str) -> Generation:
         total = time.perf_counter() - self.start
-        if self.plan.best_of_n is not None:
-            b = self.best
-            record = self.plan.record.model_copy(update={"candidates": b.candidates,
-                                                         "chosen": b.chosen})
-            return self.gen._generation(self.plan, text, b.token_ids, b.finish, b.first_s,
-                                        total, record)
+        if self.own is not None:
+            own = self.own
+            return self.gen._generation(self.plan, text, own.token_ids, own.finish,
+                                        own.first_s, total, own.record(self.plan.record))
+        assert self.decoding is not None
         row = self.decoding.rows[0]
         return self.gen._generation(self.plan, text, row.token_ids, row.finish, row.first_s,
                                     total)

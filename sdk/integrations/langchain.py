@@ -44,6 +44,7 @@ from pydantic import ConfigDict, Field  # noqa: E402
 from personalizer.client import Personalizer  # noqa: E402
 from personalizer.errors import InvalidInput  # noqa: E402
 from personalizer.types import Generation, Message  # noqa: E402
+from personalizer.seams import SteerableGenerator  # noqa: E402
 
 __all__ = ["PersonalizedChatModel"]
 
@@ -222,7 +223,7 @@ class PersonalizedChatModel(BaseChatModel):
         user = kwargs.pop("user_id", None)
         kwargs.pop("model", None)  # a per-call model name only labels traces here
         options: dict[str, Any] = {}
-        local = getattr(self._generator(), "steers_decoding", False)
+        local = isinstance(self._generator(), SteerableGenerator)
         if self.temperature is not None:
             if local and self.temperature == 0:
                 options["do_sample"] = False  # greedy: a local model's temperature 0
