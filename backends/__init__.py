@@ -10,7 +10,8 @@ The decoding layer, by module: :mod:`.request` (options, steering, strategies),
 :mod:`.token_heads` and :mod:`.token_rules` (token-level rewards),
 :mod:`.decoding_math` (pure tensor math), :mod:`.kv` (KV-cache surgery),
 :mod:`.local` (the ``LocalGenerator`` facade). Hosted models (no logits): :mod:`.hosted`
-(the shared request logic), :mod:`.openai_api`, :mod:`.anthropic_api`.
+(a sans-I/O core, sync and async drivers, and one small adapter per provider in
+:mod:`.hosted.providers`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ __all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "Hosted
            "learn_token_heads"]
 
 _LAZY = {"LocalGenerator": ".local", "ProxyTuning": ".proxy", "ModelHandle": ".handle",
-         "TokenScorer": ".scorers", "OpenAIGenerator": ".openai_api",
-         "AnthropicGenerator": ".anthropic_api", "HostedGenerator": ".hosted",
+         "TokenScorer": ".scorers", "OpenAIGenerator": ".hosted",
+         "AnthropicGenerator": ".hosted", "HostedGenerator": ".hosted",
          "HostedOptions": ".hosted", "TokenHeads": ".token_heads",
          "distill_token_heads": ".token_heads", "learn_token_heads": ".token_heads"}
 
