@@ -26,8 +26,8 @@ __all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "Hosted
            "learn_token_heads"]
 
 _LAZY = {"LocalGenerator": ".local", "ProxyTuning": ".proxy", "ModelHandle": ".handle",
-         "TokenScorer": ".scorers", "OpenAIGenerator": ".hosted",
-         "AnthropicGenerator": ".hosted", "HostedGenerator": ".hosted",
+         "TokenScorer": ".scorers", "OpenAIGenerator": ".hosted.providers",
+         "AnthropicGenerator": ".hosted.providers", "HostedGenerator": ".hosted",
          "HostedOptions": ".hosted", "TokenHeads": ".token_heads",
          "distill_token_heads": ".token_heads", "learn_token_heads": ".token_heads"}
 

@@ -15,7 +15,9 @@ call), :mod:`.streaming` (answers as :class:`~personalizer.streams.Stream` /
 :class:`~personalizer.streams.AsyncStream`), :mod:`.errors` (the SDK's errors as ours),
 :mod:`.provider` (the :class:`Provider` protocol), :mod:`.generator`
 (:class:`HostedGenerator`), and ``providers/`` (:mod:`.providers.openai`,
-:mod:`.providers.anthropic`). A new provider is one module in ``providers/``.
+:mod:`.providers.anthropic`: the adapters and the public generators that bind them, which
+import this package, never the other way round). A new provider is one module in
+``providers/``.
 """
 
 from __future__ import annotations
@@ -23,14 +25,5 @@ from __future__ import annotations
 from .generator import HostedGenerator
 from .options import HostedOptions
 from .provider import Provider, Reply, StreamState
-from .providers import (
-    DEFAULT_MAX_TOKENS,
-    AnthropicGenerator,
-    AnthropicMessages,
-    OpenAIChat,
-    OpenAIGenerator,
-)
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicGenerator", "AnthropicMessages", "HostedGenerator",
-           "HostedOptions", "OpenAIChat", "OpenAIGenerator", "Provider", "Reply",
-           "StreamState"]
+__all__ = ["HostedGenerator", "HostedOptions", "Provider", "Reply", "StreamState"]

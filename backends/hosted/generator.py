@@ -22,8 +22,8 @@ from personalizer.steering import Steering
 from personalizer.streams import AsyncStream, Stream
 from personalizer.types import Generation, MessagesLike
 
-from . import core
 from .connection import Connection
+from .core import Plan, Request, plan, prepare
 from .drivers import arun, run
 from .errors import without_credentials
 from .options import HostedOptions, ModelName, Parallel, Retries, Seconds, Url, Weight
@@ -105,15 +105,15 @@ class HostedGenerator:
         return f"{type(self).__name__}({self.model!r}{where})"
 
     def _prepare(self, messages: MessagesLike, steering: Any,
-                 options: Mapping[str, Any]) -> core.Request:
-        return core.prepare(messages, steering, options, provider=self.provider,
+                 options: Mapping[str, Any]) -> Request:
+        return prepare(messages, steering, options, provider=self.provider,
                             owner=type(self).__name__, rewards=self.rewards,
                             judge=self.judge, judge_weight=self.judge_weight)
 
-    def _plan(self, req: core.Request) -> core.Plan:
-        return core.plan(req, self.provider, self.model)
+    def _plan(self, req: Request) -> Plan:
+        return plan(req, self.provider, self.model)
 
-    def _stream_request(self, req: core.Request) -> dict[str, Any] | None:
+    def _stream_request(self, req: Request) -> dict[str, Any] | None:
         if req.rerank is not None:
             return None
         return self.provider.stream_request(
