@@ -258,6 +258,37 @@ def test_streaming_best_of_n_emits_the_chosen_answer_once_chosen(server: Provide
     assert asyncio.run(run()) == [CANDIDATES[0]]
 
 
+@pytest.mark.parametrize("kind", GENERATORS)
+def test_the_core_plans_without_io(kind: str, rewards: Any) -> None:
+    """The sans-I/O core on its own: a plan yields its calls and its scoring, and is sent
+    back what a driver would send (here: replies made up in the test)."""
+    from personalizer.backends.hosted.core import Calls, Compute, plan, prepare
+    from personalizer.backends.hosted.provider import Reply
+    from personalizer.backends.hosted.providers import AnthropicMessages, OpenAIChat
+
+    provider = OpenAIChat() if kind == "openai" else AnthropicMessages()
+    req = prepare(CHAT, terse(rewards, BestOfN(n=4)), {"temperature": 0.5},
+                  provider=provider, owner="test", rewards=rewards, judge=None,
+                  judge_weight=1.0)
+    steps = plan(req, provider, "m")
+    calls = next(steps)
+    assert isinstance(calls, Calls)
+    if kind == "openai":  # n candidates in one call
+        assert len(calls.requests) == 1 and calls.requests[0]["n"] == 4
+        replies = [[Reply(t, "stop", 10, 5 if i == 0 else 0) for i, t in enumerate(CANDIDATES)]]
+    else:  # one call per candidate
+        assert len(calls.requests) == 4 and "n" not in calls.requests[0]
+        replies = [[Reply(t, "stop", 10, 5)] for t in CANDIDATES]
+    assert all(r["temperature"] == 0.5 and r["model"] == "m" for r in calls.requests)
+    scoring = steps.send(replies)
+    assert isinstance(scoring, Compute)
+    with pytest.raises(StopIteration) as done:
+        steps.send(scoring.fn())
+    out = done.value.value
+    assert out.text == CANDIDATES[0] and out.steering.path == "best-of-n"
+    assert out.completion_tokens == (5 if kind == "openai" else 20) and out.model == "m"
+
+
 def test_what_a_hosted_model_cannot_do_is_refused_naming_what_works(
         server: ProviderServer, rewards: Any) -> None:
     gen = openai_gen(server, rewards=rewards)
