@@ -2,8 +2,9 @@
 
 A :class:`Connection` holds the caller's clients (used as given) or the settings to build
 them on first use (the key as a ``SecretStr``; an async client per event loop), and makes one
-call at a time with the SDK's errors converted (:mod:`.errors`). Request fields that this SDK
-version's method does not name travel in ``extra_body`` (:func:`sdk_arguments`).
+call at a time with the SDK's errors converted by the provider (``Provider.error``; for the
+built-in ones :func:`~.errors.sdk_error`). Request fields that this SDK version's method does
+not name travel in ``extra_body`` (:func:`sdk_arguments`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from personalizer._optional import require
-from personalizer.errors import InvalidInput, UnsupportedRequest
+from personalizer.errors import InvalidInput, PersonalizerError, UnsupportedRequest
 
-from .errors import converted
 from .provider import Provider, Reply
 
 __all__ = ["Connection", "sdk_arguments"]
@@ -117,8 +117,12 @@ class Connection:
     def errors(self) -> Iterator[None]:
         """The SDK's errors as ours (the SDK's own retries have already run)."""
         sdk = self.sdk()
-        with converted(functools.partial(self.provider.error, sdk)):
+        try:
             yield
+        except PersonalizerError:
+            raise
+        except Exception as exc:
+            raise self.provider.error(sdk, exc) from exc
 
     def call(self, request: dict[str, Any]) -> Any:
         """The SDK's response to ``request`` (a stream, for a streaming request)."""

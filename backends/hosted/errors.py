@@ -10,13 +10,11 @@ out of reprs. Imports nothing of ours but the error tree.
 
 from __future__ import annotations
 
-import contextlib
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from personalizer.errors import (
-    PersonalizerError,
     ProviderAuthFailed,
     ProviderBadRequest,
     ProviderError,
@@ -26,18 +24,7 @@ from personalizer.errors import (
     ProviderUnavailable,
 )
 
-__all__ = ["converted", "provider_error", "sdk_error", "unexpected", "without_credentials"]
-
-
-@contextlib.contextmanager
-def converted(error: Callable[[Exception], ProviderError]) -> Iterator[None]:
-    """Our own errors pass; any other is ``error(exc)``, the original chained as its cause."""
-    try:
-        yield
-    except PersonalizerError:
-        raise
-    except Exception as exc:
-        raise error(exc) from exc
+__all__ = ["provider_error", "sdk_error", "unexpected", "without_credentials"]
 
 
 def sdk_error(provider: str, sdk: Any, exc: Exception) -> ProviderError:
