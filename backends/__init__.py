@@ -9,7 +9,8 @@ By folder: :mod:`.local` (the ``LocalGenerator``), :mod:`.decoding` (the one loo
 ``policies``, best-of-n's ``blocks``, token ``scorers``, ``proxy``-tuning, and
 :mod:`.decoding.strategies`, one module per strategy), :mod:`.heads` (token-level reward
 heads, token rules, trunk heads), :mod:`.rewards` (base rewards, reward sets, the user's
-reward, judges, quality), :mod:`.hosted` (hosted APIs: no logits). Steering and the
+reward, judges, quality), :mod:`.hosted` (hosted APIs, no logits: a sans-I/O core, sync and async
+drivers, one small adapter per provider in :mod:`.hosted.providers`). Steering and the
 generation options are the seams' (:mod:`personalizer.steering`).
 """
 
@@ -28,8 +29,8 @@ __all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "Hosted
 
 _LAZY = {"LocalGenerator": ".local.generator", "ProxyTuning": ".decoding.proxy",
          "ModelHandle": ".decoding.handle",
-         "TokenScorer": ".decoding.scorers", "OpenAIGenerator": ".openai_api",
-         "AnthropicGenerator": ".anthropic_api", "HostedGenerator": ".hosted",
+         "TokenScorer": ".decoding.scorers", "OpenAIGenerator": ".hosted.providers",
+         "AnthropicGenerator": ".hosted.providers", "HostedGenerator": ".hosted",
          "HostedOptions": ".hosted", "TokenHeads": ".heads.token",
          "distill_token_heads": ".heads.token", "learn_token_heads": ".heads.token"}
 

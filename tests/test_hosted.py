@@ -22,6 +22,8 @@ from personalizer.errors import (
     UnsupportedRequest,
 )
 from personalizer.profiles import default_reward_set
+from personalizer.seams import Generator, SteerableGenerator
+from personalizer.streams import AsyncStream, Stream
 
 CHAT = [{"role": "system", "content": "You are the app's helpful assistant."},
         {"role": "user", "content": "How do I get better sleep?"}]
@@ -71,6 +73,15 @@ def terse(rewards: Any, strategy: Any = "best_of_n") -> Steering:
 
 
 # -- requests and replies ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", GENERATORS)
+def test_a_hosted_generator_is_a_generator_that_does_not_steer_decoding(
+        server: ProviderServer, kind: str) -> None:
+    gen = GENERATORS[kind](server)
+    assert isinstance(gen, Generator) and not isinstance(gen, SteerableGenerator)
+    assert gen.profile_prompt.where == "system" and gen.default_strategy is None
+    assert gen.rewards is None and not hasattr(gen, "steers_decoding")
 
 
 @pytest.mark.parametrize("kind", GENERATORS)
@@ -145,6 +156,7 @@ def test_stream_yields_the_text_of_generate_with_usage(server: ProviderServer, k
     gen = GENERATORS[kind](server)
     whole = gen.generate(CHAT)
     stream = gen.stream(CHAT)
+    assert isinstance(stream, Stream)
     pieces = list(stream)
     assert len(pieces) > 1 and "".join(pieces) == whole.text
     done = stream.generation
@@ -152,6 +164,9 @@ def test_stream_yields_the_text_of_generate_with_usage(server: ProviderServer, k
     assert (done.completion_tokens, done.prompt_tokens) == (whole.completion_tokens,
                                                             whole.prompt_tokens)
     assert done.finish_reason == "stop" and done.timings.first_token_s is not None
+    assert stream.wait() is done
+    waited = gen.stream(CHAT).wait()  # waited for without iterating: the same answer
+    assert waited.text == whole.text and waited.completion_tokens == whole.completion_tokens
 
 
 @pytest.mark.parametrize("kind", GENERATORS)
@@ -162,10 +177,14 @@ def test_async_generate_and_stream_match_sync(server: ProviderServer, kind: str)
     async def run() -> tuple[str, list[str], Any]:
         out = await gen.agenerate(CHAT)
         stream = gen.astream(CHAT)
-        return out.text, [p async for p in stream], stream.generation
+        assert isinstance(stream, AsyncStream)
+        pieces = [p async for p in stream]
+        assert (await gen.astream(CHAT).wait()).text == out.text
+        return out.text, pieces, stream.generation
 
     text, pieces, done = asyncio.run(run())
     assert text == whole.text == "".join(pieces) == done.text
+    assert done.completion_tokens == whole.completion_tokens
 
 
 def test_stream_usage_is_none_where_the_server_sends_none(server: ProviderServer) -> None:
@@ -239,6 +258,37 @@ def test_streaming_best_of_n_emits_the_chosen_answer_once_chosen(server: Provide
     assert asyncio.run(run()) == [CANDIDATES[0]]
 
 
+@pytest.mark.parametrize("kind", GENERATORS)
+def test_the_core_plans_without_io(kind: str, rewards: Any) -> None:
+    """The sans-I/O core on its own: a plan yields its calls and its scoring, and is sent
+    back what a driver would send (here: replies made up in the test)."""
+    from personalizer.backends.hosted.core import Calls, Compute, plan, prepare
+    from personalizer.backends.hosted.provider import Reply
+    from personalizer.backends.hosted.providers import AnthropicMessages, OpenAIChat
+
+    provider = OpenAIChat() if kind == "openai" else AnthropicMessages()
+    req = prepare(CHAT, terse(rewards, BestOfN(n=4)), {"temperature": 0.5},
+                  provider=provider, owner="test", rewards=rewards, judge=None,
+                  judge_weight=1.0)
+    steps = plan(req, provider, "m")
+    calls = next(steps)
+    assert isinstance(calls, Calls)
+    if kind == "openai":  # n candidates in one call
+        assert len(calls.requests) == 1 and calls.requests[0]["n"] == 4
+        replies = [[Reply(t, "stop", 10, 5 if i == 0 else 0) for i, t in enumerate(CANDIDATES)]]
+    else:  # one call per candidate
+        assert len(calls.requests) == 4 and "n" not in calls.requests[0]
+        replies = [[Reply(t, "stop", 10, 5)] for t in CANDIDATES]
+    assert all(r["temperature"] == 0.5 and r["model"] == "m" for r in calls.requests)
+    scoring = steps.send(replies)
+    assert isinstance(scoring, Compute)
+    with pytest.raises(StopIteration) as done:
+        steps.send(scoring.fn())
+    out = done.value.value
+    assert out.text == CANDIDATES[0] and out.steering.path == "best-of-n"
+    assert out.completion_tokens == (5 if kind == "openai" else 20) and out.model == "m"
+
+
 def test_what_a_hosted_model_cannot_do_is_refused_naming_what_works(
         server: ProviderServer, rewards: Any) -> None:
     gen = openai_gen(server, rewards=rewards)
@@ -258,6 +308,56 @@ def test_what_a_hosted_model_cannot_do_is_refused_naming_what_works(
     with pytest.raises(RewardSetMismatch):
         gen.generate(CHAT, steering=other)
     assert server.requests == []
+
+
+def test_a_steering_without_a_strategy_asks_only_the_prompt(server: ProviderServer,
+                                                           rewards: Any) -> None:
+    from personalizer.steering import Steering as SeamSteering
+
+    gen = openai_gen(server, rewards=rewards)
+    steering = SeamSteering(coefficients=terse(rewards).coefficients,
+                            reward_set_id=rewards.id, reward_set_version=rewards.version)
+    assert steering.strategy is None  # the generator's default: no reranking
+    out = gen.generate(CHAT, steering=steering)
+    assert out.steering.path == "plain" and out.text == "Echo: How do I get better sleep?"
+    assert "".join(gen.stream(CHAT, steering=steering)) == out.text
+    assert len(server.requests) == 2 and all("n" not in r.body for r in server.requests)
+
+
+def test_best_of_n_with_nothing_to_rank_by_is_one_plain_call(server: ProviderServer,
+                                                             rewards: Any) -> None:
+    from personalizer.backends.rewards import JudgeReward
+    from personalizer.testing import ScriptedGenerator
+
+    server.reply = by_choice
+    no_coefficients = terse(rewards, BestOfN(n=4)).model_copy(update={"coefficients": {}})
+    out = openai_gen(server, rewards=rewards).generate(CHAT, steering=no_coefficients)
+    assert out.steering.path == "plain" and out.steering.candidates == ()
+    # a judge without the user's principles has nothing of theirs to judge by
+    judge = JudgeReward(ScriptedGenerator(lambda m: "Score: 5"))
+    judged = openai_gen(server, judge=judge)
+    assert judged.generate(CHAT, steering=terse(rewards)).steering.path == "plain"
+    assert len(server.requests) == 2 and all("n" not in r.body for r in server.requests)
+    # with principles the judge reranks
+    principled = terse(rewards).model_copy(update={"principles": "Likes short answers."})
+    record = judged.generate(CHAT, steering=principled).steering
+    assert record.path == "best-of-n" and len(record.candidates) == 4 and record.terms == ()
+
+
+def test_a_steering_may_hand_in_the_reward_set(server: ProviderServer, rewards: Any) -> None:
+    from personalizer.steering import Steering as SeamSteering
+
+    server.reply = by_choice
+    gen = anthropic_gen(server)  # built without a reward set
+    handed = SeamSteering(coefficients=terse(rewards).coefficients, rewards=rewards,
+                          reward_set_id=rewards.id, reward_set_version=rewards.version)
+    # until best_of_n is in the strategy table here, the strategy is set on a copy
+    handed = handed.model_copy(update={"strategy": BestOfN(n=4)})
+    out = gen.generate(CHAT, steering=handed)
+    assert out.text == CANDIDATES[0] and out.steering.path == "best-of-n"
+    assert out.steering.reward_set_id == rewards.id and gen.rewards is None
+    with pytest.raises(UnsupportedRequest, match="rewards=reward_set"):
+        gen.generate(CHAT, steering=handed.model_copy(update={"rewards": None}))
 
 
 # -- provider errors ---------------------------------------------------------------------------
@@ -404,3 +504,13 @@ def test_an_async_hosted_stream_can_be_left_early_and_closed(server: ProviderSer
 
     got, done = asyncio.run(run())
     assert len(got) == 1 and done is None  # stopped after one piece: no whole generation
+
+
+def test_a_stream_can_be_left_early_and_closed(server: ProviderServer) -> None:
+    stream = openai_gen(server).stream(CHAT)
+    for _ in stream:
+        break
+    stream.close()
+    assert stream.generation is None
+    with pytest.raises(InvalidInput, match="left before its end"):
+        stream.wait()
