@@ -118,8 +118,8 @@ class Preference(BaseModel):
     ``"much_better"`` or ``"slightly_better"``. The two ties, ``"both_fine"`` and
     ``"neither"``, say the user found the responses equally good (or equally bad): then
     ``chosen`` and ``rejected`` carry no order, they are the first and the second response as
-    shown. (:mod:`personalizer.profiles.learning` models each judgement as an interval of the
-    utility difference; see ``judgement_bounds``.)
+    shown. (:mod:`personalizer.profiles.learning.posterior` models each judgement as an
+    interval of the utility difference; see ``judgement_bounds``.)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

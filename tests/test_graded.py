@@ -27,9 +27,9 @@ from personalizer.profiles import (
     open_store,
     parse_export,
 )
-from personalizer.profiles import learning as L
-from personalizer.profiles.learner import make_preference
-from personalizer.profiles.learning import (
+from personalizer.profiles.learning import posterior as L
+from personalizer.profiles.learning.learner import make_preference
+from personalizer.profiles.learning.posterior import (
     TAU_MUCH,
     TAU_TIE,
     Posterior,
@@ -98,7 +98,7 @@ def test_history_digests_of_plain_answers_are_unchanged() -> None:
 def test_an_sqlite_database_from_before_judgements_is_upgraded_in_place(tmp_path: Path) -> None:
     from sqlite_utils import Database
 
-    from personalizer.profiles.schema import MIGRATIONS
+    from personalizer.profiles.store.schema import MIGRATIONS
 
     path = tmp_path / "old.db"
     old = Database(path)
@@ -130,7 +130,7 @@ def test_an_sqlite_database_from_before_judgements_is_upgraded_in_place(tmp_path
 
 def test_a_postgresql_database_from_before_judgements_is_upgraded_in_place(pg_url: str) -> None:
     from personalizer.profiles import PostgresProfileStore
-    from personalizer.profiles.pg_schema import MIGRATIONS_TABLE, STEPS
+    from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE, STEPS
 
     names = [name for name, _ in STEPS]
     assert STEP in names

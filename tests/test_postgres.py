@@ -26,8 +26,8 @@ from personalizer.errors import (
     StoreUnavailable,
 )
 from personalizer.profiles import PostgresProfileStore, open_store
-from personalizer.profiles.pg_schema import STEPS
-from personalizer.profiles.postgres import _Lost, redact_url
+from personalizer.profiles.store.pg_connection import ConnectionLost, redact_url
+from personalizer.profiles.store.pg_schema import STEPS
 
 
 def test_the_password_never_shows(pg_url: str, pg_server: Any) -> None:
@@ -115,7 +115,7 @@ class _LosesReplies(PostgresProfileStore):
             self.drops -= 1
             if self.meanwhile is not None:
                 self.meanwhile()
-            raise _Lost(ConnectionError("server closed the connection"), at_commit=True)
+            raise ConnectionLost(ConnectionError("server closed the connection"), at_commit=True)
 
 
 def test_a_write_retried_after_a_lost_commit_reply_lands_once(pg_url: str) -> None:
@@ -240,7 +240,7 @@ def test_a_profile_moves_from_sqlite_to_postgresql_and_back_equal(tmp_path: Any,
 
 
 def test_a_database_from_before_summaries_is_upgraded_in_place(pg_url: str) -> None:
-    from personalizer.profiles.pg_schema import MIGRATIONS_TABLE
+    from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE
 
     with psycopg.connect(pg_url, autocommit=True) as conn:  # the schema of the last release
         conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name text PRIMARY KEY, "

@@ -352,7 +352,7 @@ def test_version_1_to_4_exports_still_import(store: SQLProfileStore) -> None:
 def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:
     from sqlite_utils import Database
 
-    from personalizer.profiles.schema import MIGRATIONS
+    from personalizer.profiles.store.schema import MIGRATIONS
 
     old = Database(db_path)
     MIGRATIONS.apply(old, stop_before="m002_onboarding")
@@ -425,7 +425,8 @@ def test_vectors_keep_their_order_and_values_exactly(store: SQLProfileStore) -> 
 def test_population_sums_give_the_prior_of_the_stored_posteriors(store: SQLProfileStore) -> None:
     import numpy as np
 
-    from personalizer.profiles.learning import Posterior, population_prior, prior_from_sums
+    from personalizer.profiles.learning.posterior import Posterior
+    from personalizer.profiles.learning.priors import population_prior, prior_from_sums
 
     names = ["verbosity", "warmth", "lists"]
     rng = np.random.default_rng(0)
