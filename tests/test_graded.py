@@ -169,7 +169,7 @@ def test_every_judgement_round_trips_through_the_store_and_export(store: SQLProf
     store.append_preferences("alice", prefs)
     assert store.preferences("alice") == prefs
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 5
+    assert doc["schema_version"] == 6
     assert [p["judgement"] for p in doc["preferences"]] == list(EVERY)
     text = json.dumps(doc)
     store.delete("alice")
@@ -191,8 +191,9 @@ def test_export_versions_and_the_judgement_field() -> None:
         parse_export(doc | {"schema_version": 4})
     with pytest.raises(InvalidProfileData, match="judgement"):  # a v5 file: a known value
         parse_export(doc | {"preferences": [pref | {"judgement": "meh"}]})
+    assert parse_export(doc | {"schema_version": 6}).preferences[0].judgement == "slightly_better"
     with pytest.raises(UnsupportedSchemaVersion):
-        parse_export(doc | {"schema_version": 6})
+        parse_export(doc | {"schema_version": 7})
 
 
 # -- the likelihood --------------------------------------------------------------------------

@@ -3,11 +3,25 @@ and pruning old ones."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
 from personalizer.errors import InvalidInput, ProfileNotFound
+from personalizer.types import SteeringRecord
 
 from ..models import StoredGeneration, validate_user_id
 from .core import SQLCore
-from .rows import Connection, check_text, cutoff_time, generation_from_row, revalidate
+from .rows import (
+    GENERATION_COLUMNS,
+    Connection,
+    check_text,
+    cutoff_time,
+    generation_from_row,
+    generation_row,
+    revalidate,
+)
 
 __all__ = ["GenerationQueries"]
 
@@ -16,15 +30,29 @@ class GenerationQueries(SQLCore):
     """The kept-answer operations of the store contract."""
 
     def save_generation(self, user_id: str, generation: StoredGeneration, *, keep: int = 100,
-                        max_age_s: float = 30 * 86400) -> None:
-        """Keep an answer given to ``user_id`` for later feedback, then drop the user's kept
-        answers beyond the newest ``keep`` or older than ``max_age_s`` (in one transaction).
-        Saving the same id twice writes it once."""
+                        max_age_s: float = 30 * 86400, model: str | None = None,
+                        options: Mapping[str, Any] | BaseModel | None = None,
+                        strategy: Mapping[str, Any] | BaseModel | None = None,
+                        steering: SteeringRecord | None = None) -> None:
+        """Keep an answer given to ``user_id`` for later feedback, with how it was made, then
+        drop the user's kept answers beyond the newest ``keep`` or older than ``max_age_s``
+        (in one transaction). Saving the same id twice writes it once.
+
+        ``model``, ``options`` (the generation options, a mapping or the options model),
+        ``strategy`` (the strategy's settings, likewise) and ``steering`` (the answer's
+        :class:`~personalizer.types.SteeringRecord`) are stored with the answer; each one given
+        takes the place of the generation's own field (``generation.model_copy(update=...)``
+        does the same). A record that cannot be stored and read back as it is (a NUL in a
+        text, a reward that is NaN) is refused with :class:`InvalidInput`, and nothing is
+        written."""
         validate_user_id(user_id)
         if not isinstance(generation, StoredGeneration):
             raise InvalidInput(f"generation must be a StoredGeneration, not "
                                f"{type(generation).__name__}")
-        generation = revalidate(generation)  # model_construct / model_copy skip validation
+        given = {"model": model, "options": options, "strategy": strategy, "steering": steering}
+        changes = {name: value for name, value in given.items() if value is not None}
+        # model_construct / model_copy skip validation: validate it, with the changes, again
+        generation = revalidate(generation, changes)
         if keep < 1:
             raise InvalidInput("keep must be at least 1 (to keep none, do not save)")
         cutoff = cutoff_time(max_age_s)
@@ -45,10 +73,11 @@ class GenerationQueries(SQLCore):
         newest ``keep`` or older than ``cutoff``; whether a row was inserted. (One local
         transaction here; PostgreSQL does it in one statement.)"""
         inserted = conn.execute(
-            "INSERT INTO generations (id, user_id, prompt, answer, created_at) "
-            "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
+            f"INSERT INTO generations (user_id, {GENERATION_COLUMNS}) "
+            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
             "ON CONFLICT (user_id, id) DO NOTHING",
-            (g.id, user_id, g.prompt, g.answer, g.created_at.isoformat(), user_id)).rowcount
+            (user_id, *generation_row(g), user_id)).rowcount
         conn.execute(
             "DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
             "(SELECT id FROM generations WHERE user_id = ? "
@@ -65,7 +94,7 @@ class GenerationQueries(SQLCore):
         cutoff = None if max_age_s is None else cutoff_time(max_age_s)
 
         def op(conn: Connection) -> StoredGeneration | None:
-            row = conn.execute("SELECT id, prompt, answer, created_at FROM generations "
+            row = conn.execute(f"SELECT {GENERATION_COLUMNS} FROM generations "
                                "WHERE id = ? AND user_id = ?",
                                (generation_id, user_id)).fetchone()
             if row is None:

@@ -17,6 +17,7 @@ from .rows import (
     INSERT_RATING,
     UNKNOWN,
     Connection,
+    generation_row,
     preference_row,
     rating_row,
     read_generations,
@@ -80,9 +81,8 @@ class PortabilityQueries(SQLCore):
                 (profile.user_id, *preference_row(p), None) for p in doc.preferences])
             if doc.onboarding is not None:
                 write_onboarding(conn, profile.user_id, doc.onboarding)
-            conn.executemany(INSERT_GENERATION, [
-                (g.id, profile.user_id, g.prompt, g.answer, g.created_at.isoformat())
-                for g in doc.generations])
+            conn.executemany(INSERT_GENERATION, [(profile.user_id, *generation_row(g))
+                                                  for g in doc.generations])
             conn.executemany(INSERT_RATING, [(profile.user_id, *rating_row(r))
                                               for r in doc.ratings])
             return profile

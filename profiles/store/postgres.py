@@ -38,7 +38,13 @@ from ..base import PopulationSums
 from .pg_connection import is_postgres_url, lenient_timestamptz, redact_url
 from .pg_retry import RetryingTransactions
 from .pg_schema import LOCK_KEY, MIGRATIONS_TABLE, STEPS
-from .rows import POPULATION_FILTER, Connection, sums_from_rows
+from .rows import (
+    GENERATION_COLUMNS,
+    POPULATION_FILTER,
+    Connection,
+    generation_row,
+    sums_from_rows,
+)
 from .sql import SQLProfileStore
 
 __all__ = ["PostgresProfileStore", "is_postgres_url", "redact_url"]
@@ -221,15 +227,16 @@ class PostgresProfileStore(RetryingTransactions, SQLProfileStore):
     def _insert_and_prune(self, conn: Connection, user_id: str, g: Any, keep: int,
                           cutoff: str) -> Any:
         return conn.execute(
-            "WITH ins AS (INSERT INTO generations (id, user_id, prompt, answer, created_at) "
-            "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
+            f"WITH ins AS (INSERT INTO generations (user_id, {GENERATION_COLUMNS}) "
+            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
             "ON CONFLICT (user_id, id) DO NOTHING RETURNING 1), "
             "del AS (DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
             "(SELECT id FROM generations WHERE user_id = ? "
             "ORDER BY created_at DESC, id DESC LIMIT ?)) RETURNING 1) "
             "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
-            (g.id, user_id, g.prompt, g.answer, g.created_at.isoformat(), user_id,
-             user_id, cutoff, user_id, keep - 1)).fetchone()
+            (user_id, *generation_row(g), user_id, user_id, cutoff, user_id,
+             keep - 1)).fetchone()
 
     def _population_sums(self, conn: Connection, reward_set_id: str, reward_set_version: str,
                          exclude: str) -> PopulationSums:

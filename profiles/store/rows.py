@@ -9,7 +9,7 @@ own error.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from ..base import PopulationSums
 from ..models import OnboardingState, Preference, Profile, Rating, StoredGeneration, utcnow
 
 __all__ = [
+    "GENERATION_COLUMNS",
     "INSERT_GENERATION",
     "INSERT_PREFERENCE",
     "INSERT_RATING",
@@ -35,6 +36,7 @@ __all__ = [
     "check_text",
     "cutoff_time",
     "generation_from_row",
+    "generation_row",
     "json_or_none",
     "key_stored",
     "preference_row",
@@ -57,8 +59,10 @@ PROFILE_COLUMNS = (
     "summary_preferences, summary_stale, summary_digest"
 )
 PREFERENCE_COLUMNS = "prompt, chosen, rejected, reason, source, created_at, judgement"
-INSERT_GENERATION = ("INSERT INTO generations (id, user_id, prompt, answer, created_at) "
-                     "VALUES (?, ?, ?, ?, ?)")
+# A kept answer's columns after user_id, in the order of generation_row.
+GENERATION_COLUMNS = "id, prompt, answer, created_at, model, options, strategy, steering"
+INSERT_GENERATION = (f"INSERT INTO generations (user_id, {GENERATION_COLUMNS}) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 INSERT_RATING = ("INSERT INTO ratings (user_id, prompt, answer, rating, created_at) "
                  "VALUES (?, ?, ?, ?, ?)")
 INSERT_PREFERENCE = (f"INSERT INTO preferences (user_id, {PREFERENCE_COLUMNS}, append_key) "
@@ -138,15 +142,27 @@ def cutoff_time(max_age_s: float) -> str:
 
 
 def read_generations(conn: Connection, user_id: str) -> list[StoredGeneration]:
-    rows = conn.execute("SELECT id, prompt, answer, created_at FROM generations "
+    rows = conn.execute(f"SELECT {GENERATION_COLUMNS} FROM generations "
                         "WHERE user_id = ? ORDER BY created_at, id", (user_id,)).fetchall()
     return [generation_from_row(r, user_id) for r in rows]
 
 
+def generation_row(g: StoredGeneration) -> tuple[Any, ...]:
+    """The ``GENERATION_COLUMNS`` of ``g``: its record as JSON text (or NULL)."""
+    steering = None if g.steering is None else json.dumps(g.steering.model_dump(mode="json"))
+    return (g.id, g.prompt, g.answer, g.created_at.isoformat(), g.model, json.dumps(g.options),
+            json_or_none(g.strategy), steering)
+
+
 def generation_from_row(r: Sequence[Any], user_id: str) -> StoredGeneration:
+    """The kept answer of a ``GENERATION_COLUMNS`` row (the steering record parsed back into
+    a :class:`~personalizer.types.SteeringRecord`)."""
     return _row(user_id, "generations", lambda: StoredGeneration(
         id=r[0], prompt=r[1], answer=r[2],
-        created_at=_when(user_id, "generations.created_at", r[3])))
+        created_at=_when(user_id, "generations.created_at", r[3]), model=r[4],
+        options=_json(user_id, "generations.options", r[5]),
+        strategy=None if r[6] is None else _json(user_id, "generations.strategy", r[6]),
+        steering=None if r[7] is None else _json(user_id, "generations.steering", r[7])))
 
 
 def read_ratings(conn: Connection, user_id: str) -> list[Rating]:
@@ -176,10 +192,11 @@ def write_onboarding(conn: Connection, user_id: str, state: OnboardingState) -> 
     )
 
 
-def revalidate(model: Any) -> Any:
-    """Validate a model again: ``model_copy(update=...)`` skips validation."""
+def revalidate(model: Any, update: Mapping[str, Any] | None = None) -> Any:
+    """Validate a model again (``model_copy(update=...)`` skips validation), with the fields
+    of ``update`` in place of its own."""
     try:
-        return type(model).model_validate(model.model_dump(warnings=False))
+        return type(model).model_validate({**model.model_dump(warnings=False), **(update or {})})
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or type(model).__name__
