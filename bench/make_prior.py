@@ -10,10 +10,11 @@ words, digits, word length, hedge and politeness words: plain counts on the text
 them an attribute scorer), answering every pair of the shipped question bank with
 Bradley-Terry noise. Their coefficients are learned from those answers under a broad prior;
 the built-in prior is the population's spread (mean, and covariance of the means plus the
-mean posterior covariance, as :func:`personalizer.profiles.learning.population_prior`), plus
-``--floor`` on every variance so that a taste the population rarely has is not shrunk away
-(measured: a population that weighs none of the evaluated kinds of measure then costs
-nothing against N(0, I); without the floor it costs 8 points after 5 answers).
+mean posterior covariance, as
+:func:`personalizer.profiles.learning.priors.population_prior`), plus ``--floor`` on every
+variance so that a taste the population rarely has is not shrunk away (measured: a
+population that weighs none of the evaluated kinds of measure then costs nothing against
+N(0, I); without the floor it costs 8 points after 5 answers).
 These tastes are not the ones bench/onboarding_people.py evaluates on.
 """
 
@@ -27,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from personalizer.profiles import default_reward_set, question_bank
-from personalizer.profiles.learning import Posterior, fit_posterior, population_prior, sigmoid
+from personalizer.profiles.learning.posterior import Posterior, fit_posterior, sigmoid
+from personalizer.profiles.learning.priors import population_prior
 
 _LIST = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s", re.MULTILINE)
 MEASURES = {

@@ -38,13 +38,13 @@ class Target:
 
 
 TARGETS = {
-    "learning": Target("personalizer/profiles/learning.py", (),
+    "learning": Target("personalizer/profiles/learning/posterior.py", (),
                        ("tests/test_learning.py", "tests/test_graded.py")),
     "decoding_math": Target("personalizer/backends/decoding_math.py", (),
                             ("tests/test_decoding_math.py",
                              "tests/test_token_rewards_math.py", "tests/test_args.py",
                              "tests/test_proxy.py")),
-    "delete": Target("personalizer/profiles/sql.py",
+    "delete": Target("personalizer/profiles/store/portability.py",
                      ("delete", "_delete_rows", "_delete_orphans"),
                      ("tests/test_store.py", "tests/test_faults.py", "tests/test_postgres.py",
                       "tests/test_facade.py"), "delete or damaged or race"),

@@ -38,14 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from personalizer.profiles.learning import (
-    Posterior,
-    fit_posterior,
-    population_prior,
-    pref_rule,
-    select_question,
-)
-from personalizer.profiles.simulate import calibrate_beta
+from personalizer.profiles.learning.posterior import Posterior, fit_posterior
+from personalizer.profiles.learning.priors import population_prior
+from personalizer.profiles.learning.questions import pref_rule, select_question
+from personalizer.profiles.onboarding.simulate import calibrate_beta
 
 J, POOL, HELD_OUT, AGREEMENT = 8, 900, 300, 0.76
 CORR = 0.6  # correlation between features in the "correlated" setting

@@ -31,7 +31,7 @@ import numpy as np
 
 from personalizer import Personalizer
 from personalizer.profiles import default_reward_set
-from personalizer.profiles.learning import TAU_MUCH, TAU_TIE
+from personalizer.profiles.learning.posterior import TAU_MUCH, TAU_TIE
 
 CHECKPOINTS = (3, 5, 10, 40)
 

@@ -12,13 +12,13 @@ reward-for-cost frontier of the steering strategies.
 2. ``distill_token_heads`` fits rank-8 heads for the default reward set (attribute scorers),
    saved to ``bench/out/smollm2-token-heads.safetensors``; the fit's correlation with the
    reward set's features on held-out answers is printed per base reward.
-3. For a terse, a thorough and a lists profile (``profiles.simulate`` tastes as coefficient
-   vectors) over the 12 evaluation prompts: the user's sequence-level reward (the reward set,
-   not the heads) gained over plain, ms per token against plain, substance (key terms named,
-   steered/plain) and non-answers, per strategy: token heads at strength S (``token heads
-   w=S``, ``e=E`` for another end_scale), text ARGS, tree ARGS (a small classifier on
-   SmolLM2's tokenizer, trained here), trunk ARGS (ridge heads on SmolLM2's last hidden
-   state, distilled here) and best-of-4.
+3. For a terse, a thorough and a lists profile (``profiles.onboarding.simulate`` tastes as
+   coefficient vectors) over the 12 evaluation prompts: the user's sequence-level reward (the
+   reward set, not the heads) gained over plain, ms per token against plain, substance (key
+   terms named, steered/plain) and non-answers, per strategy: token heads at strength S
+   (``token heads w=S``, ``e=E`` for another end_scale), text ARGS, tree ARGS (a small
+   classifier on SmolLM2's tokenizer, trained here), trunk ARGS (ridge heads on SmolLM2's last
+   hidden state, distilled here) and best-of-4.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def main() -> None:
     from personalizer.backends import LocalGenerator, TokenHeads, distill_token_heads
     from personalizer.backends.heads.token import sequence_scores
     from personalizer.profiles import default_reward_set
-    from personalizer.profiles.simulate import TASTES
+    from personalizer.profiles.onboarding.simulate import TASTES
 
     torch.set_num_threads(2)
     OUT.mkdir(exist_ok=True)

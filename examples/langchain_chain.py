@@ -18,7 +18,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from personalizer import Personalizer
 from personalizer.integrations.langchain import PersonalizedChatModel
 from personalizer.profiles import SimulatedUser, default_reward_set
-from personalizer.profiles.simulate import taste_vector
+from personalizer.profiles.onboarding.simulate import taste_vector
 
 USERS = {"terse-tom": "terse", "thorough-tina": "thorough"}
 QUESTION = "How should I start learning to cook?"

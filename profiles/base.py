@@ -9,6 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from personalizer.types import SteeringRecord
+
 from .models import OnboardingState, Preference, Profile, Rating, StoredGeneration
 
 __all__ = ["PopulationSums", "ProfilePage", "ProfileStore"]
@@ -78,7 +80,10 @@ class ProfileStore(Protocol):
     def onboarding_state(self, user_id: str) -> OnboardingState | None: ...
 
     def save_generation(self, user_id: str, generation: StoredGeneration, *, keep: int = ...,
-                        max_age_s: float = ...) -> None: ...
+                        max_age_s: float = ..., model: str | None = None,
+                        options: Mapping[str, Any] | BaseModel | None = None,
+                        strategy: Mapping[str, Any] | BaseModel | None = None,
+                        steering: SteeringRecord | None = None) -> None: ...
 
     def generation(self, user_id: str, generation_id: str, *,
                    max_age_s: float | None = None) -> StoredGeneration | None: ...

@@ -1,15 +1,16 @@
 """The profile export format: one user's profile and full preference history as JSON.
 
-Schema ``personalizer.profile-export``, version 5. Older versions are still read: version 4
-files have no preference ``judgement`` (every preference in them is a plain ``"better"``) and
-no onboarding ``confirmed`` count (0),
-version 3 files no ``generations`` or ``ratings`` either, version 2 files no summary metadata
-either (a summary in them counts as the person's own), version 1 files no ``onboarding``
-key::
+Schema ``personalizer.profile-export``, version 6. Older versions are still read: version 5
+files have no record of how a kept answer was made (its ``model``, ``options``, ``strategy``
+and ``steering`` are empty: null, or no options), version 4 files no preference ``judgement``
+either (every preference in them is a plain ``"better"``) and no onboarding ``confirmed``
+count (0), version 3 files no ``generations`` or ``ratings`` either, version 2 files no
+summary metadata either (a summary in them counts as the person's own), version 1 files no
+``onboarding`` key::
 
     {
       "schema": "personalizer.profile-export",
-      "schema_version": 5,
+      "schema_version": 6,
       "exported_at": "2026-11-24T18:00:00.000000Z",
       "profile": {                      # every field of personalizer.profiles.Profile
         "user_id": "alice",
@@ -33,7 +34,11 @@ key::
       "onboarding": null,               # or the OnboardingState: pool, asked ids, pending id,
                                         # confirmed (check answers predicted in a row)
       "generations": [                  # answers kept for feedback (retention-limited)
-        {"id": "<32 hex>", "prompt": "...", "answer": "...", "created_at": "..."}
+        {"id": "<32 hex>", "prompt": "...", "answer": "...", "created_at": "...",
+         "model": "...",                # the model that wrote it, or null
+         "options": {"max_new_tokens": 256, ...},   # the generation options ({}: unknown)
+         "strategy": {"kind": "args", ...},         # the strategy asked for, or null
+         "steering": {"path": "args-text", ...}}    # its SteeringRecord, or null
       ],
       "ratings": [                      # thumbs up / down, oldest first
         {"prompt": "...", "answer": "...", "rating": "down", "created_at": "..."}
@@ -64,9 +69,11 @@ from .models import OnboardingState, Preference, Profile, Rating, StoredGenerati
 __all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_export"]
 
 EXPORT_SCHEMA = "personalizer.profile-export"
-EXPORT_SCHEMA_VERSION = 5
+EXPORT_SCHEMA_VERSION = 6
 SUMMARY_FIELDS = frozenset({"summary_source", "summary_written_at", "summary_preferences",
                             "summary_stale", "summary_digest"})
+# A kept answer's record of how it was made: new in version 6.
+GENERATION_RECORD_FIELDS = ("model", "options", "strategy", "steering")
 
 
 class ProfileExport(BaseModel):
@@ -77,7 +84,7 @@ class ProfileExport(BaseModel):
     schema_: Literal["personalizer.profile-export"] = Field(
         default=EXPORT_SCHEMA, alias="schema"
     )
-    schema_version: Literal[1, 2, 3, 4, 5] = EXPORT_SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4, 5, 6] = EXPORT_SCHEMA_VERSION
     exported_at: datetime = Field(default_factory=utcnow)
     profile: Profile
     preferences: list[Preference] = Field(default_factory=list)
@@ -107,7 +114,7 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
     """Validate an export given as a dict or JSON text.
 
     Raises :class:`InvalidProfileData` (naming the first problem) for anything that is not a
-    version 1 to 5 export, and :class:`UnsupportedSchemaVersion` for a newer version.
+    version 1 to 6 export, and :class:`UnsupportedSchemaVersion` for a newer version.
     """
     if isinstance(data, (str, bytes)):
         try:
@@ -152,6 +159,13 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
             raise InvalidProfileData(
                 f"invalid profile export: preferences.{graded[0]}.judgement is new in schema "
                 f"version 5, but the file says version {version}")
+    if version in (4, 5) and isinstance(data.get("generations"), list):
+        for i, g in enumerate(data["generations"]):
+            newer = [k for k in GENERATION_RECORD_FIELDS if isinstance(g, Mapping) and k in g]
+            if newer:
+                raise InvalidProfileData(
+                    f"invalid profile export: generations.{i}.{newer[0]} is new in schema "
+                    f"version 6, but the file says version {version}")
     if version in (1, 2, 3, 4) and isinstance(data.get("onboarding"), Mapping) and \
             "confirmed" in data["onboarding"]:
         raise InvalidProfileData(

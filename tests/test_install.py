@@ -84,7 +84,7 @@ PROBE = """
 import importlib
 import numpy as np
 from personalizer import MissingDependency
-from personalizer.profiles.features import learn_heads, learned_trunk_reward_set
+from personalizer.profiles.learning.features import learn_heads, learned_trunk_reward_set
 seen = []
 for name in ("personalizer", "personalizer.backends", "personalizer.profiles",
              "personalizer.backends.rewards"):

@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 
 from personalizer.errors import InvalidInput
-from personalizer.profiles.learning import (
+from personalizer.profiles.learning.posterior import (
     Posterior,
     fit_posterior,
-    information_gain,
-    population_prior,
-    pref_rule,
     preference_probability,
-    select_question,
 )
-from personalizer.profiles.simulate import SimulatedUser, calibrate_beta, sample_coefficients
+from personalizer.profiles.learning.priors import population_prior
+from personalizer.profiles.learning.questions import information_gain, pref_rule, select_question
+from personalizer.profiles.onboarding.simulate import (
+    SimulatedUser,
+    calibrate_beta,
+    sample_coefficients,
+)
 
 J = 8
 
@@ -178,7 +180,7 @@ def test_information_gain_matches_a_monte_carlo_estimate() -> None:
 
 def test_prior_from_sums_is_the_population_prior_from_aggregates() -> None:
     from personalizer.profiles.base import PopulationSums
-    from personalizer.profiles.learning import prior_from_sums
+    from personalizer.profiles.learning.priors import prior_from_sums
 
     rng = np.random.default_rng(3)
     names = ["a", "b", "c"]
@@ -203,7 +205,7 @@ def test_prior_from_sums_is_the_population_prior_from_aggregates() -> None:
 
 
 def test_positive_definite_means_finite_square_symmetric_and_factorable() -> None:
-    from personalizer.profiles.learning import is_positive_definite
+    from personalizer.profiles.learning.posterior import is_positive_definite
 
     assert is_positive_definite([[2.0, 0.5], [0.5, 1.0]])
     for bad in ([1.0, 2.0], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[1.0, 0.9], [0.0, 1.0]],
@@ -222,7 +224,7 @@ def test_a_posterior_needs_a_vector_mean_and_a_matching_square_covariance() -> N
 def test_a_singular_prior_covariance_is_lifted_to_the_variance_floor() -> None:
     """The precision of a singular covariance keeps its well-defined direction as it is and
     gives the null direction the floor's variance, relative to the largest eigenvalue."""
-    from personalizer.profiles.learning import _VARIANCE_FLOOR, _precision
+    from personalizer.profiles.learning.posterior import _VARIANCE_FLOOR, _precision
 
     cov = np.array([[4.0, 4.0], [4.0, 4.0]])          # eigenvalues 8 (along [1, 1]) and 0
     along, across = np.array([1.0, 1.0]) / 2**0.5, np.array([1.0, -1.0]) / 2**0.5

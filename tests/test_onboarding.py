@@ -16,13 +16,14 @@ from personalizer.cli import main
 from personalizer.errors import InvalidInput, RewardSetMismatch
 from personalizer.profiles import (
     Onboarding,
+    Posterior,
     ProfileLearner,
     SimulatedUser,
     SQLiteProfileStore,
     default_reward_set,
     question_bank,
 )
-from personalizer.profiles.simulate import taste_vector
+from personalizer.profiles.onboarding.simulate import taste_vector
 
 
 @pytest.fixture(scope="module")
@@ -153,13 +154,13 @@ def test_population_prior_starts_newcomers_where_people_are(store, rewards) -> N
     for i in range(19):
         store.create(f"old-{i}")
         store.modify(f"old-{i}", lambda p: p.model_copy(update=learner.fields(
-            __import__("personalizer.profiles.learning", fromlist=["Posterior"]).Posterior(
+            Posterior(
                 np.array(list(taste.values())), cov))))
     fixed = learner.fallback_prior.mean  # the built-in prior
     assert np.allclose(learner.prior(exclude="new").mean, fixed)  # 19 < 20: the fixed prior
     store.create("old-19")
     store.modify("old-19", lambda p: p.model_copy(update=learner.fields(
-        __import__("personalizer.profiles.learning", fromlist=["Posterior"]).Posterior(
+        Posterior(
             np.array(list(taste.values())), cov))))
     prior = learner.prior(exclude="new")
     assert prior.mean[rewards.names.index("verbosity")] == pytest.approx(-1.5)

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from personalizer import Personalizer
 from personalizer.cli import main
 from personalizer.profiles import SimulatedUser, SQLiteProfileStore, default_reward_set
-from personalizer.profiles.onboarding import question_bank
-from personalizer.profiles.pool import answers_question
-from personalizer.profiles.simulate import taste_vector
+from personalizer.profiles.onboarding.bank import question_bank
+from personalizer.profiles.onboarding.pool import answers_question
+from personalizer.profiles.onboarding.simulate import taste_vector
 
 WIDTH = 60
 

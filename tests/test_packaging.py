@@ -37,17 +37,27 @@ def test_the_built_wheel_holds_every_module(tmp_path: Path) -> None:
     """Build the wheel, install it without dependencies into a fresh virtual environment
     outside the checkout (which sees this environment's packages, but not our checkout), and
     import every module of the package from it."""
+    import shutil
     import subprocess
     import sys
     import sysconfig
     import zipfile
 
+    # built from a clean copy of what the wheel is made of: setuptools reuses the checkout's
+    # build/ folder, where a module moved or deleted since the last build would linger
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    for folder in read_pyproject()["tool"]["setuptools"]["package-dir"].values():
+        shutil.copytree(ROOT / folder, src / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp_path / "dist"
     build = subprocess.run(  # setuptools' own build, so that its warnings are seen
         [sys.executable, "-c",
          "import sys; from setuptools import build_meta; build_meta.build_wheel(sys.argv[1])",
          str(dist)],
-        check=True, cwd=ROOT, capture_output=True, text=True)
+        check=True, cwd=src, capture_output=True, text=True)
     assert "would be ignored" not in build.stdout + build.stderr  # data declared as such
     (wheel,) = dist.glob("personalizer-*.whl")
     assert "personalizer/profiles/data/question_bank.json" in zipfile.ZipFile(wheel).namelist()

@@ -14,8 +14,9 @@ from personalizer.profiles import (
     default_reward_set,
     question_bank,
 )
-from personalizer.profiles.onboarding import domains
-from personalizer.profiles.pool import (
+from personalizer.profiles.learning.priors import shipped_prior
+from personalizer.profiles.onboarding.bank import domains
+from personalizer.profiles.onboarding.pool import (
     as_list,
     clean_answer,
     formal,
@@ -24,8 +25,7 @@ from personalizer.profiles.pool import (
     variant_answers,
     warmer,
 )
-from personalizer.profiles.priors import shipped_prior
-from personalizer.profiles.simulate import taste_vector
+from personalizer.profiles.onboarding.simulate import taste_vector
 
 BASE = ("Getting better sleep is important. Keep a fixed bedtime, even at weekends. "
         "Don't use screens for the last hour before bed! Keep the bedroom cool and dark.")

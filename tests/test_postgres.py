@@ -26,8 +26,10 @@ from personalizer.errors import (
     StoreUnavailable,
 )
 from personalizer.profiles import PostgresProfileStore, open_store
-from personalizer.profiles.pg_schema import STEPS
-from personalizer.profiles.postgres import _Lost, redact_url
+from personalizer.profiles.models import StoredGeneration, utcnow
+from personalizer.profiles.store.pg_connection import ConnectionLost, redact_url
+from personalizer.profiles.store.pg_schema import STEPS
+from personalizer.types import SteeringRecord
 
 
 def test_the_password_never_shows(pg_url: str, pg_server: Any) -> None:
@@ -115,7 +117,7 @@ class _LosesReplies(PostgresProfileStore):
             self.drops -= 1
             if self.meanwhile is not None:
                 self.meanwhile()
-            raise _Lost(ConnectionError("server closed the connection"), at_commit=True)
+            raise ConnectionLost(ConnectionError("server closed the connection"), at_commit=True)
 
 
 def test_a_write_retried_after_a_lost_commit_reply_lands_once(pg_url: str) -> None:
@@ -229,7 +231,14 @@ def test_a_profile_moves_from_sqlite_to_postgresql_and_back_equal(tmp_path: Any,
         with lite.transaction("alice") as tx:
             tx.set_onboarding(OnboardingState(reward_set_id="attributes", reward_set_version="3",
                                               pool_id="p", asked=["q1"], max_questions=5))
+        lite.save_generation("alice", StoredGeneration(id="a" * 32, prompt="q", answer="Brief."),
+                             model="m", options={"max_new_tokens": 8, "stop": ["\n"]},
+                             strategy={"kind": "args", "k": 4},
+                             steering=SteeringRecord(path="args-text", levers=("args",),
+                                                     strategy={"kind": "args", "k": 4},
+                                                     strength=1.5))
         original = lite.export_profile("alice")
+        assert original["generations"][0]["steering"]["path"] == "args-text"
     with PostgresProfileStore(pg_url) as pg:
         pg.import_profile(original)
         via_pg = pg.export_profile("alice")
@@ -240,7 +249,7 @@ def test_a_profile_moves_from_sqlite_to_postgresql_and_back_equal(tmp_path: Any,
 
 
 def test_a_database_from_before_summaries_is_upgraded_in_place(pg_url: str) -> None:
-    from personalizer.profiles.pg_schema import MIGRATIONS_TABLE
+    from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE
 
     with psycopg.connect(pg_url, autocommit=True) as conn:  # the schema of the last release
         conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name text PRIMARY KEY, "
@@ -259,3 +268,38 @@ def test_a_database_from_before_summaries_is_upgraded_in_place(pg_url: str) -> N
     assert (early.summary, early.summary_source) == ("from the last release", "user")
     assert early.summary_written_at == early.updated_at and not early.summary_stale
     assert (blank.summary_source, blank.summary_preferences) == (None, 0)
+
+
+def test_answers_kept_before_the_record_are_upgraded_in_place(pg_url: str) -> None:
+    from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE
+
+    names = [name for name, _ in STEPS]
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the schema of the last release
+        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name text PRIMARY KEY, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        for name, statements in STEPS[:names.index("m008_generation_record")]:
+            for sql in statements:
+                conn.execute(sql)
+            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
+        conn.execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
+                     "preference_count, created_at, updated_at) VALUES "
+                     "('early', 1, '{}', '', 0, now(), now())")
+        conn.execute("INSERT INTO generations (id, user_id, prompt, answer, created_at) "
+                     "VALUES (%s, 'early', 'q', 'an old answer', now())", ("e" * 32,))
+    for _ in range(2):  # and opening it again applies nothing twice
+        with PostgresProfileStore(pg_url) as store:
+            kept = store.generation("early", "e" * 32)
+            assert kept is not None and kept.answer == "an old answer"
+            assert (kept.model, kept.options, kept.strategy, kept.steering) == (
+                None, {}, None, None)
+    record = SteeringRecord(path="plain", levers=("prompt",))
+    with PostgresProfileStore(pg_url) as store:
+        store.save_generation("early", StoredGeneration(id="f" * 32, prompt="q", answer="new",
+                                                        created_at=utcnow()),
+                              model="m", options={"seed": 3}, steering=record)
+        kept = store.generation("early", "f" * 32)
+        assert (kept.model, kept.options, kept.steering) == ("m", {"seed": 3}, record)
+    with psycopg.connect(pg_url) as conn:
+        applied = [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} "
+                                              "ORDER BY name")]
+    assert applied == names

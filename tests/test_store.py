@@ -26,6 +26,8 @@ from personalizer.errors import (
 )
 from personalizer.profiles import Profile, SQLiteProfileStore, SQLProfileStore, open_store
 from personalizer.profiles.models import StoredGeneration
+from personalizer.steering import GenerationOptions
+from personalizer.types import QualityTerm, RewardTerm, ScoredCandidate, SteeringRecord
 
 
 @pytest.fixture
@@ -33,6 +35,20 @@ def store(db: str) -> Iterator[SQLProfileStore]:
     """A store of each kind (the ``db`` fixture is parametrised over SQLite and PostgreSQL)."""
     with open_store(db) as s:
         yield s
+
+
+def _record() -> SteeringRecord:
+    """A steering record with every part filled in."""
+    return SteeringRecord(
+        path="best-of-n", levers=("prompt", "best_of_n"), strategy={"kind": "best_of_n", "n": 2},
+        strength=2.0, reward_set_id="attributes", reward_set_version="1",
+        terms=(RewardTerm(name="verbosity", description="longer answers", coefficient=-0.8,
+                          contribution=0.31),),
+        quality=QualityTerm(name="substance", description="says something", weight=1.0,
+                            floor=0.2, score=0.5),
+        candidates=(ScoredCandidate(text="Short.", reward=0.9),
+                    ScoredCandidate(text="A long one, ü😀.", reward=-0.2)),
+        chosen=0, hint=None)
 
 
 def _tasteful(p: Profile) -> Profile:
@@ -283,7 +299,7 @@ def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
         "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
     assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys",
                      "m004_summary_meta", "m005_generations", "m006_preference_judgement",
-                     "m007_no_nul_in_text"]
+                     "m007_no_nul_in_text", "m008_generation_record"]
     conn.close()
 
 
@@ -312,27 +328,39 @@ def test_env_var_sets_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "from-env.db").exists()
 
 
-def test_version_1_to_4_exports_still_import(store: SQLProfileStore) -> None:
-    from personalizer.profiles.export import SUMMARY_FIELDS
+def test_version_1_to_5_exports_still_import(store: SQLProfileStore) -> None:
+    from personalizer.profiles.export import GENERATION_RECORD_FIELDS, SUMMARY_FIELDS
 
     store.append_preferences("alice", [pref(0)])
     store.modify("alice", lambda p: p.model_copy(update={"summary": "Likes it short."}))
+    store.save_generation("alice", StoredGeneration(id="a" * 32, prompt="q", answer="Short."),
+                          model="m", options={"max_new_tokens": 8}, steering=_record())
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 5 and doc["onboarding"] is None
-    v4 = doc | {"schema_version": 4, "preferences": [
+    assert doc["schema_version"] == 6 and doc["onboarding"] is None
+    v5 = doc | {"schema_version": 5, "generations": [
+        {k: v for k, v in g.items() if k not in GENERATION_RECORD_FIELDS}
+        for g in doc["generations"]]}
+    v4 = v5 | {"schema_version": 4, "preferences": [
         {k: v for k, v in p.items() if k != "judgement"} for p in doc["preferences"]]}
     v3 = {k: v for k, v in v4.items() if k not in ("generations", "ratings")} | {
         "schema_version": 3}
     v2 = v3 | {"schema_version": 2, "profile": {
         k: v for k, v in doc["profile"].items() if k not in SUMMARY_FIELDS}}
     v1 = {k: v for k, v in v2.items() if k != "onboarding"} | {"schema_version": 1}
-    for old in (v1, v2, v3, v4):
+    for old in (v1, v2, v3, v4, v5):
         store.delete("alice")
         back = store.import_profile(old)
         assert back.preference_count == 1 and back.summary == "Likes it short."
         assert [p.judgement for p in store.preferences("alice")] == ["better"]
         # a summary from before summaries had an author is the person's: never overwritten
         assert back.summary_source == "user" and not back.summary_stale
+        kept = store.generation("alice", "a" * 32)  # v4 and v5 hold it, with no record
+        assert kept is None if "generations" not in old else (
+            (kept.answer, kept.model, kept.options, kept.strategy, kept.steering)
+            == ("Short.", None, {}, None, None))
+    with pytest.raises(InvalidProfileData, match=r"generations\.0\.model is new in schema "
+                                                 "version 6"):
+        store.import_profile(doc | {"schema_version": 5}, replace=True)
     with pytest.raises(InvalidProfileData, match="new in schema version 3"):
         store.import_profile(v3 | {"schema_version": 2}, replace=True)
     with pytest.raises(InvalidProfileData, match="new in schema version 4"):
@@ -352,7 +380,7 @@ def test_version_1_to_4_exports_still_import(store: SQLProfileStore) -> None:
 def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:
     from sqlite_utils import Database
 
-    from personalizer.profiles.schema import MIGRATIONS
+    from personalizer.profiles.store.schema import MIGRATIONS
 
     old = Database(db_path)
     MIGRATIONS.apply(old, stop_before="m002_onboarding")
@@ -425,7 +453,8 @@ def test_vectors_keep_their_order_and_values_exactly(store: SQLProfileStore) -> 
 def test_population_sums_give_the_prior_of_the_stored_posteriors(store: SQLProfileStore) -> None:
     import numpy as np
 
-    from personalizer.profiles.learning import Posterior, population_prior, prior_from_sums
+    from personalizer.profiles.learning.posterior import Posterior
+    from personalizer.profiles.learning.priors import population_prior, prior_from_sums
 
     names = ["verbosity", "warmth", "lists"]
     rng = np.random.default_rng(0)
@@ -487,3 +516,93 @@ def test_text_with_nul_from_before_it_was_refused_is_cleaned_on_open(db_path: Pa
         assert (p.reason, p.chosen, p.prompt) == ("too long", "yes", "question 0")
         assert s.generation("alice", "a" * 32).answer == "answer"
         assert s.export_profile("alice")["preferences"][0]["reason"] == "too long"
+
+
+# -- kept answers remember how they were made --------------------------------------------------
+
+
+def test_a_kept_answer_keeps_how_it_was_made(store: SQLProfileStore) -> None:
+    store.create("alice")
+    options = GenerationOptions(max_new_tokens=64, temperature=0.7, do_sample=True,
+                                stop=["\n\n"])
+    store.save_generation("alice", StoredGeneration(id="a" * 32, prompt="q", answer="Short."),
+                          model="HuggingFaceTB/SmolLM2-135M-Instruct", options=options,
+                          strategy={"kind": "best_of_n", "n": 2}, steering=_record())
+    kept = store.generation("alice", "a" * 32)
+    assert kept is not None and kept.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert kept.options == options.model_dump(mode="json")
+    assert GenerationOptions.model_validate(kept.options) == options
+    assert kept.strategy == {"kind": "best_of_n", "n": 2}
+    assert isinstance(kept.steering, SteeringRecord) and kept.steering == _record()
+    assert kept.steering.why() == _record().why()
+    # the fields of the model itself are kept the same way
+    direct = StoredGeneration(id="b" * 32, prompt="q2", answer="x", model="m",
+                              options={"max_new_tokens": 8}, steering=SteeringRecord(path="plain"))
+    store.save_generation("alice", direct)
+    assert store.generation("alice", "b" * 32) == direct
+    # an answer kept without a record reads back with it empty
+    store.save_generation("alice", StoredGeneration(id="c" * 32, prompt="q3", answer="y"))
+    plain = store.generation("alice", "c" * 32)
+    assert plain is not None
+    assert (plain.model, plain.options, plain.strategy, plain.steering) == (None, {}, None, None)
+    # and the record travels with the export, equal
+    doc = store.export_profile("alice")
+    assert doc["schema_version"] == 6
+    assert [g["steering"] and g["steering"]["path"] for g in doc["generations"]] == [
+        "best-of-n", "plain", None]
+    store.delete("alice")
+    store.import_profile(json.dumps(doc))
+    assert store.generation("alice", "a" * 32) == kept
+    assert store.export_profile("alice")["generations"] == doc["generations"]
+
+
+@pytest.mark.parametrize("record", [
+    {"steering": SteeringRecord(path="best-of-n", candidates=(
+        ScoredCandidate(text="x", reward=float("nan")),))},
+    {"steering": SteeringRecord(path="plain", hint="a\x00b")},
+    {"options": {"stop": ["a\x00b"]}},
+    {"options": {"temperature": float("inf")}},
+    {"strategy": {"\ud800": 1}},
+    {"model": "m\udc80"},
+    {"steering": "not a record"},
+    {"options": ["max_new_tokens", 8]},
+], ids=["nan-reward", "nul-in-record", "nul-in-options", "inf-option", "surrogate-key",
+        "surrogate-model", "not-a-record", "options-not-an-object"])
+def test_a_record_that_cannot_be_stored_is_refused_and_writes_nothing(
+        store: SQLProfileStore, db: str, record: dict) -> None:
+    store.create("alice")
+    with pytest.raises(InvalidInput, match="StoredGeneration"):
+        store.save_generation(
+            "alice", StoredGeneration(id="a" * 32, prompt="q", answer="a"), **record)
+    assert user_rows(db, "alice")["generations"] == 0
+
+
+def test_answers_kept_before_the_record_are_upgraded_in_place(db_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from personalizer.profiles.models import utcnow
+    from personalizer.profiles.store.schema import MIGRATIONS
+
+    old = Database(db_path)
+    MIGRATIONS.apply(old, stop_before="m008_generation_record")  # the last release's schema
+    assert "steering" not in old["generations"].columns_dict
+    now = utcnow().isoformat()
+    old.execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
+                "preference_count, created_at, updated_at) VALUES ('early', 1, '{}', '', 0, "
+                "?, ?)", (now, now))
+    old.execute("INSERT INTO generations (id, user_id, prompt, answer, created_at) VALUES "
+                "(?, 'early', 'q', 'an old answer', ?)", ("e" * 32, now))
+    old.conn.commit()
+    old.close()
+    for _ in range(2):  # and opening it again applies nothing twice
+        with SQLiteProfileStore(db_path) as s:
+            kept = s.generation("early", "e" * 32)
+            assert kept is not None and kept.answer == "an old answer"
+            assert (kept.model, kept.options, kept.strategy, kept.steering) == (
+                None, {}, None, None)
+    with SQLiteProfileStore(db_path) as s:
+        s.save_generation("early", StoredGeneration(id="f" * 32, prompt="q", answer="new"),
+                          model="m", steering=_record())
+        assert s.generation("early", "f" * 32).steering == _record()
+        assert [g["id"] for g in s.export_profile("early")["generations"]] == ["e" * 32,
+                                                                               "f" * 32]

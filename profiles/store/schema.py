@@ -125,3 +125,14 @@ def m007_no_nul_in_text(db: Database) -> None:
             for rowid, text in rows:
                 db.execute(f"UPDATE [{table}] SET [{column}] = ? WHERE rowid = ?",
                            (text.replace("\x00", ""), rowid))
+
+
+@MIGRATIONS()
+def m008_generation_record(db: Database) -> None:
+    # How each kept answer was made: the model, the generation options (a JSON object), the
+    # strategy and the steering record (JSON, or NULL). Answers kept before have none.
+    for sql in ("ALTER TABLE generations ADD COLUMN model TEXT",
+                "ALTER TABLE generations ADD COLUMN options TEXT NOT NULL DEFAULT '{}'",
+                "ALTER TABLE generations ADD COLUMN strategy TEXT",
+                "ALTER TABLE generations ADD COLUMN steering TEXT"):
+        db.execute(sql)

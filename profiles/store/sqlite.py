@@ -31,9 +31,10 @@ from personalizer.errors import (
     StoreError,
 )
 
-from .base import PopulationSums
+from ..base import PopulationSums
+from .rows import POPULATION_FILTER, Connection, Op, sums_from_rows
 from .schema import MIGRATIONS
-from .sql import POPULATION_FILTER, Connection, Op, SQLProfileStore, sums_from_rows
+from .sql import SQLProfileStore
 
 __all__ = ["DEFAULT_DB", "SQLiteProfileStore", "default_db_path"]
 

@@ -8,7 +8,8 @@ from typing import Any
 from personalizer._input import text_problem
 from personalizer.errors import InvalidInput
 
-from .postgres import PostgresProfileStore, is_postgres_url
+from .pg_connection import is_postgres_url
+from .postgres import PostgresProfileStore
 from .sql import SQLProfileStore
 from .sqlite import SQLiteProfileStore, default_db_path
 

@@ -1,21 +1,16 @@
 """``PostgresProfileStore``: profiles on a PostgreSQL server, for applications on many servers.
 
 The same contract as :class:`~personalizer.profiles.SQLiteProfileStore` (the operations are the
-shared ones of :class:`~personalizer.profiles.sql.SQLProfileStore`), over a psycopg 3 connection
+shared ones of :class:`~personalizer.profiles.SQLProfileStore`), over a psycopg 3 connection
 pool (extra ``postgres``). Writes run in READ COMMITTED transactions that lock the user's
 profile row first, so one user's changes are serialised while different users' go in parallel;
 reads run in a REPEATABLE READ snapshot.
 
-Connections drop (a server restart, a network blip). The store then:
-
-* takes another connection when a pooled one is dead before anything ran;
-* re-runs the operation when the connection dropped before ``COMMIT`` (the server rolled it
-  back, so nothing was written);
-* when it dropped *during* ``COMMIT`` (the change may or may not have landed), asks the server:
-  appends carry an idempotency key and are simply re-run (a stored key writes nothing); other
-  writes check whether the version they wrote is there;
-* gives up after ``retry_s`` seconds with :class:`~personalizer.errors.StoreUnavailable`, whose
-  message says whether the change was written.
+Connections drop (a server restart, a network blip): the transactions retry as
+:mod:`.pg_retry` describes (appends carry an idempotency key and are simply re-run; other
+writes check whether the version they wrote is there), and give up after ``retry_s`` seconds
+with :class:`~personalizer.errors.StoreUnavailable`, whose message says whether the change was
+written.
 
 The URL's password is a secret: it is kept as a ``SecretStr`` and shown as ``***`` in the
 store's repr and in every error message.
@@ -24,10 +19,6 @@ store's repr and in every error message.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 from pydantic import SecretStr
@@ -43,16 +34,22 @@ from personalizer.errors import (
     StoreUnavailable,
 )
 
-from .base import PopulationSums
+from ..base import PopulationSums
+from .pg_connection import is_postgres_url, lenient_timestamptz, redact_url
+from .pg_retry import RetryingTransactions
 from .pg_schema import LOCK_KEY, MIGRATIONS_TABLE, STEPS
-from .sql import POPULATION_FILTER, UNKNOWN, Connection, Op, SQLProfileStore, sums_from_rows
+from .rows import (
+    GENERATION_COLUMNS,
+    POPULATION_FILTER,
+    Connection,
+    generation_row,
+    sums_from_rows,
+)
+from .sql import SQLProfileStore
 
 __all__ = ["PostgresProfileStore", "is_postgres_url", "redact_url"]
 
 _FEATURE = "the PostgreSQL profile store"
-_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-_WRITE = "BEGIN"
-_SINGLE = ""  # one statement in autocommit: its own snapshot, no BEGIN/COMMIT round trips
 
 # A learned profile as the population aggregate reads it: coefficients a JSON object and
 # covariance a JSON array, and of their entries only the numbers too small to overflow a sum.
@@ -104,42 +101,7 @@ def _sums(fn: str, value: Any) -> tuple[str, ...]:
 _SUMS = _sums("json_each_text", lambda e: f"{e}::float8")
 _SUMS_GUARDED = _sums("json_each", _number)
 
-
-def is_postgres_url(db: object) -> bool:
-    """Whether ``db`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
-    return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
-
-
-def redact_url(url: str) -> str:
-    """A form of ``url`` safe to show: a ``postgresql://`` URL rebuilt from its parsed parts
-    without the password (whatever characters it holds); in key=value text, ``password=***``."""
-    if is_postgres_url(url):
-        try:
-            from psycopg.conninfo import conninfo_to_dict
-
-            parts = conninfo_to_dict(url)
-        except Exception:  # noqa: BLE001 - unparsable: show nothing of it
-            return "postgresql://<unparsable URL>"
-        user = parts.get("user")
-        auth = (f"{user}:***@" if parts.get("password") else f"{user}@") if user else ""
-        port = f":{parts['port']}" if parts.get("port") else ""
-        return f"postgresql://{auth}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
-    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
-    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]+)", r"\1***", url)
-
-
-class _Lost(Exception):
-    """The connection dropped; ``at_commit``: while committing (the outcome is unknown)."""
-
-    def __init__(self, cause: BaseException, *, at_commit: bool) -> None:
-        super().__init__(str(cause))
-        self.at_commit = at_commit
-
-
-_NOT_LANDED = object()
-
-
-class PostgresProfileStore(SQLProfileStore):
+class PostgresProfileStore(RetryingTransactions, SQLProfileStore):
     """Profiles and preference histories in a PostgreSQL database.
 
     ``url`` is a libpq URL (``postgresql://user:password@host:5432/dbname``). The schema is
@@ -199,7 +161,7 @@ class PostgresProfileStore(SQLProfileStore):
         read back as their text (so coefficient order is exactly as written), and a bounded
         wait for row locks."""
         conn.adapters.register_loader("json", self._pg.types.string.TextLoader)
-        conn.adapters.register_loader("timestamptz", _lenient_timestamptz(self._pg))
+        conn.adapters.register_loader("timestamptz", lenient_timestamptz(self._pg))
         conn.execute("SET TIME ZONE 'UTC'")
         conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
 
@@ -252,122 +214,6 @@ class PostgresProfileStore(SQLProfileStore):
     def __repr__(self) -> str:
         return f"PostgresProfileStore({self.url!r})"
 
-    # -- transactions with retries -------------------------------------------------------
-
-    def _begin(self, begin: str, deadline: float) -> Any:
-        """A pooled connection inside a new transaction; dead pooled connections are dropped
-        and replaced until ``deadline``."""
-        delay = 0.02
-        while True:
-            wait = max(0.05, min(self.connect_timeout_s, deadline - time.monotonic()))
-            try:
-                raw = self._pool.getconn(timeout=wait)
-            except self._pool_timeout as exc:
-                raise _Lost(exc, at_commit=False) from None
-            try:
-                if begin:  # (a single read finds a dead connection itself, and is re-run)
-                    raw.execute(begin)
-                return raw
-            except self._pg.OperationalError as exc:
-                self._pool.putconn(raw)  # a broken connection is discarded, not reused
-                if time.monotonic() + delay >= deadline:
-                    raise _Lost(exc, at_commit=False) from None
-                time.sleep(delay)
-                delay = min(2 * delay, 0.5)
-
-    @contextmanager
-    def _tx(self, begin: str, deadline: float) -> Iterator[Connection]:
-        raw = self._begin(begin, deadline)
-        try:
-            try:
-                yield _PgConnection(raw)
-            except BaseException as exc:
-                self._rollback(raw)
-                if isinstance(exc, self._pg.OperationalError) and raw.broken:
-                    raise _Lost(exc, at_commit=False) from None
-                raise
-            if not begin:
-                return
-            try:
-                raw.execute("COMMIT")
-            except self._pg.OperationalError as exc:
-                if raw.broken or raw.closed:
-                    raise _Lost(exc, at_commit=True) from None
-                raise
-        finally:
-            self._pool.putconn(raw)
-
-    def _rollback(self, raw: Any) -> None:
-        if raw.closed or raw.broken:
-            return
-        try:
-            raw.execute("ROLLBACK")
-        except self._pg.Error:
-            pass  # the pool discards or resets the connection
-
-    def _retryable(self) -> tuple[type[BaseException], ...]:
-        e = self._pg.errors
-        return (e.SerializationFailure, e.DeadlockDetected, e.UniqueViolation)
-
-    def _run(self, fn: Op, begin: str, *, idempotent: bool,
-             landed: Op | None) -> Any:
-        deadline = time.monotonic() + self.retry_s
-        delay = 0.02
-        maybe_written = False  # a commit's reply was lost on the way (idempotent ops re-run)
-        while True:
-            try:
-                with self._tx(begin, deadline) as conn:
-                    return fn(conn)
-            except _Lost as lost:
-                last: BaseException = lost
-                maybe_written = maybe_written or lost.at_commit
-                if lost.at_commit and not idempotent:
-                    outcome = self._landed(landed, deadline, lost)
-                    if outcome is not _NOT_LANDED:
-                        return outcome
-            except self._retryable() as exc:
-                last = exc
-            except self._pg.Error as exc:
-                raise self._error(exc) from None
-            if time.monotonic() + delay >= deadline:
-                written = None if begin != _WRITE else maybe_written
-                raise self._unavailable(last, written=written)
-            time.sleep(delay)
-            delay = min(2 * delay, 0.5)
-
-    def _landed(self, landed: Op | None, deadline: float, lost: _Lost) -> Any:
-        """After a commit whose acknowledgement was lost: the op's result if it landed, else
-        ``_NOT_LANDED`` (safe to run again)."""
-        if landed is None:
-            raise self._unavailable(lost, written=True)
-        while True:
-            try:
-                with self._tx(_READ, deadline) as conn:
-                    outcome = landed(conn)
-                if outcome is UNKNOWN:
-                    raise self._unavailable(lost, written=True)
-                return _NOT_LANDED if outcome is None else outcome
-            except _Lost:
-                if time.monotonic() >= deadline:
-                    raise self._unavailable(lost, written=True) from None
-                time.sleep(0.05)
-            except self._pg.Error as exc:
-                raise self._error(exc) from None
-
-    # -- the primitives of SQLProfileStore -----------------------------------------------
-
-    def _read_op(self, fn: Op, *, single: bool = False) -> Any:
-        return self._run(fn, _SINGLE if single else _READ, idempotent=True, landed=None)
-
-    def _write_op(self, fn: Op, *, landed: Op | None = None, idempotent: bool = False,
-                  single: bool = False) -> Any:
-        # single: an idempotent op of single statements, each committing on its own (no
-        # BEGIN/COMMIT round trips); re-run whole when a reply is lost
-        if single and not idempotent:
-            raise ValueError("single-statement writes must be idempotent")
-        return self._run(fn, _SINGLE if single else _WRITE, idempotent=idempotent,
-                         landed=landed)
-
     def _insert_generation(self, conn: Connection, user_id: str, g: Any, keep: int,
                            cutoff: str) -> bool:
         # one statement, one round trip: the DELETE sees the table before the INSERT, so it
@@ -381,29 +227,16 @@ class PostgresProfileStore(SQLProfileStore):
     def _insert_and_prune(self, conn: Connection, user_id: str, g: Any, keep: int,
                           cutoff: str) -> Any:
         return conn.execute(
-            "WITH ins AS (INSERT INTO generations (id, user_id, prompt, answer, created_at) "
-            "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
+            f"WITH ins AS (INSERT INTO generations (user_id, {GENERATION_COLUMNS}) "
+            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM profiles WHERE user_id = ?) "
             "ON CONFLICT (user_id, id) DO NOTHING RETURNING 1), "
             "del AS (DELETE FROM generations WHERE user_id = ? AND (created_at < ? OR id NOT IN "
             "(SELECT id FROM generations WHERE user_id = ? "
             "ORDER BY created_at DESC, id DESC LIMIT ?)) RETURNING 1) "
             "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
-            (g.id, user_id, g.prompt, g.answer, g.created_at.isoformat(), user_id,
-             user_id, cutoff, user_id, keep - 1)).fetchone()
-
-    @contextmanager
-    def _write(self, *, landed: Op | None = None) -> Iterator[Connection]:
-        """One write transaction whose body runs once (it is the caller's code): a connection
-        lost before the commit means nothing was written; lost during it, the server is asked."""
-        deadline = time.monotonic() + self.retry_s
-        try:
-            with self._tx(_WRITE, deadline) as conn:
-                yield conn
-        except _Lost as lost:
-            if not (lost.at_commit and self._landed(landed, deadline, lost) is not _NOT_LANDED):
-                raise self._unavailable(lost, written=False) from None
-        except self._pg.Error as exc:
-            raise self._error(exc) from None
+            (user_id, *generation_row(g), user_id, user_id, cutoff, user_id,
+             keep - 1)).fetchone()
 
     def _population_sums(self, conn: Connection, reward_set_id: str, reward_set_version: str,
                          exclude: str) -> PopulationSums:
@@ -456,42 +289,4 @@ class PostgresProfileStore(SQLProfileStore):
         if isinstance(exc, StoreError):
             return exc
         return StoreError(f"PostgreSQL error on {self.url}: {message}")
-
-
-@lru_cache(maxsize=1)
-def _lenient_timestamptz(pg: Any) -> type:
-    """psycopg's timestamptz loader, returning the text of a timestamp outside Python's range
-    (``infinity``, year 10000) instead of failing the whole fetch with ``DataError``."""
-    base = pg.types.datetime.TimestamptzLoader
-
-    class Lenient(base):  # type: ignore[misc, valid-type]
-        def load(self, data: Any) -> Any:
-            try:
-                return super().load(data)
-            except pg.DataError:
-                return bytes(data).decode("utf-8", "replace")
-
-    return Lenient
-
-
-@lru_cache(maxsize=256)
-def _placeholders(sql: str) -> str:
-    """The shared SQL's ``?`` placeholders as psycopg's ``%s``."""
-    return sql.replace("?", "%s")
-
-
-class _PgConnection:
-    """A psycopg connection speaking the shared SQL's ``?`` placeholders."""
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._raw.execute(_placeholders(sql), tuple(params) or None)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
-        cur = self._raw.cursor()
-        if rows:
-            cur.executemany(_placeholders(sql), rows)
-        return cur
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from personalizer.errors import InvalidInput
 
-from .learning import sigmoid as _sigmoid
+from ..learning.posterior import sigmoid as _sigmoid
 
 __all__ = [
     "TASTES",
@@ -115,7 +115,7 @@ def synthetic_texts(n: int, *, seed: int = 0) -> list[str]:
     that the base attributes vary independently. Offline and fast (for tests and benchmarks)."""
     import re
 
-    from .onboarding import question_bank
+    from .bank import question_bank
 
     rng = np.random.default_rng(seed)
     sentences = sorted({s.strip(" -0123456789.") for item in question_bank(["general"])

@@ -88,4 +88,11 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # SQLite's twin drops NUL from texts written before it was refused; PostgreSQL's text
     # never held one.
     ("m007_no_nul_in_text", ()),
+    ("m008_generation_record", (
+        # how each kept answer was made; answers kept before have none
+        "ALTER TABLE generations ADD COLUMN model text",
+        "ALTER TABLE generations ADD COLUMN options json NOT NULL DEFAULT '{}'",
+        "ALTER TABLE generations ADD COLUMN strategy json",
+        "ALTER TABLE generations ADD COLUMN steering json",
+    )),
 )
