@@ -4,6 +4,7 @@ edit or rating of one teaches their profile."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 import reprlib
 import uuid
@@ -28,6 +29,21 @@ log = logging.getLogger("personalizer")
 GENERATION_ID = re.compile(r"[0-9a-f]{32}")
 
 
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    """The generation options as stored with a kept answer: plain JSON values only (an
+    object such as a ProxyTuning is named by its type)."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None or isinstance(value, (bool, int, str)) or \
+                (isinstance(value, float) and math.isfinite(value)):
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            out[key] = list(value)
+        else:
+            out[key] = type(value).__name__
+    return out
+
+
 @dataclass(frozen=True)
 class Retention:
     """Answers kept per user for feedback: the newest ``keep`` (0 keeps none), none older
@@ -50,6 +66,7 @@ class Retention:
             self.store.get_or_create(user_id)
         if not self.keep_count:
             return out
+        record = out.steering
         try:
             kept = StoredGeneration(id=uuid.uuid4().hex, prompt=last_user_text(messages),
                                     answer=out.text)
@@ -58,9 +75,19 @@ class Retention:
                         "stored); it was returned, without an id")
             log.debug("the answer not kept was for user %r", user_id)
             return out
+        how: dict[str, Any] = {
+            "model": out.model, "options": _jsonable(options),
+            "strategy": dict(record.strategy) if record and record.strategy else None,
+            "steering": record}
         try:
-            self.store.save_generation(user_id, kept, keep=self.keep_count,
-                                       max_age_s=self.max_age_s)
+            try:
+                self.store.save_generation(user_id, kept, keep=self.keep_count,
+                                           max_age_s=self.max_age_s, **how)
+            except InvalidInput:  # a record that cannot be stored (a NaN reward, say)
+                log.warning("an answer's steering record could not be kept; the answer "
+                            "was kept without it")
+                self.store.save_generation(user_id, kept, keep=self.keep_count,
+                                           max_age_s=self.max_age_s, model=out.model)
         except ProfileNotFound:  # deleted while answering: the answer, nothing kept
             return out
         return out.model_copy(update={"id": kept.id})
