@@ -22,9 +22,9 @@ from personalizer.profiles import Profile, ProfileStore, validate_user_id
 from personalizer.profiles.conditioning import condition, profile_block, profile_request
 
 from ._input import Limits
-from .errors import InvalidInput, ProfileNotFound, UnsupportedRequest
+from .errors import BackendError, InvalidInput, ProfileNotFound, UnsupportedRequest
 from .feedback import Retention
-from .seams import Generator, ProfilePrompt, RewardSet, SimpleGenerator
+from .seams import Generator, ProfilePrompt, RewardSet, SimpleGenerator, SteerableGenerator
 from .steering import STRATEGIES, Steering, Strategy
 from .streams import AsyncStream, Stream
 from .types import Generation, Message, MessagesLike, RewardTerm, SteeringRecord, as_messages, \
@@ -160,6 +160,11 @@ class Answering:
         block = profile_block(profile, self.rewards) if use_words and not in_turn else None
         msgs = condition(msgs, block)
         steering = None
+        if profile.coefficients and self.rewards is None and \
+                isinstance(gen, SteerableGenerator):
+            raise BackendError(
+                f"{type(gen).__name__} cannot steer toward {user_id!r}'s reward: give the "
+                "Personalizer (or the generator) the reward set of the profiles (rewards=...)")
         if strategy is not None:
             steering = Steering.from_profile(profile, strength=strength, strategy=strategy,
                                              instruction=request, rewards=self.rewards)

@@ -151,7 +151,7 @@ class Personalizer:
         self.strength, self.strategy, self.prompt_profile = strength, strategy, prompt_profile
         answerer = as_generator(generator) if generator is not None else None
         self.rewards = rewards = one_reward_set(rewards, answerer)
-        self.generator = generator  # the caller's object, as given
+        self._generator = generator  # the caller's object, as given
         self._prior = prior
         # the store last: every argument is checked before a database file is created
         if isinstance(db, ProfileStore):
@@ -169,6 +169,19 @@ class Personalizer:
                                   self._summaries.refresh)
         self._answering = Answering(self.store, rewards, answerer, retention, self.limits,
                                     strength, parsed, prompt_profile)
+
+    @property
+    def generator(self) -> SimpleGenerator | None:
+        """The generator answers come from: the object given, as it was given."""
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: SimpleGenerator | None) -> None:
+        answerer = as_generator(generator) if generator is not None else None
+        one_reward_set(self.rewards, answerer)  # the same reward set, or refused
+        self._generator = generator
+        self._answering.generator = answerer
+        self._summaries.generator = generator
 
     @property
     def summarizer(self) -> Summarizer | None:

@@ -117,7 +117,8 @@ def test_an_answer_ends_only_once_its_quality_clears_the_floor() -> None:
 
 def test_the_reward_is_relative_to_the_profiles_scale() -> None:
     """Through the planner (the one place that turns a Steering into a decoding row)."""
-    from personalizer.backends.decoding.planning import CLEAR_NORM, Planner
+    from personalizer.backends.decoding.planning import Planner
+    from personalizer.steering import CLEAR_NORM
     from personalizer.steering import GenerationOptions
 
     rs = RewardSet("letters", [AttributeScorer("e", "more e", lambda t: t.count("e")),

@@ -510,7 +510,7 @@ def test_length_and_structure_act_through_their_tokens() -> None:
 def test_list_markers_are_raised_only_at_the_start_of_a_line() -> None:
     from types import SimpleNamespace
 
-    from personalizer.backends.decoding.policies import TokenRewardPolicy
+    from personalizer.backends.decoding.strategies.token_rewards import TokenRewardPolicy
     from personalizer.backends.heads.rules import line_tokens
 
     tok = tiny.tokenizer()
@@ -603,7 +603,7 @@ def test_a_lexicon_rule_needs_its_lexicon() -> None:
 def test_word_biases_raise_a_word_once_and_ending_waits_for_a_whole_sentence() -> None:
     from types import SimpleNamespace
 
-    from personalizer.backends.decoding.policies import TokenRewardPolicy
+    from personalizer.backends.decoding.strategies.token_rewards import TokenRewardPolicy
     from personalizer.backends.heads.rules import line_tokens, token_texts
 
     tok = tiny.tokenizer()
