@@ -8,7 +8,7 @@ from typing import Any
 
 import tiny
 
-from personalizer._async import iterate_in_thread
+from personalizer.streams import iterate_in_thread
 from personalizer.backends import LocalGenerator
 
 

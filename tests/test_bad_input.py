@@ -334,7 +334,8 @@ ACCEPTS_GENERATOR: dict[str, Accepted] = {
     "scripted": {  # the test double records each call's options (calls) and checks none
         "ScriptedGenerator": {"replies": "list tuple"},
         **{m: {"messages": "empty 5000x list tuple",
-               **{o: ALL for o in option_names(None, m)}} for m in ("generate", "stream")},
+               **{o: ALL for o in option_names(None, m) if o != "steering"}}
+           for m in ("generate", "stream", "agenerate", "astream")},
     },
     "openai": hosted("OpenAIGenerator", HOSTED_CALL, stream_usage="True"),
     "anthropic": hosted("AnthropicGenerator", {**HOSTED_CALL, "top_k": "42 None"},

@@ -186,7 +186,7 @@ class PersonalizedChatModel(BaseChatModel):
         elif hasattr(self._generator(), "astream"):
             stream = self._generator().astream(msgs, **options)
         else:
-            from personalizer._async import iterate_in_thread
+            from personalizer.streams import iterate_in_thread
 
             stream = iterate_in_thread(iter(self._generator().stream(msgs, **options)))
         async for piece in stream:
