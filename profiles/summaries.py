@@ -1,6 +1,6 @@
 """PLUS summaries: a short plain-language summary of what one person prefers.
 
-A :class:`Summarizer` writes it with any :class:`~personalizer.types.Generator` (local or
+A :class:`Summarizer` writes it with any :class:`~personalizer.seams.SimpleGenerator` (local or
 hosted) from the person's preference history (chosen vs rejected, their reasons), the previous
 summary and their strongest coefficients in words. It is incremental: the summary records how
 many of the oldest preferences it was folded from (``Profile.summary_preferences``); an update
@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personalizer._boundary import Unchecked, public_api
 from personalizer.errors import BackendError, InvalidInput, StoreBusy
-from personalizer.types import Generator, Message
+from personalizer.seams import SimpleGenerator
+from personalizer.types import Message
 
 from .base import ProfileStore
 from .conditioning import coefficient_words, quote
@@ -86,7 +87,7 @@ class Summarizer:
     prompt in words; ``options`` go to every ``generator.generate`` call.
     """
 
-    def __init__(self, generator: Unchecked[Generator], rewards: Unchecked[Any] = None, *,
+    def __init__(self, generator: Unchecked[SimpleGenerator], rewards: Unchecked[Any] = None, *,
                  settings: SummarizerSettings | None = None, **options: Any) -> None:
         if not hasattr(generator, "generate"):
             raise InvalidInput("Summarizer needs a generator (anything with generate(messages))")

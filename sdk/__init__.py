@@ -1,9 +1,13 @@
 """personalizer: personalize LLM answers per user at decoding time.
 
 >>> from personalizer import Personalizer
+
+The error tree is imported with the package; everything else loads on first use, so
+``import personalizer.errors`` stays light.
 """
 
-from .client import Personalizer
+from typing import Any
+
 from .errors import (
     BackendError,
     CorruptProfile,
@@ -33,7 +37,24 @@ from .errors import (
     UnsupportedSchemaVersion,
     VersionConflict,
 )
-from .types import Generation, Generator, Message, Timings, as_messages
+
+# public names that load their module on first use: name -> module of this package
+_LAZY = {"Personalizer": ".client", "Generation": ".types", "Message": ".types",
+         "Timings": ".types", "as_messages": ".types", "Generator": ".seams"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # looked up once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__ = "0.1.0"
 

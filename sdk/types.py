@@ -1,14 +1,14 @@
 """Data models and protocols at the seams between the parts of personalizer.
 
-Generators (local models, hosted APIs) implement :class:`Generator`; they take chat
-:class:`Message` lists and return a :class:`Generation`. This module imports nothing of ours
+Generators (local models, hosted APIs; the protocols are in :mod:`personalizer.seams`) take
+chat :class:`Message` lists and return a :class:`Generation`. This module imports nothing of ours
 except the error tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
 
@@ -17,7 +17,6 @@ from .errors import InvalidInput
 __all__ = [
     "TERM_WORDS",
     "Generation",
-    "Generator",
     "Message",
     "QualityTerm",
     "RewardTerm",
@@ -202,24 +201,6 @@ class Generation(BaseModel):
     prompt_tokens_dropped: int = Field(
         default=0, ge=0, description="Oldest prompt tokens dropped to fit the model's context "
         "(only with truncate='left').")
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """Anything that answers a chat: a local model, a hosted API, a scripted test double.
-
-    ``options`` are generator-specific (max new tokens, steering, ...); a generator that cannot
-    honour an option raises :class:`~personalizer.errors.InvalidInput` or
-    :class:`~personalizer.errors.BackendError` instead of ignoring it.
-    """
-
-    def generate(self, messages: Sequence[Message], **options: Any) -> Generation:
-        """Answer ``messages`` in one piece."""
-        ...
-
-    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
-        """Answer ``messages`` as text pieces whose concatenation equals ``generate``'s text."""
-        ...
 
 
 # Chat input as callers write it; ``as_messages`` validates it (pydantic skips it at the
