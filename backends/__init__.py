@@ -32,7 +32,7 @@ _LAZY = {"LocalGenerator": ".local.generator", "ProxyTuning": ".decoding.proxy",
          "TokenScorer": ".decoding.scorers", "OpenAIGenerator": ".hosted.providers",
          "AnthropicGenerator": ".hosted.providers", "HostedGenerator": ".hosted",
          "HostedOptions": ".hosted", "TokenHeads": ".heads.token",
-         "distill_token_heads": ".heads.token", "learn_token_heads": ".heads.token"}
+         "distill_token_heads": ".heads.training", "learn_token_heads": ".heads.training"}
 
 
 def __getattr__(name: str) -> Any:

@@ -185,7 +185,7 @@ def main() -> None:
     from quality import PROMPTS, key_terms
 
     from personalizer.backends import LocalGenerator, TokenHeads, distill_token_heads
-    from personalizer.backends.heads.token import sequence_scores
+    from personalizer.backends.heads.training import sequence_scores
     from personalizer.profiles import default_reward_set
     from personalizer.profiles.onboarding.simulate import TASTES
 

@@ -66,7 +66,8 @@ from personalizer.errors import InvalidProfileData, UnsupportedSchemaVersion
 
 from .models import OnboardingState, Preference, Profile, Rating, StoredGeneration, utcnow
 
-__all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "parse_export"]
+__all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "export_texts",
+           "parse_export"]
 
 EXPORT_SCHEMA = "personalizer.profile-export"
 EXPORT_SCHEMA_VERSION = 6
@@ -108,6 +109,18 @@ class ProfileExport(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """The document as plain JSON types, with ``schema`` spelled as in the file."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+def export_texts(doc: ProfileExport) -> list[tuple[str, str | None]]:
+    """Every text an export brings, named by where it is (``preferences[0].prompt``, ...):
+    what the size limits of an import hold each to."""
+    return [
+        *((f"preferences[{i}].{k}", getattr(p, k)) for i, p in enumerate(doc.preferences)
+          for k in ("prompt", "chosen", "rejected", "reason")),
+        *((f"generations[{i}].{k}", getattr(g, k)) for i, g in enumerate(doc.generations)
+          for k in ("prompt", "answer")),
+        *((f"ratings[{i}].{k}", getattr(r, k)) for i, r in enumerate(doc.ratings)
+          for k in ("prompt", "answer"))]
 
 
 def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:

@@ -9,7 +9,6 @@ generator's protocol), feedback and retention in :mod:`.feedback`, summaries in
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -25,7 +24,7 @@ from personalizer.profiles import (
     open_store,
     validate_user_id,
 )
-from personalizer.profiles.export import parse_export
+from personalizer.profiles.export import export_texts, parse_export
 from personalizer.profiles.learning.learner import make_preference
 from personalizer.profiles.models import Judgement, UserId
 from personalizer.profiles.summaries import Summarizer
@@ -50,28 +49,10 @@ Strength = Annotated[float, Field(ge=0, le=1000)]
 # A strategy as callers give it: a model, its kind's name or a dict (STRATEGIES parses it).
 StrategyLike = Unchecked[Strategy | str | Mapping[str, Any] | None]
 
-_DEPRECATED = {
-    "LOCAL_STRATEGY": "the local default strategy is the generator's: "
-                      "personalizer.backends.local.generator.DEFAULT_STRATEGY "
-                      "(LocalGenerator(strategy=...))",
-    "LOCAL_PROMPT_DEFAULT": "the profile in words is always on by default "
-                            "(prompt_profile=False switches it off)",
-    "PersonalizedStream": "streams are personalizer.streams.Stream",
-    "AsyncPersonalizedStream": "async streams are personalizer.streams.AsyncStream",
-}
-
-
 def __getattr__(name: str) -> Any:
-    if name in _DEPRECATED:
-        warnings.warn(f"personalizer.client.{name} is deprecated: {_DEPRECATED[name]}",
-                      DeprecationWarning, stacklevel=2)
-        if name == "LOCAL_STRATEGY":
-            from personalizer.backends.local.generator import DEFAULT_STRATEGY
+    from ._deprecated import client_name
 
-            return DEFAULT_STRATEGY.model_dump()
-        return {"LOCAL_PROMPT_DEFAULT": True, "PersonalizedStream": Stream,
-                "AsyncPersonalizedStream": AsyncStream}[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return client_name(name)
 
 
 @public_api
@@ -127,20 +108,8 @@ class Personalizer:
                 f"db must be a path or a ProfileStore, not {type(db).__name__}"
             )
         self.limits = Limits(max_text_chars, max_request_chars)
-        if summary_every is not None and (isinstance(summary_every, bool)
-                                          or not isinstance(summary_every, int)
-                                          or summary_every < 1):
-            raise InvalidInput("summary_every must be a whole number >= 1 (or None: only "
-                               "update_summary writes summaries)")
-        if summary_every is not None and generator is None and summarizer is None:
-            raise InvalidInput("summary_every needs a model to write summaries with: pass "
-                               "generator=... or summarizer=Summarizer(generator)")
-        if isinstance(keep_generations, bool) or not isinstance(keep_generations, int) or \
-                not 0 <= keep_generations <= 100_000:
-            raise InvalidInput("keep_generations must be a whole number from 0 (keep none) "
-                               "to 100000")
-        if not 0 < keep_generations_days <= 36500:
-            raise InvalidInput("keep_generations_days must be more than 0 and at most 36500")
+        Summaries.check(summary_every, generator, summarizer)
+        Retention.check(keep_generations, keep_generations_days)
         self.keep_generations, self.keep_generations_days = keep_generations, \
             float(keep_generations_days)
         if rewards is not None and not isinstance(rewards, RewardSet):
@@ -201,21 +170,7 @@ class Personalizer:
         See :class:`~personalizer.settings.PersonalizerSettings`."""
         from .settings import PersonalizerSettings
 
-        settings = PersonalizerSettings.load(toml_file, **overrides)
-        rewards = None
-        if settings.rewards == "default":
-            from personalizer.profiles import default_reward_set
-
-            rewards = default_reward_set()
-        return cls(settings.db, rewards=rewards, generator=settings.build_generator(rewards),
-                   summary_every=settings.summary_every,
-                   keep_generations=settings.keep_generations,
-                   keep_generations_days=settings.keep_generations_days,
-                   strength=DEFAULT_STRENGTH if settings.strength is None
-                   else settings.strength,
-                   strategy=settings.strategy, prompt_profile=settings.prompt_profile,
-                   max_text_chars=settings.max_text_chars,
-                   max_request_chars=settings.max_request_chars)
+        return cls(**PersonalizerSettings.load(toml_file, **overrides).arguments())
 
     def close(self) -> None:
         """Close the store if this object opened it."""
@@ -431,14 +386,8 @@ class Personalizer:
                        replace: bool = False) -> Profile:
         """Restore a profile from :meth:`export_profile` output (dict or JSON text). Each
         text in it is held to ``max_text_chars`` (a whole history has no total limit)."""
-        doc = parse_export(data)
-        self.limits.check("Personalizer.import_profile", [
-            *((f"preferences[{i}].{k}", getattr(p, k)) for i, p in enumerate(doc.preferences)
-              for k in ("prompt", "chosen", "rejected", "reason")),
-            *((f"generations[{i}].{k}", getattr(g, k)) for i, g in enumerate(doc.generations)
-              for k in ("prompt", "answer")),
-            *((f"ratings[{i}].{k}", getattr(r, k)) for i, r in enumerate(doc.ratings)
-              for k in ("prompt", "answer"))], one_request=False)
+        self.limits.check("Personalizer.import_profile", export_texts(parse_export(data)),
+                          one_request=False)
         return self.store.import_profile(data, replace=replace)
 
     def delete_profile(self, user_id: UserId) -> int:

@@ -53,6 +53,16 @@ class Retention:
     keep_count: int
     days: float
 
+    @staticmethod
+    def check(keep_count: object, days: float) -> None:
+        """Refuse retention limits out of range (before anything is opened)."""
+        if isinstance(keep_count, bool) or not isinstance(keep_count, int) or \
+                not 0 <= keep_count <= 100_000:
+            raise InvalidInput("keep_generations must be a whole number from 0 (keep none) "
+                               "to 100000")
+        if not 0 < days <= 36500:
+            raise InvalidInput("keep_generations_days must be more than 0 and at most 36500")
+
     @property
     def max_age_s(self) -> float:
         return self.days * 86400

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,10 +63,12 @@ class PersonalizerSettings(BaseSettings):
         "interpretable attributes, or none (preferences are only stored).")
     strength: float | None = Field(default=None, ge=0, le=1000,
                                    description="Default steering strength.")
-    strategy: Literal["args", "best_of_n", "token_rewards"] | None = Field(
+    strategy: str | None = Field(
         default=None, description="Default search strategy, by name as in "
-        "Steering.strategy (the generator's when unset); token_rewards needs token heads "
-        "on the generator (LocalGenerator.with_token_heads).")
+        "Steering.strategy: a kind in personalizer.steering.STRATEGIES ('args', "
+        "'best_of_n', 'token_rewards', or one registered by the application); the "
+        "generator's own when unset. token_rewards needs token heads on the generator "
+        "(LocalGenerator.with_token_heads).")
     prompt_profile: bool | None = Field(
         default=None, description="Default for the profile block in the system prompt.")
     summary_every: int | None = Field(default=None, ge=1,
@@ -111,6 +113,36 @@ class PersonalizerSettings(BaseSettings):
         except ValueError as exc:  # a TOML file that does not parse
             raise InvalidInput(f"invalid personalizer settings file: {exc}") from None
         return cls.model_validate(loaded.model_dump())
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | None) -> str | None:
+        if value is not None:
+            import personalizer.backends.decoding.strategies  # noqa: F401 - the built-ins
+            from .steering import STRATEGIES
+
+            if value not in STRATEGIES:
+                raise ValueError(f"unknown strategy {value!r}: use one of "
+                                 f"{STRATEGIES.known()}")
+        return value
+
+    def arguments(self) -> dict[str, Any]:
+        """These settings as :class:`~personalizer.Personalizer` arguments (the reward set
+        and the generator built)."""
+        rewards = None
+        if self.rewards == "default":
+            from personalizer.profiles import default_reward_set
+
+            rewards = default_reward_set()
+        out: dict[str, Any] = {
+            "db": self.db, "rewards": rewards, "generator": self.build_generator(rewards),
+            "summary_every": self.summary_every, "keep_generations": self.keep_generations,
+            "keep_generations_days": self.keep_generations_days, "strategy": self.strategy,
+            "prompt_profile": self.prompt_profile, "max_text_chars": self.max_text_chars,
+            "max_request_chars": self.max_request_chars}
+        if self.strength is not None:
+            out["strength"] = self.strength
+        return out
 
     def build_generator(self, rewards: Any) -> Any:
         """The generator these settings name (None for ``generator="none"``)."""

@@ -30,6 +30,17 @@ class Summaries:
     every: int | None
     limits: Limits
 
+    @staticmethod
+    def check(every: object, generator: object, summarizer: object) -> None:
+        """Refuse a ``summary_every`` that cannot work (before anything is opened)."""
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                                  or every < 1):
+            raise InvalidInput("summary_every must be a whole number >= 1 (or None: only "
+                               "update_summary writes summaries)")
+        if every is not None and generator is None and summarizer is None:
+            raise InvalidInput("summary_every needs a model to write summaries with: pass "
+                               "generator=... or summarizer=Summarizer(generator)")
+
     def need_summarizer(self) -> Summarizer:
         if self.summarizer is None:
             if self.generator is None:

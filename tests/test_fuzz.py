@@ -31,7 +31,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from personalizer import Personalizer, PersonalizerError
-from personalizer.client import AsyncPersonalizedStream, PersonalizedStream
+from personalizer.streams import AsyncStream, Stream
 from personalizer.profiles import Preference, SQLiteProfileStore, default_reward_set
 from personalizer.profiles.models import StoredGeneration, utcnow
 from personalizer.types import SteeringRecord
@@ -111,10 +111,10 @@ def checked(name: str, call: Callable[[], Any], dump: Callable[[], Any]) -> None
     COUNTS[f"{name}:calls"] += 1
     try:
         result = call()
-        if isinstance(result, PersonalizedStream):  # a stream: read it to the end
+        if isinstance(result, Stream):  # a stream: read it to the end
             for _ in result:
                 pass
-        elif isinstance(result, AsyncPersonalizedStream):
+        elif isinstance(result, AsyncStream):
             asyncio.run(_drain(result))
         elif inspect.iscoroutine(result):
             asyncio.run(result)
@@ -126,7 +126,7 @@ def checked(name: str, call: Callable[[], Any], dump: Callable[[], Any]) -> None
         raise AssertionError(f"{name} raised {type(exc).__name__}: {exc!r}"[:500]) from exc
 
 
-async def _drain(stream: AsyncPersonalizedStream) -> None:
+async def _drain(stream: AsyncStream) -> None:
     async for _ in stream:
         pass
 

@@ -27,9 +27,9 @@ from personalizer.backends.heads.token import (
     TOKEN_HEADS_FORMAT,
     HiddenSteer,
     model_fingerprint,
-    sequence_scores,
     shift_hidden,
 )
+from personalizer.backends.heads.training import sequence_scores
 from personalizer.errors import InvalidInput
 
 LENGTH = AttributeScorer("length", "longer answers", lambda t: math.log1p(len(t.split())),
@@ -652,7 +652,7 @@ def test_heads_and_coefficients_learned_jointly_from_preferences(
     from itertools import combinations
 
     from personalizer.backends import learn_token_heads
-    from personalizer.backends.heads.token import PreferencePair
+    from personalizer.backends.heads.training import PreferencePair
 
     def answers(prompts: list[str]) -> dict[str, list[str]]:
         return {p: list(dict.fromkeys(gen.generate(p, max_new_tokens=40, do_sample=True,

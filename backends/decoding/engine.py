@@ -48,7 +48,7 @@ class TokenPolicy(Protocol):
 
     k: int  # candidates it rescores (0: none)
     scorer: TokenScorer | None  # where the candidates' features come from
-    # optional: ``steer`` (a :class:`~.token_heads.HiddenSteer`) shifts the row's hidden
+    # optional: ``steer`` (a :class:`~personalizer.backends.heads.token.HiddenSteer`) shifts the row's hidden
     # state before the vocabulary projection (token-level rewards)
 
     def candidates_at(self, step: int) -> int:
@@ -145,7 +145,7 @@ class _Logits:
 
     def current(self, steers: Sequence[Any] = ()) -> torch.Tensor:
         """The rows' next-token logits; rows with a steer (token-level rewards) project
-        their LM hidden state shifted by it (:func:`~.token_heads.shift_hidden`)."""
+        their LM hidden state shifted by it (:func:`~personalizer.backends.heads.token.shift_hidden`)."""
         hidden = self.lm.hidden
         if any(s is not None for s in steers):
             from personalizer.backends.heads.token import shift_hidden

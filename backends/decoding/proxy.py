@@ -5,7 +5,7 @@ is a small tuned model, the antiexpert its untuned counterpart; their difference
 tuning onto the base without touching its weights. Each model keeps its own KV cache and may
 format the chat its own way (its own chat template). Vocabularies must be the same; extra
 padding rows of an embedding matrix (a larger ``vocab_size`` than the tokenizer) are dropped.
-The arithmetic is :func:`~.decoding_math.proxy_logits`; the decoding loop keeps the three
+The arithmetic is :func:`~.tensor_math.proxy_logits`; the decoding loop keeps the three
 caches. Proxy-tuning combines with every strategy (plain, ARGS, best-of-n).
 """
 

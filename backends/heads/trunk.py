@@ -31,15 +31,14 @@ from personalizer.backends.rewards._batching import chunks, right_pad
 
 if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.handle import ModelHandle
-    from personalizer.backends.local.generator import LocalGenerator
 
 __all__ = ["TrunkHeads", "TrunkScorer", "distill_heads", "trunk_states"]
 
 
 class TrunkHeads:
-    """J linear heads on a :class:`LocalGenerator`'s last hidden state (a multi-reward model)."""
+    """J linear heads on a local LM's (a :class:`ModelHandle`'s) last hidden state (a multi-reward model)."""
 
-    def __init__(self, generator: LocalGenerator, weight: np.ndarray, bias: np.ndarray,
+    def __init__(self, generator: ModelHandle, weight: np.ndarray, bias: np.ndarray,
                  names: Sequence[str], descriptions: Sequence[str] | None = None, *,
                  batch_size: int = 8) -> None:
         w = np.asarray(weight, dtype=np.float32)
@@ -75,7 +74,7 @@ class TrunkHeads:
         st.save_file({"weight": self.weight, "bias": self.bias}, str(path), metadata=meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], generator: LocalGenerator) -> TrunkHeads:
+    def load(cls, path: str | os.PathLike[str], generator: ModelHandle) -> TrunkHeads:
         """Read heads saved by :meth:`save` onto ``generator`` (the LM they were fitted on)."""
         st = require("safetensors", extra="local", feature="loading reward heads")
         try:
@@ -90,7 +89,7 @@ class TrunkHeads:
         return cls(generator, weight, bias, names, descriptions)
 
 
-def trunk_states(generator: LocalGenerator, prompt: str, responses: Sequence[str], *,
+def trunk_states(generator: ModelHandle, prompt: str, responses: Sequence[str], *,
                  batch_size: int = 8) -> np.ndarray:
     """The LM's final hidden state at each response's last token, with the prompt in the LM's
     chat format before it: what shared-trunk heads read during decoding (``(n, hidden)``)."""
@@ -108,7 +107,7 @@ def trunk_states(generator: LocalGenerator, prompt: str, responses: Sequence[str
     return out
 
 
-def distill_heads(generator: LocalGenerator, rewards: Any,
+def distill_heads(generator: ModelHandle, rewards: Any,
                   samples: Sequence[tuple[str, str]], *, ridge: float = 1.0) -> TrunkHeads:
     """Trunk heads that predict ``rewards``' raw features from the LM's hidden states
     (ridge regression over ``(prompt, response)`` samples)."""
