@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError, field_validator
 
 from .errors import InvalidInput
 
@@ -123,7 +123,19 @@ class ScoredCandidate(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str
-    reward: float
+    reward: float | None = Field(
+        description="The user's reward of it (with the quality term); None when it could "
+        "not be chosen (it would end the answer below the quality floor, or before it "
+        "said anything).")
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _not_allowed(cls, value: Any) -> Any:
+        # the search scores a candidate it may not choose -inf: recorded as None, so the
+        # record is JSON and can be kept, exported and shown
+        if isinstance(value, (int, float)) and value == float("-inf"):
+            return None
+        return value
 
 
 class SteeringRecord(BaseModel):

@@ -50,3 +50,24 @@ def test_a_plain_answer_is_kept_with_what_there_is(tmp_path: Path) -> None:
         assert kept.model == "scripted" and kept.options == {"temperature": 0.5}
         assert kept.strategy is None and kept.steering == reply.steering
         assert kept.steering.new_user and kept.steering.path == "plain"
+
+
+def test_a_candidate_that_could_not_be_chosen_is_kept_without_a_reward(
+        tmp_path: Path) -> None:
+    import json
+
+    from personalizer.profiles.models import StoredGeneration
+    from personalizer.types import ScoredCandidate, SteeringRecord
+
+    # the search scores a candidate it may not choose (ending below the quality floor) -inf
+    record = SteeringRecord(path="branch", levers=("end_early",), chosen=0, candidates=(
+        ScoredCandidate(text="Sleep well.", reward=1.25),
+        ScoredCandidate(text="", reward=float("-inf"))))
+    assert [c.reward for c in record.candidates] == [1.25, None]
+    with Personalizer(tmp_path / "p.db", generator=ScriptedGenerator(["Hi!"])) as p:
+        p.store.get_or_create("cy")
+        kept = StoredGeneration(id="a" * 32, prompt="sleep?", answer="Sleep well.")
+        p.store.save_generation("cy", kept, keep=10, max_age_s=3600, steering=record)
+        assert p.store.generation("cy", "a" * 32).steering == record
+        exported = json.loads(json.dumps(p.export_profile("cy"), allow_nan=False))
+        assert exported["generations"][0]["steering"]["candidates"][1]["reward"] is None
