@@ -35,11 +35,8 @@ import argparse
 import multiprocessing as mp
 import resource
 import statistics
-import subprocess
 import sys
-import tarfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 import torch
@@ -48,25 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from versions import package_of  # noqa: E402
+
 ROWS = ("plain", "tree ARGS", "trunk ARGS", "trunk, batch of 1", "token heads")
-
-
-def package_of(ref: str) -> Path:
-    """The ``personalizer`` package of commit ``ref`` as an importable folder (sdk/ with
-    backends/ and profiles/ inside, as pyproject's package-dir maps them)."""
-    sha = subprocess.run(["git", "rev-parse", ref], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()
-    out = ROOT / "bench" / "out" / f"impl-{sha[:10]}"
-    pkg = out / "personalizer"
-    if not pkg.exists():
-        data = subprocess.run(["git", "archive", sha, "sdk", "backends", "profiles"], cwd=ROOT,
-                              check=True, capture_output=True).stdout
-        with tarfile.open(fileobj=BytesIO(data)) as tar:
-            tar.extractall(out / "src", filter="data")
-        (out / "src" / "sdk").rename(pkg)
-        for sub in ("backends", "profiles"):
-            (out / "src" / sub).rename(pkg / sub)
-    return out
 
 
 def steering(rs, k: int, w: float = 1.0):  # noqa: ANN001, ANN201
