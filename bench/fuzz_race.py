@@ -25,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _fault_workers import check, history, race_processes, race_threads
-from pg_server import find_bindir, running
+from support.fault_workers import check, history, race_processes, race_threads
+from support.pg_server import find_bindir, running
 
 from personalizer.profiles import default_reward_set
 

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from provider_server import ProviderServer  # noqa: E402
+from support.provider_server import ProviderServer  # noqa: E402
 
 from personalizer import Personalizer  # noqa: E402
 from personalizer.backends import OpenAIGenerator  # noqa: E402

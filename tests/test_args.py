@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tiny
 import torch
+from support import tiny
 
 from personalizer.backends import Args, LocalGenerator, Steering
 from personalizer.backends.decoding.tensor_math import (

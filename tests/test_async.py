@@ -6,10 +6,10 @@ import asyncio
 import threading
 from typing import Any
 
-import tiny
+from support import tiny
 
-from personalizer.streams import iterate_in_thread
 from personalizer.backends import LocalGenerator
+from personalizer.streams import iterate_in_thread
 
 
 def test_astream_equals_generate_and_leaves_the_loop_free() -> None:

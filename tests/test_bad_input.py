@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tiny
+from support import tiny
 
 from personalizer import Personalizer, PersonalizerError, ProfileNotFound
 from personalizer.backends import (
@@ -242,7 +242,7 @@ def test_facade_constructor_refuses_bad_arguments(tmp_path: Path,
 
 @pytest.mark.parametrize("kind", ["local", "scripted", "openai", "anthropic"])
 def test_every_generator_method_refuses_bad_arguments_with_the_tree(kind: str) -> None:
-    from provider_server import ProviderServer
+    from support.provider_server import ProviderServer
 
     with ProviderServer() as server:
         SERVER[:] = [server]

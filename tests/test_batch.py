@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tiny
+from support import tiny
 
 from personalizer.backends import Args, LocalGenerator, Steering
-from personalizer.backends.rewards import RewardSet
 from personalizer.backends.heads.trunk import TrunkHeads
+from personalizer.backends.rewards import RewardSet
 from personalizer.errors import InvalidInput
 
 PROMPTS = ["Hello there", "How are you today? I am asking because I care.", "Drink water",

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tiny
+from support import tiny
 
 from personalizer.backends import BestOfN, LocalGenerator, Steering
 from personalizer.backends.rewards import AttributeScorer, RewardSet

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import pref, user_rows
+from support.rows import pref, user_rows
 
 from personalizer.cli import main
 from personalizer.profiles import SQLiteProfileStore
@@ -119,8 +119,8 @@ def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
     answers say nothing about the question, so with no quality floor (floor 0): where each
     answer ends is up to its user's reward."""
     import numpy as np
-    import tiny
     from rich.console import Console
+    from support import tiny
 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import Substance

@@ -19,7 +19,7 @@ def test_readme_has_python_blocks() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                            server: Any) -> None:
-    from provider_server import echo_reply
+    from support.provider_server import echo_reply
 
     provider = server  # the local wire-format server the hosted examples talk to
     provider.clear()

@@ -114,7 +114,7 @@ def test_python_block_runs(page: str, index: int, code: str, tmp_path: Path,
         missing = [m for m in modules if marker in code and importlib.util.find_spec(m) is None]
         if missing:
             pytest.skip(f"{page} block {index} needs {', '.join(missing)}")
-    from provider_server import echo_reply
+    from support.provider_server import echo_reply
 
     server.clear()
     server.reply = echo_reply

@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import tiny
+from support import tiny
 
 from personalizer.backends import LocalGenerator
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tiny
+from support import tiny
 
 from personalizer import Personalizer
 from personalizer.backends import LocalGenerator
@@ -259,7 +259,7 @@ def backdate(db: str, generation_id: str, seconds: float) -> None:
 
 
 def test_kept_answers_older_than_the_age_limit_are_dropped(db: str) -> None:
-    from conftest import user_rows
+    from support.rows import user_rows
 
     gen = ScriptedGenerator(lambda m: "An answer.")
     with Personalizer(db, generator=gen, keep_generations_days=1) as p:
@@ -273,7 +273,7 @@ def test_kept_answers_older_than_the_age_limit_are_dropped(db: str) -> None:
 
 
 def test_deleting_a_user_while_they_are_answered_loses_nothing_else(db: str) -> None:
-    from conftest import user_rows
+    from support.rows import user_rows
 
     from personalizer import ProfileNotFound
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _fault_workers import check, history, race_processes, race_threads
-from conftest import user_rows
+from support.fault_workers import check, history, race_processes, race_threads
+from support.rows import user_rows
 
 from personalizer import (
     CorruptProfile,

@@ -64,7 +64,7 @@ def test_learn_heads_refuses_bad_input() -> None:
 
 
 def test_heads_on_an_lm_trunk_become_a_versioned_reward_set(tmp_path, store) -> None:  # noqa: ANN001
-    import tiny
+    from support import tiny
 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import CausalLMEncoder, EmbeddingHeads, RewardSet
@@ -106,11 +106,11 @@ def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  
     """End to end on a tiny LM: states from the trunk -> heads learned from simulated users
     -> a reward set of TrunkHeads (saved, loaded) -> ARGS on the fast trunk path raises the
     learned reward."""
-    import tiny
+    from support import tiny
 
     from personalizer.backends import Args, LocalGenerator, Steering
-    from personalizer.backends.rewards import RewardSet
     from personalizer.backends.heads.trunk import TrunkHeads, trunk_states
+    from personalizer.backends.rewards import RewardSet
     from personalizer.profiles.learning.features import learned_trunk_reward_set
     from personalizer.profiles.onboarding.simulate import synthetic_texts
 

@@ -31,9 +31,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from personalizer import Personalizer, PersonalizerError
-from personalizer.streams import AsyncStream, Stream
 from personalizer.profiles import Preference, SQLiteProfileStore, default_reward_set
 from personalizer.profiles.models import StoredGeneration, utcnow
+from personalizer.streams import AsyncStream, Stream
 from personalizer.types import SteeringRecord
 
 #: calls and refusals per method, written to $PERSONALIZER_FUZZ_REPORT (bench/fuzz.py)
@@ -143,7 +143,7 @@ def _report() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def facade(server: Any) -> Iterator[tuple[Personalizer, Path, dict[str, Any]]]:
-    from provider_server import echo_reply
+    from support.provider_server import echo_reply
 
     from personalizer.backends import OpenAIGenerator
 
@@ -273,7 +273,7 @@ def sqlite_store() -> Iterator[tuple[Any, Callable[[], Any], dict[str, Any]]]:
     folder = tempfile.TemporaryDirectory()
     path = Path(folder.name) / "store.db"
     store = SQLiteProfileStore(path)
-    from conftest import pref
+    from support.rows import pref
 
     store.create("alice")
     store.append_preferences("alice", [pref(0), pref(1)])
@@ -300,7 +300,7 @@ def test_sqlite_store_method_succeeds_or_refuses_cleanly(method: str, sqlite_sto
 @pytest.fixture(scope="module")
 def postgres_store(pg_server: Any) -> Iterator[tuple[Any, Callable[[], Any], dict[str, Any]]]:
     import psycopg
-    from conftest import pref
+    from support.rows import pref
 
     from personalizer.profiles import PostgresProfileStore
 

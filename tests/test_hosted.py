@@ -1,5 +1,5 @@
 """Hosted generators: the real openai / anthropic SDKs against a local server that speaks their
-wire formats (tests/provider_server.py). No network."""
+wire formats (tests/support/provider_server.py). No network."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from provider_server import ProviderServer, Scripted, echo_reply
+from support.provider_server import ProviderServer, Scripted, echo_reply
 
 from personalizer.backends import AnthropicGenerator, Args, BestOfN, OpenAIGenerator, Steering
 from personalizer.errors import (

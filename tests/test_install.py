@@ -138,7 +138,7 @@ def test_readme_quickstart_is_one_short_block() -> None:
 
 
 def _quickstart_runs(bin_dir: Path, code: str, tmp_path: Path, server: Any) -> str:
-    from provider_server import echo_reply
+    from support.provider_server import echo_reply
 
     server.clear()
     server.reply = echo_reply

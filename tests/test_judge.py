@@ -109,7 +109,7 @@ def test_per_user_principles_reach_the_prompt() -> None:
 
 
 def test_judge_on_a_real_tiny_local_model() -> None:
-    import tiny
+    from support import tiny
 
     from personalizer.backends import LocalGenerator
 
@@ -132,8 +132,8 @@ def test_judge_on_a_real_tiny_local_model() -> None:
 
 
 def test_option_logprobs_match_a_manual_computation() -> None:
-    import tiny
     import torch
+    from support import tiny
 
     from personalizer.backends import LocalGenerator
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tiny
+from support import tiny
 
 from personalizer import Personalizer
 from personalizer.backends import LocalGenerator

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tiny
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
-from provider_server import ProviderServer, echo_reply
+from support import tiny
+from support.provider_server import ProviderServer, echo_reply
 
 from personalizer import Personalizer
 from personalizer.backends import LocalGenerator, OpenAIGenerator

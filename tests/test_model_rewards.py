@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tiny
 import torch
+from support import tiny
 
 from personalizer.backends import LocalGenerator
 from personalizer.backends.rewards import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import user_rows
+from support.rows import user_rows
 
 from personalizer import Personalizer
 from personalizer.cli import main
@@ -225,7 +225,7 @@ def test_generate_pool_with_a_generator(store, rewards) -> None:  # noqa: ANN001
 
 
 def test_causal_lm_encoder_feeds_learned_heads() -> None:
-    import tiny
+    from support import tiny
 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import CausalLMEncoder, EmbeddingHeads, RewardSet

@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import pref
-from pg_server import PostgresServer, rows_mentioning, running
+from support.pg_server import PostgresServer, rows_mentioning, running
+from support.rows import pref
 
 from personalizer import Personalizer
 from personalizer.cli import main

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from provider_server import ProviderServer
+from support.provider_server import ProviderServer
 
 from personalizer import Personalizer
 from personalizer.backends import OpenAIGenerator

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import tiny
 import torch
+from support import tiny
 
 from personalizer.backends import LocalGenerator, ProxyTuning
 from personalizer.backends.decoding.tensor_math import proxy_logits

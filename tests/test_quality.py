@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tiny
+from support import tiny
 
 from personalizer import Personalizer
 from personalizer.backends import Args, LocalGenerator, Steering
-from personalizer.backends.rewards import AttributeScorer, RewardSet, Substance, content_words
 from personalizer.backends.decoding.text import may_end
+from personalizer.backends.rewards import AttributeScorer, RewardSet, Substance, content_words
 from personalizer.profiles import BLOCK_END, BLOCK_START, Profile, condition, profile_block
 from personalizer.types import Generation, Message
 
@@ -118,8 +118,7 @@ def test_an_answer_ends_only_once_its_quality_clears_the_floor() -> None:
 def test_the_reward_is_relative_to_the_profiles_scale() -> None:
     """Through the planner (the one place that turns a Steering into a decoding row)."""
     from personalizer.backends.decoding.planning import Planner
-    from personalizer.steering import CLEAR_NORM
-    from personalizer.steering import GenerationOptions
+    from personalizer.steering import CLEAR_NORM, GenerationOptions
 
     rs = RewardSet("letters", [AttributeScorer("e", "more e", lambda t: t.count("e")),
                                AttributeScorer("o", "more o", lambda t: t.count("o"))])

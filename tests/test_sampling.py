@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tiny
 import torch
-from provider_server import ProviderServer, echo_reply
+from support import tiny
+from support.provider_server import ProviderServer, echo_reply
 
 from personalizer import Personalizer
 from personalizer.backends import (
@@ -21,8 +21,8 @@ from personalizer.backends import (
     OpenAIGenerator,
     TokenHeads,
 )
-from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.backends.heads.token import model_fingerprint
+from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.errors import InvalidInput, UnsupportedRequest
 
 REWARDS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"))])

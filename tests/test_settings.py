@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import tiny
+from support import tiny
+from support.provider_server import ProviderServer
 
 from personalizer import InvalidInput, Personalizer
 from personalizer.backends import LocalGenerator, OpenAIGenerator
 from personalizer.settings import PersonalizerSettings
-from provider_server import ProviderServer
 
 
 def test_from_a_toml_file_with_the_environment_winning(tmp_path: Path,

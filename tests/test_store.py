@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import pref, user_rows
+from support.rows import pref, user_rows
 
 from personalizer.errors import (
     InvalidInput,

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pytest
-import tiny
 import torch
 from pydantic import Field
+from support import tiny
 
 from personalizer import Personalizer
 from personalizer.backends import LocalGenerator, Steering

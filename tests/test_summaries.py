@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from provider_server import ProviderServer, echo_reply
+from support.provider_server import ProviderServer, echo_reply
 
 from personalizer import InvalidInput, Personalizer
 from personalizer.backends import OpenAIGenerator
@@ -342,7 +342,7 @@ def test_a_deletion_during_the_model_call_is_not_lost(server: ProviderServer, db
 
 def test_a_failing_summary_refresh_never_fails_the_recorded_preference(
         server: ProviderServer, tmp_path: Any) -> None:
-    from provider_server import Scripted
+    from support.provider_server import Scripted
 
     with Personalizer(tmp_path / "p.db", generator=gen(server), summary_every=1) as p:
         server.script(Scripted(500))

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tiny
 import torch
+from support import tiny
 
 from personalizer.backends import (
     LocalGenerator,
@@ -22,7 +22,6 @@ from personalizer.backends import (
     TokenRewards,
     distill_token_heads,
 )
-from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.backends.heads.token import (
     TOKEN_HEADS_FORMAT,
     HiddenSteer,
@@ -30,6 +29,7 @@ from personalizer.backends.heads.token import (
     shift_hidden,
 )
 from personalizer.backends.heads.training import sequence_scores
+from personalizer.backends.rewards import AttributeScorer, RewardSet
 from personalizer.errors import InvalidInput
 
 LENGTH = AttributeScorer("length", "longer answers", lambda t: math.log1p(len(t.split())),

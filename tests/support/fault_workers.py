@@ -5,8 +5,8 @@ on the same database. A write with ``create=True`` (the facade's) lands, on a fr
 the user was deleted since it read; one with ``create=False`` lands or is refused as
 ``ProfileNotFound``. Anything else is a failure. Run as a script for separate processes::
 
-    python tests/_fault_workers.py write DB TRIES     # one JSON line: the writer's outcomes
-    python tests/_fault_workers.py delete DB STOPFILE # deletes until STOPFILE exists
+    python tests/support/fault_workers.py write DB TRIES     # one JSON line: the writer's outcomes
+    python tests/support/fault_workers.py delete DB STOPFILE # deletes until STOPFILE exists
 """
 
 from __future__ import annotations
