@@ -1,4 +1,4 @@
-"""A write racing a delete, for tests/test_faults.py and bench/fuzz_race.py.
+"""A write racing a delete, for tests/integration/test_faults.py and bench/fuzz_race.py.
 
 One handle loops ``record_preference("u", ...)`` while another loops ``delete_profile("u")``
 on the same database. A write with ``create=True`` (the facade's) lands, on a fresh profile if

@@ -1,5 +1,5 @@
-"""Child processes for the concurrency and crash tests (tests/test_concurrency.py), run as
-scripts (``python tests/support/workers.py CMD ...``), not imported."""
+"""Child processes for the concurrency and crash tests (tests/integration/test_concurrency.py),
+run as scripts (``python tests/support/workers.py CMD ...``), not imported."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 
 from personalizer.profiles import open_store
 
-WORKER = str(Path(__file__).resolve().parent / "support" / "workers.py")
+WORKER = str(Path(__file__).resolve().parents[1] / "support" / "workers.py")
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:

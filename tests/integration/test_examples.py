@@ -14,7 +14,7 @@ from support import tiny
 
 from personalizer.backends import LocalGenerator
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def load(name: str) -> ModuleType:

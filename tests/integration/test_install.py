@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WHEELHOUSE = ROOT / ".wheelhouse"
 QUICKSTART = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(),
                         re.DOTALL)[0]

@@ -15,7 +15,7 @@ import personalizer.errors
 import personalizer.profiles
 from personalizer.errors import MissingDependency, PersonalizerError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("module", [personalizer, personalizer.profiles, personalizer.errors,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"sdk": "personalizer", "backends": "personalizer.backends",
             "profiles": "personalizer.profiles"}
 # The seams: errors, data models, protocols, streams, steering, and their small helpers.
