@@ -1,12 +1,19 @@
-"""The profile-store contract, on real SQLite files and a real PostgreSQL server (each test that
-takes ``store`` or ``db`` runs on both), and what is particular to SQLite."""
+"""The profile-store contract: what every ProfileStore does, written once and run on a real
+SQLite file and a real PostgreSQL server (each test takes ``store`` or ``db``, both parametrised
+over the two): profiles and their versions, preferences, kept answers with their steering
+record, export and import, delete removing every row of that user only, and the migrations
+(reopening, a newer release's database, older releases' databases upgraded in place).
+
+What is particular to one store is in tests/integration/test_sqlite_store.py and
+tests/integration/test_postgres.py."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from support.rows import pref, user_rows
@@ -15,17 +22,15 @@ from personalizer.errors import (
     InvalidInput,
     InvalidProfileData,
     InvalidUserId,
-    NotADatabase,
     PersonalizerError,
     ProfileExists,
     ProfileNotFound,
     SchemaTooNew,
-    StoreError,
     UnsupportedSchemaVersion,
     VersionConflict,
 )
-from personalizer.profiles import Profile, SQLiteProfileStore, SQLProfileStore, open_store
-from personalizer.profiles.models import StoredGeneration
+from personalizer.profiles import Profile, SQLProfileStore, open_store
+from personalizer.profiles.models import StoredGeneration, utcnow
 from personalizer.steering import GenerationOptions
 from personalizer.types import QualityTerm, RewardTerm, ScoredCandidate, SteeringRecord
 
@@ -191,19 +196,6 @@ def test_delete_removes_every_row_of_that_user_only(store: SQLProfileStore, db: 
         store.delete("bob")
 
 
-def test_deleted_text_does_not_linger_in_the_files(tmp_path: Path) -> None:
-    path = tmp_path / "p.db"
-    marker = "zebra-unique-secret-7c1e"
-    with SQLiteProfileStore(path) as store:
-        store.append_preferences("bob", [pref(0)])
-        store.append_preference("bob", pref(1).model_copy(update={"reason": marker}))
-        store.append_preferences("alice", [pref(2)])
-        store.delete("bob")
-        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
-        assert marker.encode() not in raw
-        assert store.get("alice").preference_count == 1
-
-
 @pytest.mark.parametrize(
     "bad",
     ["", "a" * 129, "with space", "semi;colon", "../etc", "-leading", "名前", "x'; DROP TABLE"],
@@ -261,71 +253,11 @@ def test_import_with_wrong_fields_is_refused_and_writes_nothing(
     assert store.count() == 0
 
 
-def test_file_that_is_not_sqlite(tmp_path: Path) -> None:
-    path = tmp_path / "notes.db"
-    path.write_text("these are my notes, not a database\n" * 100)
-    with pytest.raises(NotADatabase, match="not an SQLite database"):
-        SQLiteProfileStore(path)
-    assert path.read_text().startswith("these are my notes")  # untouched
-    with pytest.raises(NotADatabase, match="directory"):
-        SQLiteProfileStore(tmp_path)
-    with pytest.raises(StoreError, match="folder exist"):
-        SQLiteProfileStore(tmp_path / "missing" / "p.db")
-
-
 def test_errors_are_all_personalizer_errors(store: SQLProfileStore) -> None:
     for call in (lambda: store.get("nobody"), lambda: store.get(""),
                  lambda: store.import_profile("{")):
         with pytest.raises(PersonalizerError):
             call()
-
-
-def test_store_opens_in_wal_with_secure_delete(db_path: Path) -> None:
-    with SQLiteProfileStore(db_path) as store:
-        conn = store._conn
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
-        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
-
-
-def test_migrations_are_safe_to_rerun_and_keep_data(db_path: Path) -> None:
-    with SQLiteProfileStore(db_path) as s:
-        s.append_preferences("alice", [pref(0)])
-    for _ in range(2):  # reopening applies nothing twice and loses nothing
-        with SQLiteProfileStore(db_path) as s:
-            assert s.get("alice").preference_count == 1
-    conn = sqlite3.connect(db_path)
-    names = [r[0] for r in conn.execute(
-        "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
-    assert names == ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys",
-                     "m004_summary_meta", "m005_generations", "m006_preference_judgement",
-                     "m007_no_nul_in_text", "m008_generation_record"]
-    conn.close()
-
-
-def test_database_from_a_newer_release_is_refused(db_path: Path) -> None:
-    SQLiteProfileStore(db_path).close()
-    conn = sqlite3.connect(db_path)
-    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
-                 "VALUES ('personalizer', 'm999_from_the_future', '2030-01-01')")
-    conn.commit()
-    conn.close()
-    with pytest.raises(SchemaTooNew, match="upgrade personalizer"):
-        SQLiteProfileStore(db_path)
-
-
-def test_in_memory_store_works() -> None:
-    with SQLiteProfileStore(":memory:") as s:
-        s.append_preferences("alice", [pref(0)])
-        assert s.get("alice").preference_count == 1
-
-
-def test_env_var_sets_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PERSONALIZER_DB", str(tmp_path / "from-env.db"))
-    with SQLiteProfileStore() as s:
-        assert s.path == str(tmp_path / "from-env.db")
-        s.create("alice")
-    assert (tmp_path / "from-env.db").exists()
 
 
 def test_version_1_to_5_exports_still_import(store: SQLProfileStore) -> None:
@@ -375,24 +307,6 @@ def test_version_1_to_5_exports_still_import(store: SQLProfileStore) -> None:
     with pytest.raises(InvalidProfileData, match="onboarding.confirmed is new in schema "
                                                  "version 5"):
         store.import_profile(v4 | {"onboarding": state | {"confirmed": 1}}, replace=True)
-
-
-def test_a_database_from_the_first_release_is_upgraded_in_place(db_path: Path) -> None:
-    from sqlite_utils import Database
-
-    from personalizer.profiles.store.schema import MIGRATIONS
-
-    old = Database(db_path)
-    MIGRATIONS.apply(old, stop_before="m002_onboarding")
-    old["profiles"].insert({"user_id": "early", "version": 1, "coefficients": "{}",
-                            "summary": "from v0.1", "preference_count": 0,
-                            "created_at": "2026-01-01T00:00:00+00:00",
-                            "updated_at": "2026-01-01T00:00:00+00:00"})
-    old.close()
-    with SQLiteProfileStore(db_path) as s:
-        assert s.get("early").summary == "from v0.1"
-        assert s.get("early").summary_source == "user"  # m004: old summaries are the person's
-        assert s.export_profile("early")["onboarding"] is None
 
 
 def test_transaction_is_all_or_nothing(store: SQLProfileStore) -> None:
@@ -496,28 +410,6 @@ def test_the_url_selects_the_store(db: str) -> None:
                     else "SQLiteProfileStore")
 
 
-def test_text_with_nul_from_before_it_was_refused_is_cleaned_on_open(db_path: Path) -> None:
-    """Releases before m007 stored NUL in SQLite texts; every stored string is now checked
-    when read, so opening such a database drops the NULs (and keeps everything else)."""
-    with SQLiteProfileStore(db_path) as s:
-        s.append_preferences("alice", [pref(0, reason="why")])
-        s.save_generation("alice", StoredGeneration(id="a" * 32, prompt="q", answer="ans"))
-    conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE profiles SET summary = ? WHERE user_id = 'alice'",
-                 ("short\x00 answers",))
-    conn.execute("UPDATE preferences SET reason = ?, chosen = ?", ("too\x00 long", "\x00yes"))
-    conn.execute("UPDATE generations SET answer = ?", ("an\x00swer",))
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm007_no_nul_in_text'")  # older
-    conn.commit()
-    conn.close()
-    with SQLiteProfileStore(db_path) as s:
-        assert s.get("alice").summary == "short answers"
-        [p] = s.preferences("alice")
-        assert (p.reason, p.chosen, p.prompt) == ("too long", "yes", "question 0")
-        assert s.generation("alice", "a" * 32).answer == "answer"
-        assert s.export_profile("alice")["preferences"][0]["reason"] == "too long"
-
-
 # -- kept answers remember how they were made --------------------------------------------------
 
 
@@ -577,32 +469,154 @@ def test_a_record_that_cannot_be_stored_is_refused_and_writes_nothing(
     assert user_rows(db, "alice")["generations"] == 0
 
 
-def test_answers_kept_before_the_record_are_upgraded_in_place(db_path: Path) -> None:
+# -- migrations: the same schema steps in both stores, applied once, never lost ----------------
+
+MIGRATIONS_IN_ORDER = ["m001_profiles_and_preferences", "m002_onboarding", "m003_append_keys",
+                       "m004_summary_meta", "m005_generations", "m006_preference_judgement",
+                       "m007_no_nul_in_text", "m008_generation_record"]
+
+
+def _is_pg(db: str) -> bool:
+    return db.startswith("postgresql://")
+
+
+def applied_migrations(db: str) -> list[str]:
+    """The schema steps the database records as applied, read with its own driver."""
+    if _is_pg(db):
+        import psycopg
+
+        from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE
+
+        with psycopg.connect(db) as conn:
+            return [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} "
+                                               "ORDER BY name")]
+    conn = sqlite3.connect(db)
+    try:
+        return [r[0] for r in conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set='personalizer'")]
+    finally:
+        conn.close()
+
+
+def record_migration(db: str, name: str) -> None:
+    """Mark ``name`` applied, as a later release would."""
+    if _is_pg(db):
+        import psycopg
+
+        from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE
+
+        with psycopg.connect(db) as conn:
+            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
+        return
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                 "VALUES ('personalizer', ?, '2030-01-01')", (name,))
+    conn.commit()
+    conn.close()
+
+
+@contextmanager
+def older_release(db: str, before: str) -> Iterator[Callable[..., Any]]:
+    """The database as an older release left it: every schema step before ``before``
+    applied, the rest not. Yields ``execute(sql, params)`` (``?`` placeholders) to write the
+    rows that release wrote, and ``columns(table)`` is ``execute.columns``."""
+    if _is_pg(db):
+        import psycopg
+
+        from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE, STEPS
+
+        names = [name for name, _ in STEPS]
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name text PRIMARY KEY, "
+                         "applied_at timestamptz NOT NULL DEFAULT now())")
+            for name, statements in STEPS[:names.index(before)]:
+                for sql in statements:
+                    conn.execute(sql)
+                conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
+
+            def execute(sql: str, params: tuple = ()) -> None:
+                conn.execute(sql.replace("?", "%s"), params)
+
+            execute.columns = lambda table: {r[0] for r in conn.execute(  # type: ignore[attr-defined]
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s",
+                (table,))}
+            yield execute
+        return
     from sqlite_utils import Database
 
-    from personalizer.profiles.models import utcnow
     from personalizer.profiles.store.schema import MIGRATIONS
 
-    old = Database(db_path)
-    MIGRATIONS.apply(old, stop_before="m008_generation_record")  # the last release's schema
-    assert "steering" not in old["generations"].columns_dict
+    old = Database(db)
+    MIGRATIONS.apply(old, stop_before=before)
+
+    def execute(sql: str, params: tuple = ()) -> None:  # type: ignore[no-redef]
+        old.execute(sql, params)
+
+    execute.columns = lambda table: set(old[table].columns_dict)  # type: ignore[attr-defined]
+    try:
+        yield execute
+        old.conn.commit()
+    finally:
+        old.close()
+
+
+def test_reopening_applies_no_migration_twice_and_loses_nothing(db: str) -> None:
+    with open_store(db) as s:
+        s.append_preferences("alice", [pref(0)])
+    for _ in range(2):  # reopening applies nothing twice and loses nothing
+        with open_store(db) as s:
+            assert s.get("alice").preference_count == 1
+    assert applied_migrations(db) == MIGRATIONS_IN_ORDER
+
+
+def test_a_database_from_a_newer_release_is_refused(db: str) -> None:
+    open_store(db).close()
+    record_migration(db, "m999_from_the_future")
+    with pytest.raises(SchemaTooNew, match="upgrade personalizer"):
+        open_store(db)
+
+
+@pytest.mark.parametrize("before", ["m002_onboarding", "m004_summary_meta"],
+                         ids=["from-the-first-release", "from-before-summaries"])
+def test_a_database_from_before_summaries_is_upgraded_in_place(db: str, before: str) -> None:
+    now = "2026-01-01T00:00:00+00:00"
+    with older_release(db, before) as execute:
+        assert "summary_source" not in execute.columns("profiles")
+        execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
+                "preference_count, created_at, updated_at) VALUES "
+                "('early', 1, '{}', 'from an older release', 0, ?, ?), "
+                "('blank', 1, '{}', '', 0, ?, ?)", (now, now, now, now))
+    with open_store(db) as store:
+        early, blank = store.get("early"), store.get("blank")
+        assert store.export_profile("early")["onboarding"] is None
+    # m004: a summary from before summaries had an author is the person's own
+    assert (early.summary, early.summary_source) == ("from an older release", "user")
+    assert early.summary_written_at == early.updated_at and not early.summary_stale
+    assert (blank.summary_source, blank.summary_preferences) == (None, 0)
+    assert applied_migrations(db) == MIGRATIONS_IN_ORDER
+
+
+def test_answers_kept_before_the_record_are_upgraded_in_place(db: str) -> None:
     now = utcnow().isoformat()
-    old.execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
-                "preference_count, created_at, updated_at) VALUES ('early', 1, '{}', '', 0, "
-                "?, ?)", (now, now))
-    old.execute("INSERT INTO generations (id, user_id, prompt, answer, created_at) VALUES "
+    with older_release(db, "m008_generation_record") as execute:  # the last release's schema
+        assert "steering" not in execute.columns("generations")
+        execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
+                "preference_count, created_at, updated_at) VALUES "
+                "('early', 1, '{}', '', 0, ?, ?)", (now, now))
+        execute("INSERT INTO generations (id, user_id, prompt, answer, created_at) VALUES "
                 "(?, 'early', 'q', 'an old answer', ?)", ("e" * 32, now))
-    old.conn.commit()
-    old.close()
     for _ in range(2):  # and opening it again applies nothing twice
-        with SQLiteProfileStore(db_path) as s:
-            kept = s.generation("early", "e" * 32)
+        with open_store(db) as store:
+            kept = store.generation("early", "e" * 32)
             assert kept is not None and kept.answer == "an old answer"
             assert (kept.model, kept.options, kept.strategy, kept.steering) == (
                 None, {}, None, None)
-    with SQLiteProfileStore(db_path) as s:
-        s.save_generation("early", StoredGeneration(id="f" * 32, prompt="q", answer="new"),
-                          model="m", steering=_record())
-        assert s.generation("early", "f" * 32).steering == _record()
-        assert [g["id"] for g in s.export_profile("early")["generations"]] == ["e" * 32,
-                                                                               "f" * 32]
+    with open_store(db) as store:
+        store.save_generation("early", StoredGeneration(id="f" * 32, prompt="q", answer="new",
+                                                        created_at=utcnow()),
+                              model="m", options={"seed": 3}, steering=_record())
+        kept = store.generation("early", "f" * 32)
+        assert (kept.model, kept.options, kept.steering) == ("m", {"seed": 3}, _record())
+        assert [g["id"] for g in store.export_profile("early")["generations"]] == ["e" * 32,
+                                                                                   "f" * 32]
+    assert applied_migrations(db) == MIGRATIONS_IN_ORDER

@@ -1,6 +1,7 @@
 """What is particular to PostgresProfileStore, on a real PostgreSQL server: secrets, migrations
 under concurrent starts, dropped connections, a server restart, and delete leaving no trace.
-(The shared contract runs against it in test_store.py and test_concurrency.py.)"""
+(The contract every store keeps runs against it in tests/contract/test_store_contract.py, and
+the concurrency tests in test_concurrency.py.)"""
 
 from __future__ import annotations
 
@@ -20,13 +21,12 @@ from personalizer import Personalizer
 from personalizer.cli import main
 from personalizer.errors import (
     InvalidInput,
-    SchemaTooNew,
     StoreAuthFailed,
     StoreError,
     StoreUnavailable,
 )
 from personalizer.profiles import PostgresProfileStore, open_store
-from personalizer.profiles.models import StoredGeneration, utcnow
+from personalizer.profiles.models import StoredGeneration
 from personalizer.profiles.store.pg_connection import ConnectionLost, redact_url
 from personalizer.profiles.store.pg_schema import STEPS
 from personalizer.types import SteeringRecord
@@ -79,9 +79,6 @@ def test_migrations_run_once_when_servers_start_together(pg_url: str) -> None:
         names = [r[0] for r in conn.execute(
             "SELECT name FROM personalizer_migrations ORDER BY name")]
         assert names == [name for name, _ in STEPS]
-        conn.execute("INSERT INTO personalizer_migrations (name) VALUES ('m999_from_the_future')")
-    with pytest.raises(SchemaTooNew, match="upgrade personalizer"):
-        PostgresProfileStore(pg_url)
 
 
 def test_delete_leaves_no_row_mentioning_the_user(pg_url: str) -> None:
@@ -246,60 +243,3 @@ def test_a_profile_moves_from_sqlite_to_postgresql_and_back_equal(tmp_path: Any,
     with SQLiteProfileStore(tmp_path / "b.db") as back:
         back.import_profile(via_pg)
         assert same(back.export_profile("alice")) == same(original)
-
-
-def test_a_database_from_before_summaries_is_upgraded_in_place(pg_url: str) -> None:
-    from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE
-
-    with psycopg.connect(pg_url, autocommit=True) as conn:  # the schema of the last release
-        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name text PRIMARY KEY, "
-                     "applied_at timestamptz NOT NULL DEFAULT now())")
-        for name, statements in STEPS[:3]:
-            for sql in statements:
-                conn.execute(sql)
-            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
-        conn.execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
-                     "preference_count, created_at, updated_at) VALUES "
-                     "('early', 1, '{}', 'from the last release', 0, now(), now()), "
-                     "('blank', 1, '{}', '', 0, now(), now())")
-    with PostgresProfileStore(pg_url) as store:
-        early, blank = store.get("early"), store.get("blank")
-    # m004: a summary from before summaries had an author is the person's own
-    assert (early.summary, early.summary_source) == ("from the last release", "user")
-    assert early.summary_written_at == early.updated_at and not early.summary_stale
-    assert (blank.summary_source, blank.summary_preferences) == (None, 0)
-
-
-def test_answers_kept_before_the_record_are_upgraded_in_place(pg_url: str) -> None:
-    from personalizer.profiles.store.pg_schema import MIGRATIONS_TABLE
-
-    names = [name for name, _ in STEPS]
-    with psycopg.connect(pg_url, autocommit=True) as conn:  # the schema of the last release
-        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name text PRIMARY KEY, "
-                     "applied_at timestamptz NOT NULL DEFAULT now())")
-        for name, statements in STEPS[:names.index("m008_generation_record")]:
-            for sql in statements:
-                conn.execute(sql)
-            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
-        conn.execute("INSERT INTO profiles (user_id, version, coefficients, summary, "
-                     "preference_count, created_at, updated_at) VALUES "
-                     "('early', 1, '{}', '', 0, now(), now())")
-        conn.execute("INSERT INTO generations (id, user_id, prompt, answer, created_at) "
-                     "VALUES (%s, 'early', 'q', 'an old answer', now())", ("e" * 32,))
-    for _ in range(2):  # and opening it again applies nothing twice
-        with PostgresProfileStore(pg_url) as store:
-            kept = store.generation("early", "e" * 32)
-            assert kept is not None and kept.answer == "an old answer"
-            assert (kept.model, kept.options, kept.strategy, kept.steering) == (
-                None, {}, None, None)
-    record = SteeringRecord(path="plain", levers=("prompt",))
-    with PostgresProfileStore(pg_url) as store:
-        store.save_generation("early", StoredGeneration(id="f" * 32, prompt="q", answer="new",
-                                                        created_at=utcnow()),
-                              model="m", options={"seed": 3}, steering=record)
-        kept = store.generation("early", "f" * 32)
-        assert (kept.model, kept.options, kept.steering) == ("m", {"seed": 3}, record)
-    with psycopg.connect(pg_url) as conn:
-        applied = [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} "
-                                              "ORDER BY name")]
-    assert applied == names
