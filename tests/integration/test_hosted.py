@@ -1,5 +1,7 @@
 """Hosted generators: the real openai / anthropic SDKs against a local server that speaks their
-wire formats (tests/support/provider_server.py). No network."""
+wire formats (tests/support/provider_server.py). No network. What every generator does
+(generate, stream, agenerate and astream agree; streams run once; left early, no generation)
+is the generator contract, tests/contract/test_generator_contract.py, run on these two too."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from personalizer.errors import (
 )
 from personalizer.profiles import default_reward_set
 from personalizer.seams import Generator, SteerableGenerator
-from personalizer.streams import AsyncStream, Stream
+from personalizer.streams import Stream
 
 CHAT = [{"role": "system", "content": "You are the app's helpful assistant."},
         {"role": "user", "content": "How do I get better sleep?"}]
@@ -167,24 +169,6 @@ def test_stream_yields_the_text_of_generate_with_usage(server: ProviderServer, k
     assert stream.wait() is done
     waited = gen.stream(CHAT).wait()  # waited for without iterating: the same answer
     assert waited.text == whole.text and waited.completion_tokens == whole.completion_tokens
-
-
-@pytest.mark.parametrize("kind", GENERATORS)
-def test_async_generate_and_stream_match_sync(server: ProviderServer, kind: str) -> None:
-    gen = GENERATORS[kind](server)
-    whole = gen.generate(CHAT)
-
-    async def run() -> tuple[str, list[str], Any]:
-        out = await gen.agenerate(CHAT)
-        stream = gen.astream(CHAT)
-        assert isinstance(stream, AsyncStream)
-        pieces = [p async for p in stream]
-        assert (await gen.astream(CHAT).wait()).text == out.text
-        return out.text, pieces, stream.generation
-
-    text, pieces, done = asyncio.run(run())
-    assert text == whole.text == "".join(pieces) == done.text
-    assert done.completion_tokens == whole.completion_tokens
 
 
 def test_stream_usage_is_none_where_the_server_sends_none(server: ProviderServer) -> None:
@@ -487,30 +471,3 @@ def test_a_stream_cut_mid_way_is_a_provider_error(server: ProviderServer, kind: 
 
     with pytest.raises(ProviderUnavailable):
         asyncio.run(run())
-
-
-def test_an_async_hosted_stream_can_be_left_early_and_closed(server: ProviderServer
-                                                                   ) -> None:
-    gen = openai_gen(server)
-
-    async def run() -> list[str]:
-        stream = gen.astream(CHAT)
-        got = []
-        async for piece in stream:
-            got.append(piece)
-            break
-        await stream.aclose()
-        return got, stream.generation
-
-    got, done = asyncio.run(run())
-    assert len(got) == 1 and done is None  # stopped after one piece: no whole generation
-
-
-def test_a_stream_can_be_left_early_and_closed(server: ProviderServer) -> None:
-    stream = openai_gen(server).stream(CHAT)
-    for _ in stream:
-        break
-    stream.close()
-    assert stream.generation is None
-    with pytest.raises(InvalidInput, match="left before its end"):
-        stream.wait()
