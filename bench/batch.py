@@ -53,7 +53,7 @@ def _token_users(rs, rng: np.random.Generator) -> list:  # noqa: ANN001
 
 def run(tokens: int = 48, repeats: int = 3) -> None:
     """Print the table: one by one vs batched, per decoding kind."""
-    from tiny import tokenizer
+    from support.tiny import tokenizer
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
     from personalizer.backends import LocalGenerator

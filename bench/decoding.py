@@ -129,7 +129,7 @@ def measure(job: tuple[str, int, int, int, int, str | None]) -> tuple[list[float
 
 def _public(name: str, lm, rm, prompt_len: int, tokens: int, k: int):  # noqa: ANN001, ANN202
     import numpy as np
-    from tiny import tokenizer
+    from support.tiny import tokenizer
 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import ClassifierReward, RewardSet

@@ -1,4 +1,4 @@
-"""The long fuzz: tests/test_fuzz.py under Hypothesis's random ``long`` profile (400 examples
+"""The long fuzz: tests/integration/test_fuzz.py under Hypothesis's random ``long`` profile (400 examples
 per method instead of the derandomized 40 that ``make test`` runs), then the counts of calls,
 refusals (a PersonalizerError, database unchanged) and escapes (anything else: a finding).
 
@@ -37,7 +37,7 @@ def main() -> int:
                    PERSONALIZER_FUZZ_EXAMPLES=str(args.examples),
                    PERSONALIZER_FUZZ_REPORT=str(report))
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "--timeout", "3600", str(ROOT / "tests" / "test_fuzz.py")]
+               "--timeout", "3600", str(ROOT / "tests" / "integration" / "test_fuzz.py")]
         if args.k:
             cmd += ["-k", args.k]
         start = time.perf_counter()

@@ -2,14 +2,14 @@
 ``record_preference("u", ...)`` (every third write through ``ProfileLearner.record_preference``
 with ``create=False``), another loops ``delete_profile("u")``, in two threads of one process
 and in two processes, on an SQLite file and on a PostgreSQL database (a throw-away server from
-``tests/pg_server.py``, skipped where its binaries are missing). Prints the writes' outcomes
-(landed / ProfileNotFound / other errors), the deletes', and whether the invariants of
-``tests/_fault_workers.check`` held (nothing from before a delete came back).
+``tests/support/pg_server.py``, skipped where its binaries are missing). Prints the writes'
+outcomes (landed / ProfileNotFound / other errors), the deletes', and whether the invariants
+of ``tests/support/fault_workers.check`` held (nothing from before a delete came back).
 
     .venv/bin/python bench/fuzz_race.py [--tries 10000] [--store sqlite|postgres|both]
 
-Half of the tries run in threads and half in processes. tests/test_faults.py runs the same
-race with 120 tries.
+Half of the tries run in threads and half in processes. tests/integration/test_faults.py runs
+the same race with 120 tries.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _fault_workers import check, history, race_processes, race_threads
-from pg_server import find_bindir, running
+from support.fault_workers import check, history, race_processes, race_threads
+from support.pg_server import find_bindir, running
 
 from personalizer.profiles import default_reward_set
 

@@ -2,9 +2,9 @@
 
 A personalized call through ``Personalizer.generate`` (read the profile, render its block into
 the system prompt, validate options, call, build the Generation) against a plain call through
-the same ``openai`` client to the same local wire-format server (tests/provider_server.py),
-interleaved call by call, over a store of 10,000 profiles (each with a summary and
-coefficients). Reports p50 and p99 of both and their difference.
+the same ``openai`` client to the same local wire-format server
+(tests/support/provider_server.py), interleaved call by call, over a store of 10,000 profiles
+(each with a summary and coefficients). Reports p50 and p99 of both and their difference.
 
 With ``--against REF`` (a git commit) the personalized path of that commit and of the working
 tree run in turns, each round in its own process (``--rounds``), and the table adds each
@@ -27,10 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-
 sys.path.insert(0, str(ROOT / "bench"))
 
-from provider_server import ProviderServer  # noqa: E402
+from support.provider_server import ProviderServer  # noqa: E402
 from versions import package_of  # noqa: E402
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant for a travel app."},

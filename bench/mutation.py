@@ -39,15 +39,16 @@ class Target:
 
 TARGETS = {
     "learning": Target("personalizer/profiles/learning/posterior.py", (),
-                       ("tests/test_learning.py", "tests/test_graded.py")),
+                       ("tests/unit/test_learning.py", "tests/integration/test_graded.py")),
     "decoding_math": Target("personalizer/backends/decoding_math.py", (),
-                            ("tests/test_decoding_math.py",
-                             "tests/test_token_rewards_math.py", "tests/test_args.py",
-                             "tests/test_proxy.py")),
+                            ("tests/unit/test_decoding_math.py",
+                             "tests/unit/test_token_rewards_math.py", "tests/unit/test_args.py",
+                             "tests/unit/test_proxy.py")),
     "delete": Target("personalizer/profiles/store/portability.py",
                      ("delete", "_delete_rows", "_delete_orphans"),
-                     ("tests/test_store.py", "tests/test_faults.py", "tests/test_postgres.py",
-                      "tests/test_facade.py"), "delete or damaged or race"),
+                     ("tests/contract/test_store_contract.py", "tests/integration/test_sqlite_store.py",
+                      "tests/integration/test_faults.py", "tests/integration/test_postgres.py",
+                      "tests/integration/test_facade.py"), "delete or damaged or race"),
 }
 
 SWAPS: dict[type, type] = {

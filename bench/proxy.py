@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tiny import tokenizer  # noqa: E402
+from support.tiny import tokenizer  # noqa: E402
 
 from personalizer.backends import LocalGenerator, ProxyTuning  # noqa: E402
 

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from personalizer.backends import LocalGenerator  # noqa: E402
 from personalizer.backends.rewards import (  # noqa: E402

