@@ -321,14 +321,9 @@ class StoredGeneration(BaseModel):
         problem = (json_problem(self.options, "options")
                    or json_problem(self.strategy, "strategy"))
         if problem is None and self.steering is not None:
-            record = self.steering.model_dump(mode="json")
-            problem = json_problem(record, "steering")
-            if problem is None:  # what is stored must read back (a NaN reward would not)
-                try:
-                    SteeringRecord.model_validate(record)
-                except ValueError:
-                    problem = "steering does not read back from JSON (a number that is not " \
-                              "finite?)"
+            # the record as Python values: a NaN stays a NaN here (JSON would write null,
+            # which would not read back as a number)
+            problem = json_problem(self.steering.model_dump(), "steering")
         if problem is not None:
             raise ValueError(f"cannot be kept: {problem}")
         return self

@@ -15,8 +15,9 @@ __all__ = ["JsonObject", "json_problem"]
 
 
 def json_problem(value: object, where: str) -> str | None:
-    """What keeps ``value`` (plain JSON types) from being stored and read back as it was: a
-    number that is not finite, or text (a key or a string) that cannot be stored."""
+    """What keeps ``value`` (plain JSON types; tuples count as lists) from being stored and
+    read back as it was: a number that is not finite, or text (a key or a string) that
+    cannot be stored."""
     if isinstance(value, float) and not math.isfinite(value):
         return f"{where} is {value}, not a finite number"
     if isinstance(value, str):
@@ -30,7 +31,7 @@ def json_problem(value: object, where: str) -> str | None:
             problem = json_problem(v, f"{where}.{k}")
             if problem is not None:
                 return problem
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             problem = json_problem(v, f"{where}.{i}")
             if problem is not None:

@@ -16,7 +16,6 @@ tool calling and no structured output: the model declares neither.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -41,10 +40,11 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import RunnableConfig, ensure_config  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
+from personalizer.answering import as_generator  # noqa: E402
 from personalizer.client import Personalizer  # noqa: E402
 from personalizer.errors import InvalidInput  # noqa: E402
 from personalizer.types import Generation, Message  # noqa: E402
-from personalizer.seams import SteerableGenerator  # noqa: E402
+from personalizer.seams import Generator, SteerableGenerator  # noqa: E402
 
 __all__ = ["PersonalizedChatModel"]
 
@@ -159,10 +159,8 @@ class PersonalizedChatModel(BaseChatModel):
         user, msgs, options = self._request(messages, stop, kwargs)
         if user is not None:
             out = await self.personalizer.agenerate(user, msgs, **self._steering(), **options)
-        elif hasattr(self._generator(), "agenerate"):
-            out = await self._generator().agenerate(msgs, **options)
         else:
-            out = await asyncio.to_thread(self._generator().generate, msgs, **options)
+            out = await self._generator().agenerate(msgs, **options)
         return self._result(out, user)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -175,34 +173,30 @@ class PersonalizedChatModel(BaseChatModel):
             if run_manager is not None:
                 run_manager.on_llm_new_token(piece)
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-        yield self._last_chunk(getattr(stream, "generation", None), user)
+        yield self._last_chunk(stream.generation, user)
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         user, msgs, options = self._request(messages, stop, kwargs)
-        if user is not None:
-            stream: Any = self.personalizer.astream(user, msgs, **self._steering(), **options)
-        elif hasattr(self._generator(), "astream"):
-            stream = self._generator().astream(msgs, **options)
-        else:
-            from personalizer.streams import iterate_in_thread
-
-            stream = iterate_in_thread(iter(self._generator().stream(msgs, **options)))
+        stream = (self._generator().astream(msgs, **options) if user is None else
+                  self.personalizer.astream(user, msgs, **self._steering(), **options))
         async for piece in stream:
             if run_manager is not None:
                 await run_manager.on_llm_new_token(piece)
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-        yield self._last_chunk(getattr(stream, "generation", None), user)
+        yield self._last_chunk(stream.generation, user)
 
     # -- shared parts ---------------------------------------------------------------------
 
-    def _generator(self) -> Any:
+    def _generator(self) -> Generator:
+        """The Personalizer's generator as a full :class:`~personalizer.seams.Generator` (a
+        simple one adapted), for answers without a user."""
         gen = self.personalizer.generator
         if gen is None:
             raise InvalidInput("PersonalizedChatModel needs a Personalizer with a generator: "
                                "Personalizer(db, generator=...)")
-        return gen
+        return as_generator(gen)
 
     def _model_name(self) -> str:
         if self.model_name:
