@@ -77,27 +77,26 @@ class Retention:
         if not self.keep_count:
             return out
         record = out.steering
+        base = {"id": uuid.uuid4().hex, "prompt": last_user_text(messages),
+                "answer": out.text, "model": out.model}
         try:
-            kept = StoredGeneration(id=uuid.uuid4().hex, prompt=last_user_text(messages),
-                                    answer=out.text)
+            plain = StoredGeneration(**base)
         except ValidationError:  # a NUL in the model's answer: the answer, nothing kept
             log.warning("an answer could not be kept for feedback (its text cannot be "
                         "stored); it was returned, without an id")
             log.debug("the answer not kept was for user %r", user_id)
             return out
-        how: dict[str, Any] = {
-            "model": out.model, "options": _jsonable(options),
-            "strategy": dict(record.strategy) if record and record.strategy else None,
-            "steering": record}
+        try:  # with how it was made (validated once, here)
+            kept = StoredGeneration(
+                **base, options=_jsonable(options), steering=record,
+                strategy=dict(record.strategy) if record and record.strategy else None)
+        except ValidationError:  # a record that cannot be stored (a NaN reward, say)
+            log.warning("an answer's steering record could not be kept; the answer was "
+                        "kept without it")
+            kept = plain
         try:
-            try:
-                self.store.save_generation(user_id, kept, keep=self.keep_count,
-                                           max_age_s=self.max_age_s, **how)
-            except InvalidInput:  # a record that cannot be stored (a NaN reward, say)
-                log.warning("an answer's steering record could not be kept; the answer "
-                            "was kept without it")
-                self.store.save_generation(user_id, kept, keep=self.keep_count,
-                                           max_age_s=self.max_age_s, model=out.model)
+            self.store.save_generation(user_id, kept, keep=self.keep_count,
+                                       max_age_s=self.max_age_s)
         except ProfileNotFound:  # deleted while answering: the answer, nothing kept
             return out
         return out.model_copy(update={"id": kept.id})

@@ -51,8 +51,8 @@ class GenerationQueries(SQLCore):
                                f"{type(generation).__name__}")
         given = {"model": model, "options": options, "strategy": strategy, "steering": steering}
         changes = {name: value for name, value in given.items() if value is not None}
-        # model_construct / model_copy skip validation: validate it, with the changes, again
-        generation = revalidate(generation, changes)
+        if changes:  # model_copy skips validation: validate it, with the changes, again
+            generation = revalidate(generation, changes)
         if keep < 1:
             raise InvalidInput("keep must be at least 1 (to keep none, do not save)")
         cutoff = cutoff_time(max_age_s)

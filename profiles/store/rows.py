@@ -149,7 +149,7 @@ def read_generations(conn: Connection, user_id: str) -> list[StoredGeneration]:
 
 def generation_row(g: StoredGeneration) -> tuple[Any, ...]:
     """The ``GENERATION_COLUMNS`` of ``g``: its record as JSON text (or NULL)."""
-    steering = None if g.steering is None else json.dumps(g.steering.model_dump(mode="json"))
+    steering = None if g.steering is None else g.steering.model_dump_json()
     return (g.id, g.prompt, g.answer, g.created_at.isoformat(), g.model, json.dumps(g.options),
             json_or_none(g.strategy), steering)
 
