@@ -150,7 +150,8 @@ class SteeringRecord(BaseModel):
     ``levers`` lists what acted on the answer (``"prompt"``: the profile in words;
     ``"args"``, ``"lookahead"``, ``"best_of_n"``, ``"branch"``, ``"end_early"``: the answer
     may end once the user's reward prefers it and it clears the quality floor;
-    ``"trim_opening"``; ``"token_rewards"``; ``"proxy"``).
+    ``"trim_opening"``; ``"token_rewards"``; ``"proxy"``; ``"no_repeat"``: the repetition
+    guard, ``repetition_guard=True``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -33,6 +33,7 @@ from personalizer.types import Message
 from personalizer.backends.decoding.tensor_math import proxy_logits, slots_of, top_candidates
 from personalizer.backends.decoding.handle import ModelHandle
 from personalizer.backends.decoding.kv import PaddedCache, project
+from personalizer.backends.decoding.repetition import RepeatGuard
 from personalizer.steering import GenerationOptions
 from personalizer.backends.decoding.text import TextTracker
 
@@ -79,6 +80,17 @@ class RowSpec:
     messages: Sequence[Message] = ()  # for proxy models, which format the chat their own way
     continuation: tuple[int, ...] = ()  # ids after the chat prompt (proxy models get them too)
     end: Callable[[list[int]], bool] | None = None  # a block ends here (ids so far)
+    guard: RepeatGuard | None = None  # steered rows: repeats of the answer lose logit
+
+
+def guarded(logits: torch.Tensor, rows: Sequence[DecodeRow]) -> torch.Tensor:
+    """``logits`` (rows, vocab) with each guarded row's repeats penalised (its answer so
+    far: the block's continuation and its own tokens)."""
+    out = logits.clone()
+    for b, r in enumerate(rows):
+        if r.spec.guard is not None:
+            out[b] = r.spec.guard.apply(logits[b], [*r.spec.continuation, *r.ids])
+    return out
 
 
 class DecodeRow:
@@ -228,6 +240,8 @@ class Decoding:
                 r.b = b
                 r.k = r.spec.policy.candidates_at(step)
             logits = source.current([getattr(r.spec.policy, "steer", None) for r in active])
+            if any(r.spec.guard is not None for r in active):
+                logits = guarded(logits, active)
             k_max = max(r.k for r in active)
             values = cands = None
             if k_max:

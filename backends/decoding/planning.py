@@ -19,6 +19,7 @@ import numpy as np
 from personalizer.backends.decoding.engine import RowSpec
 from personalizer.backends.decoding.handle import ModelHandle, context_length
 from personalizer.backends.decoding.policies import PLAIN
+from personalizer.backends.decoding.repetition import RepeatGuard
 from personalizer.backends.decoding.scorers import TextScorer
 from personalizer.backends.decoding.tensor_math import seeded_rng
 from personalizer.errors import InvalidInput, UnsupportedRequest
@@ -135,15 +136,18 @@ class PlanContext:
         """1 for each whole-answer reward (length: only finished answers show it), else 0."""
         return 1.0 - np.asarray(self.rewards.per_token, dtype=float)
 
-    def row(self, policy: TokenPolicy, sample_default: bool = False) -> RowSpec:
+    def row(self, policy: TokenPolicy, sample_default: bool = False, *,
+            steered: bool = False) -> RowSpec:
         """The request's row with ``policy`` (sampling when the options or, unset, the
-        strategy's ``sample_default`` say so)."""
+        strategy's ``sample_default`` say so); a ``steered`` row gets the repetition guard
+        when the options ask for it."""
         sampling = self.options.sampling(sample_default)
         rng = seeded_rng(self.options.seed) if sampling else None
         opts = self.options.model_copy(update={"do_sample": sampling})
+        guard = RepeatGuard() if steered and self.options.repetition_guard else None
         return RowSpec(prompt=self.prompt, prompt_text=self.prompt_text, options=opts,
                        policy=policy, max_new_tokens=self.max_new, rng=rng,
-                       messages=tuple(self.messages))
+                       messages=tuple(self.messages), guard=guard)
 
     def record(self, path: str, levers: tuple[str, ...],
                quality: QualityTerm | None = None) -> SteeringRecord:
@@ -163,9 +167,10 @@ class PlanContext:
              quality_weight: float = 0.0, run: Any = None) -> Plan:
         """A plan of ``policy`` recorded as ``path`` with ``levers``; ``quality``: the
         quality model that keeps the answer an answer (recorded with its weight)."""
-        return Plan(self.row(policy, sample_default), self.record(path, levers,
-                                                                  self.term(quality,
-                                                                            quality_weight)),
+        row = self.row(policy, sample_default, steered=True)
+        if row.guard is not None:
+            levers = (*levers, "no_repeat")
+        return Plan(row, self.record(path, levers, self.term(quality, quality_weight)),
                     self.dropped, quality=quality, run=run)
 
     def plain(self, policy: TokenPolicy = PLAIN) -> Plan:

@@ -281,7 +281,8 @@ TEXT = "empty 5000x bytes"  # lax validation decodes bytes to text (only a UserI
 MESSAGES = "empty list tuple"
 LOCAL_OPTIONS = {  # GenerationOptions in range; None: the default
     "do_sample": "None True", "max_new_tokens": "42", "seed": "42 1e12 None",
-    "stop": "5000x list tuple", "temperature": "42", "top_k": "42 None", "top_p": "None"}
+    "stop": "5000x list tuple", "temperature": "42", "top_k": "42 None", "top_p": "None",
+    "repetition_guard": "True"}  # a switch: True is a value
 PERSONALIZED = {"messages": MESSAGES, "prompt_profile": "None True", "strategy": "None",
                 "strength": "42 None", **LOCAL_OPTIONS}  # strength: 0 to 1000
 
@@ -309,7 +310,7 @@ ACCEPTS_CONSTRUCTOR: Accepted = {"Personalizer": {
 # a hosted request sends only the options set: None is not set, do_sample=True is the default
 HOSTED_CALL = {"bogus": "None", "do_sample": "None True", "max_new_tokens": "42 None",
                   "seed": "None", "stop": "5000x None list tuple", "temperature": "None",
-                  "top_k": "None", "top_p": "None", "truncate": "None",
+                  "top_k": "None", "top_p": "None", "truncate": "None", "repetition_guard": "None",
                   "messages": "empty 5000x list tuple"}  # the provider knows its context
 
 
