@@ -8,14 +8,16 @@ SmolLM2-135M-Instruct (offline), through ``Personalizer.generate``. Simulated pe
 tastes are written here as text measures of our own (word counts, list lines, warm words;
 not the attribute scorers' vectors) are onboarded with 10 questions through the normal
 ``Onboarding``, answering with Bradley-Terry noise calibrated so that ~78% of their answers
-agree with their noise-free preference. Then SmolLM2 answers 24 prompts that are not in the
+agree with their noise-free preference. Then SmolLM2 answers 36 prompts that are not in the
 question bank, plainly and personalized; each prompt has the key terms a real answer names.
-The prompts are split: even indices to tune on, odd ones to report (``--split``).
+The prompts are split (``--split``): of the first 24, even indices to tune on and odd ones to
+report; ``fresh`` (the default): 12 more, never tuned on.
 
 Per taste and configuration: how far the answers moved (the taste's own measure), substance
 (key terms named, mean; NOT the quality term the decoding optimises, which is MiniLM
-relevance), non-answers (answers naming no key term), and ms per emitted token against plain
-(lookahead drafts count as time, not as tokens).
+relevance), non-answers for steered and plain answers alike -- an answer that names no key
+term (t), repeats a sentence or list item (r), or stops mid-sentence at the token limit (c) --
+and ms per emitted token against plain (lookahead drafts count as time, not as tokens).
 """
 
 from __future__ import annotations
@@ -112,6 +114,44 @@ PROMPTS: list[tuple[str, list[str]]] = [
     ("How can I get better at chess?",
      ["practice", "opening", "tactic", "endgame", "puzzle", "game", "analy", "strateg",
       "center", "piece", "book", "online"]),
+    # the fresh report half (#33): 12 prompts added in stop 40, their key terms written before
+    # any answer to them was generated; no default is tuned on them (--split fresh)
+    ("How do I fix a leaky faucet?",
+     ["water", "valve", "washer", "cartridge", "wrench", "handle", "seal", "o-ring", "drip",
+      "replace", "plumber", "shut"]),
+    ("How can I sleep better in a hot room?",
+     ["fan", "cool", "window", "shower", "sheet", "cotton", "curtain", "water", "hydrat",
+      "temperature", "ice", "air"]),
+    ("How do I write a good cover letter?",
+     ["company", "role", "skill", "experience", "tailor", "example", "short", "proofread",
+      "achievement", "research", "hiring", "page"]),
+    ("How do I get rid of fruit flies?",
+     ["vinegar", "trap", "fruit", "trash", "drain", "clean", "dish soap", "ripe", "bowl",
+      "cover", "sink", "fridge"]),
+    ("How can I make friends in a new city?",
+     ["club", "class", "volunteer", "meetup", "neighbor", "coworker", "hobb", "event", "gym",
+      "invite", "app", "group"]),
+    ("How do I care for a succulent?",
+     ["water", "sun", "light", "soil", "drain", "pot", "overwater", "window", "cactus", "dry",
+      "root", "leaves"]),
+    ("How can I save money on groceries?",
+     ["list", "coupon", "bulk", "brand", "sale", "plan", "meal", "store", "season", "frozen",
+      "budget", "compare"]),
+    ("How do I start journaling?",
+     ["write", "notebook", "daily", "minute", "prompt", "thought", "habit", "morning", "night",
+      "gratitude", "feeling", "pen"]),
+    ("How can I stop procrastinating?",
+     ["task", "break", "small", "deadline", "goal", "timer", "distract", "start", "reward",
+      "list", "focus", "habit"]),
+    ("How do I clean my laptop screen?",
+     ["cloth", "microfiber", "water", "spray", "alcohol", "power", "gentle", "wipe", "dust",
+      "streak", "paper towel", "dry"]),
+    ("How do I choose running shoes?",
+     ["fit", "size", "cushion", "arch", "store", "try", "toe", "gait", "support", "heel",
+      "terrain", "mile"]),
+    ("How can I keep my kitchen knives sharp?",
+     ["hone", "steel", "whetstone", "sharpen", "angle", "board", "wood", "dishwasher", "dry",
+      "store", "block", "edge"]),
 ]
 
 _WORDS = re.compile(r"[A-Za-z0-9']+")
@@ -155,6 +195,49 @@ def key_terms(text: str, terms: list[str]) -> int:
     is not named by "price", nor "rest" by "interest"; "hydrat" is by "hydrated")."""
     low = text.lower()
     return sum(1 for t in terms if re.search(r"\b" + re.escape(t), low))
+
+
+_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_ENDS = (".", "!", "?", ")", '"', "'", "\u201d", "*", ":")
+
+
+def units(text: str) -> list[str]:
+    """The answer's sentences and list items, normalised (lower case, no list marker, words
+    only), those of three words or more."""
+    out = []
+    for line in text.splitlines():
+        for part in _SENTENCE_END.split(_MARKER.sub("", line)):
+            words = _WORDS.findall(part.lower())
+            if len(words) >= 3:
+                out.append(" ".join(words))
+    return out
+
+
+def repeats(text: str) -> bool:
+    """Whether the answer says a sentence or list item twice."""
+    seen = units(text)
+    return len(set(seen)) < len(seen)
+
+
+def cut_off(text: str, finish: str | None) -> bool:
+    """Whether the answer stops mid-sentence at the token limit (``finish`` 'length'; with no
+    finish reason saved, an answer not ending a sentence counts)."""
+    if finish not in (None, "length"):
+        return False
+    return not text.rstrip().endswith(_ENDS)
+
+
+def non_answer(text: str, terms: list[str], finish: str | None) -> str | None:
+    """Why the text is not an answer, or None: it names no key term, it repeats a sentence or
+    list item, or it stops mid-sentence at the token limit."""
+    if key_terms(text, terms) == 0:
+        return "no key term"
+    if repeats(text):
+        return "repeats"
+    if cut_off(text, finish):
+        return "cut off"
+    return None
 
 
 def _beta_for(margins: np.ndarray, agreement: float) -> float:
@@ -235,15 +318,31 @@ def parse_config(name: str) -> dict[str, Any]:
     return out
 
 
+FIRST = 24  # the first 24 prompts: split into a tuning and a report half
+
+
 def split_prompts(split: str) -> list[tuple[str, list[str]]]:
-    """The prompts of a split: even indices to tune on, odd ones to report."""
-    n = len(PROMPTS)
-    index = {"tune": range(0, n, 2), "report": range(1, n, 2), "all": range(n)}[split]
+    """The prompts of a split: of the first 24, even indices to tune on, odd ones to report;
+    ``fresh``: the 12 added for #33, never tuned on; ``all``: every prompt."""
+    index = {"tune": range(0, FIRST, 2), "report": range(1, FIRST, 2),
+             "fresh": range(FIRST, len(PROMPTS)), "all": range(len(PROMPTS))}[split]
     return [PROMPTS[i] for i in index]
 
 
+def non_answers(texts: list[str], terms: list[list[str]],
+                finishes: list[str | None] | None) -> tuple[int, str]:
+    """How many of ``texts`` are non-answers, and the count per reason ("t/r/c": no key
+    term, repeats, cut off)."""
+    why = [non_answer(t, k, f) for t, k, f in zip(
+        texts, terms, finishes or [None] * len(texts), strict=True)]
+    counts = [why.count(r) for r in ("no key term", "repeats", "cut off")]
+    return sum(counts), "/".join(map(str, counts))
+
+
 def taste_row(taste: str, plain: list[str], texts: list[str],
-              prompts: list[tuple[str, list[str]]], ratio: float) -> dict[str, Any]:
+              prompts: list[tuple[str, list[str]]], ratio: float,
+              finishes: list[str | None] | None = None,
+              plain_finishes: list[str | None] | None = None) -> dict[str, Any]:
     """One taste's row: printed, and returned as saved in the results file."""
     label, measure, how = MOVES[taste]
     summary = {"median": statistics.median, "mean": statistics.mean,
@@ -253,12 +352,16 @@ def taste_row(taste: str, plain: list[str], texts: list[str],
     after = summary([measure(t) for t in texts])
     sub = statistics.mean(key_terms(t, k) for t, k in zip(texts, terms, strict=True))
     sub0 = statistics.mean(key_terms(t, k) for t, k in zip(plain, terms, strict=True))
-    non = sum(key_terms(t, k) == 0 for t, k in zip(texts, terms, strict=True))
-    non0 = sum(key_terms(t, k) == 0 for t, k in zip(plain, terms, strict=True))
+    non, why = non_answers(texts, terms, finishes)
+    non0, why0 = non_answers(plain, terms, plain_finishes)
     print(f"{taste:<9}{label:<27}{before:>8.2f}{after:>9.2f}{sub:>7.2f}/{sub0:<4.2f}"
-          f"{'':>6}{non:>3}/{len(texts)} ({non0}){ratio:>8.2f}", flush=True)
-    return {"texts": texts, "move": [before, after], "substance": [sub, sub0],
-            "non_answers": [non, non0], "ms_ratio": ratio}
+          f"{non:>4}/{len(texts)} ({why}){non0:>4} ({why0}){ratio:>8.2f}", flush=True)
+    return {"texts": texts, "finish": finishes, "move": [before, after],
+            "substance": [sub, sub0], "non_answers": [non, non0], "ms_ratio": ratio}
+
+
+HEADER = (f"{'taste':<9}{'measure':<27}{'plain':>8}{'steered':>9}{'substance':>11}"
+          f"{'non-answers t/r/c':>18}{'plain':>12}{'x ms/tok':>10}")
 
 
 def rescore(path: Path) -> None:
@@ -270,11 +373,13 @@ def rescore(path: Path) -> None:
         raise SystemExit(f"{path}: {len(plain)} answers, but the {data['split']} split now "
                          f"has {len(prompts)} prompts")
     for name, per_taste in data.items():
-        if not isinstance(per_taste, dict) or name == "people":
+        if not isinstance(per_taste, dict) or name in ("people", "plain_finish"):
             continue
         print(f"\n## {name}")
+        print(HEADER)
         for taste, r in per_taste.items():
-            taste_row(taste, plain, r["texts"], prompts, r["ms_ratio"])
+            taste_row(taste, plain, r["texts"], prompts, r["ms_ratio"], r.get("finish"),
+                      data.get("plain_finish"))
 
 
 def main() -> None:
@@ -283,7 +388,7 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=["default"])
-    ap.add_argument("--split", choices=["tune", "report", "all"], default="report")
+    ap.add_argument("--split", choices=["tune", "report", "fresh", "all"], default="fresh")
     ap.add_argument("--tastes", nargs="+", default=list(TASTES))
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--agreement", type=float, default=0.78)
@@ -334,16 +439,17 @@ def main() -> None:
         for prompt, _ in prompts:
             t = time.perf_counter()
             out = gen.generate(prompt, max_new_tokens=args.max_new_tokens)
-            plain.append((out.text, time.perf_counter() - t, out.completion_tokens))
+            plain.append((out.text, time.perf_counter() - t, out.completion_tokens,
+                          out.finish_reason))
         plain_ms = 1000 * sum(x[1] for x in plain) / sum(x[2] for x in plain)
         results["plain"] = [x[0] for x in plain]
+        results["plain_finish"] = [x[3] for x in plain]
         for name in args.configs:
             kw = parse_config(name)
             print(f"\n## {name}  {kw}   (plain {plain_ms:.0f} ms/token)")
-            print(f"{'taste':<9}{'measure':<27}{'plain':>8}{'steered':>9}{'substance':>11}"
-                  f"{'plain':>7}{'non-ans':>9}{'x ms/tok':>10}")
+            print(HEADER)
             for taste in args.tastes:
-                texts, secs, toks = [], 0.0, 0
+                texts, finishes, secs, toks = [], [], 0.0, 0
                 for prompt, _ in prompts:
                     t = time.perf_counter()
                     out = p.generate(f"sim-{taste}", prompt, max_new_tokens=args.max_new_tokens,
@@ -351,9 +457,11 @@ def main() -> None:
                     secs += time.perf_counter() - t
                     toks += max(out.completion_tokens, 1)
                     texts.append(out.text)
+                    finishes.append(out.finish_reason)
                 ratio = (1000 * secs / toks) / plain_ms
                 results.setdefault(name, {})[taste] = taste_row(
-                    taste, [x[0] for x in plain], texts, prompts, ratio)
+                    taste, [x[0] for x in plain], texts, prompts, ratio, finishes,
+                    results["plain_finish"])
     tag = "" if args.floor is None else f"-floor{args.floor}"
     tag += "" if args.prompt_rewards is None else "-asks-" + "-".join(args.prompt_rewards)
     path = OUT / f"quality-{args.split}{tag}.json"
