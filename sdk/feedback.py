@@ -79,21 +79,21 @@ class Retention:
         record = out.steering
         base = {"id": uuid.uuid4().hex, "prompt": last_user_text(messages),
                 "answer": out.text, "model": out.model}
-        try:
-            plain = StoredGeneration(**base)
-        except ValidationError:  # a NUL in the model's answer: the answer, nothing kept
-            log.warning("an answer could not be kept for feedback (its text cannot be "
-                        "stored); it was returned, without an id")
-            log.debug("the answer not kept was for user %r", user_id)
-            return out
         try:  # with how it was made (validated once, here)
             kept = StoredGeneration(
                 **base, options=_jsonable(options), steering=record,
                 strategy=dict(record.strategy) if record and record.strategy else None)
-        except ValidationError:  # a record that cannot be stored (a NaN reward, say)
+        except ValidationError:
+            try:
+                kept = StoredGeneration(**base)
+            except ValidationError:  # a NUL in the model's answer: the answer, nothing kept
+                log.warning("an answer could not be kept for feedback (its text cannot be "
+                            "stored); it was returned, without an id")
+                log.debug("the answer not kept was for user %r", user_id)
+                return out
+            # the text is storable, the record is not (a NaN reward, say)
             log.warning("an answer's steering record could not be kept; the answer was "
                         "kept without it")
-            kept = plain
         try:
             self.store.save_generation(user_id, kept, keep=self.keep_count,
                                        max_age_s=self.max_age_s)
