@@ -1,7 +1,7 @@
 """Does personalization move real answers toward a person's taste while keeping them answers?
 
     .venv/bin/python bench/quality.py [--configs default prompt-only ...] [--split report]
-                                      [--max-new-tokens 128] [--agreement 0.78]
+                                      [--max-new-tokens N] [--agreement 0.78]
     .venv/bin/python bench/quality.py --rescore bench/out/quality-report.json
 
 SmolLM2-135M-Instruct (offline), through ``Personalizer.generate``. Simulated people whose
@@ -390,7 +390,8 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["default"])
     ap.add_argument("--split", choices=["tune", "report", "fresh", "all"], default="fresh")
     ap.add_argument("--tastes", nargs="+", default=list(TASTES))
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--max-new-tokens", type=int, default=None,
+                    help="token limit of every answer (default: the generator's default)")
     ap.add_argument("--agreement", type=float, default=0.78)
     ap.add_argument("--prompt-rewards", nargs="*", default=None,
                     help="base rewards whose request may go into the user's turn "
@@ -400,6 +401,7 @@ def main() -> None:
     ap.add_argument("--token-heads", default=None,
                     help="token heads for configs with strategy token_rewards (a file from "
                          "bench/token_heads.py, e.g. bench/out/smollm2-token-heads.safetensors)")
+    ap.add_argument("--tag", default="", help="added to the results file's name")
     args = ap.parse_args()
 
     import torch
@@ -424,6 +426,7 @@ def main() -> None:
         from personalizer.backends import TokenHeads
 
         gen = gen.with_token_heads(TokenHeads.load(args.token_heads, gen))
+    limit = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
     results: dict[str, Any] = {"split": args.split, "max_new_tokens": args.max_new_tokens}
     with Personalizer(":memory:", rewards=rewards, generator=gen) as p:
         people = {}
@@ -438,7 +441,7 @@ def main() -> None:
         plain = []
         for prompt, _ in prompts:
             t = time.perf_counter()
-            out = gen.generate(prompt, max_new_tokens=args.max_new_tokens)
+            out = gen.generate(prompt, **limit)
             plain.append((out.text, time.perf_counter() - t, out.completion_tokens,
                           out.finish_reason))
         plain_ms = 1000 * sum(x[1] for x in plain) / sum(x[2] for x in plain)
@@ -452,8 +455,7 @@ def main() -> None:
                 texts, finishes, secs, toks = [], [], 0.0, 0
                 for prompt, _ in prompts:
                     t = time.perf_counter()
-                    out = p.generate(f"sim-{taste}", prompt, max_new_tokens=args.max_new_tokens,
-                                     **kw)
+                    out = p.generate(f"sim-{taste}", prompt, **limit, **kw)
                     secs += time.perf_counter() - t
                     toks += max(out.completion_tokens, 1)
                     texts.append(out.text)
@@ -464,6 +466,7 @@ def main() -> None:
                     results["plain_finish"])
     tag = "" if args.floor is None else f"-floor{args.floor}"
     tag += "" if args.prompt_rewards is None else "-asks-" + "-".join(args.prompt_rewards)
+    tag += f"-{args.tag}" if args.tag else ""
     path = OUT / f"quality-{args.split}{tag}.json"
     path.write_text(json.dumps({"people": people, **results}, indent=1))
     print(f"\nanswers in {path}", file=sys.stderr)

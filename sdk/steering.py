@@ -98,10 +98,11 @@ class GenerationOptions(BaseModel):
         default="error", description="A prompt that leaves no room in the model's context: "
         "'error' refuses it; 'left' drops its oldest tokens and says so in the generation.")
     repetition_guard: bool = Field(
-        default=False, description="Local models: in a steered answer, a token that would "
+        default=True, description="Local models: in a steered answer, a token that would "
         "repeat an earlier stretch of the answer loses logit, more the longer the stretch "
-        "(a DRY-style penalty), so steering does not push the model into a loop. Plain "
-        "decoding (no steering, strength 0) is never touched.")
+        "(a DRY-style penalty), so steering does not push the model into a loop (recorded "
+        "as the lever 'no_repeat'). Plain decoding (no steering, strength 0) is never "
+        "touched. False: steered rows decode the strategy's tokens unguarded.")
 
     _numbers = field_validator("max_new_tokens", "temperature", "top_k", "top_p", "seed",
                                mode="before")(no_bool)

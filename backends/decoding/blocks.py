@@ -7,7 +7,10 @@ texts instead of once per token.
 * ``block="sentence"``: n continuations up to the next sentence end (at most
   ``block_tokens``), the best is kept, and the next block starts from it. With
   ``end_early``, ending the answer after the kept prefix is one more option, open once the
-  prefix's last sentence is finished and it clears the quality floor.
+  prefix's last sentence is finished and it clears the quality floor; and an answer never
+  stops mid-sentence at its token limit: a last block that the limit cuts before its
+  sentence ends is left out (the answer ends at its last finished sentence, finish reason
+  ``"length"``).
 
 Every option is scored as a finished text (the kept prefix and the block):
 ``strength * r_user + quality_weight * quality``. ``draw="branch"`` makes the n rows the n
@@ -29,7 +32,7 @@ import numpy as np
 
 from personalizer.backends.decoding.engine import Decoding, RowSpec
 from personalizer.backends.decoding.handle import ModelHandle
-from personalizer.backends.decoding.policies import BranchPolicy
+from personalizer.backends.decoding.policies import BranchPolicy, NoEndPolicy
 from personalizer.backends.decoding.text import TextTracker, ends_sentence, first_stop, may_end
 from personalizer.types import ScoredCandidate, SteeringRecord
 
@@ -46,6 +49,7 @@ class Blocks(Protocol):
     block: str
     block_tokens: int
     end_early: bool
+    go_on: bool
     branch_gap: float
     trim_opening: bool
     quality_weight: float
@@ -125,6 +129,10 @@ class BestOfNRun:
         shown: list[int] = []  # what the answer holds: kept, less a left-out opening
         held: list[int] = []  # an opening said but not shown yet: it says nothing so far
         held_tokens: list[int] = []
+        # a sentence longer than a block, not shown until it ends (with end_early: an answer
+        # never stops mid-sentence at its token limit)
+        pending: list[int] = []
+        pending_tokens: list[int] = []
         eos = self.handle.eos_ids
         trim = strategy.trim_opening and self.quality is not None
 
@@ -161,7 +169,7 @@ class BestOfNRun:
             for _ in run:
                 pass
             rows = list(run.rows)
-            before = [*shown, *held]
+            before = [*shown, *held, *pending]
             texts = [self._text([*before, *r.ids]) for r in rows]
             now = self._text(before)
             # ending here, before this block: an option once the answer says something
@@ -177,30 +185,97 @@ class BestOfNRun:
                 self.finish = "stop"
                 break
             row = rows[best]
-            kept += row.ids
-            done = row.finish == "stop" or any(t in eos for t in row.token_ids)
+            if strategy.end_early and (shown or held) and \
+                    self._cut_at_limit(row, len(kept), texts[best]):
+                self._ended_before(stop_open, [*shown, *held])
+                pending, pending_tokens = [], []
+                break  # the last sentence would not fit: the answer ends before it
+            ids, token_ids = row.ids, row.token_ids
+            if strategy.go_on and self._model_ended(row, len(kept)) and \
+                    may_end(texts[best]):
+                more = self._go_on(block, row, before, texts[best], len(kept))
+                if more is not None:  # the user's reward prefers the answer to go on
+                    ids = token_ids = [*row.ids, *more]
+            kept += ids
+            done = token_ids is row.token_ids and \
+                (row.finish == "stop" or any(t in eos for t in row.token_ids))
+            if strategy.end_early and strategy.block == "sentence" and not done and \
+                    row.finish == "length" and token_ids is row.token_ids:
+                pending += ids  # the sentence goes on in the next block
+                pending_tokens += token_ids
+                continue
+            ids, token_ids = [*pending, *ids], [*pending_tokens, *token_ids]
+            pending, pending_tokens = [], []
             if trim and not shown and not done and len(kept) < spec.max_new_tokens and \
                     self._says_nothing(texts[best]):
-                held += row.ids  # an opening that says nothing yet: wait and see
-                held_tokens += row.token_ids
+                held += ids  # an opening that says nothing yet: wait and see
+                held_tokens += token_ids
                 continue
-            if held and self._leave_out(self._text(held), self._text(row.ids), texts[best]):
+            if held and self._leave_out(self._text(held), self._text(ids), texts[best]):
                 held, held_tokens = [], []
-            self.token_ids += [*held_tokens, *row.token_ids]
-            new, held, held_tokens = [*held, *row.ids], [], []
+            self.token_ids += [*held_tokens, *token_ids]
+            new, held, held_tokens = [*held, *ids], [], []
             shown += new
             yield from show(new)
             if out.stopped or done:
                 self.finish = "stop"
                 return
-            if strategy.block == "answer" or not row.ids:
+            if strategy.block == "answer" or not ids:
                 break
-        if held:  # the answer ended before it said anything: show what it said
-            self.token_ids += held_tokens
-            yield from show(held)
+        if held or pending:  # the answer ended before it said anything: show what it said
+            self.token_ids += [*held_tokens, *pending_tokens]
+            yield from show([*held, *pending])
         rest = out.flush()
         if rest:
             yield rest
+
+    def _ended_before(self, stop_open: bool, said: list[int]) -> None:
+        """Record that the answer ended with what it ``said`` before this block: the
+        ending option when it was one, else that text added as an unscored option."""
+        if not stop_open:
+            self.candidates += (ScoredCandidate(text=self._text(said), reward=None),)
+        self.chosen = len(self.candidates) - 1
+
+    def _model_ended(self, row: Any, kept: int) -> bool:
+        """Whether the model ended the answer with ``row`` (an end of turn, not a stop
+        string), with room left under the token limit."""
+        return row.finish == "stop" and not row.tracker.stopped and \
+            kept + len(row.ids) < self.spec.max_new_tokens
+
+    def _go_on(self, block: RowSpec, row: Any, before: list[int], ended: str,
+               kept: int) -> list[int] | None:
+        """One more block where the model ended the answer (no end of turn), or None: kept
+        when the user's whole-answer reward and quality prefer the answer with it to the
+        answer ``ended`` there (a taste for thorough answers). Its tokens, or None."""
+        room = self.spec.max_new_tokens - kept - len(row.ids)
+        more = replace(block, prompt=[*block.prompt, *row.ids],
+                       continuation=(*block.continuation, *row.ids),
+                       max_new_tokens=min(room, block.max_new_tokens),
+                       policy=NoEndPolicy(tuple(sorted(self.handle.eos_ids))))
+        run = Decoding(self.handle, [more], proxy=self.proxy)
+        for _ in run:
+            pass
+        extra = run.rows[0]
+        going = self._text([*before, *row.ids, *extra.ids])
+        if not extra.ids or not may_end(going) or extra.tracker.stopped:
+            return None
+        options = [ended, going]
+        _, whole = (np.asarray(r, dtype=np.float64) for r in self.user_reward(options))
+        scores = self.strength * whole
+        if self.quality is not None:
+            quality = np.asarray(self.quality.score(self.spec.prompt_text, options),
+                                 dtype=np.float64)
+            scores = scores + self.strategy.quality_weight * quality
+        self.candidates = tuple(ScoredCandidate(text=t, reward=float(s))
+                                for t, s in zip(options, scores, strict=True))
+        self.chosen = int(scores[1] > scores[0])
+        return list(extra.ids) if self.chosen else None
+
+    def _cut_at_limit(self, row: Any, kept: int, text: str) -> bool:
+        """Whether ``row`` (a block after ``kept`` tokens) was cut by the answer's token
+        limit before its sentence finished."""
+        return row.finish == "length" and kept + len(row.token_ids) >= \
+            self.spec.max_new_tokens and not may_end(text)
 
     def _says_nothing(self, text: str) -> bool:
         """Whether ``text`` (an opening) says nothing yet: its quality is below a tenth of

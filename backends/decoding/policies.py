@@ -5,6 +5,8 @@ token when no reward rescores it.
   and top-p), optionally limited to the top ``limit`` tokens (ARGS with nothing to add).
 * :class:`BranchPolicy`: the ``rank``-th most likely first token, then greedy (best-of-n's
   branches).
+* :class:`NoEndPolicy`: the model's own choice, never an end of turn (a block that goes on
+  where the model would end the answer).
 * :func:`draft`: greedy tokens continuing a prefix, as a row of its own (ARGS' lookahead).
 
 A strategy's own policy lives in its module (:mod:`.strategies`).
@@ -26,7 +28,7 @@ from personalizer.steering import GenerationOptions
 if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.engine import DecodeRow
 
-__all__ = ["PLAIN", "BranchPolicy", "PlainPolicy", "draft", "sample"]
+__all__ = ["PLAIN", "BranchPolicy", "NoEndPolicy", "PlainPolicy", "draft", "sample"]
 
 
 def sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
@@ -89,6 +91,30 @@ class BranchPolicy:
                 return int(candidates[self.rank])
             return int(candidates[0])
         return int(torch.argmax(logits))
+
+
+@dataclass(frozen=True)
+class NoEndPolicy:
+    """The model's own next token (greedy, or sampled with the row's options), never one of
+    ``banned`` (the end-of-turn ids)."""
+
+    banned: tuple[int, ...]
+    k: int = 0
+    scorer: None = None
+
+    def scored(self, step: int) -> bool:
+        return False
+
+    def candidates_at(self, step: int) -> int:
+        return 0
+
+    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
+               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
+        banned = [t for t in self.banned if 0 <= t < logits.shape[-1]]
+        if banned:
+            logits = logits.clone()
+            logits[banned] = float("-inf")
+        return sample(logits, row, row.spec.options.top_k)
 
 
 def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,

@@ -47,9 +47,11 @@ __all__ = ["DEFAULT_STRATEGY", "LocalGenerator"]
 
 # The local default strategy, chosen from bench/quality.py on SmolLM2: the answer is decoded
 # greedily a sentence at a time (sampled with do_sample=True), ending as soon as the user's
-# reward prefers ending and the answer clears the quality floor. Per-token ARGS, sampled or
-# branched candidates, tone and "thorough" requests all cost SmolLM2 substance (non-answers).
-DEFAULT_STRATEGY = BestOfN(n=1, block="sentence", draw="branch", end_early=True)
+# reward prefers ending and the answer clears the quality floor, going on where the model
+# would end when the user's reward prefers a longer answer, and never stopping mid-sentence at
+# the token limit. Per-token ARGS, sampled or branched candidates, tone and "thorough"
+# requests all cost SmolLM2 substance (non-answers).
+DEFAULT_STRATEGY = BestOfN(n=1, block="sentence", draw="branch", end_early=True, go_on=True)
 
 
 def _checked_rewards(rewards: Any) -> Any:

@@ -126,7 +126,8 @@ def test_streams_report_the_whole_generation_after_the_last_piece(
         assert stream.generation is None
         assert "".join(stream) == whole.text
         done = stream.generation
-        assert done.steering.levers == whole.steering.levers == ("prompt", "args", "lookahead")
+        assert done.steering.levers == whole.steering.levers == ("prompt", "args", "lookahead",
+                                                                   "no_repeat")
         assert (done.completion_tokens, done.token_ids) == (whole.completion_tokens,
                                                             whole.token_ids)
 

@@ -230,10 +230,11 @@ def test_each_lever_can_be_switched_off_per_call(tmp_path: Path) -> None:
             "coefficients": {"e": 1.0}, "reward_set_id": rs.id,
             "reward_set_version": rs.version}))
         default = p.generate("u", "Hello there", max_new_tokens=5)
-        assert default.steering.levers == ("prompt", "end_early")  # the measured default
+        # the measured default
+        assert default.steering.levers == ("prompt", "end_early", "go_on", "no_repeat")
         assert default.steering.path == "branch"
         no_prompt = p.generate("u", "Hello there", max_new_tokens=5, prompt_profile=False)
-        assert no_prompt.steering.levers == ("end_early",)
+        assert no_prompt.steering.levers == ("end_early", "go_on", "no_repeat")
         args = p.generate("u", "Hello there", max_new_tokens=5, strategy="args")
         assert args.steering.levers[:2] == ("prompt", "args")
         no_args = p.generate("u", "Hello there", max_new_tokens=5, strength=0.0)
@@ -241,12 +242,12 @@ def test_each_lever_can_be_switched_off_per_call(tmp_path: Path) -> None:
         p.generator = local.with_rewards(rs)
         p.generator.prompt_rewards = ("structure",)  # a request it would not follow
         assert p.generate("u", "Hello there", max_new_tokens=5).steering.levers == \
-            ("end_early",)
+            ("end_early", "go_on", "no_repeat")
         # one direction: a person who likes more e is not asked for less, and is for more
-        for only, levers in ((("e:less",), ("end_early",)), (("e:more",), ("prompt",
-                                                                            "end_early"))):
+        for only, levers in ((("e:less",), ()), (("e:more",), ("prompt",))):
             p.generator.prompt_rewards = only
-            assert p.generate("u", "Hello there", max_new_tokens=5).steering.levers == levers
+            assert p.generate("u", "Hello there", max_new_tokens=5).steering.levers == \
+                (*levers, "end_early", "go_on", "no_repeat")
         p.generator = local
         unseen = p.generate("nobody", "Hello there", max_new_tokens=5)
         assert unseen.steering.levers == () and unseen.steering.new_user  # served plainly

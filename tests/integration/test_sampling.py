@@ -101,7 +101,7 @@ def test_one_sampled_sentence_per_block_is_the_models_own_sampling(
     one = BestOfN(n=1, block="sentence", draw="branch", block_tokens=5)  # no early end
     for s in SEEDS:
         out = p.generate("eve", PROMPT, strategy=one, prompt_profile=False, do_sample=True,
-                         seed=s, **ASK)
+                         seed=s, repetition_guard=False, **ASK)
         plain = local.generate(PROMPT, do_sample=True, seed=s, **ASK)
         assert out.token_ids == plain.token_ids and out.text == plain.text
         assert out.steering.path == "best-of-n" and out.steering.levers == ()

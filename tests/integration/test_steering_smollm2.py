@@ -83,7 +83,7 @@ def test_the_repetition_guard_keeps_list_items_from_repeating(smollm2) -> None: 
             "coefficients": dict.fromkeys(rewards.names, 0.0) | LISTS,
             "reward_set_id": rewards.id, "reward_set_version": rewards.version}))
         loops = p.generate("lists", LOOPING[0], max_new_tokens=128, repetition_guard=False)
-        guarded = [p.generate("lists", q, max_new_tokens=128, repetition_guard=True)
+        guarded = [p.generate("lists", q, max_new_tokens=128)  # the default: guarded
                    for q in LOOPING]
     items = _items(loops.text)
     assert len(set(items)) < len(items), loops.text  # steered without the guard, it loops

@@ -98,7 +98,7 @@ def test_the_registered_strategy_is_taken_by_name(gen: LocalGenerator) -> None:
         STRATEGIES.register(type("Other", (Strategy,), {
             "__annotations__": {"kind": Literal["letters"]}, "kind": "letters"}))
     out = gen.generate(PROMPTS[0], max_new_tokens=8, steering=steering(2.0))
-    assert out.steering.path == "letters" and out.steering.levers == ("letters",)
+    assert out.steering.path == "letters" and out.steering.levers == ("letters", "no_repeat")
     assert out.steering.strategy == {"kind": "letters", "k": 4}
 
 

@@ -51,7 +51,7 @@ def test_n_equal_1_is_plain_seeded_sampling(gen: LocalGenerator) -> None:
 
 def test_top_k_1_makes_every_sample_the_greedy_answer(gen: LocalGenerator) -> None:
     out = gen.generate("Tell me about sleep", max_new_tokens=10, steering=steering(n=3),
-                       top_k=1, seed=0)
+                       top_k=1, seed=0, repetition_guard=False)
     greedy = gen.generate("Tell me about sleep", max_new_tokens=10).text
     assert [c.text for c in out.steering.candidates] == [greedy] * 3
 
@@ -139,14 +139,14 @@ def test_branches_are_deterministic_and_the_first_is_the_greedy_block() -> None:
     assert out.text == again.text  # no sampling: the same answer every time
     texts = [c.text for c in out.steering.candidates]
     assert len({t.split()[-1] for t in texts}) == 3  # the branches part ways
-    assert out.steering.path == "branch" and out.steering.levers == ("branch",)
+    assert out.steering.path == "branch" and out.steering.levers == ("branch", "no_repeat")
     narrow = gen.generate("Drink water", max_new_tokens=12,
                           steering=short_steering(n=3, block_tokens=12, branch_gap=1e-6))
     assert len({c.text for c in narrow.steering.candidates}) == 1  # every row the greedy one
     # one greedy branch per block, never ending early: plain greedy decoding, token for token
     greedy = gen.generate("Tell me about sleep", max_new_tokens=40)
     one = gen.generate("Tell me about sleep", max_new_tokens=40,
-                       steering=short_steering(n=1, block_tokens=6))
+                       steering=short_steering(n=1, block_tokens=6), repetition_guard=False)
     assert one.token_ids == greedy.token_ids and one.text == greedy.text
 
 
@@ -160,7 +160,8 @@ def test_an_answer_ends_early_only_once_it_clears_the_quality_floor() -> None:
         assert (q.name, q.floor, q.weight, q.score) == ("letters", floor, 1.0,
                                                         out.text.count("e"))
         assert [t.name for t in out.steering.terms] == ["length"]
-        assert out.steering.levers == (("branch", "end_early") if end_early else ("branch",))
+        assert out.steering.levers == (("branch", "end_early") if end_early else
+                                       ("branch",)) + ("no_repeat",)
         return out.text
 
     free = answer(floor=0.0)
@@ -169,6 +170,55 @@ def test_an_answer_ends_early_only_once_it_clears_the_quality_floor() -> None:
     gated = answer(floor=free.count("e") + 3)  # a floor the short answer does not clear
     assert len(gated) > len(free)
     assert gated.count("e") >= free.count("e") + 3 or len(gated) >= len(long)
+
+
+@pytest.mark.parametrize("block_tokens", [16, 4])  # 4: sentences longer than a block
+def test_an_answer_that_may_end_early_never_stops_mid_sentence_at_its_limit(
+        block_tokens: int) -> None:
+    from personalizer.backends.decoding.text import may_end
+
+    gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT, quality=None)
+    greedy = gen.generate("Tell me about sleep", max_new_tokens=50)
+    assert greedy.finish_reason == "length" and not may_end(greedy.text)  # cut mid-sentence
+
+    def answer(end_early: bool) -> Any:  # a taste for long answers: it never ends early
+        s = short_steering(n=1, block_tokens=block_tokens, end_early=end_early).model_copy(
+            update={"coefficients": {"length": 1.0}})
+        return gen.generate("Tell me about sleep", max_new_tokens=50, steering=s,
+                            repetition_guard=False)
+
+    assert answer(end_early=False).text == greedy.text
+    out = answer(end_early=True)
+    # the last sentence, which the limit would cut, is left out; the limit still ended it
+    assert out.finish_reason == "length" and may_end(out.text)
+    assert greedy.text.startswith(out.text) and len(out.text) < len(greedy.text)
+    assert out.completion_tokens == len(out.token_ids) < 50
+    record = out.steering
+    assert record.chosen == len(record.candidates) - 1  # the kept option: ending here
+    assert record.candidates[record.chosen].text == out.text
+
+
+def test_a_taste_for_long_answers_goes_on_where_the_model_would_end() -> None:
+    gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT,
+                         quality=Letters(0.0))
+    plain = gen.generate("Tell me about sleep", max_new_tokens=80)
+    assert plain.finish_reason == "stop"  # the model ends its answer
+
+    def answer(coefficient: float, go_on: bool) -> Any:
+        s = short_steering(n=1, block_tokens=16, end_early=True, go_on=go_on).model_copy(
+            update={"coefficients": {"length": coefficient}})
+        return gen.generate("Tell me about sleep", max_new_tokens=80, steering=s,
+                            repetition_guard=False)
+
+    long = answer(1.0, go_on=True)
+    assert answer(1.0, go_on=False).text == plain.text  # without it: the model's end
+    assert long.steering.levers == ("end_early", "go_on")  # no "no_repeat": guard off
+    assert long.text.startswith(plain.text) and len(long.text) > len(plain.text)
+    assert long.completion_tokens == len(long.token_ids) <= 80
+    # a taste for short answers never goes on
+    assert answer(-1.0, go_on=True).text == answer(-1.0, go_on=False).text
+    with pytest.raises(ValueError, match="go_on"):
+        BestOfN(block="answer", go_on=True)
 
 
 def test_strength_0_or_no_coefficients_is_plain_decoding() -> None:
@@ -208,7 +258,8 @@ def test_an_opening_that_says_nothing_is_left_out_for_a_short_taste() -> None:
 
     kept = answer(trim=False)
     trimmed = answer(trim=True)
-    assert trimmed.steering.levers == ("trim_opening",)  # one greedy branch: no "branch"
+    # one greedy branch: no "branch"
+    assert trimmed.steering.levers == ("trim_opening", "no_repeat")
     first = kept.text.split(".")[0] + "."  # the trained model's opening sentence
     assert not trimmed.text.startswith(first.strip()) and kept.text.startswith(first)
     assert kept.text.replace(first, "", 1).strip().startswith(trimmed.text[:10])

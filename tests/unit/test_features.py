@@ -151,7 +151,8 @@ def test_heads_learned_on_the_lm_state_steer_at_trunk_speed(tmp_path) -> None:  
     for prompt in ["q", "Tell me about sleep", "Drink water", "Hello there"]:
         pids = gen.prompt_ids(prompt)
         plain = gen.generate(prompt, max_new_tokens=16)
-        steered = gen.generate(prompt, max_new_tokens=16, steering=steer)
+        steered = gen.generate(prompt, max_new_tokens=16, steering=steer,
+                               repetition_guard=False)  # the heads alone
         assert steered.steering.path == "args-trunk"  # the fast path is taken
         gains.append(reward(pids, list(steered.token_ids)) - reward(pids, list(plain.token_ids)))
     assert min(gains) > 0.1, gains  # every answer scores higher on the learned reward

@@ -97,7 +97,7 @@ def test_proxy_tuning_combines_with_args(trio) -> None:  # noqa: ANN001
             both = base.generate(prompt, max_new_tokens=12, steering=s(2.0),
                                  proxy=ProxyTuning(expert, base, 1.0))
             assert both.text == expert.generate(prompt, max_new_tokens=12, steering=s(2.0)).text
-            assert both.steering.levers == ("proxy", "args")
+            assert both.steering.levers == ("proxy", "args", "no_repeat")
             # ARGS at w = 0 over proxy-tuned logits is plain proxy-tuning
             assert base.generate(prompt, max_new_tokens=12, steering=s(0.0),
                                  proxy=ProxyTuning(expert, anti, 1.5)).text == \

@@ -75,7 +75,8 @@ def test_distilled_heads_raise_their_reward_on_held_out_prompts(gen: LocalGenera
     assert mean_reward(g, steering({"length": -1.0}), "length") < plain_length
     assert mean_reward(g, steering({"exclaim": 1.0}), "exclaim") > plain_exclaim
     out = g.generate(HELD_OUT[0], max_new_tokens=20, steering=steering({"length": 1.0}))
-    assert (out.steering.path, out.steering.levers) == ("token-rewards", ("token_rewards",))
+    assert (out.steering.path, out.steering.levers) == ("token-rewards",
+                                                         ("token_rewards", "no_repeat"))
     assert gen.token_heads is None  # with_token_heads leaves the generator as it was
 
 
@@ -149,7 +150,7 @@ def test_combined_with_proxy_tuning(gen: LocalGenerator, heads: TokenHeads) -> N
     assert same.text == proxied.text
     out = g.generate(p, max_new_tokens=30, proxy=proxy,
                      steering=steering({"length": -1.0}, strength=4.0))
-    assert out.steering.levers == ("proxy", "token_rewards")
+    assert out.steering.levers == ("proxy", "token_rewards", "no_repeat")
 
     def words(s: Steering | None) -> float:
         return float(np.mean([len(g.generate(q, max_new_tokens=30, proxy=proxy,
@@ -385,7 +386,7 @@ def test_proxy_tuning_with_the_quality_floor_steers_as_the_formula_says(
     assert off.token_ids == proxied.token_ids
     terse = steering({"length": -1.0}, strength=8.0)
     out = g.generate(p, max_new_tokens=40, proxy=proxy, steering=terse)
-    assert out.steering.levers == ("proxy", "token_rewards")
+    assert out.steering.levers == ("proxy", "token_rewards", "no_repeat")
     assert list(out.token_ids) == by_hand(g, proxy, p, terse, floor, 40)
     assert out.token_ids != proxied.token_ids
     free = g.generate(p, max_new_tokens=40, proxy=proxy, steering=steering(
@@ -572,12 +573,13 @@ def test_a_lexical_reward_acts_through_its_words() -> None:
                         reward_set_version=LEXICAL.version, strength=1.0,
                         strategy=TokenRewards(rule_scale=scale))
 
-    def bangs(s: Steering | None) -> tuple[int, list[list[int]]]:
-        outs = [g.generate(p, max_new_tokens=30, steering=s) for p in HELD_OUT]
+    def bangs(s: Steering | None, **options: bool) -> tuple[int, list[list[int]]]:
+        outs = [g.generate(p, max_new_tokens=30, steering=s, **options) for p in HELD_OUT]
         return sum(o.text.count("!") for o in outs), [o.token_ids for o in outs]
 
     plain, plain_ids = bangs(None)
-    assert bangs(steer(1.0, 0.0))[1] == plain_ids  # zero heads, no rule: plain decoding
+    # zero heads, no rule (and no repetition guard): plain decoding
+    assert bangs(steer(1.0, 0.0), repetition_guard=False)[1] == plain_ids
     more, _ = bangs(steer(1.0, 8.0))  # the tiny model is sure of itself: large biases
     assert more > plain
     fewer, _ = bangs(steer(-1.0, 10.0))

@@ -40,7 +40,17 @@ class BestOfN(Strategy):
         description="Sentence blocks: the answer may also end after a block, once its last "
                     "sentence is finished and it clears the quality floor, when ending scores "
                     "better than every sampled continuation ('short' means the shortest "
-                    "answer that still answers).")
+                    "answer that still answers); and it never stops mid-sentence at the "
+                    "token limit: a last sentence the limit would cut is left out (finish "
+                    "reason 'length').")
+    go_on: bool = Field(
+        default=False,
+        description="Sentence blocks: where the model ends the answer (after a finished "
+                    "sentence, with room under the token limit), one more block is drawn "
+                    "with the end of turn ruled out, and kept when the user's whole-answer "
+                    "reward (length) and quality prefer the answer with it: a thorough "
+                    "person's answer goes on where the model would stop. The mirror of "
+                    "end_early.")
     draw: Literal["sample", "branch"] = Field(
         default="sample",
         description="How a block's n candidates are drawn: 'sample' with the generation's "
@@ -74,7 +84,7 @@ class BestOfN(Strategy):
 
     @model_validator(mode="after")
     def _sentence_only(self) -> BestOfN:
-        for name in ("end_early", "trim_opening"):
+        for name in ("end_early", "go_on", "trim_opening"):
             if getattr(self, name) and self.block != "sentence":
                 raise ValueError(f"{name} applies to sentence blocks: "
                                  f"BestOfN(block='sentence', {name}=True)")
@@ -103,7 +113,7 @@ class BestOfN(Strategy):
         # one row per block (n=1 branch, sampled or not) chooses among nothing
         levers = ("best_of_n" if sampled else "branch",) \
             if self.n > 1 or self.draw == "sample" else ()
-        levers += tuple(n for n in ("end_early", "trim_opening") if getattr(self, n))
+        levers += tuple(n for n in ("end_early", "go_on", "trim_opening") if getattr(self, n))
         strength = ctx.steering.strength
         return ctx.plan(
             PLAIN, path, levers, sample_default=sampled, quality=quality,
