@@ -10,7 +10,9 @@ texts instead of once per token.
   prefix's last sentence is finished and it clears the quality floor; and an answer never
   stops mid-sentence at its token limit: a last block that the limit cuts before its
   sentence ends is left out (the answer ends at its last finished sentence, finish reason
-  ``"length"``).
+  ``"length"``). With ``go_on``, where the model ends the answer, one more block without an
+  end of turn is the other option, kept when the user's whole-answer reward and quality
+  prefer it.
 
 Every option is scored as a finished text (the kept prefix and the block):
 ``strength * r_user + quality_weight * quality``. ``draw="branch"`` makes the n rows the n
@@ -190,17 +192,18 @@ class BestOfNRun:
                 self._ended_before(stop_open, [*shown, *held])
                 pending, pending_tokens = [], []
                 break  # the last sentence would not fit: the answer ends before it
-            ids, token_ids = row.ids, row.token_ids
+            ids, token_ids, went_on = row.ids, row.token_ids, False
             if strategy.go_on and self._model_ended(row, len(kept)) and \
                     may_end(texts[best]):
                 more = self._go_on(block, row, before, texts[best], len(kept))
                 if more is not None:  # the user's reward prefers the answer to go on
-                    ids = token_ids = [*row.ids, *more]
+                    # no end of turn, and the sentence it added is finished
+                    ids, token_ids, went_on = [*row.ids, *more], [*row.ids, *more], True
             kept += ids
-            done = token_ids is row.token_ids and \
+            done = not went_on and \
                 (row.finish == "stop" or any(t in eos for t in row.token_ids))
             if strategy.end_early and strategy.block == "sentence" and not done and \
-                    row.finish == "length" and token_ids is row.token_ids:
+                    not went_on and row.finish == "length":
                 pending += ids  # the sentence goes on in the next block
                 pending_tokens += token_ids
                 continue
