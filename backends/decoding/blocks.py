@@ -41,7 +41,7 @@ from personalizer.types import ScoredCandidate, SteeringRecord
 if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.proxy import ProxyTuning
 
-__all__ = ["LEANS_ON", "BestOfNRun", "Blocks", "can_start_at", "choose_block"]
+__all__ = ["LEANS_ON", "BestOfNRun", "Blocks", "can_start_at", "choose_block", "safe_prefix"]
 
 
 class Blocks(Protocol):
@@ -76,6 +76,17 @@ def can_start_at(opening: str, block: str) -> bool:
     if not first or first[0].lower().strip(",.;:!?\"'") in LEANS_ON:
         return False
     return not (_NUMBERED.search(opening) or _NUMBERED.match(block))
+
+
+def safe_prefix(decode: Callable[[list[int]], str], before: list[int], ids: list[int]) -> int:
+    """How many of ``ids`` an answer may show where a block was cut before its sentence
+    ended: up to the last point where, after ``before``, they end a finished sentence or a
+    line (a list item); 0 when none does. ``decode`` turns ids into text."""
+    for k in range(len(ids), 0, -1):
+        text = decode([*before, *ids[:k]])
+        if may_end(text) or text.endswith("\n"):
+            return k
+    return 0
 
 
 def choose_block(user: np.ndarray, quality: np.ndarray | None, *, strength: float,
@@ -131,10 +142,10 @@ class BestOfNRun:
         shown: list[int] = []  # what the answer holds: kept, less a left-out opening
         held: list[int] = []  # an opening said but not shown yet: it says nothing so far
         held_tokens: list[int] = []
-        # a sentence longer than a block, not shown until it ends (with end_early: an answer
-        # never stops mid-sentence at its token limit)
+        # with end_early, a block cut before its sentence ended is shown up to its last
+        # finished sentence or line; the rest waits for the sentence to end, or is left out
+        # where the token limit ends the answer (an answer never stops mid-sentence)
         pending: list[int] = []
-        pending_tokens: list[int] = []
         eos = self.handle.eos_ids
         trim = strategy.trim_opening and self.quality is not None
 
@@ -187,12 +198,7 @@ class BestOfNRun:
                 self.finish = "stop"
                 break
             row = rows[best]
-            if strategy.end_early and (shown or held) and \
-                    self._cut_at_limit(row, len(kept), texts[best]):
-                self._ended_before(stop_open, [*shown, *held])
-                pending, pending_tokens = [], []
-                break  # the last sentence would not fit: the answer ends before it
-            ids, token_ids, went_on = row.ids, row.token_ids, False
+            ids, token_ids, went_on, last = row.ids, row.token_ids, False, False
             if strategy.go_on and self._model_ended(row, len(kept)) and \
                     may_end(texts[best]):
                 more = self._go_on(block, row, before, texts[best], len(kept))
@@ -202,13 +208,20 @@ class BestOfNRun:
             kept += ids
             done = not went_on and \
                 (row.finish == "stop" or any(t in eos for t in row.token_ids))
+            ids = [*pending, *ids]
+            token_ids, pending = [*pending, *token_ids], []  # (pending: no end of turn)
             if strategy.end_early and strategy.block == "sentence" and not done and \
                     not went_on and row.finish == "length":
-                pending += ids  # the sentence goes on in the next block
-                pending_tokens += token_ids
-                continue
-            ids, token_ids = [*pending, *ids], [*pending_tokens, *token_ids]
-            pending, pending_tokens = [], []
+                safe = self._safe_prefix([*shown, *held], ids)
+                last = len(kept) >= spec.max_new_tokens  # the limit ends the answer here
+                if last and (shown or held or safe):
+                    ids = token_ids = ids[:safe]  # the rest is left out
+                    self._ended_with(self._text([*shown, *held, *ids]))
+                elif not last:
+                    ids, pending = ids[:safe], ids[safe:]
+                    token_ids = ids
+                    if not ids:
+                        continue  # the sentence goes on in the next block
             if trim and not shown and not done and len(kept) < spec.max_new_tokens and \
                     self._says_nothing(texts[best]):
                 held += ids  # an opening that says nothing yet: wait and see
@@ -223,21 +236,24 @@ class BestOfNRun:
             if out.stopped or done:
                 self.finish = "stop"
                 return
-            if strategy.block == "answer" or not ids:
+            if strategy.block == "answer" or not ids or last:
                 break
-        if held or pending:  # the answer ended before it said anything: show what it said
-            self.token_ids += [*held_tokens, *pending_tokens]
-            yield from show([*held, *pending])
+        if held:  # the answer ended before it said anything: show what it said
+            self.token_ids += held_tokens
+            yield from show(held)
         rest = out.flush()
         if rest:
             yield rest
 
-    def _ended_before(self, stop_open: bool, said: list[int]) -> None:
-        """Record that the answer ended with what it ``said`` before this block: the
-        ending option when it was one, else that text added as an unscored option."""
-        if not stop_open:
-            self.candidates += (ScoredCandidate(text=self._text(said), reward=None),)
+    def _ended_with(self, text: str) -> None:
+        """Record that the token limit ended the answer at ``text``: the last option when it
+        is that text (ending here), else ``text`` added as an unscored option."""
+        if not self.candidates or self.candidates[-1].text != text:
+            self.candidates += (ScoredCandidate(text=text, reward=None),)
         self.chosen = len(self.candidates) - 1
+
+    def _safe_prefix(self, before: list[int], ids: list[int]) -> int:
+        return safe_prefix(self._text, before, ids)
 
     def _model_ended(self, row: Any, kept: int) -> bool:
         """Whether the model ended the answer with ``row`` (an end of turn, not a stop
@@ -274,12 +290,15 @@ class BestOfNRun:
         self.chosen = int(scores[1] > scores[0])
         return list(extra.ids) if self.chosen else None
 
-    def _cut_at_limit(self, row: Any, kept: int, text: str) -> bool:
-        """Whether ``row`` (a block after ``kept`` tokens) was cut by the answer's token
-        limit before its sentence finished."""
-        return row.finish == "length" and kept + len(row.token_ids) >= \
-            self.spec.max_new_tokens and not may_end(text)
+    def _ended_with(self, text: str) -> None:
+        """Record that the token limit ended the answer at ``text``: the last option when it
+        is that text (ending here), else ``text`` added as an unscored option."""
+        if not self.candidates or self.candidates[-1].text != text:
+            self.candidates += (ScoredCandidate(text=text, reward=None),)
+        self.chosen = len(self.candidates) - 1
 
+    def _safe_prefix(self, before: list[int], ids: list[int]) -> int:
+        return safe_prefix(self._text, before, ids)
     def _says_nothing(self, text: str) -> bool:
         """Whether ``text`` (an opening) says nothing yet: its quality is below a tenth of
         the floor."""

@@ -198,6 +198,26 @@ def test_an_answer_that_may_end_early_never_stops_mid_sentence_at_its_limit(
     assert record.candidates[record.chosen].text == out.text
 
 
+def test_a_cut_block_keeps_its_finished_sentences_and_list_lines() -> None:
+    from personalizer.backends.decoding.blocks import safe_prefix
+
+    tok = tiny.tokenizer()
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=True)
+
+    def kept(before: str, block: str) -> str:
+        b, ids = tok.encode(before) if before else [], tok.encode(block)
+        return decode(ids[:safe_prefix(decode, b, ids)])
+
+    # list items without a full stop end at their line
+    assert kept("Tips:", "\n- drink water\n- walk daily\n- rest") == \
+        decode(tok.encode("\n- drink water\n- walk daily\n"))
+    assert kept("", "Sleep well. Keep a fixed bedtime and").rstrip() == "Sleep well."
+    assert kept("Sleep well.", " Keep a fixed bedtime and avoid").strip() == ""  # unfinished
+    assert kept("", "") == ""
+
+
 def test_a_taste_for_long_answers_goes_on_where_the_model_would_end() -> None:
     gen = LocalGenerator(tiny.trained_gpt2(), tiny.tokenizer(), rewards=SHORT,
                          quality=Letters(0.0))
