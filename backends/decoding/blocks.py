@@ -78,13 +78,19 @@ def can_start_at(opening: str, block: str) -> bool:
     return not (_NUMBERED.search(opening) or _NUMBERED.match(block))
 
 
+# a finished list item's line: a marker, then words, not ending in ':' ',' or ';'
+_ITEM_LINE = re.compile(r"(?:^|\n)[ \t]*(?:[-*\u2022]|\d+[.)])[ \t]+\S[^\n]*[^\s:,;]"
+                        r"[ \t]*\n\s*$")
+
+
 def safe_prefix(decode: Callable[[list[int]], str], before: list[int], ids: list[int]) -> int:
     """How many of ``ids`` an answer may show where a block was cut before its sentence
     ended: up to the last point where, after ``before``, they end a finished sentence or a
-    line (a list item); 0 when none does. ``decode`` turns ids into text."""
+    list item's line ("- drink water\\n"); 0 when none does. ``decode`` turns ids into
+    text."""
     for k in range(len(ids), 0, -1):
         text = decode([*before, *ids[:k]])
-        if may_end(text) or text.endswith("\n"):
+        if may_end(text) or (text.endswith("\n") and _ITEM_LINE.search(text)):
             return k
     return 0
 

@@ -216,6 +216,9 @@ def test_a_cut_block_keeps_its_finished_sentences_and_list_lines() -> None:
     assert kept("", "Sleep well. Keep a fixed bedtime and").rstrip() == "Sleep well."
     assert kept("Sleep well.", " Keep a fixed bedtime and avoid").strip() == ""  # unfinished
     assert kept("", "") == ""
+    # a line that is no list item, or an item that announces more, is no place to end
+    assert kept("Here is a letter:", "\nDear Hiring Manager,\n\nI am") == ""
+    assert kept("", "- Tips:\n- drink") == ""
 
 
 def test_a_taste_for_long_answers_goes_on_where_the_model_would_end() -> None:
