@@ -34,7 +34,7 @@ import numpy as np
 
 from personalizer.backends.decoding.engine import Decoding, RowSpec
 from personalizer.backends.decoding.handle import ModelHandle
-from personalizer.backends.decoding.policies import BranchPolicy, NoEndPolicy
+from personalizer.backends.decoding.policies import BranchPolicy, PlainPolicy
 from personalizer.backends.decoding.text import TextTracker, ends_sentence, first_stop, may_end
 from personalizer.types import ScoredCandidate, SteeringRecord
 
@@ -218,7 +218,7 @@ class BestOfNRun:
             token_ids, pending = [*pending, *token_ids], []  # (pending: no end of turn)
             if strategy.end_early and strategy.block == "sentence" and not done and \
                     not went_on and row.finish == "length":
-                safe = self._safe_prefix([*shown, *held], ids)
+                safe = safe_prefix(self._text, [*shown, *held], ids)
                 last = len(kept) >= spec.max_new_tokens  # the limit ends the answer here
                 if last and (shown or held or safe):
                     ids = token_ids = ids[:safe]  # the rest is left out
@@ -258,9 +258,6 @@ class BestOfNRun:
             self.candidates += (ScoredCandidate(text=text, reward=None),)
         self.chosen = len(self.candidates) - 1
 
-    def _safe_prefix(self, before: list[int], ids: list[int]) -> int:
-        return safe_prefix(self._text, before, ids)
-
     def _model_ended(self, row: Any, kept: int) -> bool:
         """Whether the model ended the answer with ``row`` (an end of turn, not a stop
         string), with room left under the token limit."""
@@ -276,7 +273,7 @@ class BestOfNRun:
         more = replace(block, prompt=[*block.prompt, *row.ids],
                        continuation=(*block.continuation, *row.ids),
                        max_new_tokens=min(room, block.max_new_tokens),
-                       policy=NoEndPolicy(tuple(sorted(self.handle.eos_ids))))
+                       policy=PlainPolicy(banned=tuple(sorted(self.handle.eos_ids))))
         run = Decoding(self.handle, [more], proxy=self.proxy)
         for _ in run:
             pass
@@ -286,25 +283,14 @@ class BestOfNRun:
             return None
         options = [ended, going]
         _, whole = (np.asarray(r, dtype=np.float64) for r in self.user_reward(options))
-        scores = self.strength * whole
-        if self.quality is not None:
-            quality = np.asarray(self.quality.score(self.spec.prompt_text, options),
-                                 dtype=np.float64)
-            scores = scores + self.strategy.quality_weight * quality
+        quality = None if self.quality is None else np.asarray(
+            self.quality.score(self.spec.prompt_text, options), dtype=np.float64)
+        self.chosen, scores = choose_block(whole, quality, strength=self.strength,
+                                           quality_weight=self.strategy.quality_weight)
         self.candidates = tuple(ScoredCandidate(text=t, reward=float(s))
                                 for t, s in zip(options, scores, strict=True))
-        self.chosen = int(scores[1] > scores[0])
         return list(extra.ids) if self.chosen else None
 
-    def _ended_with(self, text: str) -> None:
-        """Record that the token limit ended the answer at ``text``: the last option when it
-        is that text (ending here), else ``text`` added as an unscored option."""
-        if not self.candidates or self.candidates[-1].text != text:
-            self.candidates += (ScoredCandidate(text=text, reward=None),)
-        self.chosen = len(self.candidates) - 1
-
-    def _safe_prefix(self, before: list[int], ids: list[int]) -> int:
-        return safe_prefix(self._text, before, ids)
     def _says_nothing(self, text: str) -> bool:
         """Whether ``text`` (an opening) says nothing yet: its quality is below a tenth of
         the floor."""

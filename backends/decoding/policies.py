@@ -2,11 +2,11 @@
 token when no reward rescores it.
 
 * :class:`PlainPolicy`: the model's own choice (greedy, or a sample after temperature, top-k
-  and top-p), optionally limited to the top ``limit`` tokens (ARGS with nothing to add).
+  and top-p), optionally limited to the top ``limit`` tokens (ARGS with nothing to add), never
+  one of its ``banned`` tokens (a block that goes on where the model would end the answer
+  bans the end of turn).
 * :class:`BranchPolicy`: the ``rank``-th most likely first token, then greedy (best-of-n's
   branches).
-* :class:`NoEndPolicy`: the model's own choice, never an end of turn (a block that goes on
-  where the model would end the answer).
 * :func:`draft`: greedy tokens continuing a prefix, as a row of its own (ARGS' lookahead).
 
 A strategy's own policy lives in its module (:mod:`.strategies`).
@@ -28,7 +28,7 @@ from personalizer.steering import GenerationOptions
 if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.engine import DecodeRow
 
-__all__ = ["PLAIN", "BranchPolicy", "NoEndPolicy", "PlainPolicy", "draft", "sample"]
+__all__ = ["PLAIN", "BranchPolicy", "PlainPolicy", "draft", "sample"]
 
 
 def sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
@@ -41,9 +41,11 @@ def sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
 
 @dataclass(frozen=True)
 class PlainPolicy:
-    """The model's own next token; ``limit`` keeps only the top ``limit`` tokens."""
+    """The model's own next token; ``limit`` keeps only the top ``limit`` tokens, and
+    ``banned`` tokens are never chosen."""
 
     limit: int | None = None
+    banned: tuple[int, ...] = ()
     k: int = 0
     scorer: None = None
 
@@ -58,6 +60,10 @@ class PlainPolicy:
         top_k = row.spec.options.top_k
         if self.limit is not None:
             top_k = self.limit if top_k is None else min(top_k, self.limit)
+        banned = [t for t in self.banned if 0 <= t < logits.shape[-1]]
+        if banned:
+            logits = logits.clone()
+            logits[banned] = float("-inf")
         return sample(logits, row, top_k)
 
 
@@ -91,30 +97,6 @@ class BranchPolicy:
                 return int(candidates[self.rank])
             return int(candidates[0])
         return int(torch.argmax(logits))
-
-
-@dataclass(frozen=True)
-class NoEndPolicy:
-    """The model's own next token (greedy, or sampled with the row's options), never one of
-    ``banned`` (the end-of-turn ids)."""
-
-    banned: tuple[int, ...]
-    k: int = 0
-    scorer: None = None
-
-    def scored(self, step: int) -> bool:
-        return False
-
-    def candidates_at(self, step: int) -> int:
-        return 0
-
-    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
-               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
-        banned = [t for t in self.banned if 0 <= t < logits.shape[-1]]
-        if banned:
-            logits = logits.clone()
-            logits[banned] = float("-inf")
-        return sample(logits, row, row.spec.options.top_k)
 
 
 def draft(handle: ModelHandle, prefix: Sequence[int], budget: int,
