@@ -20,9 +20,10 @@ from typing import Any
 
 from personalizer.steering import GenerationOptions, Steering
 
-from .decoding.strategies import Args, BestOfN, TokenRewards
+from .decoding.strategies import Args, BestOfN, Experts, TokenRewards
 
-__all__ = ["AnthropicGenerator", "Args", "BestOfN", "GenerationOptions", "HostedGenerator",
+__all__ = ["AnthropicGenerator", "Args", "BestOfN", "ExpertSet", "Experts", "GenerationOptions",
+           "HostedGenerator",
            "HostedOptions", "LocalGenerator", "ModelHandle", "OpenAIGenerator", "ProxyTuning",
            "Steering", "TokenHeads", "TokenRewards", "TokenScorer", "distill_token_heads",
            "learn_token_heads"]
@@ -32,6 +33,7 @@ _LAZY = {"LocalGenerator": ".local.generator", "ProxyTuning": ".decoding.proxy",
          "TokenScorer": ".decoding.scorers", "OpenAIGenerator": ".hosted.providers",
          "AnthropicGenerator": ".hosted.providers", "HostedGenerator": ".hosted",
          "HostedOptions": ".hosted", "TokenHeads": ".heads.token",
+         "ExpertSet": ".experts.lora",
          "distill_token_heads": ".heads.training", "learn_token_heads": ".heads.training"}
 
 

@@ -288,6 +288,8 @@ def sentences(n: int) -> dict[str, Any]:
     return {**SENTENCES, "n": n}
 
 
+DEFAULT = {"kind": "best_of_n", "n": 1, "block": "sentence", "draw": "branch",
+           "end_early": True, "go_on": True}
 CONFIGS: dict[str, dict[str, Any]] = {
     "sentences1": {"prompt_profile": False, "strategy": sentences(1)},
     "prompt+sentences1": {"prompt_profile": True, "strategy": sentences(1)},
@@ -298,6 +300,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "prompt+token-rules": {"prompt_profile": True, "strategy": {"kind": "token_rewards"},
                            "strength": 2.0},
     "prompt-only": {"strength": 0.0, "prompt_profile": True},
+    # the attribute experts (#34): alone, token by token, and inside the default's blocks
+    "experts": {"strategy": {"kind": "experts"}},
+    "experts2": {"strategy": {"kind": "experts", "scale": 2.0}},
+    "default-no-experts": {"strategy": {**DEFAULT, "experts": 0.0}},
+    "default-experts2": {"strategy": {**DEFAULT, "experts": 2.0}},
     "args-only": {"prompt_profile": False, "strategy": "args"},
     "prompt+args": {"prompt_profile": True, "strategy": "args"},
     "sentences-only": {"prompt_profile": False, "strategy": SENTENCES},

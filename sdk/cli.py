@@ -118,6 +118,36 @@ def export(db: str, user: str, output: str | None) -> None:
         click.echo(text)
 
 
+@profiles.command("export-preferences")
+@DB_OPTION
+@click.option("--user", default=None, help="One person's history (default: everyone's).")
+@click.option("--format", "fmt", type=click.Choice(["dpo", "sft"]), default="dpo",
+              show_default=True, help="TRL's preference (dpo) or chat (sft) records.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write JSON lines to this file instead of standard output.")
+def export_preferences(db: str, user: str | None, fmt: str, output: str | None) -> None:
+    """Export preference histories as a training set (JSON lines TRL reads directly).
+
+    No record names its person. Training on people's answers is your app's choice to make
+    and to tell them about: a person deleted later stays in a model trained on them until
+    it is trained again.
+
+    Example: personalizer profiles export-preferences --format dpo -o prefs.jsonl
+    """
+    with Personalizer(db, create=False) as p:
+        records = p.export_preferences(user, format=fmt)  # type: ignore[arg-type]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot write to {output!r}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
+        click.echo(f"exported {len(records)} records to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 @profiles.command("import")
 @DB_OPTION
 @click.argument("file", type=click.File("rb"))
@@ -249,6 +279,56 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
 _REPLIES: dict[str, Any] = {"1": 0, "2": 1, "1+": (0, "much"), "2+": (1, "much"),
                             "1-": (0, "slightly"), "2-": (1, "slightly"), "=": "both_fine",
                             "0": "neither"}
+
+
+@main.group(cls=_Group)
+def experts() -> None:
+    """Attribute experts: per-person proxy-tuning for a local model."""
+
+
+@experts.command("train")
+@click.option("--model", required=True,
+              help="The base model: a hub id or folder (a causal LM whose attention has "
+                   "q_proj, k_proj, v_proj and o_proj, as Llama, Mistral, Qwen and SmolLM2 "
+                   "do).")
+@click.option("--gguf-file", default=None, help="A GGUF file inside --model's folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the experts (<attribute>.safetensors); existing ones are "
+                   "kept, so a stopped run resumes.")
+@click.option("--attribute", "attributes", multiple=True,
+              help="Train this expert (repeatable; default: verbosity, structure, warmth).")
+@click.option("--pairs", "pairs_file", type=click.File("rb"), default=None,
+              help="Opt-in: train on these DPO records (JSON lines, e.g. from `personalizer "
+                   "profiles export-preferences`) instead of the model's own answers to "
+                   "the project's questions.")
+@click.option("--epochs", type=float, default=2.0, show_default=True)
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda, ... (a GPU is advised: about 10-20 minutes per expert on 2 "
+                   "CPU cores for SmolLM2-135M).")
+def train_experts(model: str, gguf_file: str | None, out: Path, attributes: tuple[str, ...],
+                  pairs_file: Any, epochs: float, device: str) -> None:
+    """Train attribute experts for your own base model (needs the [experts] extra).
+
+    Example: personalizer experts train --model HuggingFaceTB/SmolLM2-360M-Instruct --out experts/
+    """
+    from personalizer._optional import require
+    from personalizer.backends import LocalGenerator
+    from personalizer.backends.experts.training import STYLES
+    from personalizer.backends.experts.training import train_experts as train
+
+    require("trl", extra="experts", feature="training experts")
+    records = None
+    if pairs_file is not None:
+        try:
+            records = [json.loads(line) for line in pairs_file.read().decode("utf-8")
+                       .splitlines() if line.strip()]
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInput(f"--pairs is not JSON lines: {exc}") from None
+    gen = LocalGenerator(model, gguf_file=gguf_file, device=device,
+                         dtype="float32" if device == "cpu" else "bfloat16")
+    train(gen, out, attributes or tuple(STYLES), records=records, epochs=epochs,
+          progress=lambda line: click.echo(line, err=True))
+    click.echo(f"experts in {out}: LocalGenerator(..., experts=ExpertSet.load({str(out)!r}))")
 
 
 @main.command()

@@ -369,6 +369,28 @@ class Personalizer:
         """The user's preference history, oldest first."""
         return self.store.preferences(user_id)
 
+    def export_preferences(self, user_id: UserId | None = None, *,
+                           format: Literal["dpo", "sft"] = "dpo") -> list[dict[str, Any]]:
+        """The preference history of one person (``user_id``) or of everyone as records
+        TRL reads directly: ``"dpo"`` (prompt, chosen, rejected; ties left out) or ``"sft"``
+        (the chosen answers as chats). No record names its person; deleted people are not
+        in the store, so never in the export. Training a model on people's answers is the
+        app's choice to make and to tell them about: a person deleted later stays in that
+        model until it is trained again (docs/experts.md)."""
+        from personalizer.profiles.training_sets import training_records
+
+        if user_id is not None:
+            return training_records(self.store.preferences(validate_user_id(user_id)), format)
+        records = training_records([], format)  # the format checked before any read
+        after = None
+        while True:
+            page = self.store.list_profiles(limit=500, after=after)
+            for profile in page.profiles:
+                records += training_records(self.store.preferences(profile.user_id), format)
+            if page.next_after is None:
+                return records
+            after = page.next_after
+
     def export_profile(self, user_id: UserId) -> dict[str, Any]:
         """Everything stored about the user, as a JSON-ready dict (see ``profiles/export.py``);
         kept answers past the age limit are deleted first, never exported."""

@@ -151,7 +151,8 @@ class SteeringRecord(BaseModel):
     ``"args"``, ``"lookahead"``, ``"best_of_n"``, ``"branch"``, ``"end_early"``: the answer
     may end once the user's reward prefers it and it clears the quality floor;
     ``"trim_opening"``; ``"token_rewards"``; ``"proxy"``; ``"no_repeat"``: the repetition
-    guard, ``repetition_guard=True``).
+    guard, ``repetition_guard=True``; ``"experts"``: attribute experts weighed by the
+    person's coefficients, their weights in ``experts``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -170,6 +171,10 @@ class SteeringRecord(BaseModel):
     candidates: tuple[ScoredCandidate, ...] = Field(
         default=(), description="Best-of-n: the (last block's) candidates and their rewards.")
     chosen: int | None = Field(default=None, description="Index of the kept candidate.")
+    experts: Mapping[str, float] = Field(
+        default_factory=dict, description="Local models with attribute experts: the weight "
+        "of each expert that steered the answer (the person's relative coefficient times "
+        "the strength and the strategy's expert scale).")
     new_user: bool = Field(
         default=False, description="The user had answered nothing yet: the answer is not "
         "personalized (see hint).")

@@ -6,7 +6,9 @@ rows; a lookahead draft is a row of its own. Per step:
 
 1. the logits of every active row (the LM alone, or proxy-tuned by an expert/antiexpert pair:
    one left-padded KV cache per model, :class:`~.kv.PaddedCache`); a row steered by
-   token-level rewards projects its hidden state shifted by its user's folded heads;
+   token-level rewards projects its hidden state shifted by its user's folded heads; a row
+   with attribute experts (its person's weights) is its base row plus one LoRA-routed row
+   per expert in the same forward, its logits the weighted sum of their differences;
 2. the top candidates of the rows that rescore candidates, and, once per scorer, the raw
    base-reward features of those candidates for the rows it serves (a tree pass of a reward
    model, the LM's own tree pass for trunk heads, or decoded texts);
@@ -40,6 +42,7 @@ from personalizer.backends.decoding.text import TextTracker
 if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.proxy import ProxyTuning
     from personalizer.backends.decoding.scorers import TokenScorer
+    from personalizer.backends.experts.lora import ExpertMix
 
 __all__ = ["DecodeRow", "Decoding", "RowSpec", "TokenPolicy"]
 
@@ -81,6 +84,7 @@ class RowSpec:
     continuation: tuple[int, ...] = ()  # ids after the chat prompt (proxy models get them too)
     end: Callable[[list[int]], bool] | None = None  # a block ends here (ids so far)
     guard: RepeatGuard | None = None  # steered rows: repeats of the answer lose logit
+    mix: ExpertMix | None = None  # attribute experts weighed into this row's logits
 
 
 def guarded(logits: torch.Tensor, rows: Sequence[DecodeRow]) -> torch.Tensor:
@@ -134,12 +138,42 @@ class DecodeRow:
 
 
 class _Logits:
-    """Next-token logits of the active rows: the LM alone, or proxy-tuned by two more."""
+    """Next-token logits of the active rows: the LM alone, or proxy-tuned by two more.
+
+    A row with attribute experts (``spec.mix``) is several rows of the LM's cache: its base
+    row and one row per expert (routed through that expert's LoRA), all in the same
+    forward; its logits are ``base + sum_e w_e (expert_e - base)``. ``parent`` maps the
+    LM's rows to the active rows, ``base`` the active rows to their base LM row."""
 
     def __init__(self, handle: ModelHandle, rows: list[DecodeRow],
                  proxy: ProxyTuning | None) -> None:
-        self.lm = PaddedCache(handle.model, [r.prompt for r in rows],
-                              handle.tokenizer.pad_token_id or 0)
+        mixes = [r.spec.mix for r in rows]
+        router = next((m.experts for m in mixes if m is not None), None)
+        if any(m is not None and m.experts is not router for m in mixes):
+            raise BackendError("rows of one run must share one expert set")
+        prompts: list[list[int]] = []
+        route: list[int] = []
+        parent: list[int] = []
+        weight: list[float] = []
+        for i, r in enumerate(rows):
+            prompts.append(r.prompt)
+            route.append(-1)
+            parent.append(i)
+            weight.append(0.0)
+            if r.spec.mix is not None:
+                for e, w in zip(r.spec.mix.index, r.spec.mix.weight, strict=True):
+                    prompts.append(r.prompt)
+                    route.append(e)
+                    parent.append(i)
+                    weight.append(w)
+        self.mixed = len(prompts) > len(rows)
+        if router is not None:
+            router.attach(handle.model)
+        self.lm = PaddedCache(handle.model, prompts, handle.tokenizer.pad_token_id or 0,
+                              route=route if self.mixed else None, router=router)
+        self.parent = torch.tensor(parent, dtype=torch.long)
+        self.weight = torch.tensor(weight, dtype=torch.float32)
+        self._index()
         self.heads = [handle.model.get_output_embeddings()]
         self.caches = [self.lm]
         self.alpha, self.vocab = 0.0, None
@@ -155,10 +189,21 @@ class _Logits:
                 self.caches.append(PaddedCache(g.model, prompts, g.tokenizer.pad_token_id or 0))
                 self.heads.append(g.model.get_output_embeddings())
 
+    def _index(self) -> None:
+        route = self.lm.route if self.mixed else None
+        if route is None:
+            self.base = self.parent
+            self.expert_rows = torch.empty(0, dtype=torch.long)
+            return
+        self.base = (route < 0).nonzero().flatten()
+        self.expert_rows = (route >= 0).nonzero().flatten()
+
     def current(self, steers: Sequence[Any] = ()) -> torch.Tensor:
         """The rows' next-token logits; rows with a steer (token-level rewards) project
         their LM hidden state shifted by it (:func:`~personalizer.backends.heads.token.shift_hidden`)."""
         hidden = self.lm.hidden
+        if self.mixed:
+            hidden = hidden[self.base]
         if any(s is not None for s in steers):
             from personalizer.backends.heads.token import shift_hidden
 
@@ -167,38 +212,69 @@ class _Logits:
         outs += [project(h, c.hidden).float().cpu()[:, :self.vocab]
                  for h, c in zip(self.heads[1:], self.caches[1:], strict=True)]
         self._outs = outs
-        logits = outs[0] if len(outs) == 1 else proxy_logits(*outs, self.alpha)
+        own = outs[0]
+        if self.mixed and len(self.expert_rows):
+            ex = self.expert_rows
+            experts = project(self.heads[0], self.lm.hidden[ex]).float().cpu()[:, :self.vocab]
+            rows = self.parent[ex]
+            delta = (experts - own[rows]) * self.weight[ex, None]
+            own = own.index_add(0, rows, delta)
+        logits = own if len(outs) == 1 else proxy_logits(own, *outs[1:], self.alpha)
         if not bool(torch.isfinite(logits).any(dim=-1).all()):
             raise BackendError("the model produced no finite logits for a row")
         return logits
 
     def unsteered(self, b: int) -> torch.Tensor:
-        """Row ``b``'s logits of this step without its steer (what plain decoding sees)."""
-        own = project(self.heads[0], self.lm.hidden[b:b + 1]).float().cpu()[0, :self.vocab]
+        """Row ``b``'s logits of this step without its steer or experts (what plain
+        decoding sees)."""
+        at = int(self.base[b])
+        own = project(self.heads[0], self.lm.hidden[at:at + 1]).float().cpu()[0, :self.vocab]
         if len(self._outs) == 1:
             return own
         return proxy_logits(own, self._outs[1][b], self._outs[2][b], self.alpha)
 
+    def tree(self, candidates: torch.Tensor) -> torch.Tensor:
+        """The LM's tree pass over each row's candidates (expert rows follow their row's
+        candidates), the base rows' states."""
+        if not self.mixed:
+            return self.lm.tree(candidates)
+        return self.lm.tree(candidates[self.parent])[self.base]
+
     def commit(self, chosen: torch.Tensor, slot: torch.Tensor) -> None:
-        self.lm.commit(chosen, slot)
+        if self.mixed:
+            self.lm.commit(chosen[self.parent], slot[self.parent])
+        else:
+            self.lm.commit(chosen, slot)
         for c in self.caches[1:]:
             c.commit(chosen, torch.full_like(slot, -1))
 
     def select(self, keep: list[int]) -> None:
-        for c in self.caches:
+        if self.mixed:
+            lm_keep = [j for b in keep for j in (self.parent == b).nonzero().flatten().tolist()]
+            renumber = {b: i for i, b in enumerate(keep)}
+            self.parent = torch.tensor([renumber[int(self.parent[j])] for j in lm_keep],
+                                       dtype=torch.long)
+            self.weight = self.weight[lm_keep]
+            self.lm.select(lm_keep)
+            self._index()
+        else:
+            self.lm.select(keep)
+            self.parent = torch.arange(len(keep))
+            self.base = self.parent
+        for c in self.caches[1:]:
             c.select(keep)
 
 
 class _Step:
     """What one step offers the scorers: candidates, and the LM's tree pass on demand."""
 
-    def __init__(self, lm: PaddedCache, candidates: torch.Tensor) -> None:
-        self.candidates, self._lm = candidates, lm
+    def __init__(self, source: _Logits, candidates: torch.Tensor) -> None:
+        self.candidates, self._source = candidates, source
         self._tree: torch.Tensor | None = None
 
     def lm_tree(self) -> torch.Tensor:
         if self._tree is None:
-            self._tree = self._lm.tree(self.candidates).float()
+            self._tree = self._source.tree(self.candidates).float()
         return self._tree
 
 
@@ -246,7 +322,7 @@ class Decoding:
             values = cands = None
             if k_max:
                 values, cands = top_candidates(logits, k_max)
-                view = _Step(source.lm, cands)
+                view = _Step(source, cands)
                 for s in scorers:
                     scored = [r for r in active
                               if r.spec.policy.scorer is s and r.spec.policy.scored(step)]

@@ -12,7 +12,10 @@ format the chat its own way), its own padding and attention mask, and the same m
 * :meth:`PaddedCache.select`: keep some rows, in any order, repeated or not (finished rows
   leave the batch; a row repeated n times forks n continuations of one prefix).
 
-Rows with the same prompt are prefilled once and forked. Without padding (a batch of one, or
+Rows with the same prompt (and route) are prefilled once and forked. With a ``router`` (an
+:class:`~personalizer.backends.experts.ExpertSet`), each row has a ``route``: the expert
+whose LoRA update its forwards get (-1: the base model), so a base row and its expert rows
+decode in one batch, each with its own cache. Without padding (a batch of one, or
 rows of equal length) single-token steps pass no attention mask, as plain decoding does.
 """
 
@@ -56,23 +59,28 @@ class PaddedCache:
     """A model body with a KV cache over left-padded rows; ``hidden`` is each row's last
     final hidden state (``(rows, hidden_size)``)."""
 
-    def __init__(self, model: Any, rows: Sequence[Sequence[int]], pad_id: int) -> None:
+    def __init__(self, model: Any, rows: Sequence[Sequence[int]], pad_id: int, *,
+                 route: Sequence[int] | None = None, router: Any = None) -> None:
         transformers = _hf.transformers_module()
         self.body = model.base_model
         self._kwarg = _hf.cache_kwarg(self.body)
         self.cache = transformers.DynamicCache(config=model.config)
         self.device = next(model.parameters()).device
-        unique: list[tuple[int, ...]] = []
+        self.router = router
+        routes = list(route) if route is not None else [-1] * len(rows)
+        unique: list[tuple[int, tuple[int, ...]]] = []
         where: list[int] = []
-        for r in rows:
-            key = tuple(int(t) for t in r)
+        for r, e in zip(rows, routes, strict=True):
+            key = (e, tuple(int(t) for t in r))
             if key not in unique:
                 unique.append(key)
             where.append(unique.index(key))
-        width = max(len(r) for r in unique)
-        ids = torch.full((len(unique), width), pad_id, dtype=torch.long)
-        self.mask = torch.zeros((len(unique), width), dtype=torch.long)
-        for i, r in enumerate(unique):
+        self.route = torch.tensor([e for e, _ in unique], dtype=torch.long)
+        unique_ids = [r for _, r in unique]
+        width = max(len(r) for r in unique_ids)
+        ids = torch.full((len(unique_ids), width), pad_id, dtype=torch.long)
+        self.mask = torch.zeros((len(unique_ids), width), dtype=torch.long)
+        for i, r in enumerate(unique_ids):
             ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
             self.mask[i, width - len(r):] = 1
         self._padded = bool((self.mask == 0).any())
@@ -85,11 +93,16 @@ class PaddedCache:
 
     def _run(self, ids: torch.Tensor, mask: torch.Tensor | None,
              positions: torch.Tensor) -> torch.Tensor:
-        out = self.body(input_ids=ids.to(self.device),
-                        attention_mask=None if mask is None else mask.to(self.device),
-                        position_ids=positions.to(self.device), use_cache=True,
-                        **{self._kwarg: self.cache})
-        return out.last_hidden_state
+        def forward() -> torch.Tensor:
+            return self.body(input_ids=ids.to(self.device),
+                             attention_mask=None if mask is None else mask.to(self.device),
+                             position_ids=positions.to(self.device), use_cache=True,
+                             **{self._kwarg: self.cache}).last_hidden_state
+
+        if self.router is None or not bool((self.route >= 0).any()):
+            return forward()
+        with self.router.routed(self.route):
+            return forward()
 
     @property
     def rows(self) -> int:
@@ -136,6 +149,7 @@ class PaddedCache:
         idx = torch.tensor(list(keep), dtype=torch.long)
         self.cache.batch_select_indices(idx.to(self.device))
         self.mask, self.next_pos = self.mask[idx], self.next_pos[idx]
+        self.route = self.route[idx]
         self.hidden = self.hidden[idx.to(self.hidden.device)]
         if self._tree is not None:
             self._tree = self._tree[idx.to(self._tree.device)]

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.engine import TokenPolicy
     from personalizer.backends.decoding.proxy import ProxyTuning
     from personalizer.backends.decoding.scorers import TokenScorer
+    from personalizer.backends.experts.lora import ExpertMix
     from personalizer.backends.rewards.quality import QualityModel
 
 __all__ = ["BlockRun", "LocalStrategy", "Plan", "PlanContext", "Planner", "fit_context"]
@@ -127,6 +128,29 @@ class PlanContext:
         return self.planner.quality
 
     @property
+    def experts(self) -> Any:
+        """The generator's attribute experts (an ExpertSet), or None."""
+        return self.planner.experts
+
+    def expert_mix(self, scale: float, min_weight: float = 0.05) -> ExpertMix | None:
+        """This person's experts: each expert of a base reward in the reward set weighed by
+        the person's relative coefficient on it times the strength and ``scale``; experts
+        whose weight is below ``min_weight`` are left out (None: no expert left, no
+        experts on this generator, or idle)."""
+        from personalizer.backends.experts.lora import ExpertMix
+
+        experts = self.planner.experts
+        if experts is None or self.idle or scale == 0:
+            return None
+        pairs = [(experts.index(n), float(self.steering.strength * scale * u))
+                 for n, u in zip(self.rewards.names, self.user, strict=True)
+                 if n in experts.names]
+        pairs = [(i, w) for i, w in pairs if abs(w) >= min_weight]
+        if not pairs:
+            return None
+        return ExpertMix(experts, tuple(i for i, _ in pairs), tuple(w for _, w in pairs))
+
+    @property
     def token_heads(self) -> Any:
         """The generator's token-level reward heads (TokenHeads), or None."""
         return self.planner.token_heads
@@ -137,7 +161,7 @@ class PlanContext:
         return 1.0 - np.asarray(self.rewards.per_token, dtype=float)
 
     def row(self, policy: TokenPolicy, sample_default: bool = False, *,
-            steered: bool = False) -> RowSpec:
+            steered: bool = False, mix: ExpertMix | None = None) -> RowSpec:
         """The request's row with ``policy`` (sampling when the options or, unset, the
         strategy's ``sample_default`` say so); a ``steered`` row gets the repetition guard
         when the options ask for it."""
@@ -147,10 +171,11 @@ class PlanContext:
         guard = RepeatGuard() if steered and self.options.repetition_guard else None
         return RowSpec(prompt=self.prompt, prompt_text=self.prompt_text, options=opts,
                        policy=policy, max_new_tokens=self.max_new, rng=rng,
-                       messages=tuple(self.messages), guard=guard)
+                       messages=tuple(self.messages), guard=guard, mix=mix)
 
     def record(self, path: str, levers: tuple[str, ...],
-               quality: QualityTerm | None = None) -> SteeringRecord:
+               quality: QualityTerm | None = None,
+               mix: ExpertMix | None = None) -> SteeringRecord:
         """The record of a steered path (the user's terms, the strategy, the strength)."""
         rs = self.rewards
         return SteeringRecord(
@@ -160,17 +185,21 @@ class PlanContext:
             terms=tuple(RewardTerm(name=n, description=d, coefficient=float(c))
                         for n, d, c in zip(rs.names, rs.descriptions, self.coef,
                                            strict=True)),
-            quality=quality)
+            quality=quality, experts={} if mix is None else mix.named())
 
     def plan(self, policy: TokenPolicy, path: str, levers: tuple[str, ...] = (), *,
              sample_default: bool = False, quality: QualityModel | None = None,
-             quality_weight: float = 0.0, run: Any = None) -> Plan:
+             quality_weight: float = 0.0, run: Any = None,
+             mix: ExpertMix | None = None) -> Plan:
         """A plan of ``policy`` recorded as ``path`` with ``levers``; ``quality``: the
-        quality model that keeps the answer an answer (recorded with its weight)."""
-        row = self.row(policy, sample_default, steered=True)
+        quality model that keeps the answer an answer (recorded with its weight); ``mix``:
+        the person's attribute experts (:meth:`expert_mix`)."""
+        row = self.row(policy, sample_default, steered=True, mix=mix)
+        if mix is not None:
+            levers = (*levers, "experts")
         if row.guard is not None:
             levers = (*levers, "no_repeat")
-        return Plan(row, self.record(path, levers, self.term(quality, quality_weight)),
+        return Plan(row, self.record(path, levers, self.term(quality, quality_weight), mix),
                     self.dropped, quality=quality, run=run)
 
     def plain(self, policy: TokenPolicy = PLAIN) -> Plan:
@@ -201,8 +230,10 @@ class Planner:
 
     def __init__(self, handle: ModelHandle, rewards: RewardSet | None,
                  proxy: ProxyTuning | None, quality: QualityModel | None = None,
-                 token_heads: Any = None, default_strategy: Strategy | None = None) -> None:
+                 token_heads: Any = None, default_strategy: Strategy | None = None,
+                 experts: Any = None) -> None:
         self.handle, self.rewards, self.proxy = handle, rewards, proxy
+        self.experts = experts  # an ExpertSet for this model (checked when set), or None
         self.token_heads = token_heads  # TokenHeads for this model (checked when set)
         self.quality = quality  # a QualityModel: substance, with a fixed weight
         self.default_strategy = default_strategy

@@ -5,6 +5,8 @@ token when no reward rescores it.
   and top-p), optionally limited to the top ``limit`` tokens (ARGS with nothing to add), never
   one of its ``banned`` tokens (a block that goes on where the model would end the answer
   bans the end of turn).
+* :class:`FloorPolicy`: the model's (steered) choice, where an end of turn the steering
+  chose below the quality floor is redrawn (:func:`floored`, token-level strategies).
 * :class:`BranchPolicy`: the ``rank``-th most likely first token, then greedy (best-of-n's
   branches).
 * :func:`draft`: greedy tokens continuing a prefix, as a row of its own (ARGS' lookahead).
@@ -27,8 +29,9 @@ from personalizer.steering import GenerationOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.engine import DecodeRow
+    from personalizer.backends.rewards.quality import QualityModel
 
-__all__ = ["PLAIN", "BranchPolicy", "PlainPolicy", "draft", "sample"]
+__all__ = ["PLAIN", "BranchPolicy", "FloorPolicy", "PlainPolicy", "draft", "floored", "sample"]
 
 
 def sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
@@ -68,6 +71,43 @@ class PlainPolicy:
 
 
 PLAIN = PlainPolicy()
+
+
+def floored(run: Decoding, row: DecodeRow, logits: torch.Tensor, tid: int,
+            quality: QualityModel | None) -> int:
+    """``tid``, unless steering ended an answer below the quality floor: an end of turn
+    that the unsteered logits' greedy argmax would not choose (the model's own end) is
+    then redrawn from ``logits`` without the end-of-turn tokens."""
+    eos = run.handle.eos_ids
+    if tid not in eos or quality is None or int(run.source.unsteered(row.b).argmax()) in eos:
+        return tid
+    if float(quality.score(row.prompt_text, [row.tracker.decode()])[0]) >= quality.floor:
+        return tid
+    masked = logits.clone()
+    masked[[e for e in eos if e < masked.shape[-1]]] = float("-inf")
+    return sample(masked, row, row.spec.options.top_k) if bool(masked.isfinite().any()) \
+        else tid
+
+
+@dataclass(frozen=True)
+class FloorPolicy:
+    """The row's own choice from its (steered) logits, held to the quality floor: the
+    steering may not end an answer whose substance is below it (:func:`floored`)."""
+
+    quality: QualityModel | None = None
+    k: int = 0
+    scorer: None = None
+
+    def scored(self, step: int) -> bool:
+        return False
+
+    def candidates_at(self, step: int) -> int:
+        return 0
+
+    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
+               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
+        return floored(run, row, logits, sample(logits, row, row.spec.options.top_k),
+                       self.quality)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,12 @@ class LocalGenerator:
     (:class:`~personalizer.backends.TokenHeads`, for ``strategy='token_rewards'``).
     ``strategy`` is the search strategy of a :class:`~personalizer.steering.Steering` that
     names none (default :data:`DEFAULT_STRATEGY`: greedy sentence blocks that end once the
-    user's reward prefers ending and the answer clears the quality floor).
+    user's reward prefers ending and the answer clears the quality floor, decoded with the
+    person's attribute experts when the generator has them). ``experts`` are attribute
+    experts for this model (:class:`~personalizer.backends.experts.ExpertSet`, one LoRA
+    adapter per base reward, weighed per person: per-person proxy-tuning); ``"auto"``
+    (default): the experts shipped for SmolLM2-135M-Instruct when this model is that one,
+    else none; ``None``: off.
 
     >>> gen = LocalGenerator.smollm2()                       # doctest: +SKIP
     >>> gen.generate("Say hi", max_new_tokens=8).text        # doctest: +SKIP
@@ -116,8 +121,8 @@ class LocalGenerator:
                  profile_placement: Literal["user", "system"] = "user",
                  prompt_rewards: Sequence[str] | None = ("structure", "verbosity:less"),
                  token_heads: Any = None,
-                 strategy: Unchecked[Strategy | str | dict[str, Any]] = DEFAULT_STRATEGY
-                 ) -> None:
+                 strategy: Unchecked[Strategy | str | dict[str, Any]] = DEFAULT_STRATEGY,
+                 experts: Any = "auto") -> None:
         torch = _hf.torch_module()
         if isinstance(model, (str, os.PathLike)):
             self.model, self.tokenizer = _hf.load_causal_lm(
@@ -154,6 +159,7 @@ class LocalGenerator:
         self.token_heads = None
         if token_heads is not None:
             self.token_heads = self._checked_heads(token_heads)
+        self.experts = self._checked_experts(experts)
         self.default_strategy: Strategy = STRATEGIES.parse(strategy) or DEFAULT_STRATEGY
         self.eos_ids = _hf.eos_ids(self.model, self.tokenizer)
         self._cache_kwarg = _hf.cache_kwarg(self.model)
@@ -189,6 +195,33 @@ class LocalGenerator:
         twin = copy.copy(self)
         twin.token_heads = None if heads is None else self._checked_heads(heads)
         return twin
+
+    def with_experts(self, experts: Unchecked[Any]) -> LocalGenerator:
+        """This generator with attribute experts (an ExpertSet, ``"auto"`` or None),
+        checked against its model; the same loaded model, this object left as it is."""
+        twin = copy.copy(self)
+        twin.experts = self._checked_experts(experts)
+        return twin
+
+    def _checked_experts(self, experts: Any) -> Any:
+        """``experts`` for this model: an ExpertSet (refused for another model), None, or
+        ``"auto"``: SmolLM2's shipped experts when this model is SmolLM2-135M-Instruct,
+        else None."""
+        from personalizer.backends.experts import ExpertSet, shipped_experts
+
+        if experts is None:
+            return None
+        if isinstance(experts, str) and experts == "auto":
+            shipped = shipped_experts()
+            if not shipped.fits(self.model):
+                return None
+            experts = shipped
+        if not isinstance(experts, ExpertSet):
+            raise InvalidInput("experts must be personalizer.backends.experts.ExpertSet "
+                               "(ExpertSet.load(folder)), 'auto' or None, not "
+                               f"{type(experts).__name__}")
+        experts.attach(self.model)
+        return experts
 
     def _checked_heads(self, heads: Any) -> Any:
         from personalizer.backends.heads.token import TokenHeads
@@ -308,7 +341,7 @@ class LocalGenerator:
             raise InvalidInput("proxy must be a personalizer.backends.ProxyTuning, not "
                                f"{type(proxy).__name__}")
         return Planner(self, self.rewards, proxy, self.quality, self.token_heads,
-                       self.default_strategy)
+                       self.default_strategy, self.experts)
 
     def _run(self, messages: MessagesLike, steering: Steering | None,
              proxy: ProxyTuning | None, options: dict[str, Any]) -> _Run:

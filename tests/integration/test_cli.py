@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from support.rows import pref, user_rows
 
 from personalizer.cli import main
+from personalizer.errors import InvalidInput
 from personalizer.profiles import SQLiteProfileStore
 
 
@@ -71,6 +72,39 @@ def test_export_delete_import(filled: Path, tmp_path: Path) -> None:
     out = run("profiles", "import", str(target), "--db", str(filled))
     assert out.exit_code == 1 and "--replace" in out.output
     assert run("profiles", "import", str(target), "--replace", "--db", str(filled)).exit_code == 0
+
+
+def test_export_preferences_as_a_training_set(filled: Path, tmp_path: Path) -> None:
+    """Everyone's or one person's choices as TRL records; no record names its person; a
+    deleted person is never in it; a tie carries no order and is left out."""
+    from personalizer import Personalizer
+
+    with Personalizer(filled, create=False) as p:
+        p.record_preference("bob", "q", "first", "second", judgement="both_fine")
+        everyone = p.export_preferences()
+        assert len(everyone) == 3 and {r["prompt"][0]["content"] for r in everyone} == \
+            {"question 0", "question 1", "question 2"}
+        assert everyone[0] == {"prompt": [{"role": "user", "content": "question 0"}],
+                               "chosen": [{"role": "assistant", "content": "short answer 0"}],
+                               "rejected": [{"role": "assistant",
+                                             "content": "a much longer answer 0"}]}
+        assert all("alice" not in json.dumps(r) for r in everyone)
+        assert p.export_preferences("bob", format="sft") == [{"messages": [
+            {"role": "user", "content": "question 2"},
+            {"role": "assistant", "content": "short answer 2"}]}]
+        with pytest.raises(InvalidInput, match="'dpo' or 'sft'"):
+            p.export_preferences(format="csv")  # type: ignore[arg-type]
+    target = tmp_path / "prefs.jsonl"
+    out = run("profiles", "export-preferences", "-o", str(target), "--db", str(filled))
+    assert out.exit_code == 0 and "exported 3 records" in out.output
+    assert [json.loads(line) for line in target.read_text().splitlines()] == everyone
+    assert run("profiles", "delete", "alice", "--yes", "--db", str(filled)).exit_code == 0
+    out = run("profiles", "export-preferences", "--db", str(filled))
+    assert [json.loads(line)["prompt"][0]["content"] for line in out.output.splitlines()] == \
+        ["question 2"]
+    datasets = pytest.importorskip("datasets")  # the records are what TRL's loaders read
+    rows = datasets.Dataset.from_list(everyone)
+    assert rows.column_names == ["prompt", "chosen", "rejected"]
 
 
 def test_export_to_stdout_and_import_from_stdin(filled: Path, tmp_path: Path) -> None:

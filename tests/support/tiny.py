@@ -76,8 +76,19 @@ def trained_gpt2():  # noqa: ANN201
     """A tiny GPT-2 trained for a few seconds to answer in the corpus's sentences
     ("user: ...\\nassistant: <sentences></s>"), so that decoding meets finished sentences,
     list lines and an end of turn, as a real model's answers do."""
+    return _answering(gpt2(seed=11, n_layer=2, n_embd=64))
+
+
+@functools.lru_cache(maxsize=None)
+def trained_llama():  # noqa: ANN201
+    """A tiny Llama (q/k/v/o projections, as LoRA experts adapt) trained as
+    :func:`trained_gpt2` is."""
+    return _answering(llama(seed=11))
+
+
+def _answering(model):  # noqa: ANN001, ANN202
     tok = tokenizer()
-    model = gpt2(seed=11, n_layer=2, n_embd=64).train()
+    model = model.train()
     sentences = [s for line in dict.fromkeys(CORPUS) for s in line.split("\n")]
     questions = ["Hello there", "Drink water", "Tell me about sleep", "How are you today?",
                  "Any tips?", "What should I do?"]

@@ -12,10 +12,12 @@ from personalizer.steering import STRATEGIES
 
 from .args import Args
 from .best_of_n import BestOfN
+from .experts import Experts
 from .token_rewards import TokenRewards
 
-__all__ = ["Args", "BestOfN", "TokenRewards"]
+__all__ = ["Args", "BestOfN", "Experts", "TokenRewards"]
 
 STRATEGIES.register(Args)
 STRATEGIES.register(BestOfN)
+STRATEGIES.register(Experts)
 STRATEGIES.register(TokenRewards)

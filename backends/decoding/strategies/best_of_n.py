@@ -76,6 +76,12 @@ class BestOfN(Strategy):
                     "with no blank start. Off by default: on SmolLM2 (bench/quality.py) it "
                     "made terse answers shorter (-23% words against -14.5%) but they named "
                     "fewer key terms (84% of plain's against 92%).")
+    experts: float = Field(
+        default=1.0, ge=0, le=20,
+        description="Local models with attribute experts (LocalGenerator(experts=...)): "
+                    "each block is decoded with the person's experts weighed in (their "
+                    "relative coefficients times the strength times this scale; "
+                    "personalizer.backends.experts). 0: off. Ignored without experts.")
     quality_weight: float = Field(
         default=1.0, ge=0, le=100,
         description="Weight of the generator's quality term (substance) beside the user's "
@@ -117,7 +123,7 @@ class BestOfN(Strategy):
         strength = ctx.steering.strength
         return ctx.plan(
             PLAIN, path, levers, sample_default=sampled, quality=quality,
-            quality_weight=self.quality_weight,
+            quality_weight=self.quality_weight, mix=ctx.expert_mix(self.experts),
             run=lambda handle, spec, proxy: BestOfNRun(
                 handle, spec, self, lambda texts: reward.with_whole(spec.prompt_text, texts),
                 proxy, strength=strength, quality=quality))

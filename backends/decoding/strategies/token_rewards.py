@@ -149,20 +149,11 @@ class TokenRewardPolicy:
 
     def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
                values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
-        from personalizer.backends.decoding.policies import sample
+        from personalizer.backends.decoding.policies import floored, sample
 
-        eos = run.handle.eos_ids
-        logits = self._ruled(logits, row, eos)
-        tid = sample(logits, row, row.spec.options.top_k)
-        if tid in eos and self.quality is not None and \
-                int(run.source.unsteered(row.b).argmax()) not in eos:
-            text = row.tracker.decode()
-            if float(self.quality.score(row.prompt_text, [text])[0]) < self.quality.floor:
-                masked = logits.clone()
-                masked[[e for e in eos if e < masked.shape[-1]]] = float("-inf")
-                if bool(masked.isfinite().any()):
-                    tid = sample(masked, row, row.spec.options.top_k)
-        return tid
+        logits = self._ruled(logits, row, run.handle.eos_ids)
+        return floored(run, row, logits, sample(logits, row, row.spec.options.top_k),
+                       self.quality)
 
     def _ruled(self, logits: torch.Tensor, row: DecodeRow, eos: set[int]) -> torch.Tensor:
         """``logits`` with the token rules' biases: the words of lexical rewards (a raised
