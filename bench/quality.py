@@ -305,6 +305,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "experts2": {"strategy": {"kind": "experts", "scale": 2.0}},
     "default-no-experts": {"strategy": {**DEFAULT, "experts": 0.0}},
     "default-experts2": {"strategy": {**DEFAULT, "experts": 2.0}},
+    "default-experts0.5": {"strategy": {**DEFAULT, "experts": 0.5}},
     "args-only": {"prompt_profile": False, "strategy": "args"},
     "prompt+args": {"prompt_profile": True, "strategy": "args"},
     "sentences-only": {"prompt_profile": False, "strategy": SENTENCES},
@@ -409,6 +410,8 @@ def main() -> None:
                     help="token heads for configs with strategy token_rewards (a file from "
                          "bench/token_heads.py, e.g. bench/out/smollm2-token-heads.safetensors)")
     ap.add_argument("--tag", default="", help="added to the results file's name")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="only the split's first N prompts (a quick look, not a report)")
     args = ap.parse_args()
 
     import torch
@@ -419,7 +422,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     OUT.mkdir(exist_ok=True)
-    prompts = split_prompts(args.split)
+    prompts = split_prompts(args.split)[:args.limit]
     rewards = default_reward_set()
     extra: dict[str, Any] = {}
     if args.floor is not None:

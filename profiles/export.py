@@ -38,7 +38,8 @@ summary metadata either (a summary in them counts as the person's own), version 
          "model": "...",                # the model that wrote it, or null
          "options": {"max_new_tokens": 256, ...},   # the generation options ({}: unknown)
          "strategy": {"kind": "args", ...},         # the strategy asked for, or null
-         "steering": {"path": "args-text", ...}}    # its SteeringRecord, or null
+         "steering": {"path": "args-text", ...}}    # its SteeringRecord, or null (its
+                                                    # "experts" weights: new in version 7)
       ],
       "ratings": [                      # thumbs up / down, oldest first
         {"prompt": "...", "answer": "...", "rating": "down", "created_at": "..."}
@@ -70,7 +71,7 @@ __all__ = ["EXPORT_SCHEMA", "EXPORT_SCHEMA_VERSION", "ProfileExport", "export_te
            "parse_export"]
 
 EXPORT_SCHEMA = "personalizer.profile-export"
-EXPORT_SCHEMA_VERSION = 6
+EXPORT_SCHEMA_VERSION = 7
 SUMMARY_FIELDS = frozenset({"summary_source", "summary_written_at", "summary_preferences",
                             "summary_stale", "summary_digest"})
 # A kept answer's record of how it was made: new in version 6.
@@ -85,7 +86,7 @@ class ProfileExport(BaseModel):
     schema_: Literal["personalizer.profile-export"] = Field(
         default=EXPORT_SCHEMA, alias="schema"
     )
-    schema_version: Literal[1, 2, 3, 4, 5, 6] = EXPORT_SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4, 5, 6, 7] = EXPORT_SCHEMA_VERSION
     exported_at: datetime = Field(default_factory=utcnow)
     profile: Profile
     preferences: list[Preference] = Field(default_factory=list)
@@ -179,6 +180,13 @@ def parse_export(data: Mapping[str, Any] | str | bytes) -> ProfileExport:
                 raise InvalidProfileData(
                     f"invalid profile export: generations.{i}.{newer[0]} is new in schema "
                     f"version 6, but the file says version {version}")
+    if version in (4, 5, 6) and isinstance(data.get("generations"), list):
+        for i, g in enumerate(data["generations"]):
+            steering = g.get("steering") if isinstance(g, Mapping) else None
+            if isinstance(steering, Mapping) and "experts" in steering:
+                raise InvalidProfileData(
+                    f"invalid profile export: generations.{i}.steering.experts is new in "
+                    f"schema version 7, but the file says version {version}")
     if version in (1, 2, 3, 4) and isinstance(data.get("onboarding"), Mapping) and \
             "confirmed" in data["onboarding"]:
         raise InvalidProfileData(

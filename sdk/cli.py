@@ -334,7 +334,7 @@ def train_experts(model: str, gguf_file: str | None, out: Path, attributes: tupl
 @main.command()
 @DB_OPTION
 def demo(db: str) -> None:
-    """Run the demo: three simulated people onboard, then SmolLM2 answers steered for each.
+    """Run the demo: four simulated people onboard, then SmolLM2 answers steered for each.
 
     Example: personalizer demo --db demo.db
     """

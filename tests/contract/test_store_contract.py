@@ -53,7 +53,7 @@ def _record() -> SteeringRecord:
                             floor=0.2, score=0.5),
         candidates=(ScoredCandidate(text="Short.", reward=0.9),
                     ScoredCandidate(text="A long one, ü😀.", reward=-0.2)),
-        chosen=0, hint=None)
+        chosen=0, hint=None, experts={"verbosity": -0.5})
 
 
 def _tasteful(p: Profile) -> Profile:
@@ -260,7 +260,7 @@ def test_errors_are_all_personalizer_errors(store: SQLProfileStore) -> None:
             call()
 
 
-def test_version_1_to_5_exports_still_import(store: SQLProfileStore) -> None:
+def test_version_1_to_6_exports_still_import(store: SQLProfileStore) -> None:
     from personalizer.profiles.export import GENERATION_RECORD_FIELDS, SUMMARY_FIELDS
 
     store.append_preferences("alice", [pref(0)])
@@ -268,7 +268,18 @@ def test_version_1_to_5_exports_still_import(store: SQLProfileStore) -> None:
     store.save_generation("alice", StoredGeneration(id="a" * 32, prompt="q", answer="Short."),
                           model="m", options={"max_new_tokens": 8}, steering=_record())
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 6 and doc["onboarding"] is None
+    assert doc["schema_version"] == 7 and doc["onboarding"] is None
+    assert doc["generations"][0]["steering"]["experts"] == {"verbosity": -0.5}
+    # version 6: a kept answer's steering record has no expert weights
+    v6 = doc | {"schema_version": 6, "generations": [
+        g | {"steering": {k: v for k, v in g["steering"].items() if k != "experts"}}
+        for g in doc["generations"]]}
+    store.delete("alice")
+    assert store.import_profile(v6).preference_count == 1
+    assert store.generation("alice", "a" * 32).steering.experts == {}
+    with pytest.raises(InvalidProfileData, match=r"generations\.0\.steering\.experts is new "
+                                                 "in schema version 7"):
+        store.import_profile(doc | {"schema_version": 6}, replace=True)
     v5 = doc | {"schema_version": 5, "generations": [
         {k: v for k, v in g.items() if k not in GENERATION_RECORD_FIELDS}
         for g in doc["generations"]]}
@@ -439,7 +450,7 @@ def test_a_kept_answer_keeps_how_it_was_made(store: SQLProfileStore) -> None:
     assert (plain.model, plain.options, plain.strategy, plain.steering) == (None, {}, None, None)
     # and the record travels with the export, equal
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 6
+    assert doc["schema_version"] == 7
     assert [g["steering"] and g["steering"]["path"] for g in doc["generations"]] == [
         "best-of-n", "plain", None]
     store.delete("alice")

@@ -169,7 +169,7 @@ def test_every_judgement_round_trips_through_the_store_and_export(store: SQLProf
     store.append_preferences("alice", prefs)
     assert store.preferences("alice") == prefs
     doc = store.export_profile("alice")
-    assert doc["schema_version"] == 6
+    assert doc["schema_version"] == 7
     assert [p["judgement"] for p in doc["preferences"]] == list(EVERY)
     text = json.dumps(doc)
     store.delete("alice")

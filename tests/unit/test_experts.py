@@ -116,6 +116,16 @@ def test_mixed_people_in_one_batch_equal_their_own_runs(setup) -> None:  # noqa:
     assert "".join(stream) == batch[0].text
 
 
+async def test_the_async_paths_give_the_same_answer(setup) -> None:  # noqa: ANN001
+    gen, _, _ = setup
+    steering = _steer(1.0, verbosity=1.5, warmth=-0.5)
+    want = gen.generate(PROMPTS[2], max_new_tokens=10, steering=steering)
+    got = await gen.agenerate(PROMPTS[2], max_new_tokens=10, steering=steering)
+    pieces = [p async for p in gen.astream(PROMPTS[2], max_new_tokens=10, steering=steering)]
+    assert got.token_ids == want.token_ids and "".join(pieces) == want.text
+    assert got.steering.experts == {"verbosity": 1.5, "warmth": -0.5}
+
+
 def test_experts_refuse_another_model_and_bad_input(setup) -> None:  # noqa: ANN001
     _, _, experts = setup
     other = tiny.llama(seed=7)
@@ -208,3 +218,36 @@ def test_the_loop_and_the_experts_on_cuda_in_bfloat16(setup) -> None:  # noqa: A
     for steering, got in zip(people, batch, strict=True):
         assert got.token_ids == gen.generate(PROMPTS[1], max_new_tokens=10,
                                              steering=steering).token_ids
+
+
+def test_a_mixed_row_forked_in_the_loop_keeps_its_expert_rows(setup) -> None:  # noqa: ANN001
+    """The loop's logits source forks a row with experts (select with a repeated index)
+    into copies that each keep their base and expert rows: equal logits, and each copy
+    goes on with its own token as a row decoded alone would."""
+    from personalizer.backends.decoding.engine import DecodeRow, RowSpec, _Logits
+    from personalizer.backends.decoding.policies import PLAIN
+    from personalizer.backends.experts.lora import ExpertMix
+    from personalizer.steering import GenerationOptions
+
+    gen, _, experts = setup
+    mix = ExpertMix(experts, (0, 1), (0.7, -0.4))
+
+    def row(i: int, with_mix: bool) -> DecodeRow:
+        spec = RowSpec(prompt=gen.prompt_ids(PROMPTS[i]), prompt_text=PROMPTS[i],
+                       options=GenerationOptions(), policy=PLAIN, max_new_tokens=4,
+                       mix=mix if with_mix else None)
+        return DecodeRow(spec, gen.tokenizer, i)
+
+    with torch.inference_mode():
+        source = _Logits(gen, [row(0, True), row(1, False)], None)
+        first = source.current()
+        source.select([0, 0, 1])  # row 0 forked in two
+        forked = source.current()
+        assert torch.allclose(forked[0], first[0]) and torch.allclose(forked[1], first[0])
+        assert torch.allclose(forked[2], first[1])
+        source.commit(torch.tensor([5, 9, 5]), torch.tensor([-1, -1, -1]))
+        after = source.current()
+        alone = _Logits(gen, [row(0, True)], None)
+        alone.commit(torch.tensor([9]), torch.tensor([-1]))
+        assert torch.allclose(after[1], alone.current()[0], atol=1e-5)
+        assert not torch.allclose(after[0], after[1], atol=1e-4)

@@ -39,9 +39,9 @@ class Experts(Strategy):
         description="Each expert's weight is the person's relative coefficient on its base "
                     "reward times the strength times this scale.")
     min_weight: float = Field(
-        default=0.05, ge=0, le=10,
-        description="Experts with a smaller weight are left out of the forward (they "
-                    "would cost a row and move nothing).")
+        default=0.2, ge=0, le=10,
+        description="Experts with a smaller weight are left out of the forward (each one "
+                    "costs a row of the batch; a smaller weight moves little).")
     floor: bool = Field(
         default=True,
         description="The experts may not end an answer whose substance is below the "
