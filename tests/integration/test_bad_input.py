@@ -68,7 +68,7 @@ def valid(name: str, owner: Any) -> Any:
         "gguf_file": lambda: None, "dtype": lambda: "float32", "device": lambda: "cpu",
         "cache_dir": lambda: None, "defaults": lambda: None, "replies": lambda: ["ok"],
         "text": lambda: "Prefers short answers.", "heads": lambda: None,
-        "token_heads": lambda: None,
+        "token_heads": lambda: None, "experts": lambda: None,
         "generation_id": lambda: owner.generate("alice", "hi", max_new_tokens=2).id,
     }
     if name == "model" and (owner in HOSTED or isinstance(owner, HostedGenerator)):
@@ -290,6 +290,7 @@ ACCEPTS_FACADE: Accepted = {
     **{m: PERSONALIZED for m in CALLS},
     "generate_batch": {k: v for k, v in PERSONALIZED.items() if k != "messages"},
     "from_settings": {"toml_file": "None"},
+    "export_preferences": {"user_id": "None"},  # None: everyone's
     "import_profile": {"replace": "True"},
     "list_profiles": {"after": "empty 5000x None bytes", "limit": "42"},  # after: any text
     "onboarding": {"max_questions": "42", "min_questions": "None", "pool": "None",
@@ -324,13 +325,15 @@ ACCEPTS_GENERATOR: dict[str, Accepted] = {
         "LocalGenerator": {"cache_dir": "None", "defaults": "None", "gguf_file": "None",
                            "prompt_rewards": "None list tuple", "quality": "None",
                            "rewards": "None", "token_heads": "None",
-                           "strategy": "None"},  # None: DEFAULT_STRATEGY
+                           "strategy": "None",  # None: DEFAULT_STRATEGY
+                           "experts": "None"},  # None: no experts
         **{m: {"messages": MESSAGES, "proxy": "None", **LOCAL_OPTIONS}
            for m in CALLS},
         "generate_batch": {"proxy": "None", **LOCAL_OPTIONS},
         "option_logprobs": {"messages": MESSAGES, "options": "list tuple"},
         "prompt_ids": {"messages": "empty 5000x list tuple"},  # no decoding: no context limit
         "with_rewards": {"rewards": "None"}, "with_token_heads": {"heads": "None"},
+        "with_experts": {"experts": "None"},
     },
     "scripted": {  # the test double records each call's options (calls) and checks none
         "ScriptedGenerator": {"replies": "list tuple"},

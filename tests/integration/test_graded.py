@@ -192,8 +192,9 @@ def test_export_versions_and_the_judgement_field() -> None:
     with pytest.raises(InvalidProfileData, match="judgement"):  # a v5 file: a known value
         parse_export(doc | {"preferences": [pref | {"judgement": "meh"}]})
     assert parse_export(doc | {"schema_version": 6}).preferences[0].judgement == "slightly_better"
+    assert parse_export(doc | {"schema_version": 7}).preferences[0].judgement == "slightly_better"
     with pytest.raises(UnsupportedSchemaVersion):
-        parse_export(doc | {"schema_version": 7})
+        parse_export(doc | {"schema_version": 8})
 
 
 # -- the likelihood --------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_every_public_name_on_a_core_install_imports_or_says_what_to_install(
     out = _run([str(bare / "python"), "-c", PROBE], tmp_path)
     assert out.returncode == 0, out.stderr  # no ModuleNotFoundError escapes
     assert out.stdout.split() == [  # the torch-backed names, then the three calls
-        "LocalGenerator", "TokenHeads", "TokenScorer", "distill_token_heads",
+        "ExpertSet", "LocalGenerator", "TokenHeads", "TokenScorer", "distill_token_heads",
         "learn_token_heads", "torch", "torch", "transformers"]
 
 

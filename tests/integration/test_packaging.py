@@ -98,4 +98,8 @@ def test_no_build_artefact_or_download_is_tracked() -> None:
                            capture_output=True).stdout.decode().split("\0")
     tracked = [f for f in files if f and (ROOT / f).is_file()]
     assert not [f for f in tracked if f.endswith((".whl", ".tar.gz", ".zip"))]
-    assert not [f for f in tracked if (ROOT / f).stat().st_size > 1024 * 1024]
+    # the shipped attribute experts are package data of about 1.9 MB each (#34: 2 MB at most)
+    experts = "backends/experts/data/smollm2/"
+    assert not [f for f in tracked if (ROOT / f).stat().st_size > (
+        2 * 1024 * 1024 if f.startswith(experts) and f.endswith(".safetensors")
+        else 1024 * 1024)]

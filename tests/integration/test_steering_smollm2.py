@@ -106,9 +106,9 @@ def test_the_repetition_guard_keeps_list_items_from_repeating(smollm2) -> None: 
 
 @pytest.mark.slow
 def test_the_shipped_length_expert_shortens_answers_that_still_answer(smollm2) -> None:  # noqa: ANN001
-    """SmolLM2's shipped verbosity expert, weighed -1 alone (strategy 'experts'): both
-    answers end on their own, shorter than plain, naming what was asked and saying no
-    sentence twice."""
+    """SmolLM2's shipped verbosity expert, weighed -1.5 alone (strategy 'experts'): both
+    answers end on their own well before plain's (which runs to the token limit), naming
+    what was asked and saying no sentence twice."""
     import re
 
     from personalizer.steering import Steering
@@ -116,13 +116,15 @@ def test_the_shipped_length_expert_shortens_answers_that_still_answer(smollm2) -
     rewards = default_reward_set()
     gen = LocalGenerator(smollm2.model, smollm2.tokenizer, rewards=rewards)
     assert gen.experts is not None and "verbosity" in gen.experts.names
-    steering = Steering(coefficients=dict.fromkeys(rewards.names, 0.0) | {"verbosity": -1.0},
+    steering = Steering(coefficients=dict.fromkeys(rewards.names, 0.0) | {"verbosity": -1.5},
                         reward_set_id=rewards.id, reward_set_version=rewards.version,
                         relative=False, strategy="experts")
-    for prompt, terms in PROMPTS:
-        plain = smollm2.generate(prompt, max_new_tokens=96)
-        short = gen.generate(prompt, max_new_tokens=96, steering=steering)
-        assert short.steering.experts == {"verbosity": -1.0}
+    prompts = [PROMPTS[0], ("How do I clean a cast iron pan?",
+                            ["soap", "water", "dry", "oil", "salt", "scrub", "rust", "brush"])]
+    for prompt, terms in prompts:
+        plain = smollm2.generate(prompt, max_new_tokens=128)
+        short = gen.generate(prompt, max_new_tokens=128, steering=steering)
+        assert short.steering.experts == {"verbosity": -1.5}
         assert short.finish_reason == "stop" and plain.finish_reason == "length"
         assert len(short.text.split()) < 0.8 * len(plain.text.split()), short.text
         assert any(t in short.text.lower() for t in terms), short.text
