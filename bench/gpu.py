@@ -25,12 +25,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def build(smoke: bool, device: str, dtype_name: str):  # noqa: ANN201
+def build(smoke: bool, device: str, dtype_name: str):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from personalizer.backends import LocalGenerator, _hf
     from personalizer.backends.experts import Expert, ExpertSet
+    from personalizer.backends.heads.token import model_fingerprint
     from personalizer.backends.rewards.attributes import attribute_reward_set
 
     tok = AutoTokenizer.from_pretrained(_hf.smollm2_path(), gguf_file=_hf.SMOLLM2_GGUF)
@@ -51,17 +52,11 @@ def build(smoke: bool, device: str, dtype_name: str):  # noqa: ANN201
                 weights[f"model.layers.{layer}.self_attn.{proj}"] = (
                     torch.randn(8, m.in_features) * 0.02, torch.randn(m.out_features, 8) * 0.02)
         experts.append(Expert(attribute=name, weights=weights, scale=2.0,
-                              base_model=_fingerprint(model)))
+                              base_model=model_fingerprint(model)))
     return gen.with_experts(ExpertSet(experts))
 
 
-def _fingerprint(model):  # noqa: ANN001, ANN202
-    from personalizer.backends.heads.token import model_fingerprint
-
-    return model_fingerprint(model)
-
-
-def person(gen, seed: int, strategy: str | None):  # noqa: ANN001, ANN201
+def person(gen, seed: int, strategy: str | None):
     import numpy as np
 
     from personalizer.steering import Steering
@@ -87,7 +82,7 @@ def main() -> None:
     gen = build(args.smoke, device, dtype)
     prompt = "How do I keep my bike chain clean?"
 
-    def timed(fn) -> tuple[float, int]:  # noqa: ANN001
+    def timed(fn) -> tuple[float, int]:
         fn()  # warm-up
         if cuda:
             torch.cuda.synchronize()
@@ -113,10 +108,10 @@ def main() -> None:
             lambda reqs=reqs: gen.generate_batch(reqs, max_new_tokens=tokens))
     report = {"device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": dtype,
               "layers": gen.model.config.num_hidden_layers, "tokens": tokens, "rows": {}}
-    base = {1: rows["1 person, plain"], people: rows[f"{people} people in one batch, plain"]}
+    base = {"one": rows["1 person, plain"], "batch": rows[f"{people} people in one batch, plain"]}
     print(f"{report['device']} ({dtype}, {report['layers']} layers), {tokens} tokens per row")
     for name, (s, n) in rows.items():
-        ref = base[people] if "batch" in name else base[1]
+        ref = base["batch"] if "batch" in name else base["one"]
         ms = 1000 * s / max(n, 1)
         ratio = (s / max(n, 1)) / (ref[0] / max(ref[1], 1))
         report["rows"][name] = {"s": round(s, 4), "tokens": n, "ms_per_token": round(ms, 3),

@@ -46,7 +46,7 @@ def main() -> None:
     from personalizer.backends.experts.training import train_experts, training_prompts
 
     torch.manual_seed(0)
-    gen = LocalGenerator.smollm2(strategy="best_of_n")
+    gen = LocalGenerator.smollm2(strategy="best_of_n", experts=None)
     for attribute in args.attributes:
         train_experts(gen, args.out, [attribute], prompts=training_prompts()[:args.prompts],
                       pairs_folder=args.pairs, epochs=args.epochs or EPOCHS[attribute],

@@ -296,15 +296,16 @@ def experts() -> None:
               help="Folder for the experts (<attribute>.safetensors); existing ones are "
                    "kept, so a stopped run resumes.")
 @click.option("--attribute", "attributes", multiple=True,
-              help="Train this expert (repeatable; default: verbosity, structure, warmth).")
+              type=click.Choice(["verbosity", "structure", "warmth", "formality"]),
+              help="Train this expert (repeatable; default: all four).")
 @click.option("--pairs", "pairs_file", type=click.File("rb"), default=None,
               help="Opt-in: train on these DPO records (JSON lines, e.g. from `personalizer "
                    "profiles export-preferences`) instead of the model's own answers to "
                    "the project's questions.")
 @click.option("--epochs", type=float, default=2.0, show_default=True)
 @click.option("--device", default="cpu", show_default=True,
-              help="cpu, cuda, ... (a GPU is advised: about 10-20 minutes per expert on 2 "
-                   "CPU cores for SmolLM2-135M).")
+              help="cpu, cuda, ... (a GPU is advised: SmolLM2-135M took 5-15 minutes per "
+                   "expert on 2 CPU cores).")
 def train_experts(model: str, gguf_file: str | None, out: Path, attributes: tuple[str, ...],
                   pairs_file: Any, epochs: float, device: str) -> None:
     """Train attribute experts for your own base model (needs the [experts] extra).
@@ -316,7 +317,8 @@ def train_experts(model: str, gguf_file: str | None, out: Path, attributes: tupl
     from personalizer.backends.experts.training import STYLES
     from personalizer.backends.experts.training import train_experts as train
 
-    require("trl", extra="experts", feature="training experts")
+    for module in ("peft", "trl", "datasets"):  # before minutes of loading and answering
+        require(module, extra="experts", feature="training experts")
     records = None
     if pairs_file is not None:
         try:
@@ -324,7 +326,7 @@ def train_experts(model: str, gguf_file: str | None, out: Path, attributes: tupl
                        .splitlines() if line.strip()]
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidInput(f"--pairs is not JSON lines: {exc}") from None
-    gen = LocalGenerator(model, gguf_file=gguf_file, device=device,
+    gen = LocalGenerator(model, gguf_file=gguf_file, device=device, experts=None,
                          dtype="float32" if device == "cpu" else "bfloat16")
     train(gen, out, attributes or tuple(STYLES), records=records, epochs=epochs,
           progress=lambda line: click.echo(line, err=True))

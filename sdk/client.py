@@ -377,7 +377,7 @@ class Personalizer:
         in the store, so never in the export (a person deleted while the export runs, or
         whose stored history cannot be read, is left out). Training a model on people's answers is the
         app's choice to make and to tell them about: a person deleted later stays in that
-        model until it is trained again (docs/experts.md)."""
+        model until it is trained again (docs/how-to/experts.md)."""
         from personalizer.profiles.training_sets import training_records
 
         if user_id is not None:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from personalizer.backends.experts.lora import EXPERT_FORMAT, Expert, ExpertSet
 
-__all__ = ["EXPERT_FORMAT", "Expert", "ExpertSet", "SHIPPED_DIR", "shipped_experts"]
+__all__ = ["EXPERT_FORMAT", "SHIPPED_DIR", "Expert", "ExpertSet", "shipped_experts"]
 
 SHIPPED_DIR = "data/smollm2"
 
 
 @functools.lru_cache(maxsize=1)
 def shipped_experts() -> ExpertSet:
-    """The experts shipped for SmolLM2-135M-Instruct (verbosity, structure, warmth), read
-    once per process."""
+    """The experts shipped for SmolLM2-135M-Instruct (verbosity, structure, warmth,
+    formality), read once per process."""
     folder = resources.files("personalizer.backends.experts").joinpath(SHIPPED_DIR)
     return ExpertSet.load(Path(str(folder)))

@@ -187,7 +187,7 @@ class ExpertSet:
             raise InvalidInput(
                 f"these experts ({', '.join(self.names)}) were trained on another model "
                 f"(fingerprint {self.base_model}; this one is {got}); train experts for it "
-                "with `personalizer experts train` (see docs/experts.md)")
+                "with `personalizer experts train` (see docs/how-to/experts.md)")
 
     def attach(self, model: Any) -> None:
         """Hook the adapted projections of ``model`` (once; checked first). The hooks do

@@ -35,8 +35,7 @@ from personalizer.errors import InvalidInput
 __all__ = ["STYLES", "Style", "build_pairs", "orient_pairs", "train_expert", "train_experts",
            "training_prompts"]
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", re.M)
+_LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", re.MULTILINE)
 _MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
 _OPENINGS = ("Great question!", "I'm so glad you asked!", "Happy to help with this!",
              "Oh, this is a lovely thing to work on!", "What a good idea to ask!",
@@ -85,8 +84,9 @@ def training_prompts() -> list[str]:
 
 
 def _repeats(text: str) -> bool:
-    parts = [p.strip().lower() for line in text.splitlines() for p in _SENTENCE.split(line)
-             if len(p.strip()) > 12]
+    from personalizer.backends.rewards.quality import sentences
+
+    parts = [p.lower() for p in sentences(text) if len(p) > 12]
     return len(parts) != len(set(parts))
 
 

@@ -212,7 +212,10 @@ class LocalGenerator:
         if experts is None:
             return None
         if isinstance(experts, str) and experts == "auto":
-            shipped = shipped_experts()
+            try:
+                shipped = shipped_experts()
+            except InvalidInput:  # none shipped (being rebuilt): decode without experts
+                return None
             if not shipped.fits(self.model):
                 return None
             experts = shipped

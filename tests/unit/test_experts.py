@@ -22,7 +22,7 @@ REWARDS = attribute_reward_set()
 PROMPTS = ["Hello there", "Tell me about sleep", "Drink water"]
 
 
-def _lora(model, seed: int):  # noqa: ANN001, ANN202
+def _lora(model, seed: int):
     """A PEFT LoRA copy of ``model`` with random (nonzero) B: an expert that moves."""
     torch.manual_seed(seed)
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=list(Expert.TARGETS),
@@ -31,7 +31,7 @@ def _lora(model, seed: int):  # noqa: ANN001, ANN202
 
 
 @pytest.fixture(scope="module")
-def setup():  # noqa: ANN201
+def setup():
     base = tiny.llama(seed=0)
     tuned = {"verbosity": _lora(base, 1), "warmth": _lora(base, 2)}
     experts = ExpertSet([
@@ -55,7 +55,7 @@ def _full(**coefficients: float) -> dict[str, float]:
     return {n: coefficients.get(n, 0.0) for n in REWARDS.names}
 
 
-def test_hooked_lora_equals_peft_and_leaves_other_rows_alone(setup) -> None:  # noqa: ANN001
+def test_hooked_lora_equals_peft_and_leaves_other_rows_alone(setup) -> None:
     gen, tuned, experts = setup
     ids = torch.tensor([gen.prompt_ids(PROMPTS[0])] * 3)
     with torch.inference_mode():
@@ -69,7 +69,7 @@ def test_hooked_lora_equals_peft_and_leaves_other_rows_alone(setup) -> None:  # 
         assert not torch.allclose(routed[i + 1], plain[0], atol=1e-3)
 
 
-def test_weight_zero_is_plain_decoding_token_for_token(setup) -> None:  # noqa: ANN001
+def test_weight_zero_is_plain_decoding_token_for_token(setup) -> None:
     gen, _, _ = setup
     for prompt in PROMPTS:
         plain = gen.generate(prompt, max_new_tokens=12)
@@ -86,7 +86,7 @@ def test_weight_zero_is_plain_decoding_token_for_token(setup) -> None:  # noqa: 
                                             steering=off).token_ids
 
 
-def test_weight_one_decodes_the_expert_itself(setup) -> None:  # noqa: ANN001
+def test_weight_one_decodes_the_expert_itself(setup) -> None:
     gen, tuned, _ = setup
     for name in ("verbosity", "warmth"):
         own = LocalGenerator(_merged(tuned[name]), tiny.tokenizer(), quality=None)
@@ -98,11 +98,11 @@ def test_weight_one_decodes_the_expert_itself(setup) -> None:  # noqa: ANN001
             assert "experts" in steered.steering.levers
 
 
-def _merged(model):  # noqa: ANN001, ANN202
+def _merged(model):
     return copy.deepcopy(model).merge_and_unload().eval()
 
 
-def test_mixed_people_in_one_batch_equal_their_own_runs(setup) -> None:  # noqa: ANN001
+def test_mixed_people_in_one_batch_equal_their_own_runs(setup) -> None:
     gen, _, _ = setup
     people = [_steer(1.0, verbosity=1.5, warmth=-0.5), None, _steer(1.0, warmth=2.0),
               Steering(coefficients=_full(verbosity=-1.0, structure=0.5), **_SET)]
@@ -116,7 +116,7 @@ def test_mixed_people_in_one_batch_equal_their_own_runs(setup) -> None:  # noqa:
     assert "".join(stream) == batch[0].text
 
 
-async def test_the_async_paths_give_the_same_answer(setup) -> None:  # noqa: ANN001
+async def test_the_async_paths_give_the_same_answer(setup) -> None:
     gen, _, _ = setup
     steering = _steer(1.0, verbosity=1.5, warmth=-0.5)
     want = gen.generate(PROMPTS[2], max_new_tokens=10, steering=steering)
@@ -126,7 +126,7 @@ async def test_the_async_paths_give_the_same_answer(setup) -> None:  # noqa: ANN
     assert got.steering.experts == {"verbosity": 1.5, "warmth": -0.5}
 
 
-def test_experts_refuse_another_model_and_bad_input(setup) -> None:  # noqa: ANN001
+def test_experts_refuse_another_model_and_bad_input(setup) -> None:
     _, _, experts = setup
     other = tiny.llama(seed=7)
     with pytest.raises(InvalidInput, match="trained on another model"):
@@ -139,7 +139,7 @@ def test_experts_refuse_another_model_and_bad_input(setup) -> None:  # noqa: ANN
     assert plain.with_experts("auto").experts is None  # SmolLM2's experts fit no tiny model
 
 
-def test_expert_files_round_trip(setup, tmp_path) -> None:  # noqa: ANN001
+def test_expert_files_round_trip(setup, tmp_path) -> None:
     gen, _, experts = setup
     for e in experts.experts:
         e.save(tmp_path / f"{e.attribute}.safetensors")
@@ -159,13 +159,12 @@ def test_expert_files_round_trip(setup, tmp_path) -> None:  # noqa: ANN001
         ExpertSet.load(tmp_path)
 
 
-def test_a_toy_expert_trained_by_dpo_moves_answers_its_way(tmp_path) -> None:  # noqa: ANN001
+def test_a_toy_expert_trained_by_dpo_moves_answers_its_way(tmp_path) -> None:
     """train_expert (TRL's DPO on a PEFT LoRA) on a tiny Llama that answers in its corpus's
     sentences: pairs whose chosen answer is warm; weighed +1 the expert makes more answers
     open warmly than plain decoding does, weighed -1 fewer."""
     pytest.importorskip("trl")
     from personalizer.backends.experts.training import train_expert
-    from personalizer.backends.rewards.attributes import attribute_scorers
 
     tok = copy.deepcopy(tiny.tokenizer())
     tok.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
@@ -201,7 +200,7 @@ def test_a_toy_expert_trained_by_dpo_moves_answers_its_way(tmp_path) -> None:  #
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_the_loop_and_the_experts_on_cuda_in_bfloat16(setup) -> None:  # noqa: ANN001
+def test_the_loop_and_the_experts_on_cuda_in_bfloat16(setup) -> None:
     """Device and dtype follow the model: the base, its experts and the mixed rows run on
     the GPU in bfloat16; weight 0 is still plain decoding, and rows of a batch equal their
     own runs."""
@@ -220,7 +219,7 @@ def test_the_loop_and_the_experts_on_cuda_in_bfloat16(setup) -> None:  # noqa: A
                                              steering=steering).token_ids
 
 
-def test_a_mixed_row_forked_in_the_loop_keeps_its_expert_rows(setup) -> None:  # noqa: ANN001
+def test_a_mixed_row_forked_in_the_loop_keeps_its_expert_rows(setup) -> None:
     """The loop's logits source forks a row with experts (select with a repeated index)
     into copies that each keep their base and expert rows: equal logits, and each copy
     goes on with its own token as a row decoded alone would."""

@@ -57,6 +57,11 @@ class Experts(Strategy):
                 "LocalGenerator(..., experts='auto') for SmolLM2's shipped ones, or "
                 "ExpertSet.load(folder) from `personalizer experts train`; or use "
                 "strategy='best_of_n'")
+        if not ctx.experts.serves(ctx.rewards):
+            raise InvalidInput(
+                f"the experts of {ctx.handle.name} were trained for the base rewards of "
+                f"reward set {ctx.experts.reward_set!r}, not {ctx.rewards.id!r}: steer with "
+                "that reward set, or train experts for yours")
         mix = ctx.expert_mix(self.scale, self.min_weight)
         if mix is None:
             return ctx.plain()
