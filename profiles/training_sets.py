@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from personalizer.errors import InvalidInput
-from personalizer.profiles.models import Preference
+from personalizer.errors import CorruptProfile, InvalidInput, ProfileNotFound
+from personalizer.profiles.models import Preference, validate_user_id
 
-__all__ = ["TRAINING_FORMATS", "training_records"]
+__all__ = ["TRAINING_FORMATS", "stored_records", "training_records"]
 
 TRAINING_FORMATS = ("dpo", "sft")
 _TIES = ("both_fine", "neither")
@@ -41,3 +41,26 @@ def training_records(preferences: Iterable[Preference],
         else:
             out.append({"messages": [*user, {"role": "assistant", "content": p.chosen}]})
     return out
+
+
+def stored_records(store: Any, user_id: str | None = None,
+                   format: Literal["dpo", "sft"] = "dpo") -> list[dict[str, Any]]:
+    """The preference history of one person (``user_id``) or of everyone in ``store`` (a
+    ProfileStore) as :func:`training_records`. A person deleted while the export runs, or
+    whose stored history cannot be read, is left out. Training a model on people's answers
+    is the app's choice to make and to tell them about: a person deleted later stays in
+    that model until it is trained again."""
+    if user_id is not None:
+        return training_records(store.preferences(validate_user_id(user_id)), format)
+    records = training_records([], format)  # the format checked before any read
+    after = None
+    while True:
+        page = store.list_profiles(limit=500, after=after)
+        for uid in [p.user_id for p in page.profiles] + list(page.damaged):
+            try:
+                records += training_records(store.preferences(uid), format)
+            except (ProfileNotFound, CorruptProfile):  # deleted since, or unreadable
+                continue
+        if page.next_after is None:
+            return records
+        after = page.next_after

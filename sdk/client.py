@@ -28,11 +28,12 @@ from personalizer.profiles.export import export_texts, parse_export
 from personalizer.profiles.learning.learner import make_preference
 from personalizer.profiles.models import Judgement, UserId
 from personalizer.profiles.summaries import Summarizer
+from personalizer.profiles.training_sets import stored_records
 
 from ._boundary import Unchecked, public_api
 from ._input import MAX_REQUEST_CHARS, MAX_TEXT_CHARS, Limits
 from .answering import Answering, as_generator, one_reward_set
-from .errors import BackendError, CorruptProfile, InvalidInput, ProfileNotFound
+from .errors import BackendError, InvalidInput
 from .feedback import Feedback, Retention
 from .seams import RewardSet, SimpleGenerator, SteerableGenerator
 from .steering import STRATEGIES, Strategy
@@ -371,29 +372,9 @@ class Personalizer:
 
     def export_preferences(self, user_id: UserId | None = None, *,
                            format: Literal["dpo", "sft"] = "dpo") -> list[dict[str, Any]]:
-        """The preference history of one person (``user_id``) or of everyone as records
-        TRL reads directly: ``"dpo"`` (prompt, chosen, rejected; ties left out) or ``"sft"``
-        (the chosen answers as chats). No record names its person; deleted people are not
-        in the store, so never in the export (a person deleted while the export runs, or
-        whose stored history cannot be read, is left out). Training a model on people's answers is the
-        app's choice to make and to tell them about: a person deleted later stays in that
-        model until it is trained again (docs/how-to/experts.md)."""
-        from personalizer.profiles.training_sets import training_records
-
-        if user_id is not None:
-            return training_records(self.store.preferences(validate_user_id(user_id)), format)
-        records = training_records([], format)  # the format checked before any read
-        after = None
-        while True:
-            page = self.store.list_profiles(limit=500, after=after)
-            for uid in [p.user_id for p in page.profiles] + list(page.damaged):
-                try:
-                    records += training_records(self.store.preferences(uid), format)
-                except (ProfileNotFound, CorruptProfile):  # deleted since, or unreadable
-                    continue
-            if page.next_after is None:
-                return records
-            after = page.next_after
+        """One person's or everyone's choices as records TRL reads directly, naming no one
+        (:func:`~personalizer.profiles.training_sets.stored_records`)."""
+        return stored_records(self.store, user_id, format)
 
     def export_profile(self, user_id: UserId) -> dict[str, Any]:
         """Everything stored about the user, as a JSON-ready dict (see ``profiles/export.py``);

@@ -4,9 +4,8 @@ token when no reward rescores it.
 * :class:`PlainPolicy`: the model's own choice (greedy, or a sample after temperature, top-k
   and top-p), optionally limited to the top ``limit`` tokens (ARGS with nothing to add), never
   one of its ``banned`` tokens (a block that goes on where the model would end the answer
-  bans the end of turn).
-* :class:`FloorPolicy`: the model's (steered) choice, where an end of turn the steering
-  chose below the quality floor is redrawn (:func:`floored`, token-level strategies).
+  bans the end of turn), and with a ``quality`` model never an end of turn that the
+  steering chose below the quality floor (:func:`floored`, the experts strategy).
 * :class:`BranchPolicy`: the ``rank``-th most likely first token, then greedy (best-of-n's
   branches).
 * :func:`draft`: greedy tokens continuing a prefix, as a row of its own (ARGS' lookahead).
@@ -31,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from personalizer.backends.decoding.engine import DecodeRow
     from personalizer.backends.rewards.quality import QualityModel
 
-__all__ = ["PLAIN", "BranchPolicy", "FloorPolicy", "PlainPolicy", "draft", "floored", "sample"]
+__all__ = ["PLAIN", "BranchPolicy", "PlainPolicy", "draft", "floored", "sample"]
 
 
 def sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
@@ -44,11 +43,14 @@ def sample(logits: torch.Tensor, row: DecodeRow, top_k: int | None) -> int:
 
 @dataclass(frozen=True)
 class PlainPolicy:
-    """The model's own next token; ``limit`` keeps only the top ``limit`` tokens, and
-    ``banned`` tokens are never chosen."""
+    """The model's own next token (from the row's logits, steered when the row is);
+    ``limit`` keeps only the top ``limit`` tokens, ``banned`` tokens are never chosen, and
+    with a ``quality`` model the steering may not end an answer below its floor
+    (:func:`floored`)."""
 
     limit: int | None = None
     banned: tuple[int, ...] = ()
+    quality: QualityModel | None = None
     k: int = 0
     scorer: None = None
 
@@ -67,7 +69,7 @@ class PlainPolicy:
         if banned:
             logits = logits.clone()
             logits[banned] = float("-inf")
-        return sample(logits, row, top_k)
+        return floored(run, row, logits, sample(logits, row, top_k), self.quality)
 
 
 PLAIN = PlainPolicy()
@@ -87,27 +89,6 @@ def floored(run: Decoding, row: DecodeRow, logits: torch.Tensor, tid: int,
     masked[[e for e in eos if e < masked.shape[-1]]] = float("-inf")
     return sample(masked, row, row.spec.options.top_k) if bool(masked.isfinite().any()) \
         else tid
-
-
-@dataclass(frozen=True)
-class FloorPolicy:
-    """The row's own choice from its (steered) logits, held to the quality floor: the
-    steering may not end an answer whose substance is below it (:func:`floored`)."""
-
-    quality: QualityModel | None = None
-    k: int = 0
-    scorer: None = None
-
-    def scored(self, step: int) -> bool:
-        return False
-
-    def candidates_at(self, step: int) -> int:
-        return 0
-
-    def choose(self, run: Decoding, row: DecodeRow, logits: torch.Tensor,
-               values: torch.Tensor | None, candidates: torch.Tensor | None) -> int:
-        return floored(run, row, logits, sample(logits, row, row.spec.options.top_k),
-                       self.quality)
 
 
 @dataclass(frozen=True)

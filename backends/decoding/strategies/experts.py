@@ -49,7 +49,7 @@ class Experts(Strategy):
 
     def plan(self, ctx: PlanContext) -> Plan:
         """The person's experts on one row, path ``"experts"``."""
-        from personalizer.backends.decoding.policies import FloorPolicy
+        from personalizer.backends.decoding.policies import PlainPolicy
 
         if ctx.experts is None:
             raise InvalidInput(
@@ -66,4 +66,4 @@ class Experts(Strategy):
         if mix is None:
             return ctx.plain()
         quality = ctx.quality_model if self.floor else None
-        return ctx.plan(FloorPolicy(quality), "experts", (), quality=quality, mix=mix)
+        return ctx.plan(PlainPolicy(quality=quality), "experts", (), quality=quality, mix=mix)
