@@ -137,6 +137,71 @@ HELD_OUT = {
     ],
 }
 
+# Two more answers per held-out prompt, so that mixed tastes can be told apart: a short warm
+# answer, and a long list with concrete numbers.
+MIXED = {
+    "How do I keep houseplants alive?": [
+        "Let the soil dry between waterings. You'll do great!",
+        "- Water only when the top 2 cm of soil is dry, usually every 7-10 days\n"
+        "- Give them 4-6 hours of bright, indirect light a day\n"
+        "- Use pots with drainage holes and empty the saucer after 15 minutes\n"
+        "- Feed them once a month from April to September",
+    ],
+    "How can I save money on groceries?": [
+        "Plan your meals and shop with a list. You've got this!",
+        "- Plan 7 dinners before you shop and buy only what they need\n"
+        "- Set a weekly budget, for example 60 to 80 for two people\n"
+        "- Store brands cost 20-30% less for the same staples\n"
+        "- Cook 2 double batches a week and freeze the extra portions",
+    ],
+    "What should I know before adopting a dog?": [
+        "Dogs need time, walks and love. How exciting!",
+        "- Expect 10 to 15 years of daily care\n"
+        "- Plan at least 2 walks a day, 30 to 60 minutes in all\n"
+        "- Budget about 1,000 to 2,000 a year for food, insurance and the vet\n"
+        "- Visit the dog 2 or 3 times before you adopt it",
+    ],
+    "How do I make a good first impression at a new job?": [
+        "Be on time, smile and ask questions. Enjoy it!",
+        "- Arrive 10 minutes early during the first 2 weeks\n"
+        "- Learn the names of the 5 to 10 people you work with most\n"
+        "- Write down 3 questions after each meeting and ask them\n"
+        "- Ask your manager for feedback after 30 days",
+    ],
+    "How do I get better at running?": [
+        "Run easy and often. You'll love the progress!",
+        "- Run 3 or 4 times a week, mostly at an easy pace\n"
+        "- Add at most 10% to your weekly distance\n"
+        "- Do 1 interval session, for example 6 x 400 m\n"
+        "- Take at least 1 or 2 full rest days every week",
+    ],
+    "How can I learn a new language faster?": [
+        "Practise daily and speak early. Have fun with it!",
+        "- Study 20 to 30 minutes every day instead of 3 hours once a week\n"
+        "- Learn the 1,000 most common words first\n"
+        "- Listen to 15 minutes of podcasts a day\n"
+        "- Book 1 conversation session a week from week 1",
+    ],
+    "How do I make my phone battery last longer?": [
+        "Dim the screen and close unused apps. Enjoy!",
+        "- Keep the brightness below 50%\n"
+        "- Set the screen timeout to 30 seconds\n"
+        "- Keep the charge between 20% and 80%\n"
+        "- Avoid heat above 35 degrees",
+    ],
+    "How should I start exercising if I have never done it?": [
+        "Start with short walks. You'll feel amazing!",
+        "- Walk 20 minutes a day for the first 2 weeks\n"
+        "- Add 2 strength sessions of 15 minutes a week\n"
+        "- Do 3 sets of 10 squats and wall push-ups\n"
+        "- Add 5 minutes or 2 repetitions each week",
+    ],
+}
+
+FIRST_HELD_OUT = {prompt: list(answers) for prompt, answers in HELD_OUT.items()}  # before #35
+for _prompt, _answers in MIXED.items():
+    HELD_OUT[_prompt] = HELD_OUT[_prompt] + _answers
+
 WARM = re.compile(r"\b(love|lovely|great|wonderful|glad|happy|enjoy|amazing|yay|adore|"
                   r"exciting|joy)\b", re.IGNORECASE)
 
@@ -157,14 +222,26 @@ TASTES = {
     "warm": lambda t: t.count("!") * 0.6 + len(WARM.findall(t)) * 0.6,
 }
 MAIN = {"short": "verbosity", "long": "verbosity", "lists": "structure", "warm": "warmth"}
+NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+# Harder people (#35): two tastes at once, a taste the base rewards have no word for, and a
+# noisier one. The last number is how consistent they are (beta; None: calibrated so that
+# about 67% of their answers to the question bank agree with their noise-free choice).
+HARD = {
+    "short but warm": (lambda t: TASTES["short"](t) * 2 + TASTES["warm"](t), 2.0),
+    "long lists": (lambda t: TASTES["long"](t) + TASTES["lists"](t), 2.0),
+    "prose, not warm": (lambda t: -2.5 * (list_lines(t) >= 2) - TASTES["warm"](t), 2.0),
+    "numbers": (lambda t: 0.8 * len(NUMBER.findall(t)), 2.0),
+    "noisy short": (TASTES["short"], None),
+}
 
 
 def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def held_out_pairs() -> list[tuple[str, str, str]]:
-    return [(prompt, a, b) for prompt, answers in HELD_OUT.items()
+def held_out_pairs(held_out: dict | None = None) -> list[tuple[str, str, str]]:
+    return [(prompt, a, b) for prompt, answers in (held_out or HELD_OUT).items()
             for a, b in itertools.combinations(answers, 2)]
 
 
@@ -187,14 +264,16 @@ def answerer(utility, beta: float, seed: int, graded: bool):  # noqa: ANN001, AN
     return answer
 
 
-def accuracy(p: Personalizer, pairs: list, truth: list) -> float:
-    right = [(p.preference_probability("person", pr, a, b) > 0.5) == t
-             for (pr, a, b), t in zip(pairs, truth, strict=True)]
+def accuracy(p: Personalizer, pairs: list, truth: list, user: str = "person") -> float:
+    """Share of held-out pairs whose noise-free choice the profile predicts (a prediction of
+    exactly one half counts half)."""
+    probs = np.array([p.preference_probability(user, pr, a, b) for pr, a, b in pairs])
+    right = np.where(np.abs(probs - 0.5) < 1e-9, 0.5, (probs > 0.5) == np.array(truth))
     return float(np.mean(right))
 
 
-def scored_pairs(utility) -> tuple[list, list]:  # noqa: ANN001
-    pairs = [(p, a, b) for p, a, b in held_out_pairs() if utility(a) != utility(b)]
+def scored_pairs(utility, held_out: dict | None = None) -> tuple[list, list]:  # noqa: ANN001
+    pairs = [(p, a, b) for p, a, b in held_out_pairs(held_out) if utility(a) != utility(b)]
     return pairs, [utility(a) > utility(b) for _, a, b in pairs]
 
 
@@ -237,6 +316,78 @@ def run_stopping(taste: str, seed: int, beta: float, rewards: object, *,
         return len(session.state.asked), accuracy(p, pairs, truth)
 
 
+def bank_agreement_beta(utility, agreement: float) -> float:  # noqa: ANN001
+    """The beta at which ``utility``'s answers to the question bank agree with its noise-free
+    choice ``agreement`` of the time on average (bisection)."""
+    from personalizer.profiles.onboarding.bank import question_bank
+
+    gaps = np.array([abs(utility(a) - utility(b)) for item in question_bank(None)
+                     for a, b in itertools.combinations(item.responses, 2)
+                     if utility(a) != utility(b)])
+    lo, hi = 1e-3, 1e3
+    for _ in range(80):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (mid, hi) if np.mean(1 / (1 + np.exp(-mid * gaps))) < agreement else (lo, mid)
+    return (lo * hi) ** 0.5
+
+
+def hard_person(name: str, seed: int, rewards: object, *, graded: bool = False,
+                prior: str = "shipped", **options: object) -> dict:
+    """One harder person: answers asked and accuracy at the session's own stop (defaults
+    unless ``options``), and the accuracy curve after 1..10 answers (stopping off)."""
+    utility, beta = HARD[name] if name in HARD else (TASTES[name], 2.0)
+    beta = beta or bank_agreement_beta(utility, 0.67)
+    pairs, truth = scored_pairs(utility)
+    with Personalizer(":memory:", rewards=rewards, prior=prior) as p:
+        session = p.onboarding("person", **options)
+        session.run(answerer(utility, beta, seed, graded))
+        asked, at_stop = len(session.state.asked), accuracy(p, pairs, truth)
+    curve, first = [], None
+    first_pairs, first_truth = scored_pairs(utility, FIRST_HELD_OUT)
+    with Personalizer(":memory:", rewards=rewards, prior=prior) as p:
+        session = p.onboarding("person", max_questions=10, min_questions=10)
+        answer = answerer(utility, beta, seed, graded)
+        for _ in range(10):
+            q = session.next_question()
+            reply = answer(q)
+            if isinstance(reply, tuple):
+                session.answer(q.id, reply[0], strength=reply[1])
+            else:
+                session.answer(q.id, reply)
+            curve.append(accuracy(p, pairs, truth))
+            if len(curve) == 5:
+                first = accuracy(p, first_pairs, first_truth)
+        top = sorted(p.profile("person").coefficients.items(), key=lambda kv: -abs(kv[1]))[:3]
+    return {"asked": asked, "at_stop": at_stop, "curve": curve, "beta": beta, "first": first,
+            "learned": ", ".join(f"{k} {v:+.2f}" for k, v in top)}
+
+
+def hard_table(args: argparse.Namespace, rewards: object) -> None:
+    print("\nHarder people through Onboarding's defaults (stop: the session's own; "
+          f"{args.people} seeds): answers asked, accuracy at the stop, curve after 1..10")
+    print(f"{'person':<17}{'beta':>6}{'asked':>7}{'at stop':>9}   " +
+          " ".join(f"{k:>5}" for k in range(1, 11)) + "   learned (seed 0)")
+    hard_means, stops, firsts = [], [], []
+    for name in [*HARD, *TASTES]:
+        runs = [hard_person(name, 100 * i + 7, rewards, graded=args.graded, prior=args.prior)
+                for i in range(args.people)]
+        curve = np.mean([r["curve"] for r in runs], axis=0)
+        at_stop = statistics.mean(r["at_stop"] for r in runs)
+        if name in HARD:
+            hard_means.append(at_stop)
+        else:
+            firsts.append(f"{name} {statistics.mean(r['first'] for r in runs):.3f}")
+        stops.append(f"{name}: " + ", ".join(str(r["asked"]) for r in runs[:5]))
+        print(f"{name:<17}{runs[0]['beta']:>6.2f}{statistics.mean(r['asked'] for r in runs):>7.1f}"
+              f"{at_stop:>9.3f}   " + " ".join(f"{a:>5.2f}" for a in curve)
+              + f"   {runs[0]['learned']}")
+    print(f"harder people, mean accuracy at the stop: {statistics.mean(hard_means):.3f} "
+          "(#35 target 0.80; single tastes >= 0.90 after 5)")
+    print("single tastes after 5 answers on the first held-out set (4-6 answers a prompt, "
+          "before #35 added mixed ones): " + ", ".join(firsts))
+    print("answers asked, first 5 seeds: " + "; ".join(stops))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--people", type=int, default=20, help="simulated people per taste")
@@ -249,12 +400,17 @@ def main() -> None:
                     help="people answer 'much'/'slightly' better or 'both fine'")
     ap.add_argument("--stopping", action="store_true",
                     help="also the early-stopping table (clear, default and noisy people)")
+    ap.add_argument("--hard", action="store_true",
+                    help="only the harder people's table (mixed, outside-library, noisy)")
     ap.add_argument("--min-questions", type=int, default=None)
     ap.add_argument("--check-confidence", type=float, default=None)
     ap.add_argument("--stop-checks", type=int, default=None)
     args = ap.parse_args()
     rewards = default_reward_set()
     pool = json.loads(Path(args.pool).read_text())["questions"] if args.pool else None
+    if args.hard:
+        hard_table(args, rewards)
+        return
     print(f"{len(held_out_pairs())} held-out pairs over {len(HELD_OUT)} prompts outside the "
           f"question bank; {args.people} people per taste; beta {args.beta}")
     head = "".join(f"{'acc@' + str(c):>9}" for c in CHECKPOINTS)

@@ -228,7 +228,7 @@ def _question_view(question: Any, of: int) -> RenderableType:
 @click.argument("user")
 @click.option("--simulate", "taste", default=None,
               help="Answer for a simulated user of this taste: terse, thorough, lists, warm, "
-                   "technical.")
+                   "technical, or two at once joined by '+' (terse+warm).")
 @click.option("--questions", default=10, show_default=True, help="At most this many.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the simulated answers.")
 @click.option("--restart", is_flag=True, help="Start over (earlier answers are kept).")
@@ -240,11 +240,11 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
     """Onboard USER: pairwise questions chosen by active learning.
 
     Answer 1 or 2; 1+ / 2+ for "much better", 1- / 2- for "slightly better", = for "both
-    fine", 0 for "neither".
+    fine", 0 for "neither" (then say why, if you like: your words reach your summary).
 
     The session is saved after every answer: run the command again to resume.
 
-    Example: personalizer onboard alice --simulate terse --questions 10
+    Example: personalizer onboard alice --simulate terse+warm
     """
     from personalizer.profiles import SimulatedUser, default_reward_set
     from personalizer.profiles.onboarding.simulate import taste_vector
@@ -258,18 +258,21 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
         session = p.onboarding(user, max_questions=questions, restart=restart,
                                domains=list(domains) or None)
         simulate = None if simulated is None else simulated.chooser(rewards)
-
-        def ask(q: Any) -> Any:
+        while not session.done:
+            q = session.next_question()
             console.print(_question_view(q, session.max_questions))
+            reason = None
             if simulate is not None:
-                choice = simulate(q)
-                console.print(f"  → {choice + 1} (simulated '{taste}' user)")
-                return choice
-            reply = click.prompt("  Which do you prefer?", show_choices=True,
-                                 type=click.Choice(list(_REPLIES)))
-            return _REPLIES[reply]
-
-        profile = session.run(ask)
+                reply = simulate(q)
+                console.print(f"  → {reply + 1} (simulated '{taste}' user)")
+            else:
+                reply = _REPLIES[click.prompt("  Which do you prefer?", show_choices=True,
+                                              type=click.Choice(list(_REPLIES)))]
+                if reply in ("both_fine", "neither"):
+                    reason = click.prompt("  Why? (optional, Enter to skip)", default="",
+                                          show_default=False).strip() or None
+            choice, strength = reply if isinstance(reply, tuple) else (reply, None)
+            profile = session.answer(q.id, choice, strength=strength, reason=reason)
         console.print(f"\n[bold]Onboarding of {user} complete[/] "
                       f"({len(session.state.asked)} answers).\n")
         console.print(profile_view(profile))

@@ -283,13 +283,18 @@ class Personalizer:
     def onboarding(self, user_id: UserId, pool: Any = None, **options: Any) -> Onboarding:
         """Start or resume the user's onboarding (active-learning pairwise questions);
         ``options`` as :class:`~personalizer.profiles.Onboarding`'s (``domains=``,
-        ``max_questions=``, ...; the prior is this Personalizer's ``prior``)."""
+        ``max_questions=``, ...; the prior is this Personalizer's ``prior``). Answers refresh
+        the summary like other preferences (``summary_every``), so a reason given with an
+        answer reaches it."""
         self._need_learner("onboarding")
-        if "prior" in options:
-            raise InvalidInput("set the prior on Personalizer(prior=...): learning, onboarding "
-                               "and refits must start from the same one")
+        for name, where in (("prior", "Personalizer(prior=...): learning, onboarding and "
+                                      "refits must start from the same one"),
+                            ("after_answer", "Personalizer(summary_every=...): answers "
+                                             "refresh the summary like other preferences")):
+            if name in options:
+                raise InvalidInput(f"onboarding takes no {name}=; set it on {where}")
         return Onboarding(self.store, self.rewards, user_id, pool, prior=self._prior,
-                          **options)
+                          after_answer=self._summaries.refresh, **options)
 
     def generate(self, user_id: UserId, messages: MessagesLike, *,
                  strength: Strength | None = None, strategy: StrategyLike = None,

@@ -13,14 +13,23 @@ expected information about the user's coefficients
 (:func:`~personalizer.profiles.learning.questions.information_gain`).
 A prompt is asked once per session: pairs of a prompt already asked wait until every prompt
 of the pool has been asked.
-After ``min_questions`` answers the session asks *check* questions: the most informative
-pair whose answer the profile already predicts with ``check_confidence``. Informative
-questions are, by design, ones the profile cannot predict, so only checks tell a clear person
-from one whose answers disagree. The session stops after ``max_questions`` answers, when the
-pool runs out, once ``stop_checks`` answers in a row were predicted (a clear person: done
-after ``min_questions + stop_checks``, or a question later when no prompt not yet asked has
-a pair to check; one whose answers disagree keeps being asked), or once no remaining
-question is worth ``stop_gain`` bits (from 0 to 1: an answer is one of two, at most one bit).
+
+The session stops when the profile is sure about what matters, not when it has confirmed its
+strongest guess: after ``min_questions`` answers, once the pool's answers are predicted
+within ``stop_undecided`` of what knowing the person exactly would give
+(:func:`~personalizer.profiles.learning.questions.undecided`, the mean over every pair of the
+pool: a pair the person may or may not care about keeps it up until it is settled, a pair
+no plausible taste decides costs nothing). A second taste keeps its pairs undecided until
+questions about it are answered. A person who answers at random is not asked longer for it:
+more of their answers would not predict them better. It also stops after
+``max_questions`` answers, when the pool runs out, or once no remaining question is worth
+``stop_gain`` bits (from 0 to 1: an answer is one of two, at most one bit).
+
+``stop_checks`` (off by default) brings back *check* questions: after ``min_questions``, the
+most informative pair whose answer the profile already predicts with ``check_confidence``,
+stopping once ``stop_checks`` of them in a row were predicted. Checks confirm the strongest
+attribute and so stop a person with two tastes before the second is asked about
+(``bench/onboarding_people.py --hard`` measures both).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from ..learning.posterior import (
     judgement_bounds,
     preference_probability,
 )
-from ..learning.questions import information_gain, select_question
+from ..learning.questions import information_gain, select_question, undecided
 from ..models import OnboardingState, Profile, validate_user_id
 from .bank import PoolItem, Question, pool_features, pool_items
 
@@ -58,10 +67,13 @@ class Onboarding:
     def __init__(self, store: ProfileStore, reward_set: Any, user_id: str,
                  pool: Sequence[PoolItem | dict[str, Any]] | None = None, *,
                  max_questions: int = 10, min_questions: int | None = None,
-                 stop_gain: Annotated[float, Field(ge=0, le=1)] = 0.02, stop_checks: int = 2,
+                 stop_gain: Annotated[float, Field(ge=0, le=1)] = 0.02,
+                 stop_undecided: Annotated[float, Field(ge=0, le=0.5)] = 0.10,
+                 stop_checks: int = 0,
                  check_confidence: float = 0.8, restart: bool = False,
                  domains: Sequence[str] | None = None,
-                 prior: Literal["shipped", "standard"] = "shipped") -> None:
+                 prior: Literal["shipped", "standard"] = "shipped",
+                 after_answer: Callable[[Profile], Profile] | None = None) -> None:
         validate_user_id(user_id)
         if min_questions is None:
             min_questions = min(3, max_questions)
@@ -74,6 +86,7 @@ class Onboarding:
         self.store, self.rewards, self.user_id = store, reward_set, user_id
         self.learner = ProfileLearner(store, reward_set, prior=prior)
         self.min_questions, self.stop_gain = min_questions, stop_gain
+        self.stop_undecided, self._after_answer = stop_undecided, after_answer
         self.stop_checks, self.check_confidence = stop_checks, check_confidence
         items = pool_items(pool, domains)
         self.pool_id = hashlib.sha256(json.dumps(
@@ -177,6 +190,8 @@ class Onboarding:
         if self.stop_checks and state.confirmed >= self.stop_checks:
             return True  # the profile predicted this person's latest answers: they are clear
         post = self.learner.posterior(profile)
+        if float(undecided(post, self._diffs).mean()) < self.stop_undecided:
+            return True  # the bank's answers are predicted about as well as they can be
         gains = information_gain(post, self._diffs)
         gains[list(self._not_now(asked))] = 0.0
         return float(gains.max()) < self.stop_gain
@@ -236,13 +251,17 @@ class Onboarding:
         return self.profile
 
     def answer(self, question_id: str, choice: int | Literal["both_fine", "neither"], *,
-               strength: Literal["much", "slightly"] | None = None) -> Profile:
+               strength: Literal["much", "slightly"] | None = None,
+               reason: str | None = None) -> Profile:
         """Record the user's answer to a question: ``choice`` 0 or 1 is the option they
         prefer (``strength="much"`` or ``"slightly"`` if they said how much), ``"both_fine"``
         or ``"neither"`` that neither is better. Graded answers carry more than a bit: the
         likelihood reads each as an interval of the utility difference
         (:func:`~personalizer.profiles.learning.posterior.judgement_bounds`); a plain 0 or 1
-        is the binary Bradley-Terry answer."""
+        is the binary Bradley-Terry answer. ``reason`` is the person's own words ("neither:
+        both are too formal for me"): stored with the answer, it reaches their summary where a
+        summarizer writes one (the coefficients cannot hold a taste the rewards have no word
+        for; the summary can)."""
         judgement = _judgement(choice, strength)
         if question_id not in self._index:
             raise InvalidInput(f"unknown question id {question_id!r} for this pool")
@@ -252,7 +271,7 @@ class Onboarding:
         chosen, rejected = q.options[first], q.options[1 - first]
         d = self._diffs[i] if first == 0 else -self._diffs[i]
         pref = make_preference(q.prompt, chosen, rejected, source="onboarding",
-                               judgement=judgement)
+                               judgement=judgement, reason=reason)
         prior = self.learner.prior_for(self.user_id)
         refit = self.learner.unlearned_history(self.user_id)  # earlier history: use it too
         with self.store.transaction(self.user_id) as tx:
@@ -278,7 +297,8 @@ class Onboarding:
             tx.set_onboarding(new_state.model_copy(
                 update={"finished": self._finished(new_state, provisional)}))
         self._restart = False
-        return self.learner.refit(self.user_id) if refit else tx.result
+        profile = self.learner.refit(self.user_id) if refit else tx.result
+        return self._after_answer(profile) if self._after_answer else profile
 
 
 def _predicted(post: Posterior, d: np.ndarray, judgement: str, confidence: float) -> bool:

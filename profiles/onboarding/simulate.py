@@ -34,10 +34,15 @@ TASTES: dict[str, dict[str, float]] = {
 
 
 def taste_vector(taste: str | dict[str, float], names: tuple[str, ...]) -> np.ndarray:
-    """A named taste (or a name -> weight dict) as coefficients in ``names`` order."""
+    """A named taste (or a name -> weight dict) as coefficients in ``names`` order; names
+    joined by ``+`` are a person with both tastes (``"terse+warm"``: their coefficients
+    added)."""
+    if isinstance(taste, str) and "+" in taste:
+        return np.sum([taste_vector(part.strip(), names) for part in taste.split("+")], axis=0)
     weights = TASTES.get(taste) if isinstance(taste, str) else taste
     if weights is None:
-        raise InvalidInput(f"unknown taste {taste!r}; known: {', '.join(sorted(TASTES))}")
+        raise InvalidInput(f"unknown taste {taste!r:.60}; known: {', '.join(sorted(TASTES))}, "
+                           "or two joined by '+' (terse+warm)")
     unknown = set(weights) - set(names)
     if unknown:
         raise InvalidInput(f"taste uses rewards {sorted(unknown)} that the set lacks")

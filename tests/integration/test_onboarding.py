@@ -192,12 +192,13 @@ def test_cli_onboard_simulated_and_interactive(tmp_path: Path) -> None:
     with SQLiteProfileStore(db) as store:
         assert store.get("sim").coefficients["verbosity"] < 0
     out = CliRunner().invoke(main, ["onboard", "human", "--questions", "3", "--db", db],
-                             input="1\n2+\n=\n")
+                             input="1\n2+\n=\nboth are too chatty for me\n")
     assert out.exit_code == 0, out.output
     assert "complete (3 answers)" in out.output
     with SQLiteProfileStore(db) as store:
-        assert [p.judgement for p in store.preferences("human")] == [
-            "better", "much_better", "both_fine"]
+        history = store.preferences("human")
+        assert [p.judgement for p in history] == ["better", "much_better", "both_fine"]
+        assert [p.reason for p in history] == [None, None, "both are too chatty for me"]
     tech = CliRunner().invoke(main, ["onboard", "dev", "--simulate", "terse", "--domain", "tech",
                                      "--db", db])
     assert tech.exit_code == 0, tech.output

@@ -70,7 +70,7 @@ def test_cli_says_question_n_of_m_and_goes_on_counting_after_a_resume(tmp_path: 
     out = onboard(db, "bob", "--questions", "4", input="1\n")  # then the input ends
     assert out.exit_code == 1  # aborted at the second question; the first answer is kept
     assert re.findall(r"Question (\d+) of (\d+)", out.output) == [("1", "4"), ("2", "4")]
-    out = onboard(db, "bob", "--questions", "4", input="2\n1\n=\n")
+    out = onboard(db, "bob", "--questions", "4", input="2\n1\n=\n\n")
     assert out.exit_code == 0, out.output
     assert re.findall(r"Question (\d+) of (\d+)", out.output) == [
         ("2", "4"), ("3", "4"), ("4", "4")]
@@ -126,7 +126,7 @@ def test_a_prompt_comes_again_only_once_every_prompt_was_asked(tmp_path: Path,
     tech = [item.prompt for item in question_bank(["tech"])]
     with Personalizer(db=tmp_path / "p.db", rewards=rewards) as p:
         session = p.onboarding("erin", domains=["tech"], max_questions=len(tech) + 3,
-                               stop_checks=0, stop_gain=0.0)
+                               stop_undecided=0.0, stop_gain=0.0)
         prompts = [q.prompt for q in _asked(session)]
     assert len(prompts) == len(tech) + 3
     assert sorted(prompts[:len(tech)]) == sorted(tech)  # each prompt once, then again

@@ -160,13 +160,43 @@ def test_graded_answers_are_stored_and_weigh_more_or_less(store, rewards) -> Non
     assert store.preferences("bad") == []
 
 
-def test_early_stopping_stops_a_clear_person_and_not_a_noisy_one(store, rewards) -> None:  # noqa: ANN001
+def test_a_second_taste_is_asked_about_before_the_session_stops(store, rewards) -> None:  # noqa: ANN001
+    """The default stop waits until the pool's answers are settled; check questions (the old
+    default, now ``stop_checks=2``) confirm the strongest taste and stop before the second
+    is known."""
+    taste = taste_vector("terse+warm", rewards.names)
+    learned: dict[str, list[float]] = {}
+    for stop_checks in (0, 2):
+        for seed in range(4):
+            user = SimulatedUser(taste, beta=2.0, seed=seed)
+            ob = Onboarding(store, rewards, f"mixed-{stop_checks}-{seed}",
+                            stop_checks=stop_checks)
+            profile = ob.run(user.chooser(rewards))
+            assert len(ob.state.asked) <= 10
+            learned.setdefault(f"checks {stop_checks}", []).append(
+                profile.coefficients["warmth"])
+    assert np.mean(learned["checks 0"]) > 0.15
+    assert np.mean(learned["checks 0"]) > np.mean(learned["checks 2"]) + 0.05
+
+
+def test_the_stop_follows_stop_undecided(store, rewards) -> None:  # noqa: ANN001
+    user = SimulatedUser(taste_vector("terse", rewards.names), beta=2.0, seed=0)
+    asked = {}
+    for stop in (0.5, 0.1, 0.0):
+        ob = Onboarding(store, rewards, f"stop-{stop}", stop_undecided=stop, stop_gain=0.0)
+        ob.run(user.chooser(rewards))
+        asked[stop] = len(ob.state.asked)
+    assert asked[0.5] == 3  # min_questions: anything is settled enough
+    assert 3 < asked[0.1] < 10 and asked[0.0] == 10
+
+
+def test_early_stopping_with_checks_stops_a_clear_person_and_not_a_noisy_one(store, rewards) -> None:  # noqa: ANN001
     taste = taste_vector("terse", rewards.names) * 2.0
     asked = {}
     for who, beta in (("clear", 4.0), ("noisy", 0.05)):
         for seed in range(4):
             user = SimulatedUser(taste, beta=beta, seed=seed)
-            ob = Onboarding(store, rewards, f"{who}-{seed}", max_questions=12)
+            ob = Onboarding(store, rewards, f"{who}-{seed}", max_questions=12, stop_checks=2)
             ob.run(user.chooser(rewards))
             asked.setdefault(who, []).append(len(ob.state.asked))
     # a clear person confirms two check questions after the first three answers and one
@@ -179,7 +209,8 @@ def test_early_stopping_stops_a_clear_person_and_not_a_noisy_one(store, rewards)
 
 def test_only_check_answers_count_toward_stopping(store, rewards) -> None:  # noqa: ANN001
     user = SimulatedUser(taste_vector("terse", rewards.names) * 2.0, beta=4.0, seed=0)
-    ob = Onboarding(store, rewards, "counted", max_questions=12, min_questions=4)
+    ob = Onboarding(store, rewards, "counted", max_questions=12, min_questions=4,
+                    stop_checks=2)
     choose = user.chooser(rewards)
     for _ in range(4):
         q = ob.next_question()

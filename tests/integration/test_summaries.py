@@ -104,6 +104,23 @@ def test_summary_every_n_preferences_refreshes_it(server: ProviderServer, tmp_pa
         assert out.summary.startswith("Prefers short answers")
 
 
+def test_a_reason_given_in_onboarding_reaches_the_summary(server: ProviderServer,
+                                                          tmp_path: Any) -> None:
+    why = "Neither: I want the numbers, not the pep talk. " + HOSTILE
+    with Personalizer(tmp_path / "p.db", generator=gen(server), summary_every=1,
+                      rewards=default_reward_set()) as p:
+        session = p.onboarding("alice")
+        q = session.next_question()
+        out = session.answer(q.id, "neither", reason=why)
+        assert out.summary.startswith("Prefers short answers") and out.summary_preferences == 1
+        assert p.store.preferences("alice")[0].reason == why
+        (prompt,) = prompts(server)
+        assert "I want the numbers, not the pep talk." in prompt  # the person's words, quoted
+        assert "</user_profile>" not in prompt  # and fenced: they cannot close a tag
+        with pytest.raises(InvalidInput, match="after_answer"):
+            p.onboarding("bob", after_answer=print)
+
+
 def test_a_persons_own_summary_is_never_overwritten(server: ProviderServer, db: str) -> None:
     with Personalizer(db, generator=gen(server), summary_every=1) as p:
         mine = p.set_summary("alice", "  I like haiku.  ")

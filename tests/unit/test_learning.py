@@ -240,3 +240,26 @@ def test_a_population_prior_of_nobody_is_the_fallback_or_refused() -> None:
     assert population_prior([], fallback=fallback) is fallback
     with pytest.raises(InvalidInput, match="posteriors or a fallback"):
         population_prior([])
+
+
+def test_undecided_is_what_knowing_the_coefficients_exactly_would_add() -> None:
+    from personalizer.profiles.learning.questions import undecided
+
+    d = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [3.0, 0.0]])
+    known = Posterior(np.array([0.5, -2.0]), np.eye(2) * 1e-12)
+    assert np.allclose(undecided(known, d), 0.0, atol=1e-6)  # nothing left to learn
+    unsure = Posterior(np.zeros(2), np.diag([4.0, 0.01]))
+    u = undecided(unsure, d)
+    assert u[2] == 0.0  # a pair no taste decides costs nothing
+    assert u[0] > 0.2 and u[1] < 0.05  # unknown direction vs nearly known one
+    assert u[3] > u[0]  # a bigger difference along the unknown direction matters more
+    assert (u >= 0).all() and (u <= 0.5).all()
+    leaning = Posterior(np.array([3.0, 0.0]), np.diag([4.0, 0.01]))
+    assert undecided(leaning, d)[0] < u[0]  # a clear lean settles most of it
+    # Monte Carlo check of the closed form's quadrature
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.7, 1.5, 200_000)
+    s = 1 / (1 + np.exp(-z))
+    mc = np.maximum(s, 1 - s).mean() - max(s.mean(), 1 - s.mean())
+    post = Posterior(np.array([0.7]), np.array([[2.25]]))
+    assert abs(float(undecided(post, np.array([[1.0]]))[0]) - mc) < 2e-3
