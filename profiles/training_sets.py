@@ -13,13 +13,13 @@ trained on them, until it is trained again).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 from personalizer.errors import CorruptProfile, InvalidInput, ProfileNotFound
 from personalizer.profiles.models import Preference, validate_user_id
 
-__all__ = ["TRAINING_FORMATS", "stored_records", "training_records"]
+__all__ = ["TRAINING_FORMATS", "stored_histories", "stored_records", "training_records"]
 
 TRAINING_FORMATS = ("dpo", "sft")
 _TIES = ("both_fine", "neither")
@@ -53,14 +53,24 @@ def stored_records(store: Any, user_id: str | None = None,
     if user_id is not None:
         return training_records(store.preferences(validate_user_id(user_id)), format)
     records = training_records([], format)  # the format checked before any read
+    for _, history in stored_histories(store):
+        records += training_records(history, format)
+    return records
+
+
+def stored_histories(store: Any) -> Iterator[tuple[str, list[Preference]]]:
+    """Every person's preference history in ``store``, page by page: ``(user_id,
+    preferences)``. A person deleted meanwhile, or whose stored history cannot be read, is
+    left out."""
     after = None
     while True:
         page = store.list_profiles(limit=500, after=after)
         for uid in [p.user_id for p in page.profiles] + list(page.damaged):
             try:
-                records += training_records(store.preferences(uid), format)
+                history = store.preferences(uid)
             except (ProfileNotFound, CorruptProfile):  # deleted since, or unreadable
                 continue
+            yield uid, history
         if page.next_after is None:
-            return records
+            return
         after = page.next_after

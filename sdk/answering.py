@@ -20,6 +20,7 @@ from typing import Any
 from personalizer.backends.rewards.user import UserReward
 from personalizer.profiles import Profile, ProfileStore, validate_user_id
 from personalizer.profiles.conditioning import condition, profile_block, profile_request
+from personalizer.profiles.learning.app_features import migrate_profile
 
 from ._input import Limits
 from .errors import BackendError, InvalidInput, ProfileNotFound, UnsupportedRequest
@@ -147,7 +148,7 @@ class Answering:
         self.limits.check("Personalizer.generate", [
             (f"messages[{i}].content", m.content) for i, m in enumerate(msgs)])
         try:  # a read: a newcomer's profile is created once the answer is there (finish)
-            profile = self.store.get(validate_user_id(user_id))
+            profile = migrate_profile(self.store.get(validate_user_id(user_id)), self.rewards)
         except ProfileNotFound:
             profile = Profile(user_id=user_id)  # version 0: not stored
         new_user = not profile.coefficients and profile.preference_count == 0 \

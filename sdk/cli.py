@@ -336,6 +336,43 @@ def train_experts(model: str, gguf_file: str | None, out: Path, attributes: tupl
     click.echo(f"experts in {out}: LocalGenerator(..., experts=ExpertSet.load({str(out)!r}))")
 
 
+@main.group(cls=_Group)
+def features() -> None:
+    """Features learned from your app's own users, next to the built-in attributes."""
+
+
+@features.command("learn")
+@DB_OPTION
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The features file to write (safetensors).")
+@click.option("--features", "n_features", default=1, show_default=True,
+              help="How many features to learn (1-8).")
+@click.option("--min-users", default=50, show_default=True,
+              help="Refuse with fewer people (3+ choices each) in the store.")
+def learn(db: str, out: Path, n_features: int, min_users: int) -> None:
+    """Learn features from every stored person's choices and write them to --out.
+
+    Then serve with the features setting (PERSONALIZER_FEATURES=FILE, or
+    rewards=extended_reward_set(FILE) in Python): profiles migrate at their next answer.
+
+    Example: personalizer features learn --db app.db --out features.safetensors
+    """
+    from personalizer.profiles import default_reward_set
+
+    with Personalizer(db, rewards=default_reward_set()) as p:
+        report = p.learn_features(out, n_features=n_features, min_users=min_users)
+    click.echo(f"learned {', '.join(report.features)} from {report.users} people "
+               f"({report.comparisons} choices) into {out}")
+    click.echo(f"their held-out choices ({report.held_out}) predicted: attributes "
+               f"{report.accuracy_base:.3f}, with the learned features "
+               f"{report.accuracy_learned:.3f}")
+    if report.accuracy_learned <= report.accuracy_base:
+        click.echo("the learned features did not predict your users' held-out choices "
+                   "better than the attributes alone: keep serving the attributes")
+    click.echo(f"serve with PERSONALIZER_FEATURES={out} (reward set version "
+               f"{report.reward_set_version})")
+
+
 @main.command()
 @DB_OPTION
 def demo(db: str) -> None:

@@ -25,6 +25,7 @@ from personalizer.profiles import (
     validate_user_id,
 )
 from personalizer.profiles.export import export_texts, parse_export
+from personalizer.profiles.learning.app_features import LearnedFeatures, learn_features
 from personalizer.profiles.learning.learner import make_preference
 from personalizer.profiles.models import Judgement, UserId
 from personalizer.profiles.summaries import Summarizer
@@ -272,6 +273,16 @@ class Personalizer:
     def delete_preference(self, user_id: UserId, index: int) -> Profile:
         """Remove one preference (0 = oldest) and learn the coefficients again without it."""
         return self._need_learner("delete_preference").delete_preference(user_id, index)
+
+    def learn_features(self, out: str | os.PathLike[str], *, n_features: int = 1,
+                       min_users: int = 50, encoder: Any = None) -> LearnedFeatures:
+        """Learn ``n_features`` extra features from every stored person's choices, next to
+        this reward set, and write them to ``out``; returns what it measured. Serve them
+        with ``rewards=extended_reward_set(out)`` (or the ``features`` setting): profiles
+        migrate on their next answer. See :mod:`~personalizer.profiles.learning.app_features`."""
+        self._need_learner("learn_features")
+        return learn_features(self.store, self.rewards, out, n_features=n_features,
+                              min_users=min_users, encoder=encoder)
 
     def preference_probability(self, user_id: UserId, prompt: str, a: str, b: str) -> float:
         """The calibrated chance that the user prefers answer ``a`` over ``b``."""

@@ -61,6 +61,9 @@ class PersonalizerSettings(BaseSettings):
     rewards: Literal["default", "none"] = Field(
         default="default", description="The reward set of the profiles: the built-in "
         "interpretable attributes, or none (preferences are only stored).")
+    features: str | None = Field(
+        default=None, description="A learned-features file (personalizer features learn): "
+        "the default reward set extended with features learned from the app's users.")
     strength: float | None = Field(default=None, ge=0, le=1000,
                                    description="Default steering strength.")
     strategy: str | None = Field(
@@ -134,6 +137,10 @@ class PersonalizerSettings(BaseSettings):
             from personalizer.profiles import default_reward_set
 
             rewards = default_reward_set()
+            if self.features:
+                from personalizer.profiles.learning.app_features import extended_reward_set
+
+                rewards = extended_reward_set(self.features, rewards)
         out: dict[str, Any] = {
             "db": self.db, "rewards": rewards, "generator": self.build_generator(rewards),
             "summary_every": self.summary_every, "keep_generations": self.keep_generations,

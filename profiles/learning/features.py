@@ -39,7 +39,8 @@ class LearnedHeads:
 def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
                 rejected: np.ndarray, n_heads: int, *, steps: int = 600, lr: float = 0.05,
                 l2: float = 1e-4, validation: float = 0.1, seed: int = 0,
-                whiten: bool = True, whiten_floor: float = 1e-2) -> LearnedHeads:
+                whiten: bool = True, whiten_floor: float = 1e-2,
+                fixed: np.ndarray | None = None) -> LearnedHeads:
     """Fit ``n_heads`` linear heads and per-user coefficients from comparisons.
 
     ``users[i]`` preferred text ``chosen[i]`` over ``rejected[i]`` (indices into the rows of
@@ -47,6 +48,11 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     the best held-out likelihood (the bilinear model overfits otherwise). With ``whiten``
     the heads are learned in whitened embedding coordinates (the returned heads include
     that map and apply to raw embeddings).
+
+    ``fixed`` (comparisons, J0): feature differences of rewards the app already has (the
+    attribute scorers), weighed by per-user coefficients learned alongside: the heads then
+    learn what those rewards do not already explain, and ``user_coefficients`` is
+    ``(U, J0 + n_heads)``, the fixed rewards first.
     """
     torch = require("torch", extra="local", feature="learning reward heads")
 
@@ -59,6 +65,11 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     if min(c.min(), r.min()) < 0 or max(c.max(), r.max()) >= len(e) or u.min() < 0:
         raise InvalidInput("text or user indices out of range")
     n_users = int(u.max()) + 1
+    base = np.zeros((len(u), 0), np.float32) if fixed is None else \
+        np.asarray(fixed, dtype=np.float32).reshape(len(u), -1)
+    if not np.isfinite(base).all():
+        raise InvalidInput("fixed feature differences must be finite")
+    j0 = base.shape[1]
     # learn in whitened coordinates, then fold the map back into the heads so they apply to
     # raw embeddings. Encoder embeddings are strongly anisotropic: unwhitened, the SVD start
     # follows the directions where texts vary most (mostly answer noise), not where users'
@@ -76,26 +87,29 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
     root = np.sqrt(sing[:n_heads] + 1e-8)
     w0 = right[:n_heads] * root[:, None]
     c0 = left[:, :n_heads] * root[None, :]
+    c0 = np.concatenate([np.zeros((n_users, j0), np.float32), c0], axis=1)
     gen = torch.Generator().manual_seed(seed)
     weight = torch.tensor(w0, requires_grad=True)
     coeffs = torch.tensor(c0 + 0.01 * torch.randn(c0.shape, generator=gen).numpy(),
                           requires_grad=True)
     held = np.random.default_rng(seed).random(len(u)) < validation
-    d, ut = torch.tensor(diffs[~held]), torch.tensor(u[~held])
-    dv, uv = torch.tensor(diffs[held]), torch.tensor(u[held])
+    d, ut, bt = torch.tensor(diffs[~held]), torch.tensor(u[~held]), torch.tensor(base[~held])
+    dv, uv, bv = torch.tensor(diffs[held]), torch.tensor(u[held]), torch.tensor(base[held])
+
+    def margins(d: Any, b: Any, users: Any) -> Any:
+        return (torch.cat([b, d @ weight.T], dim=1) * coeffs[users]).sum(-1)
+
     opt = torch.optim.Adam([weight, coeffs], lr=lr)
     best = (float("inf"), w0, c0)
     for step in range(steps):
         opt.zero_grad()
-        margin = ((d @ weight.T) * coeffs[ut]).sum(-1)
-        loss = torch.nn.functional.softplus(-margin).mean() + l2 * (
+        loss = torch.nn.functional.softplus(-margins(d, bt, ut)).mean() + l2 * (
             weight.pow(2).sum() + coeffs.pow(2).sum() / n_users)
         loss.backward()
         opt.step()
         if held.any() and (step % 10 == 9 or step == steps - 1):
             with torch.no_grad():
-                val = float(torch.nn.functional.softplus(
-                    -((dv @ weight.T) * coeffs[uv]).sum(-1)).mean())
+                val = float(torch.nn.functional.softplus(-margins(dv, bv, uv)).mean())
             if val < best[0]:
                 best = (val, weight.detach().numpy().copy(), coeffs.detach().numpy().copy())
     if not held.any():

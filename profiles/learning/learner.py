@@ -27,6 +27,7 @@ from personalizer.errors import (
 
 from ..base import ProfileStore
 from ..models import JUDGEMENTS, Preference, Profile, Rating, validate_user_id
+from .app_features import migrate_profile
 from .posterior import Posterior, fit_posterior, judgement_bounds, preference_probability
 from .priors import prior_from_sums, shipped_prior
 
@@ -79,7 +80,8 @@ class ProfileLearner:
         """A newcomer's prior before the population prior applies: the built-in prior
         shipped with the default reward set (:mod:`.priors`), else ``N(0, prior_scale^2 I)``."""
         shipped = shipped_prior(self.rewards) if self._prior_kind == "shipped" else None
-        return shipped or Posterior.standard(len(self.rewards), self.prior_scale)
+        learned = getattr(self.rewards, "prior", None)  # learned features: their population
+        return shipped or learned or Posterior.standard(len(self.rewards), self.prior_scale)
 
     # -- priors and posteriors -----------------------------------------------------------
 
@@ -109,8 +111,11 @@ class ProfileLearner:
         """The profile's posterior; its prior if it has no coefficients yet.
 
         Coefficients over another reward set are refused (:class:`RewardSetMismatch`): call
-        :meth:`refit` to learn them again from the history against this set.
+        :meth:`refit` to learn them again from the history against this set. Coefficients
+        over the version this set extends with learned features are read as migrated (zero on
+        the new ones: :func:`~.app_features.migrate_profile`).
         """
+        profile = migrate_profile(profile, self.rewards)
         if not profile.coefficients:
             return prior if prior is not None else self.prior(exclude=profile.user_id)
         if not self._matches(profile):
@@ -222,8 +227,12 @@ class ProfileLearner:
             return None
 
     def _unlearned(self, profile: Profile) -> bool:
-        return not profile.coefficients and bool(
-            profile.preference_count or self.store.ratings(profile.user_id))
+        """A history not yet learned against this set: stored before a reward set was
+        configured, or learned against the version this set extends (then the next write
+        learns the new features from all of it)."""
+        if profile.coefficients:
+            return migrate_profile(profile, self.rewards) is not profile
+        return bool(profile.preference_count or self.store.ratings(profile.user_id))
 
     def unlearned_history(self, user_id: str) -> bool:
         """Whether the user has a history stored before a reward set was configured (and

@@ -1,0 +1,277 @@
+"""Features an application learns from its own users: PReF's offline step as a product path.
+
+The attribute scorers name the tastes most people have (length, lists, warmth, ...). An app
+whose users share a taste the attributes have no word for can learn extra features from its
+own preference history: linear heads on a frozen sentence encoder (MiniLM by default), fitted
+jointly with every user's coefficients *next to* the attributes, so that they learn only what
+the attributes do not already explain (:func:`~.features.learn_heads` with ``fixed``).
+
+>>> report = learn_features(store, rewards, "features.safetensors")   # doctest: +SKIP
+>>> report.accuracy_base, report.accuracy_learned                      # doctest: +SKIP
+>>> rewards = extended_reward_set("features.safetensors")              # doctest: +SKIP
+
+The extended set is a new version of the same reward set (``extends`` names the version it
+grew from). A profile fitted against that version is read as migrated (:func:`migrate_profile`:
+zero coefficients on the new features, the population's uncertainty about them), and its next
+write learns everything again from its whole history. A newcomer starts from the population
+prior the file carries (fitted on the users the features were learned from) until the app has
+enough users of the new version for its own.
+
+The heads are shared parameters learned from many people: deleting a person removes their
+rows, not their past influence on a heads file already written (learn the features again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from personalizer._optional import require
+from personalizer.errors import InvalidInput
+
+from ..models import Profile
+from ..training_sets import stored_histories
+from .features import learn_heads
+from .posterior import Posterior, fit_posterior, preference_probability
+from .priors import population_prior
+
+__all__ = ["LearnedFeatures", "extended_reward_set", "learn_features", "migrate_profile"]
+
+_TIES = ("both_fine", "neither")
+
+
+class LearnedFeatures(BaseModel):
+    """What :func:`learn_features` wrote and what it measured: held-out choices of the app's
+    own users (every fifth of each person's comparisons, features learned without them)
+    predicted from the rest with the reward set alone and with the learned features."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    features: tuple[str, ...]
+    reward_set_version: str
+    users: int
+    comparisons: int
+    held_out: int
+    accuracy_base: float
+    accuracy_learned: float
+
+
+class _History:
+    """Every person's ordered comparisons, as indices into unique texts."""
+
+    def __init__(self, store: Any, min_comparisons: int) -> None:
+        index: dict[tuple[str, str], int] = {}
+        users: list[int] = []
+        chosen: list[int] = []
+        rejected: list[int] = []
+        self.n_users = 0
+        for _, history in stored_histories(store):
+            ordered = [p for p in history if p.judgement not in _TIES]
+            if len(ordered) < min_comparisons:
+                continue
+            u, self.n_users = self.n_users, self.n_users + 1
+            for p in ordered:
+                for text in (p.chosen, p.rejected):
+                    index.setdefault((p.prompt, text), len(index))
+                users.append(u)
+                chosen.append(index[(p.prompt, p.chosen)])
+                rejected.append(index[(p.prompt, p.rejected)])
+        self.texts = list(index)
+        self.users, self.chosen, self.rejected = (np.array(a, dtype=np.int64) for a in
+                                                  (users, chosen, rejected))
+
+
+def learn_features(store: Any, rewards: Any, out: str | os.PathLike[str], *,
+                   n_features: int = 1, encoder: Any = None, min_users: int = 50,
+                   min_comparisons: int = 3, l2: float = 1e-2, steps: int = 300,
+                   seed: int = 0) -> LearnedFeatures:
+    """Learn ``n_features`` features from every stored person's choices, next to
+    ``rewards`` (the set their profiles use), and write them to ``out`` (safetensors).
+
+    People with fewer than ``min_comparisons`` ordered choices (ties carry no order) are
+    left out; fewer than ``min_users`` such people is an :class:`InvalidInput` (features
+    learned from a handful of people describe those people). ``encoder`` embeds answers
+    (default: the MiniLM ``SentenceEncoder``, the ``local`` extra).
+    """
+    if not 1 <= n_features <= 8:
+        raise InvalidInput("n_features must be between 1 and 8: a few features learned "
+                           "from the app's users, next to the reward set")
+    if min_users < 2:
+        raise InvalidInput("min_users must be at least 2")
+    data = _History(store, min_comparisons)
+    if data.n_users < min_users:
+        raise InvalidInput(
+            f"learning features needs at least {min_users} people with {min_comparisons} "
+            f"or more choices each; the store has {data.n_users}. Let the app collect more "
+            "preferences first (or lower min_users, knowing the features then describe "
+            "those few people)")
+    if encoder is None:
+        from personalizer.backends.rewards import SentenceEncoder
+
+        encoder = SentenceEncoder()
+    base = _base_features(rewards, data.texts)
+    emb = encoder.encode([text for _, text in data.texts])
+    held = _held_out(data.users, seed)
+    fit = {"n_features": n_features, "l2": l2, "steps": steps, "seed": seed}
+    heads = _fit(emb, base, data, ~held, **fit)
+    acc_base, acc_learned = _accuracy(emb, base, data, held, heads)
+    heads = _fit(emb, base, data, np.ones(len(held), bool), **fit)
+    names = [f"learned_{i + 1}" for i in range(n_features)]
+    extended = _write(out, rewards, encoder, heads, emb, base, data, names)
+    return LearnedFeatures(
+        path=str(out), features=tuple(names), reward_set_version=extended.version,
+        users=data.n_users, comparisons=len(data.users), held_out=int(held.sum()),
+        accuracy_base=acc_base, accuracy_learned=acc_learned)
+
+
+def _base_features(rewards: Any, texts: Sequence[tuple[str, str]]) -> np.ndarray:
+    """The reward set's normalised features of every text, one batch per prompt."""
+    out = np.zeros((len(texts), len(rewards)))
+    by_prompt: dict[str, list[int]] = {}
+    for i, (prompt, _) in enumerate(texts):
+        by_prompt.setdefault(prompt, []).append(i)
+    for prompt, rows in by_prompt.items():
+        out[rows] = rewards.features(prompt, [texts[i][1] for i in rows])
+    return out
+
+
+def _held_out(users: np.ndarray, seed: int) -> np.ndarray:
+    """Every fifth comparison of each person (in a seeded order) held out."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(users), bool)
+    for u in np.unique(users):
+        rows = rng.permutation(np.flatnonzero(users == u))
+        held[rows[4::5]] = True
+    return held
+
+
+def _fit(emb: np.ndarray, base: np.ndarray, data: _History, rows: np.ndarray, *,
+         n_features: int, l2: float, steps: int, seed: int) -> np.ndarray:
+    """Heads ``(n_features, D)`` learned from the comparisons in ``rows``."""
+    c, r, u = data.chosen[rows], data.rejected[rows], data.users[rows]
+    return learn_heads(emb, u, c, r, n_features, fixed=base[c] - base[r], l2=l2,
+                       steps=steps, seed=seed, whiten=False).weight
+
+
+def _normalized(emb: np.ndarray, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    raw = emb @ heads.T
+    std = raw.std(axis=0)
+    return raw.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+
+
+def _posteriors(feats: np.ndarray, data: _History, rows: np.ndarray) -> list[Posterior]:
+    """Each person's posterior from ``N(0, I)`` and their comparisons in ``rows``."""
+    d = feats[data.chosen] - feats[data.rejected]
+    prior = Posterior.standard(feats.shape[1])
+    return [fit_posterior(prior, d[rows & (data.users == u)]) for u in range(data.n_users)]
+
+
+def _accuracy(emb: np.ndarray, base: np.ndarray, data: _History, held: np.ndarray,
+              heads: np.ndarray) -> tuple[float, float]:
+    """Held-out accuracy with the reward set alone and with the learned features: each
+    person's posterior from the population prior (of everyone's training comparisons)."""
+    mean, scale = _normalized(emb, heads)
+    results = []
+    for feats in (base, np.concatenate([base, (emb @ heads.T - mean) / scale], axis=1)):
+        prior = population_prior(_posteriors(feats, data, ~held), min_users=1)
+        d = feats[data.chosen] - feats[data.rejected]
+        right = []
+        for u in range(data.n_users):
+            test = held & (data.users == u)
+            if test.any():
+                post = fit_posterior(prior, d[~held & (data.users == u)])
+                right += list(preference_probability(post, d[test]) > 0.5)
+        results.append(float(np.mean(right)))
+    return results[0], results[1]
+
+
+def _write(out: str | os.PathLike[str], rewards: Any, encoder: Any, heads: np.ndarray,
+           emb: np.ndarray, base: np.ndarray, data: _History, names: list[str]) -> Any:
+    """Write the heads, their normalisation and the population prior; the extended set."""
+    st = require("safetensors.numpy", extra="local", feature="saving learned features")
+    mean, scale = _normalized(emb, heads)
+    feats = np.concatenate([base, (emb @ heads.T - mean) / scale], axis=1)
+    prior = population_prior(_posteriors(feats, data, np.ones(len(data.users), bool)),
+                             min_users=1)
+    meta = {"names": json.dumps(names), "base_id": rewards.id,
+            "base_version": rewards.version, "encoder_dim": str(encoder.dim),
+            "mean": json.dumps(mean.tolist()), "scale": json.dumps(scale.tolist()),
+            "prior_mean": json.dumps(prior.mean.tolist()),
+            "prior_cov": json.dumps(np.asarray(prior.cov).tolist()),
+            "users": str(data.n_users)}
+    st.save_file({"weight": heads.astype(np.float32)}, str(out), metadata=meta)
+    return extended_reward_set(out, rewards, encoder=encoder)
+
+
+def extended_reward_set(path: str | os.PathLike[str], rewards: Any = None, *,
+                        encoder: Any = None) -> Any:
+    """``rewards`` (default: the built-in attributes) plus the features learned into
+    ``path`` by :func:`learn_features`: a new version of the same set, whose ``extends`` is
+    the version it grew from and whose ``prior`` is the population prior of the people the
+    features were learned from."""
+    from personalizer.backends.rewards import EmbeddingHeads, SentenceEncoder
+    from personalizer.backends.rewards.base import Normalization, RewardSet
+
+    from ..rewards import default_reward_set
+
+    st = require("safetensors", extra="local", feature="loading learned features")
+    rewards = default_reward_set() if rewards is None else rewards
+    try:
+        with st.safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            weight = f.get_tensor("weight")
+        names = json.loads(meta["names"])
+        base = (meta["base_id"], meta["base_version"])
+        mean, scale = json.loads(meta["mean"]), json.loads(meta["scale"])
+        prior = Posterior(np.array(json.loads(meta["prior_mean"])),
+                          np.array(json.loads(meta["prior_cov"])))
+    except (OSError, KeyError, ValueError, st.SafetensorError) as exc:
+        raise InvalidInput(f"{path} is not a learned-features file of "
+                           f"personalizer: {type(exc).__name__}") from None
+    if base != (rewards.id, rewards.version):
+        raise InvalidInput(
+            f"{path} extends reward set {base[0]!r} version {base[1]!r}, not "
+            f"{rewards.id!r} version {rewards.version!r}; learn the features again against "
+            "this set")
+    encoder = SentenceEncoder() if encoder is None else encoder
+    heads = EmbeddingHeads(encoder, weight, None, names,
+                           [f"a preference learned from this app's users ({n})"
+                            for n in names])
+    digest = hashlib.sha256(weight.tobytes()).hexdigest()[:8]
+    norm = Normalization([*rewards.normalization.mean, *mean],
+                         [*rewards.normalization.scale, *scale])
+    extended = RewardSet(rewards.id, [*rewards.rewards, heads],
+                         version=f"{rewards.base_version}+learned.{digest}",
+                         normalization=norm)
+    extended.extends = (rewards.id, rewards.version)  # type: ignore[attr-defined]
+    extended.prior = prior  # type: ignore[attr-defined]
+    return extended
+
+
+def migrate_profile(profile: Profile, rewards: Any) -> Profile:
+    """``profile`` as read against ``rewards`` when its coefficients were fitted against the
+    version ``rewards`` extends: zero on the new features, with the population's variance
+    (not stored: the next write learns everything again from the history). Any other
+    profile is returned as it is."""
+    if not profile.coefficients or getattr(rewards, "extends", None) != (
+            profile.reward_set_id, profile.reward_set_version):
+        return profile
+    old = len(profile.coefficients)
+    prior_cov = np.asarray(rewards.prior.cov)
+    cov = np.zeros((len(rewards), len(rewards)))
+    cov[old:, old:] = prior_cov[old:, old:]
+    if profile.covariance is not None:
+        cov[:old, :old] = np.asarray(profile.covariance)
+    else:
+        cov[:old, :old] = np.eye(old)
+    return profile.model_copy(update={
+        "coefficients": {n: float(profile.coefficients.get(n, 0.0)) for n in rewards.names},
+        "covariance": cov.tolist(), "reward_set_id": rewards.id,
+        "reward_set_version": rewards.version})
