@@ -388,6 +388,61 @@ def hard_table(args: argparse.Namespace, rewards: object) -> None:
     print("answers asked, first 5 seeds: " + "; ".join(stops))
 
 
+def crowd_table(args: argparse.Namespace, rewards: object) -> None:
+    """Never worse than the crowd: an app's population (``--crowd`` people, every taste of
+    this file, answers agreeing ~75% with their noise-free choice) onboards with the
+    defaults; then newcomers of each taste. The crowd's prediction for a newcomer is the
+    population prior's (a profile with no answers yet); the personal one is their profile
+    after 1, 3, 5 answers and at the session's stop."""
+    import tempfile
+
+    names = [*TASTES, *[k for k in HARD if k != "noisy short"]]
+    utilities = {k: (HARD[k][0] if k in HARD else TASTES[k]) for k in names}
+    betas = {k: bank_agreement_beta(utilities[k], 0.75) for k in names}
+    with tempfile.TemporaryDirectory() as tmp, \
+            Personalizer(Path(tmp) / "app.db", rewards=rewards) as p:
+        for i in range(args.crowd):
+            taste = names[i % len(names)]
+            p.onboarding(f"app-{i}").run(answerer(utilities[taste], betas[taste], 1000 + i,
+                                                  False))
+        print(f"\nNever worse than the crowd: {args.crowd} people onboarded (answers agree "
+              f"~75% with their noise-free choice), then {args.people} newcomers a taste")
+        print(f"{'taste':<17}{'crowd':>7}{'@1':>7}{'@3':>7}{'@5':>7}{'at stop':>9}"
+              f"{'asked':>7}{'worse than crowd':>18}")
+        rows = []
+        for taste in names:
+            utility, beta = utilities[taste], betas[taste]
+            pairs, truth = scored_pairs(utility)
+            crowd, curve, worse = [], [], 0
+            for i in range(args.people):
+                user = f"new-{i}"
+                p.create_profile(user)
+                crowd.append(accuracy(p, pairs, truth, user=user))
+                session = p.onboarding(user)
+                answer, points = answerer(utility, beta, 100 * i + 7, False), {}
+                while not session.done:
+                    q = session.next_question()
+                    session.answer(q.id, answer(q))
+                    asked = len(session.state.asked)
+                    if asked in (1, 3, 5) or session.done:
+                        points[asked if asked in (1, 3, 5) and not session.done else "stop"] = \
+                            accuracy(p, pairs, truth, user=user)
+                for k in (1, 3, 5):
+                    points.setdefault(k, points["stop"])
+                points["asked"] = asked
+                worse += points["stop"] < crowd[-1] - 1e-9
+                curve.append(points)
+                p.delete_profile(user)
+            row = [statistics.mean(crowd)] + [statistics.mean(c[k] for c in curve)
+                                              for k in (1, 3, 5, "stop", "asked")]
+            rows.append(row)
+            print(f"{taste:<17}" + "".join(f"{v:>7.3f}" for v in row[:4])
+                  + f"{row[4]:>9.3f}{row[5]:>7.1f}{worse:>12} of {args.people}")
+        mean = np.mean(rows, axis=0)
+        print(f"{'mean':<17}" + "".join(f"{v:>7.3f}" for v in mean[:4])
+              + f"{mean[4]:>9.3f}{mean[5]:>7.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--people", type=int, default=20, help="simulated people per taste")
@@ -400,6 +455,8 @@ def main() -> None:
                     help="people answer 'much'/'slightly' better or 'both fine'")
     ap.add_argument("--stopping", action="store_true",
                     help="also the early-stopping table (clear, default and noisy people)")
+    ap.add_argument("--crowd", type=int, default=0,
+                    help="only the crowd table: an app of this many people, then newcomers")
     ap.add_argument("--hard", action="store_true",
                     help="only the harder people's table (mixed, outside-library, noisy)")
     ap.add_argument("--min-questions", type=int, default=None)
@@ -410,6 +467,9 @@ def main() -> None:
     pool = json.loads(Path(args.pool).read_text())["questions"] if args.pool else None
     if args.hard:
         hard_table(args, rewards)
+        return
+    if args.crowd:
+        crowd_table(args, rewards)
         return
     print(f"{len(held_out_pairs())} held-out pairs over {len(HELD_OUT)} prompts outside the "
           f"question bank; {args.people} people per taste; beta {args.beta}")

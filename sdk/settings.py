@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -116,6 +116,13 @@ class PersonalizerSettings(BaseSettings):
         except ValueError as exc:  # a TOML file that does not parse
             raise InvalidInput(f"invalid personalizer settings file: {exc}") from None
         return cls.model_validate(loaded.model_dump())
+
+    @model_validator(mode="after")
+    def _features_extend_the_default(self) -> PersonalizerSettings:
+        if self.features and self.rewards == "none":
+            raise ValueError("features extend the default reward set: set rewards = "
+                             "\"default\" (or leave features unset)")
+        return self
 
     @field_validator("strategy")
     @classmethod

@@ -223,6 +223,9 @@ def extended_reward_set(path: str | os.PathLike[str], rewards: Any = None, *,
 
     st = require("safetensors", extra="local", feature="loading learned features")
     rewards = default_reward_set() if rewards is None else rewards
+    if not os.path.isfile(path):
+        raise InvalidInput(f"no learned-features file at {str(path)!r:.200}; write one with "
+                           "Personalizer.learn_features or `personalizer features learn`")
     try:
         with st.safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
