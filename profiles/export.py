@@ -32,7 +32,8 @@ summary metadata either (a summary in them counts as the person's own), version 
          "judgement": "better"}         # or much_better, slightly_better, both_fine, neither
       ],
       "onboarding": null,               # or the OnboardingState: pool, asked ids, pending id,
-                                        # confirmed (check answers predicted in a row)
+                                        # confirmed (check answers predicted in a row,
+                                        # with Onboarding(stop_checks=N))
       "generations": [                  # answers kept for feedback (retention-limited)
         {"id": "<32 hex>", "prompt": "...", "answer": "...", "created_at": "...",
          "model": "...",                # the model that wrote it, or null

@@ -361,6 +361,7 @@ class OnboardingState(BaseModel):
     started_at: datetime = Field(default_factory=utcnow)
     confirmed: int = Field(default=0, ge=0, le=INT64_MAX, description=(
         "How many of the latest answers in a row the profile had predicted before they were "
-        "given (check questions; early stopping counts them). New in export version 5."))
+        "given (check questions, asked only with Onboarding(stop_checks=N), which stops "
+        "after N of them). New in export version 5."))
 
     _utc = field_validator("started_at")(_as_utc)

@@ -19,10 +19,10 @@ from typing import Any, Literal
 from personalizer.errors import CorruptProfile, InvalidInput, ProfileNotFound
 from personalizer.profiles.models import Preference, validate_user_id
 
-__all__ = ["TRAINING_FORMATS", "stored_histories", "stored_records", "training_records"]
+__all__ = ["TIES", "TRAINING_FORMATS", "stored_histories", "stored_records", "training_records"]
 
 TRAINING_FORMATS = ("dpo", "sft")
-_TIES = ("both_fine", "neither")
+TIES = ("both_fine", "neither")  # judgements without an order
 
 
 def training_records(preferences: Iterable[Preference],
@@ -32,7 +32,7 @@ def training_records(preferences: Iterable[Preference],
         raise InvalidInput(f"format must be one of {TRAINING_FORMATS}, not {format!r}")
     out: list[dict[str, Any]] = []
     for p in preferences:
-        if p.judgement in _TIES:
+        if p.judgement in TIES:
             continue
         user = [{"role": "user", "content": p.prompt}]
         if format == "dpo":

@@ -26,24 +26,45 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from personalizer._optional import require
+from personalizer.backends.rewards.base import Normalization, RewardSet
 from personalizer.errors import InvalidInput
 
 from ..models import Profile
-from ..training_sets import stored_histories
+from ..training_sets import TIES, stored_histories
 from .features import learn_heads
 from .posterior import Posterior, fit_posterior, preference_probability
 from .priors import population_prior
 
-__all__ = ["LearnedFeatures", "extended_reward_set", "learn_features", "migrate_profile"]
+__all__ = ["ExtendedRewardSet", "LearnedFeatures", "extended_reward_set", "learn_features",
+           "migratable", "migrate_profile"]
 
-_TIES = ("both_fine", "neither")
+# The population prior a features file carries needs as many people as the app's own does.
+MIN_USERS = 20
+
+
+class ExtendedRewardSet(RewardSet):
+    """A reward set extended with learned features: ``extends`` is the ``(id, version)`` it
+    grew from, ``base_names`` its rewards, ``prior`` the population prior of the people the
+    features were learned from."""
+
+    def __init__(self, base: Any, heads: Any, normalization: Normalization, digest: str,
+                 prior: Posterior) -> None:
+        super().__init__(base.id, [*base.rewards, heads],
+                         version=f"{base.base_version}+learned.{digest}",
+                         normalization=normalization)
+        self.extends: tuple[str, str] = (base.id, base.version)
+        self.base_names: tuple[str, ...] = tuple(base.names)
+        self.family = f"{base.base_version}+learned."  # every learned version of the base
+        self.prior = prior
 
 
 class LearnedFeatures(BaseModel):
@@ -73,7 +94,7 @@ class _History:
         rejected: list[int] = []
         self.n_users = 0
         for _, history in stored_histories(store):
-            ordered = [p for p in history if p.judgement not in _TIES]
+            ordered = [p for p in history if p.judgement not in TIES]
             if len(ordered) < min_comparisons:
                 continue
             u, self.n_users = self.n_users, self.n_users + 1
@@ -90,21 +111,38 @@ class _History:
 
 def learn_features(store: Any, rewards: Any, out: str | os.PathLike[str], *,
                    n_features: int = 1, encoder: Any = None, min_users: int = 50,
-                   min_comparisons: int = 3, l2: float = 1e-2, steps: int = 300,
+                   min_comparisons: int = 5, l2: float = 1e-2, steps: int = 300,
                    seed: int = 0) -> LearnedFeatures:
     """Learn ``n_features`` features from every stored person's choices, next to
     ``rewards`` (the set their profiles use), and write them to ``out`` (safetensors).
 
-    People with fewer than ``min_comparisons`` ordered choices (ties carry no order) are
-    left out; fewer than ``min_users`` such people is an :class:`InvalidInput` (features
-    learned from a handful of people describe those people). ``encoder`` embeds answers
+    People with fewer than ``min_comparisons`` (5 or more: every fifth is held out to
+    measure) ordered choices (ties carry no order) are left out; fewer than ``min_users``
+    (20 or more) such people is an :class:`InvalidInput` (features learned from a handful of
+    people describe those people, and the population prior the file carries needs 20). ``encoder`` embeds answers
     (default: the MiniLM ``SentenceEncoder``, the ``local`` extra).
     """
-    if not 1 <= n_features <= 8:
-        raise InvalidInput("n_features must be between 1 and 8: a few features learned "
-                           "from the app's users, next to the reward set")
-    if min_users < 2:
-        raise InvalidInput("min_users must be at least 2")
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or \
+            not 1 <= n_features <= 8:
+        raise InvalidInput("n_features must be a whole number from 1 to 8: a few features "
+                           "learned from the app's users, next to the reward set")
+    if not isinstance(out, (str, os.PathLike)) or not Path(out).name:
+        raise InvalidInput(f"out must be the path of the file to write, not {out!r:.60}")
+    if encoder is not None and not (isinstance(getattr(encoder, "dim", None), int)
+                                    and callable(getattr(encoder, "encode", None))):
+        raise InvalidInput("encoder must embed texts: an object with dim and encode(texts), "
+                           "such as SentenceEncoder() (the default) or CausalLMEncoder(gen)")
+    if isinstance(min_users, bool) or not isinstance(min_users, int) or \
+            min_users < MIN_USERS:
+        raise InvalidInput(f"min_users must be a whole number >= {MIN_USERS}: the population "
+                           "prior a features file carries needs as many people as the app's own")
+    if isinstance(min_comparisons, bool) or not isinstance(min_comparisons, int) or \
+            min_comparisons < 5:
+        raise InvalidInput("min_comparisons must be a whole number >= 5: every fifth choice "
+                           "of a person is held out to measure the features")
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise InvalidInput(f"cannot write {str(target)!r:.200}: its folder does not exist")
     data = _History(store, min_comparisons)
     if data.n_users < min_users:
         raise InvalidInput(
@@ -206,8 +244,18 @@ def _write(out: str | os.PathLike[str], rewards: Any, encoder: Any, heads: np.nd
             "prior_mean": json.dumps(prior.mean.tolist()),
             "prior_cov": json.dumps(np.asarray(prior.cov).tolist()),
             "users": str(data.n_users)}
-    st.save_file({"weight": heads.astype(np.float32)}, str(out), metadata=meta)
-    return extended_reward_set(out, rewards, encoder=encoder)
+    target, tmp = Path(out), None
+    try:  # whole or not at all: a server loading the file never reads half of it
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".features.", suffix=".tmp")
+        os.close(fd)
+        st.save_file({"weight": heads.astype(np.float32)}, tmp, metadata=meta)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {str(target)!r:.200}: {exc.strerror}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return extended_reward_set(target, rewards, encoder=encoder)
 
 
 def extended_reward_set(path: str | os.PathLike[str], rewards: Any = None, *,
@@ -217,14 +265,14 @@ def extended_reward_set(path: str | os.PathLike[str], rewards: Any = None, *,
     the version it grew from and whose ``prior`` is the population prior of the people the
     features were learned from."""
     from personalizer.backends.rewards import EmbeddingHeads, SentenceEncoder
-    from personalizer.backends.rewards.base import Normalization, RewardSet
 
     from ..rewards import default_reward_set
 
     st = require("safetensors", extra="local", feature="loading learned features")
     rewards = default_reward_set() if rewards is None else rewards
+    where = f"{str(path)!r:.200}"
     if not os.path.isfile(path):
-        raise InvalidInput(f"no learned-features file at {str(path)!r:.200}; write one with "
+        raise InvalidInput(f"no learned-features file at {where}; write one with "
                            "Personalizer.learn_features or `personalizer features learn`")
     try:
         with st.safe_open(str(path), framework="numpy") as f:
@@ -235,27 +283,45 @@ def extended_reward_set(path: str | os.PathLike[str], rewards: Any = None, *,
         mean, scale = json.loads(meta["mean"]), json.loads(meta["scale"])
         prior = Posterior(np.array(json.loads(meta["prior_mean"])),
                           np.array(json.loads(meta["prior_cov"])))
-    except (OSError, KeyError, ValueError, st.SafetensorError) as exc:
-        raise InvalidInput(f"{path} is not a learned-features file of "
-                           f"personalizer: {type(exc).__name__}") from None
+    except KeyError as exc:
+        raise InvalidInput(f"{where} is not a learned-features file of personalizer: it has "
+                           f"no {exc}") from None
+    except (OSError, ValueError, st.SafetensorError) as exc:
+        raise InvalidInput(f"{where} is not a learned-features file of personalizer: "
+                           f"{type(exc).__name__}") from None
     if base != (rewards.id, rewards.version):
         raise InvalidInput(
-            f"{path} extends reward set {base[0]!r} version {base[1]!r}, not "
+            f"{where} extends reward set {base[0]!r} version {base[1]!r}, not "
             f"{rewards.id!r} version {rewards.version!r}; learn the features again against "
             "this set")
+    n = len(rewards) + len(names)
+    if weight.ndim != 2 or weight.shape[0] != len(names) or len(mean) != len(names) or \
+            len(scale) != len(names) or prior.dim != n:
+        raise InvalidInput(f"{where} is damaged: its heads, normalisation and prior do not "
+                           "agree; learn the features again")
     encoder = SentenceEncoder() if encoder is None else encoder
+    if weight.shape[1] != encoder.dim:
+        raise InvalidInput(f"{where} was learned on a {weight.shape[1]}-dimensional encoder, "
+                           f"this one has {encoder.dim}: pass the encoder it was learned with "
+                           "(encoder=...)")
     heads = EmbeddingHeads(encoder, weight, None, names,
                            [f"a preference learned from this app's users ({n})"
                             for n in names])
     digest = hashlib.sha256(weight.tobytes()).hexdigest()[:8]
     norm = Normalization([*rewards.normalization.mean, *mean],
                          [*rewards.normalization.scale, *scale])
-    extended = RewardSet(rewards.id, [*rewards.rewards, heads],
-                         version=f"{rewards.base_version}+learned.{digest}",
-                         normalization=norm)
-    extended.extends = (rewards.id, rewards.version)  # type: ignore[attr-defined]
-    extended.prior = prior  # type: ignore[attr-defined]
-    return extended
+    return ExtendedRewardSet(rewards, heads, norm, digest, prior)
+
+
+def migratable(rewards: Any, reward_set_id: str | None, version: str | None) -> bool:
+    """Whether coefficients fitted against ``(reward_set_id, version)`` migrate to
+    ``rewards``: it extends that version, or an earlier learned extension of the same base
+    (features learned again)."""
+    if not isinstance(rewards, ExtendedRewardSet) or version is None or \
+            version == rewards.version:
+        return False
+    return (reward_set_id, version) == rewards.extends or (
+        reward_set_id == rewards.id and version.startswith(rewards.family))
 
 
 def migrate_profile(profile: Profile, rewards: Any) -> Profile:
@@ -263,18 +329,21 @@ def migrate_profile(profile: Profile, rewards: Any) -> Profile:
     version ``rewards`` extends: zero on the new features, with the population's variance
     (not stored: the next write learns everything again from the history). Any other
     profile is returned as it is."""
-    if not profile.coefficients or getattr(rewards, "extends", None) != (
-            profile.reward_set_id, profile.reward_set_version):
+    if not profile.coefficients or not migratable(rewards, profile.reward_set_id,
+                                                  profile.reward_set_version):
         return profile
-    old = len(profile.coefficients)
+    j0, names = len(rewards.base_names), list(profile.coefficients)
+    if names[:j0] != list(rewards.base_names):
+        return profile  # not this base's rewards after all: refused as another set
+    n = len(rewards)
     prior_cov = np.asarray(rewards.prior.cov)
-    cov = np.zeros((len(rewards), len(rewards)))
-    cov[old:, old:] = prior_cov[old:, old:]
-    if profile.covariance is not None:
-        cov[:old, :old] = np.asarray(profile.covariance)
-    else:
-        cov[:old, :old] = np.eye(old)
+    cov = np.zeros((n, n))
+    cov[j0:, j0:] = prior_cov[j0:, j0:]
+    old = np.asarray(profile.covariance) if profile.covariance is not None else None
+    cov[:j0, :j0] = old[:j0, :j0] if old is not None and old.shape[0] >= j0 else \
+        prior_cov[:j0, :j0]
     return profile.model_copy(update={
-        "coefficients": {n: float(profile.coefficients.get(n, 0.0)) for n in rewards.names},
+        "coefficients": {**{k: float(profile.coefficients[k]) for k in rewards.base_names},
+                         **{k: 0.0 for k in rewards.names[j0:]}},
         "covariance": cov.tolist(), "reward_set_id": rewards.id,
         "reward_set_version": rewards.version})

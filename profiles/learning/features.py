@@ -66,9 +66,10 @@ def learn_heads(embeddings: np.ndarray, users: np.ndarray, chosen: np.ndarray,
         raise InvalidInput("text or user indices out of range")
     n_users = int(u.max()) + 1
     base = np.zeros((len(u), 0), np.float32) if fixed is None else \
-        np.asarray(fixed, dtype=np.float32).reshape(len(u), -1)
-    if not np.isfinite(base).all():
-        raise InvalidInput("fixed feature differences must be finite")
+        np.asarray(fixed, dtype=np.float32)
+    if base.ndim != 2 or base.shape[0] != len(u) or not np.isfinite(base).all():
+        raise InvalidInput(f"fixed must be finite feature differences, one row per "
+                           f"comparison: ({len(u)}, J), not {base.shape}")
     j0 = base.shape[1]
     # learn in whitened coordinates, then fold the map back into the heads so they apply to
     # raw embeddings. Encoder embeddings are strongly anisotropic: unwhitened, the SVD start

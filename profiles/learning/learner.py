@@ -79,9 +79,11 @@ class ProfileLearner:
     def fallback_prior(self) -> Posterior:
         """A newcomer's prior before the population prior applies: the built-in prior
         shipped with the default reward set (:mod:`.priors`), else ``N(0, prior_scale^2 I)``."""
-        shipped = shipped_prior(self.rewards) if self._prior_kind == "shipped" else None
-        learned = getattr(self.rewards, "prior", None)  # learned features: their population
-        return shipped or learned or Posterior.standard(len(self.rewards), self.prior_scale)
+        if self._prior_kind == "shipped":  # learned features carry their population's
+            prior = shipped_prior(self.rewards) or getattr(self.rewards, "prior", None)
+            if prior is not None:
+                return prior
+        return Posterior.standard(len(self.rewards), self.prior_scale)
 
     # -- priors and posteriors -----------------------------------------------------------
 
@@ -235,8 +237,9 @@ class ProfileLearner:
         return bool(profile.preference_count or self.store.ratings(profile.user_id))
 
     def unlearned_history(self, user_id: str) -> bool:
-        """Whether the user has a history stored before a reward set was configured (and
-        no coefficients): the next thing learned should refit from all of it."""
+        """Whether the user has a history not learned against this set (:meth:`_unlearned`:
+        stored before a reward set was configured, or learned against the version this set
+        extends): the next thing learned should refit from all of it."""
         current = self._current(user_id)
         return current is not None and self._unlearned(current)
 

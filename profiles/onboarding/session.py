@@ -46,6 +46,7 @@ from personalizer._boundary import public_api
 from personalizer.errors import InvalidInput, ProfileNotFound
 
 from ..base import ProfileStore
+from ..learning.app_features import migratable
 from ..learning.learner import ProfileLearner, make_preference
 from ..learning.posterior import (
     Posterior,
@@ -121,8 +122,10 @@ class Onboarding:
     def _compatible(self, stored: OnboardingState) -> bool:
         """Whether a stored state can go on here: the same reward set, and this pool or one
         that still holds every question asked (and the one shown)."""
-        return (stored.reward_set_id, stored.reward_set_version) == (
-            self.rewards.id, self.rewards.version) and (
+        same = (stored.reward_set_id, stored.reward_set_version) == (
+            self.rewards.id, self.rewards.version) or migratable(
+            self.rewards, stored.reward_set_id, stored.reward_set_version)
+        return same and (
             stored.pool_id == self.pool_id
             or all(q in self._index for q in [*stored.asked, *filter(None, [stored.pending])]))
 

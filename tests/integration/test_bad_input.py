@@ -10,6 +10,9 @@ its reason); a value accepted and not listed, or listed and refused, fails the t
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import asyncio
 import contextlib
 import inspect
@@ -69,6 +72,8 @@ def valid(name: str, owner: Any) -> Any:
         "cache_dir": lambda: None, "defaults": lambda: None, "replies": lambda: ["ok"],
         "text": lambda: "Prefers short answers.", "heads": lambda: None,
         "token_heads": lambda: None, "experts": lambda: None,
+        "out": lambda: os.path.join(tempfile.mkdtemp(), "features.safetensors"),
+        "n_features": lambda: 1,
         "generation_id": lambda: owner.generate("alice", "hi", max_new_tokens=2).id,
     }
     if name == "model" and (owner in HOSTED or isinstance(owner, HostedGenerator)):
@@ -88,6 +93,10 @@ def extra_options(owner: Any, method: str) -> dict[str, Any]:
         return {"api_key": "sk-test", "base_url": url, "max_retries": 0, "timeout": 5}
     if method == "record_feedback":  # one kind of feedback (see ONE_OF)
         return {"rating": "up"}
+    if method == "learn_features":  # the fixture's crowd, and a small real encoder
+        from personalizer.backends.rewards import CausalLMEncoder
+
+        return {"min_users": 20, "encoder": CausalLMEncoder(owner.generator)}
     if isinstance(owner, (LocalGenerator, Personalizer, HostedGenerator)) and method in (
             "generate", "stream", "agenerate", "astream", "generate_batch"):
         return {"max_new_tokens": 2}
@@ -212,6 +221,16 @@ def test_every_facade_method_refuses_bad_arguments_with_the_tree(
         if not there:
             personalizer.record_preference("alice", "p", "short", "a longer answer")
 
+    def a_crowd() -> None:  # learn_features needs 20 people with 5 choices each
+        alice_has_a_preference()
+        for u in range(20):
+            with contextlib.suppress(ProfileNotFound):
+                if personalizer.store.get(f"crowd-{u}").preference_count >= 5:
+                    continue
+            for i in range(5):
+                personalizer.record_preference(f"crowd-{u}", f"q{i}?", "e" * (u % 3 + i),
+                                               "x" * (i + 2))
+
     def no_alice() -> None:  # for the methods that create her
         with contextlib.suppress(ProfileNotFound):
             personalizer.store.delete("alice")
@@ -222,7 +241,7 @@ def test_every_facade_method_refuses_bad_arguments_with_the_tree(
         if name in ("close",):
             continue
         setup = no_alice if name in ("create_profile", "import_profile") else \
-            alice_has_a_preference
+            a_crowd if name == "learn_features" else alice_has_a_preference
         more, took = call_all(personalizer, name, fn, setup)
         failures += more
         accepted |= took
@@ -292,6 +311,8 @@ ACCEPTS_FACADE: Accepted = {
     "from_settings": {"toml_file": "None"},
     "export_preferences": {"user_id": "None"},  # None: everyone's
     "import_profile": {"replace": "True"},
+    # a file name (bytes are read as text, like every str argument); None: the MiniLM encoder
+    "learn_features": {"out": "bytes", "encoder": "None"},
     "list_profiles": {"after": "empty 5000x None bytes", "limit": "42"},  # after: any text
     "onboarding": {"max_questions": "42", "min_questions": "None", "pool": "None",
                    "restart": "True"},

@@ -110,8 +110,8 @@ def _asked(session):
                                              ("lists", 2.0), ("warm", 0.05)])
 def test_no_prompt_is_asked_twice_in_a_session(tmp_path: Path, rewards, taste: str,
                                                beta: float) -> None:
-    """Informative questions and checks alike: a clear person's session ends on two checks,
-    a noisy one's (beta 0.05) runs to max_questions with checks on the way."""
+    """Whoever answers, clear or at random (beta 0.05), and wherever the session stops:
+    every question of a session is about another prompt."""
     with Personalizer(db=tmp_path / "p.db", rewards=rewards) as p:
         user = SimulatedUser(taste_vector(taste, rewards.names) * 2.0, beta=beta, seed=3)
         session = p.onboarding(taste, max_questions=12)
