@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import onboarding_people as people  # noqa: E402
+import onboarding_people as people
 
-from personalizer import Personalizer  # noqa: E402
-from personalizer.profiles import default_reward_set, question_bank  # noqa: E402
-from personalizer.profiles.learning.app_features import extended_reward_set  # noqa: E402
+from personalizer import Personalizer
+from personalizer.profiles import default_reward_set, question_bank
+from personalizer.profiles.learning.app_features import extended_reward_set
 
 SOCIAL = re.compile(r"\b(friends?|family|colleagues?|manager|partner|someone|others|people|"
                     r"team|neighbou?rs?|together|support)\b", re.IGNORECASE)

@@ -187,8 +187,13 @@ def _guard(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
 
 
 def public_api(cls: type[T]) -> type[T]:
-    """Guard every public method of ``cls`` (and ``__init__``) at the boundary."""
-    for name, value in list(vars(cls).items()):
+    """Guard every public method of ``cls`` (and ``__init__``) at the boundary, those it
+    inherits from this package's own base classes too (named as ``cls``'s)."""
+    inherited = {name: value for base in reversed(cls.__mro__[1:-1])
+                 if base.__module__.startswith("personalizer.")
+                 for name, value in vars(base).items()
+                 if name not in vars(cls) and not hasattr(value, "__wrapped__")}  # unguarded
+    for name, value in [*inherited.items(), *vars(cls).items()]:
         if name.startswith("_") and name != "__init__":
             continue
         where = f"{cls.__name__}.{name}" if name != "__init__" else cls.__name__

@@ -16,26 +16,22 @@ from pydantic import Field
 
 from personalizer.profiles import (
     Onboarding,
-    Preference,
     Profile,
     ProfileLearner,
-    ProfilePage,
     ProfileStore,
     open_store,
-    validate_user_id,
 )
-from personalizer.profiles.export import export_texts, parse_export
 from personalizer.profiles.learning.app_features import LearnedFeatures, learn_features
 from personalizer.profiles.learning.learner import make_preference
 from personalizer.profiles.models import Judgement, UserId
 from personalizer.profiles.summaries import Summarizer
-from personalizer.profiles.training_sets import stored_records
 
 from ._boundary import Unchecked, public_api
 from ._input import MAX_REQUEST_CHARS, MAX_TEXT_CHARS, Limits
 from .answering import Answering, as_generator, one_reward_set
 from .errors import BackendError, InvalidInput
 from .feedback import Feedback, Retention
+from .profile_data import ProfileData
 from .seams import RewardSet, SimpleGenerator, SteerableGenerator
 from .steering import STRATEGIES, Strategy
 from .streams import AsyncStream, Stream
@@ -58,7 +54,7 @@ def __getattr__(name: str) -> Any:
 
 
 @public_api
-class Personalizer:
+class Personalizer(ProfileData):
     """Per-user personalization for an LLM application.
 
     ``db`` is a path to the embedded SQLite store (default ``$PERSONALIZER_DB`` or
@@ -185,21 +181,7 @@ class Personalizer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- profiles ------------------------------------------------------------------------
-
-    def profile(self, user_id: UserId) -> Profile:
-        """The user's profile (coefficients, uncertainty, summary, history size)."""
-        return self.store.get(user_id)
-
-    def create_profile(self, user_id: UserId) -> Profile:
-        """Create an empty profile; :class:`~personalizer.errors.ProfileExists` if present."""
-        return self.store.create(user_id)
-
-    def list_profiles(self, *, limit: int = 100, after: str | None = None) -> ProfilePage:
-        """One page of profiles in user-id order (``after``: the ``next_after`` of the page
-        before)."""
-        self.limits.check("Personalizer.list_profiles", [("after", after)])
-        return self.store.list_profiles(limit=limit, after=after)
+    # -- learning ------------------------------------------------------------------------
 
     def record_preference(self, user_id: UserId, prompt: str, chosen: str, rejected: str, *,
                           reason: str | None = None, source: str = "feedback",
@@ -298,10 +280,10 @@ class Personalizer:
         the summary like other preferences (``summary_every``), so a reason given with an
         answer reaches it."""
         self._need_learner("onboarding")
-        for name, where in (("prior", "Personalizer(prior=...): learning, onboarding and "
-                                      "refits must start from the same one"),
-                            ("after_answer", "Personalizer(summary_every=...): answers "
-                                             "refresh the summary like other preferences")):
+        for name, where in (("prior", ("Personalizer(prior=...): learning, onboarding and "
+                                       "refits must start from the same one")),
+                            ("after_answer", ("Personalizer(summary_every=...): answers "
+                                              "refresh the summary like other preferences"))):
             if name in options:
                 raise InvalidInput(f"onboarding takes no {name}=; set it on {where}")
         return Onboarding(self.store, self.rewards, user_id, pool, prior=self._prior,
@@ -381,38 +363,3 @@ class Personalizer:
                 f"{what} needs a reward set: Personalizer(db, rewards=...), for example "
                 "rewards=personalizer.profiles.default_reward_set()")
         return self._learner
-
-    def preferences(self, user_id: UserId) -> list[Preference]:
-        """The user's preference history, oldest first."""
-        return self.store.preferences(user_id)
-
-    def export_preferences(self, user_id: UserId | None = None, *,
-                           format: Literal["dpo", "sft"] = "dpo") -> list[dict[str, Any]]:
-        """One person's or everyone's choices as records TRL reads directly, naming no one
-        (:func:`~personalizer.profiles.training_sets.stored_records`)."""
-        return stored_records(self.store, user_id, format)
-
-    def export_profile(self, user_id: UserId) -> dict[str, Any]:
-        """Everything stored about the user, as a JSON-ready dict (see ``profiles/export.py``);
-        kept answers past the age limit are deleted first, never exported."""
-        self.store.prune_generations(user_id=validate_user_id(user_id),
-                                     max_age_s=self._feedback.retention.max_age_s)
-        return self.store.export_profile(user_id)
-
-    def prune_generations(self) -> int:
-        """Delete every user's kept answers older than ``keep_generations_days`` (answers are
-        otherwise pruned when their user gets a new one; run this now and then for users who
-        stopped asking). Returns how many were deleted."""
-        return self.store.prune_generations(max_age_s=self._feedback.retention.max_age_s)
-
-    def import_profile(self, data: Mapping[str, Any] | str | bytes, *,
-                       replace: bool = False) -> Profile:
-        """Restore a profile from :meth:`export_profile` output (dict or JSON text). Each
-        text in it is held to ``max_text_chars`` (a whole history has no total limit)."""
-        self.limits.check("Personalizer.import_profile", export_texts(parse_export(data)),
-                          one_request=False)
-        return self.store.import_profile(data, replace=replace)
-
-    def delete_profile(self, user_id: UserId) -> int:
-        """Delete every stored row of the user; returns how many rows were removed."""
-        return self.store.delete(user_id)

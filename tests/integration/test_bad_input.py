@@ -10,12 +10,11 @@ its reason); a value accepted and not listed, or listed and refused, fails the t
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import asyncio
 import contextlib
 import inspect
+import os
+import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
