@@ -148,8 +148,8 @@ def learn_features(store: Any, rewards: Any, out: str | os.PathLike[str], *,
         raise InvalidInput(
             f"learning features needs at least {min_users} people with {min_comparisons} "
             f"or more choices each; the store has {data.n_users}. Let the app collect more "
-            "preferences first (or lower min_users, knowing the features then describe "
-            "those few people)")
+            f"preferences first (or lower min_users, {MIN_USERS} at least, knowing the features "
+            "then describe those few people)")
     if encoder is None:
         from personalizer.backends.rewards import SentenceEncoder
 
