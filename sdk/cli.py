@@ -258,21 +258,22 @@ def onboard(db: str, user: str, taste: str | None, questions: int, seed: int,
         session = p.onboarding(user, max_questions=questions, restart=restart,
                                domains=list(domains) or None)
         simulate = None if simulated is None else simulated.chooser(rewards)
-        while not session.done:
-            q = session.next_question()
+
+        def ask(q: Any) -> Any:
             console.print(_question_view(q, session.max_questions))
-            reason = None
             if simulate is not None:
-                reply = simulate(q)
-                console.print(f"  → {reply + 1} (simulated '{taste}' user)")
-            else:
-                reply = _REPLIES[click.prompt("  Which do you prefer?", show_choices=True,
-                                              type=click.Choice(list(_REPLIES)))]
-                if reply in ("both_fine", "neither"):
-                    reason = click.prompt("  Why? (optional, Enter to skip)", default="",
-                                          show_default=False).strip() or None
-            choice, strength = reply if isinstance(reply, tuple) else (reply, None)
-            profile = session.answer(q.id, choice, strength=strength, reason=reason)
+                choice = simulate(q)
+                console.print(f"  → {choice + 1} (simulated '{taste}' user)")
+                return choice
+            reply = _REPLIES[click.prompt("  Which do you prefer?", show_choices=True,
+                                          type=click.Choice(list(_REPLIES)))]
+            if reply not in ("both_fine", "neither"):
+                return reply
+            why = click.prompt("  Why? (optional, Enter to skip)", default="",
+                               show_default=False).strip()
+            return reply, None, why or None
+
+        profile = session.run(ask)
         console.print(f"\n[bold]Onboarding of {user} complete[/] "
                       f"({len(session.state.asked)} answers).\n")
         console.print(profile_view(profile))

@@ -237,20 +237,23 @@ class Onboarding:
             return None
         return int(np.argmax(np.where(ok, gains, -np.inf)))
 
-    def run(self, answer: Callable[[Question], Answer]) -> Profile:
+    def run(self, answer: Callable[[Question], Answer | tuple[Any, Any, str | None]]
+            ) -> Profile:
         """Ask until the session is done: ``answer(question)`` says what the person thinks —
         0 or 1 (the option they prefer), ``(0 or 1, "much" or "slightly")`` with a strength,
-        or ``"both_fine"`` / ``"neither"`` — from a person at a prompt, a UI callback, or a
-        simulated person (:meth:`SimulatedUser.chooser`). Each answer is stored as it comes,
-        so a session that stops (an exception, a closed window) resumes where it stopped.
-        Returns the profile."""
+        or ``"both_fine"`` / ``"neither"``, or ``(any of those, strength or None, reason)``
+        with their words — from a person at a prompt, a UI callback, or a simulated person
+        (:meth:`SimulatedUser.chooser`). Each answer is stored as it comes, so a session that
+        stops (an exception, a closed window) resumes where it stopped. Returns the
+        profile."""
         while not self.done:
             question = self.next_question()
             reply = answer(question)
-            if isinstance(reply, tuple) and len(reply) == 2:
-                self.answer(question.id, reply[0], strength=reply[1])
-            else:
-                self.answer(question.id, reply)  # type: ignore[arg-type]
+            choice, strength, reason = (
+                reply if isinstance(reply, tuple) and len(reply) == 3
+                else (*reply, None) if isinstance(reply, tuple) and len(reply) == 2
+                else (reply, None, None))
+            self.answer(question.id, choice, strength=strength, reason=reason)
         return self.profile
 
     def answer(self, question_id: str, choice: int | Literal["both_fine", "neither"], *,
