@@ -42,7 +42,7 @@ from ..models import Profile
 from ..training_sets import TIES, stored_histories
 from .features import learn_heads
 from .posterior import Posterior, fit_posterior, preference_probability
-from .priors import population_prior
+from .priors import POPULATION_FLOOR, population_prior
 
 __all__ = ["ExtendedRewardSet", "LearnedFeatures", "extended_reward_set", "learn_features",
            "migratable", "migrate_profile"]
@@ -218,7 +218,8 @@ def _accuracy(emb: np.ndarray, base: np.ndarray, data: _History, held: np.ndarra
     mean, scale = _normalized(emb, heads)
     results = []
     for feats in (base, np.concatenate([base, (emb @ heads.T - mean) / scale], axis=1)):
-        prior = population_prior(_posteriors(feats, data, ~held), min_users=1)
+        prior = population_prior(_posteriors(feats, data, ~held), min_users=1,
+                                 shrink=POPULATION_FLOOR)
         d = feats[data.chosen] - feats[data.rejected]
         right = []
         for u in range(data.n_users):
@@ -237,7 +238,7 @@ def _write(out: str | os.PathLike[str], rewards: Any, encoder: Any, heads: np.nd
     mean, scale = _normalized(emb, heads)
     feats = np.concatenate([base, (emb @ heads.T - mean) / scale], axis=1)
     prior = population_prior(_posteriors(feats, data, np.ones(len(data.users), bool)),
-                             min_users=1)
+                             min_users=1, shrink=POPULATION_FLOOR)
     meta = {"names": json.dumps(names), "base_id": rewards.id,
             "base_version": rewards.version, "encoder_dim": str(encoder.dim),
             "mean": json.dumps(mean.tolist()), "scale": json.dumps(scale.tolist()),

@@ -29,7 +29,7 @@ from ..base import ProfileStore
 from ..models import JUDGEMENTS, Preference, Profile, Rating, validate_user_id
 from .app_features import migrate_profile
 from .posterior import Posterior, fit_posterior, judgement_bounds, preference_probability
-from .priors import prior_from_sums, shipped_prior
+from .priors import POPULATION_FLOOR, prior_from_sums, shipped_prior
 
 __all__ = ["ProfileLearner", "make_preference"]
 
@@ -91,11 +91,13 @@ class ProfileLearner:
         """The population prior for a newcomer (other users of this reward set), from the
         store's aggregate over learned profiles of this reward set version; with fewer than
         ``min_population`` of them, :attr:`fallback_prior`: the built-in prior shipped with
-        the default reward set (:mod:`.priors`), else ``N(0, prior_scale^2 I)``."""
+        the default reward set (:mod:`.priors`), else ``N(0, prior_scale^2 I)``. Every
+        variance of the population's gets :data:`~.priors.POPULATION_FLOOR`, as the shipped
+        prior does, so that a taste few users have is not shrunk away."""
         sums = self.store.population_sums(self.rewards.id, self.rewards.version,
                                           exclude=exclude)
         return prior_from_sums(sums, self.rewards.names, min_users=self.min_population,
-                               fallback=self.fallback_prior)
+                               fallback=self.fallback_prior, shrink=POPULATION_FLOOR)
 
     def _matches(self, p: Profile) -> bool:
         return (p.reward_set_id == self.rewards.id
