@@ -264,6 +264,16 @@ def answerer(utility, beta: float, seed: int, graded: bool):  # noqa: ANN001, AN
     return answer
 
 
+def ask_one(session: object, answer) -> None:  # noqa: ANN001
+    """One question of ``session`` answered by ``answer`` (plain or graded)."""
+    q = session.next_question()  # type: ignore[attr-defined]
+    reply = answer(q)
+    if isinstance(reply, tuple):
+        session.answer(q.id, reply[0], strength=reply[1])  # type: ignore[attr-defined]
+    else:
+        session.answer(q.id, reply)  # type: ignore[attr-defined]
+
+
 def accuracy(p: Personalizer, pairs: list, truth: list, user: str = "person") -> float:
     """Share of held-out pairs whose noise-free choice the profile predicts (a prediction of
     exactly one half counts half)."""
@@ -288,12 +298,7 @@ def run_person(taste: str, seed: int, beta: float, rewards: object, *,
         session = p.onboarding("person", max_questions=max(CHECKPOINTS),
                                min_questions=max(CHECKPOINTS), pool=pool)
         for asked in range(1, max(CHECKPOINTS) + 1):
-            q = session.next_question()
-            reply = answer(q)
-            if isinstance(reply, tuple):
-                session.answer(q.id, reply[0], strength=reply[1])
-            else:
-                session.answer(q.id, reply)
+            ask_one(session, answer)
             if asked in CHECKPOINTS:
                 out["acc"][asked] = accuracy(p, pairs, truth)
                 out["coef"][asked] = p.profile("person").coefficients[MAIN[taste]]
@@ -348,12 +353,7 @@ def hard_person(name: str, seed: int, rewards: object, *, graded: bool = False,
         session = p.onboarding("person", max_questions=10, min_questions=10)
         answer = answerer(utility, beta, seed, graded)
         for _ in range(10):
-            q = session.next_question()
-            reply = answer(q)
-            if isinstance(reply, tuple):
-                session.answer(q.id, reply[0], strength=reply[1])
-            else:
-                session.answer(q.id, reply)
+            ask_one(session, answer)
             curve.append(accuracy(p, pairs, truth))
             if len(curve) == 5:
                 first = accuracy(p, first_pairs, first_truth)
