@@ -13,6 +13,7 @@ default reward set (``rewards``) sit at the top.
 from .base import PopulationSums, ProfilePage, ProfileStore
 from .conditioning import BLOCK_END, BLOCK_START, condition, profile_block, profile_request
 from .export import EXPORT_SCHEMA, EXPORT_SCHEMA_VERSION, ProfileExport, parse_export
+from .learning.app_features import ExtendedRewardSet, LearnedFeatures, extended_reward_set
 from .learning.learner import ProfileLearner
 from .learning.posterior import Posterior
 from .models import Judgement, OnboardingState, Preference, Profile, validate_user_id
@@ -33,7 +34,9 @@ __all__ = [
     "DEFAULT_DB",
     "EXPORT_SCHEMA",
     "EXPORT_SCHEMA_VERSION",
+    "ExtendedRewardSet",
     "Judgement",
+    "LearnedFeatures",
     "Onboarding",
     "OnboardingState",
     "PoolItem",
@@ -57,6 +60,7 @@ __all__ = [
     "condition",
     "default_db_path",
     "default_reward_set",
+    "extended_reward_set",
     "generate_pool",
     "open_store",
     "parse_export",

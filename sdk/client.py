@@ -260,8 +260,9 @@ class Personalizer(ProfileData):
                        min_users: int = 50, encoder: Any = None) -> LearnedFeatures:
         """Learn ``n_features`` extra features from every stored person's choices, next to
         this reward set, and write them to ``out``; returns what it measured. Serve them
-        with ``rewards=extended_reward_set(out)`` (or the ``features`` setting): profiles
-        migrate on their next answer. See :mod:`~personalizer.profiles.learning.app_features`."""
+        with ``rewards=personalizer.profiles.extended_reward_set(out)`` (or the ``features``
+        setting): profiles migrate on their next answer. See
+        :mod:`~personalizer.profiles.learning.app_features`."""
         self._need_learner("learn_features")
         return learn_features(self.store, self.rewards, out, n_features=n_features,
                               min_users=min_users, encoder=encoder)
