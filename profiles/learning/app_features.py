@@ -269,6 +269,12 @@ def extended_reward_set(path: str | os.PathLike[str], rewards: Any = None, *,
 
     from ..rewards import default_reward_set
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInput(f"path must be a learned-features file's path, not "
+                           f"{type(path).__name__}")
+    if rewards is not None and not isinstance(rewards, RewardSet):
+        raise InvalidInput(f"rewards must be the RewardSet the features were learned next to "
+                           f"(default: the built-in attributes), not {type(rewards).__name__}")
     st = require("safetensors", extra="local", feature="loading learned features")
     rewards = default_reward_set() if rewards is None else rewards
     where = f"{str(path)!r:.200}"

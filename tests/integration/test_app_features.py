@@ -224,6 +224,10 @@ def test_settings_and_files_that_cannot_work_are_refused(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidInput, match="no learned-features file at"):
         extended_reward_set(tmp_path / "missing.safetensors", encoder=object())
+    with pytest.raises(InvalidInput, match="path must be"):
+        extended_reward_set(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="rewards must be the RewardSet"):
+        extended_reward_set(tmp_path / "f.safetensors", 42)
     monkeypatch.setenv("PERSONALIZER_FEATURES", str(tmp_path / "f.safetensors"))
     monkeypatch.setenv("PERSONALIZER_REWARDS", "none")
     with pytest.raises(InvalidInput, match="features extend the default reward set"):
