@@ -119,8 +119,9 @@ def learn_features(store: Any, rewards: Any, out: str | os.PathLike[str], *,
     People with fewer than ``min_comparisons`` (5 or more: every fifth is held out to
     measure) ordered choices (ties carry no order) are left out; fewer than ``min_users``
     (20 or more) such people is an :class:`InvalidInput` (features learned from a handful of
-    people describe those people, and the population prior the file carries needs 20). ``encoder`` embeds answers
-    (default: the MiniLM ``SentenceEncoder``, the ``local`` extra).
+    people describe those people, and the population prior the file carries needs 20).
+    ``encoder`` embeds answers (default: the MiniLM ``SentenceEncoder``, the ``local``
+    extra).
     """
     if isinstance(n_features, bool) or not isinstance(n_features, int) or \
             not 1 <= n_features <= 8:
@@ -198,10 +199,14 @@ def _fit(emb: np.ndarray, base: np.ndarray, data: _History, rows: np.ndarray, *,
                        steps=steps, seed=seed, whiten=False).weight
 
 
-def _normalized(emb: np.ndarray, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _extended(emb: np.ndarray, base: np.ndarray, heads: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every text's features over the extended set (the heads' outputs normalised over
+    these texts), and that normalisation's mean and scale."""
     raw = emb @ heads.T
     std = raw.std(axis=0)
-    return raw.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+    mean, scale = raw.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+    return np.concatenate([base, (raw - mean) / scale], axis=1), mean, scale
 
 
 def _posteriors(feats: np.ndarray, data: _History, rows: np.ndarray) -> list[Posterior]:
@@ -215,9 +220,8 @@ def _accuracy(emb: np.ndarray, base: np.ndarray, data: _History, held: np.ndarra
               heads: np.ndarray) -> tuple[float, float]:
     """Held-out accuracy with the reward set alone and with the learned features: each
     person's posterior from the population prior (of everyone's training comparisons)."""
-    mean, scale = _normalized(emb, heads)
     results = []
-    for feats in (base, np.concatenate([base, (emb @ heads.T - mean) / scale], axis=1)):
+    for feats in (base, _extended(emb, base, heads)[0]):
         prior = population_prior(_posteriors(feats, data, ~held), min_users=1,
                                  shrink=POPULATION_FLOOR)
         d = feats[data.chosen] - feats[data.rejected]
@@ -235,8 +239,7 @@ def _write(out: str | os.PathLike[str], rewards: Any, encoder: Any, heads: np.nd
            emb: np.ndarray, base: np.ndarray, data: _History, names: list[str]) -> Any:
     """Write the heads, their normalisation and the population prior; the extended set."""
     st = require("safetensors.numpy", extra="local", feature="saving learned features")
-    mean, scale = _normalized(emb, heads)
-    feats = np.concatenate([base, (emb @ heads.T - mean) / scale], axis=1)
+    feats, mean, scale = _extended(emb, base, heads)
     prior = population_prior(_posteriors(feats, data, np.ones(len(data.users), bool)),
                              min_users=1, shrink=POPULATION_FLOOR)
     meta = {"names": json.dumps(names), "base_id": rewards.id,
