@@ -145,7 +145,7 @@ class PersonalizerSettings(BaseSettings):
 
             rewards = default_reward_set()
             if self.features:
-                from personalizer.profiles.learning.app_features import extended_reward_set
+                from personalizer.profiles import extended_reward_set
 
                 rewards = extended_reward_set(self.features, rewards)
         out: dict[str, Any] = {
