@@ -375,6 +375,26 @@ def learn(db: str, out: Path, n_features: int, min_users: int) -> None:
 
 
 @main.command()
+@click.option("--config", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A settings TOML file (else $PERSONALIZER_CONFIG and PERSONALIZER_*).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, help="Port to bind.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+def serve(config: str | None, host: str, port: int, workers: int) -> None:
+    """Serve the OpenAI-compatible gateway and the profile endpoints (extra: server).
+
+    Example: PERSONALIZER_GENERATOR=smollm2 personalizer serve --port 8000
+    """
+    import os
+
+    from .server import serve as run
+
+    if config is not None:  # every worker reads the same file
+        os.environ["PERSONALIZER_CONFIG"] = str(Path(config).resolve())
+    run(host=host, port=port, workers=workers)
+
+
+@main.command()
 @DB_OPTION
 def demo(db: str) -> None:
     """Run the demo: four simulated people onboard, then SmolLM2 answers steered for each.

@@ -82,6 +82,16 @@ class PersonalizerSettings(BaseSettings):
                                 "call may bring (a prompt, a response, a message, a reason).")
     max_request_chars: int = Field(default=MAX_REQUEST_CHARS, ge=1, description="Longest "
                                    "request: all the texts of one call together.")
+    server_keys: SecretStr | None = Field(
+        default=None, description="The gateway's API keys and their scopes: "
+        "'key1=chat,profiles:read;key2=admin' (scopes: chat, profiles:read, profiles:write, "
+        "admin). Unset: `personalizer serve` only binds to a loopback address.")
+    server_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1 << 31,
+                                       description="The gateway refuses larger request "
+                                       "bodies (413).")
+    server_model: str | None = Field(
+        default=None, min_length=1, max_length=256, description="The model name the gateway "
+        "serves (what clients send as model); default: model, or the generator's name.")
 
     @classmethod
     def load(cls, toml_file: str | os.PathLike[str] | None = None,
@@ -157,6 +167,12 @@ class PersonalizerSettings(BaseSettings):
         if self.strength is not None:
             out["strength"] = self.strength
         return out
+
+    def served_model(self) -> str:
+        """The model name the gateway answers to: ``server_model``, else ``model``, else
+        the generator's name (``smollm2``)."""
+        name = self.server_model or self.model or self.generator
+        return name if len(name) <= 256 else name[-256:]
 
     def build_generator(self, rewards: Any) -> Any:
         """The generator these settings name (None for ``generator="none"``)."""

@@ -1,0 +1,84 @@
+"""Errors as the OpenAI API shapes them: ``{"error": {"message", "type", "code", "param"}}``
+with the HTTP status that says what happened, mapped from the
+:class:`~personalizer.errors.PersonalizerError` tree (and from the upstream provider's
+errors, which arrive as its :class:`~personalizer.errors.ProviderError` subclasses).
+
+Messages are our own words: never a stack trace; an upstream provider's message is cut
+short. Pure: no web framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from personalizer import errors as e
+
+__all__ = ["Problem", "problem_of"]
+
+_UPSTREAM_CHARS = 300
+
+
+class Problem(Exception):
+    """An error reply: status, OpenAI error type and code, the message, the parameter it
+    is about (if any) and extra headers (``Retry-After``)."""
+
+    def __init__(self, status: int, type: str, code: str, message: str, *,
+                 param: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.status, self.type, self.code, self.message = status, type, code, message
+        self.param, self.headers = param, headers
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code,
+                          "param": self.param}}
+
+
+# most specific first: the first class an error is an instance of decides
+_MAP: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (e.InvalidUserId, 400, "invalid_request_error", "invalid_user"),
+    (e.UnsupportedSchemaVersion, 400, "invalid_request_error", "unsupported_schema_version"),
+    (e.InvalidProfileData, 400, "invalid_request_error", "invalid_profile_data"),
+    (e.RewardSetMismatch, 409, "invalid_request_error", "reward_set_mismatch"),
+    (e.InvalidInput, 400, "invalid_request_error", "invalid_request"),
+    (e.ProfileNotFound, 404, "invalid_request_error", "profile_not_found"),
+    (e.ProfileExists, 409, "invalid_request_error", "profile_exists"),
+    (e.VersionConflict, 409, "invalid_request_error", "version_conflict"),
+    (e.StoreBusy, 503, "server_error", "store_busy"),
+    (e.StoreUnavailable, 503, "server_error", "store_unavailable"),
+    (e.StoreError, 500, "server_error", "store_error"),
+    (e.UnsupportedRequest, 400, "invalid_request_error", "unsupported_parameter"),
+    (e.ProviderRateLimited, 429, "requests", "upstream_rate_limited"),
+    (e.ProviderAuthFailed, 502, "server_error", "upstream_auth_failed"),
+    (e.ProviderTimeout, 504, "server_error", "upstream_timeout"),
+    (e.ProviderBadRequest, 400, "invalid_request_error", "upstream_bad_request"),
+    (e.ProviderServerError, 503, "server_error", "upstream_unavailable"),
+    (e.ProviderUnavailable, 503, "server_error", "upstream_unavailable"),
+    (e.ProviderError, 502, "server_error", "upstream_error"),
+    (e.MissingDependency, 500, "server_error", "missing_dependency"),
+    (e.BackendError, 500, "server_error", "backend_error"),
+)
+
+
+def problem_of(exc: BaseException) -> Problem:
+    """The reply for an exception raised while serving a request: ours by class, anything
+    else an opaque 500 (logged by the caller, not shown)."""
+    if isinstance(exc, Problem):
+        return exc
+    for cls, status, kind, code in _MAP:
+        if isinstance(exc, cls):
+            message = str(exc)
+            if isinstance(exc, e.ProviderError):
+                said = exc.provider_message
+                said = said if len(said) <= _UPSTREAM_CHARS else said[:_UPSTREAM_CHARS] + "..."
+                message = f"the upstream model ({exc.provider}) failed: {said}{exc.hint}"
+            elif isinstance(exc, e.StoreError) and status == 500:
+                message = ("the profile store failed; nothing was changed (the server's "
+                           "log has the details)")
+            elif isinstance(exc, (e.MissingDependency, e.BackendError)) and status == 500:
+                message = ("the model failed to answer (the server's log has the details)"
+                           if not isinstance(exc, e.MissingDependency) else str(exc))
+            headers = (("Retry-After", "1"),) if status in (429, 503) else ()
+            return Problem(status, kind, code, message, headers=headers)
+    return Problem(500, "server_error", "internal_error",
+                   "the gateway failed to serve this request (the server's log has the "
+                   "details)")
