@@ -120,7 +120,7 @@ async def _events(stream: AsyncStream, pieces: AsyncIterator[str], first: str | 
         if usage:
             yield _event(chunk(**head, done=done, usage=True))
         yield "data: [DONE]\n\n"
-    except Exception as exc:  # noqa: BLE001 - the reply has started: say it in the stream
+    except Exception as exc:  # the reply has started: say it in the stream
         problem = problem_of(exc)
         if problem.status >= 500:
             log.error("stream failed: %s", type(exc).__name__, exc_info=exc)

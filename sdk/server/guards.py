@@ -114,10 +114,12 @@ def access_log(app: FastAPI) -> None:
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        log.info("%s %s %d %.1fms", request.method, getattr(route, "path", "(no route)"),
-                 response.status_code, (time.perf_counter() - start) * 1000,
-                 extra={"method": request.method, "route": getattr(route, "path", None),
-                        "status": response.status_code})
+        path = getattr(route, "path", None)
+        ms = (time.perf_counter() - start) * 1000
+        log.info("method=%s route=%s status=%d ms=%.1f", request.method, path or "-",
+                 response.status_code, ms,
+                 extra={"method": request.method, "route": path,
+                        "status": response.status_code, "ms": round(ms, 1)})
         return response
 
 

@@ -67,7 +67,11 @@ def problem_of(exc: BaseException) -> Problem:
     for cls, status, kind, code in _MAP:
         if isinstance(exc, cls):
             message = str(exc)
-            if isinstance(exc, e.ProviderError):
+            if isinstance(exc, e.InvalidUserId):  # the id may be a name: not repeated
+                message = ("the user id is not valid: use 1-128 characters of A-Z a-z 0-9 "
+                           ". _ @ + : - starting with a letter or digit (hash external ids, "
+                           "for example with HMAC-SHA256, rather than sending names)")
+            elif isinstance(exc, e.ProviderError):
                 said = exc.provider_message
                 said = said if len(said) <= _UPSTREAM_CHARS else said[:_UPSTREAM_CHARS] + "..."
                 message = f"the upstream model ({exc.provider}) failed: {said}{exc.hint}"

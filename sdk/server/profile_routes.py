@@ -8,7 +8,7 @@ the store blocks), so its checks and errors are the facade's. Reads need the
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,15 +92,15 @@ def profile_router(personalizer: Any, keys: ApiKeys | None) -> APIRouter:
     router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 
     @router.get("", dependencies=[Depends(need(keys, "admin"))])
-    def list_profiles(limit: int = Query(default=100, ge=1, le=1000),
+    def list_profiles(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       after: str | None = None) -> ProfilePage:
         """One page of profiles in user-id order (``after``: the previous page's
         ``next_after``)."""
         return p.list_profiles(limit=limit, after=after)
 
     @router.post("/import", dependencies=write, status_code=201)
-    def import_profile(data: dict[str, Any] = Body(...),
-                       replace: bool = Query(default=False)) -> Profile:
+    def import_profile(data: Annotated[dict[str, Any], Body()],
+                       replace: Annotated[bool, Query()] = False) -> Profile:
         """Restore a person from an export (``replace=true`` over an existing one)."""
         return p.import_profile(data, replace=replace)
 

@@ -25,6 +25,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _log_config(uvicorn: object, level: str) -> dict:
+    """uvicorn's logging, plus the gateway's access lines (logger ``personalizer``)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["personalizer"] = {"handlers": ["default"], "level": level.upper(),
+                                         "propagate": False}
+    return config
+
+
 def run(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
         log_level: str = "info") -> None:
     """Check the settings, then serve until stopped (SIGINT/SIGTERM: in-flight answers
@@ -48,6 +60,7 @@ def run(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
     if not 1 <= workers <= 64:
         raise InvalidInput("workers must be between 1 and 64")
     uvicorn.run("personalizer.server.app:from_settings", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level, timeout_graceful_shutdown=GRACEFUL_S,
+                workers=workers, log_level=log_level, log_config=_log_config(uvicorn, log_level),
+                timeout_graceful_shutdown=GRACEFUL_S,
                 proxy_headers=False, server_header=False,
                 access_log=False)  # ours logs the route, never a user id in a path

@@ -1,0 +1,363 @@
+"""The gateway (personalizer.server), driven as apps meet it: the official openai SDK, sync
+and async, streaming and not, against uvicorn on 127.0.0.1; behind it a tiny local model
+(steered) or the hosted OpenAI generator pointed at the project's wire-format server (an
+OpenAI-compatible upstream, as vLLM's would be). Raw HTTP for what the SDK cannot send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from support import tiny
+from support.gateway import in_thread
+from support.provider_server import Scripted, content_text
+
+from personalizer import Personalizer
+from personalizer.backends import LocalGenerator, OpenAIGenerator
+from personalizer.backends.rewards import AttributeScorer, RewardSet
+from personalizer.profiles import default_reward_set
+from personalizer.server import ApiKeys, create_app
+
+pytest.importorskip("fastapi")
+
+LETTERS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"),
+                                                more="Use the letter e.")])
+CHAT = [{"role": "user", "content": "Hello there, how are you?"}]
+CHAT_KEY = "chat-key-0123456789abcdef"
+READ_KEY = "read-key-0123456789abcdef"
+ADMIN_KEY = "admin-key-0123456789abcdef"
+KEYS = f"{CHAT_KEY}=chat;{READ_KEY}=profiles:read;{ADMIN_KEY}=admin"
+
+
+def sdk(url: str, key: str = ADMIN_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+
+
+def extension(obj: Any) -> dict[str, Any]:
+    """The reply's ``personalizer`` object, as the official SDK exposes an extra field."""
+    return obj.model_extra["personalizer"]
+
+
+# -------------------------------------------------------------- a local model, steered
+
+
+@pytest.fixture(scope="module")
+def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Personalizer]]:
+    gen = LocalGenerator(tiny.gpt2(), tiny.tokenizer(), rewards=LETTERS, quality=None,
+                         prompt_rewards=None)
+    db = tmp_path_factory.mktemp("gateway") / "profiles.db"
+    with Personalizer(db, generator=gen) as p, in_thread(create_app(p, model="tiny")) as url:
+        p.store.get_or_create("eve")  # a person who likes the letter e
+        p.store.modify("eve", lambda prof: prof.model_copy(update={
+            "coefficients": {"e_count": 3.0}, "reward_set_id": LETTERS.id,
+            "reward_set_version": LETTERS.version}))
+        yield url, p
+
+
+def test_a_local_model_is_steered_toward_the_person_and_strength_0_is_plain(
+        local_gateway: tuple[str, Personalizer]) -> None:
+    url, _ = local_gateway
+    client = sdk(url)
+    plain = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=24)
+    assert extension(plain)["personalized"] is False
+    assert "no user" in extension(plain)["hint"]
+    steered = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=24,
+                                             user="eve")
+    ext = extension(steered)
+    assert ext["personalized"] is True and ext["generation_id"]
+    assert ext["steering"]["terms"][0]["name"] == "e_count"
+    text = steered.choices[0].message.content
+    assert text.count("e") > plain.choices[0].message.content.count("e")  # the reward rose
+    off = client.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=24, user="eve",
+        extra_body={"personalizer": {"strength": 0, "prompt_profile": False}})
+    assert off.choices[0].message.content == plain.choices[0].message.content
+    assert steered.usage.completion_tokens > 0 and steered.choices[0].finish_reason in (
+        "stop", "length")
+
+
+def test_a_stream_joins_to_the_answer_and_reports_usage_and_the_record(
+        local_gateway: tuple[str, Personalizer]) -> None:
+    url, _ = local_gateway
+    client = sdk(url)
+    whole = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=20,
+                                           user="eve")
+    chunks = list(client.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=20, user="eve", stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    last = [c for c in chunks if c.choices][-1]
+    assert last.choices[0].finish_reason == whole.choices[0].finish_reason
+    assert extension(last)["personalized"] is True
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == \
+        whole.usage.completion_tokens
+
+
+async def test_the_async_sdk_streams_and_answers(local_gateway: tuple[str, Personalizer]
+                                                 ) -> None:
+    url, _ = local_gateway
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+    whole, stream = await asyncio.gather(
+        client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=16,
+                                       user="eve"),
+        client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=16,
+                                       user="eve", stream=True))
+    pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    assert "".join(pieces) == whole.choices[0].message.content
+    await client.close()
+
+
+def test_what_a_steered_local_model_cannot_do_is_a_400_naming_what_works(
+        local_gateway: tuple[str, Personalizer]) -> None:
+    url, p = local_gateway
+    client = sdk(url)
+    before = p.list_profiles()
+    for extra, name in (({"n": 2}, "'n'"),
+                        ({"tools": [{"type": "function", "function": {"name": "f"}}]},
+                         "'tools'"),
+                        ({"response_format": {"type": "json_object"}}, "'response_format'"),
+                        ({"logit_bias": {"1": 5}}, "'logit_bias'")):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="tiny", messages=CHAT, user="zed", **extra)
+        assert err.value.code == "unsupported_parameter" and name in err.value.message
+        assert "parameters it takes" in err.value.message or "n requests" in err.value.message
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-4o", messages=CHAT)
+    assert err.value.code == "model_not_found"
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    assert p.list_profiles() == before  # nothing refused was stored: "zed" was never created
+
+
+# ------------------------------------------------------- a hosted upstream (wire-format)
+
+
+def system_of(body: dict) -> str:
+    """The upstream's answer: the system prompt it was sent (so the test sees the profile
+    block each request carried)."""
+    return " ".join(content_text(m.get("content")) for m in body["messages"]
+                    if m["role"] == "system") or "(no system prompt)"
+
+
+@pytest.fixture
+def hosted(server: Any, tmp_path: Any) -> Iterator[tuple[str, Personalizer]]:
+    server.clear()
+    server.reply = system_of
+    rewards = default_reward_set()
+    gen = OpenAIGenerator("upstream-m", base_url=server.openai_base_url, api_key="k",
+                          rewards=rewards, max_retries=0)
+    with Personalizer(tmp_path / "p.db", rewards=rewards, generator=gen) as p, \
+            in_thread(create_app(p, model="upstream-m", keys=KEYS)) as url:
+        yield url, p
+
+
+def test_each_person_gets_their_own_profile_and_never_anothers(
+        hosted: tuple[str, Personalizer]) -> None:
+    url, p = hosted
+    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    for user in ("ann", "bob"):
+        reply = admin.put(f"/v1/profiles/{user}/summary",
+                          json={"summary": f"{user.upper()}-MARK likes short answers"})
+        assert reply.status_code == 200 and reply.json()["source"] == "user"
+    client = sdk(url, CHAT_KEY)
+
+    def ask(i: int) -> tuple[str, str, bool]:
+        user = ("ann", "bob")[i % 2]
+        stream = i % 3 == 0
+        if stream:
+            chunks = list(client.chat.completions.create(model="upstream-m", messages=CHAT,
+                                                         user=user, stream=True))
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            personalized = extension([c for c in chunks if c.choices][-1])["personalized"]
+        else:
+            out = client.chat.completions.create(model="upstream-m", messages=CHAT, user=user)
+            text, personalized = out.choices[0].message.content, \
+                extension(out)["personalized"]
+        return user, text, personalized
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(48)))
+    for user, text, personalized in answers:
+        other = "BOB" if user == "ann" else "ANN"
+        assert f"{user.upper()}-MARK" in text and f"{other}-MARK" not in text
+        assert personalized
+    plain = client.chat.completions.create(model="upstream-m", messages=CHAT)
+    assert "MARK" not in plain.choices[0].message.content
+
+
+def test_a_newcomer_gets_a_plain_answer_marked_and_the_header_names_the_person(
+        hosted: tuple[str, Personalizer]) -> None:
+    url, p = hosted
+    client = sdk(url, CHAT_KEY)
+    out = client.chat.completions.create(
+        model="upstream-m", messages=CHAT,
+        extra_headers={"X-Personalizer-User": "newbie"})
+    ext = extension(out)
+    assert ext["personalized"] is False and "onboarding" in ext["hint"]
+    assert "user_profile" not in out.choices[0].message.content
+    assert p.profile("newbie").version >= 1  # created once served, as the facade does
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="upstream-m", messages=CHAT, user="a",
+                                       extra_headers={"X-Personalizer-User": "b"})
+    assert err.value.code == "invalid_user"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="upstream-m", messages=CHAT, user="not an id!")
+    assert err.value.code == "invalid_user" and "not an id" not in err.value.message
+
+
+def test_sampling_fields_reach_the_upstream_and_its_errors_come_back_in_openai_shape(
+        hosted: tuple[str, Personalizer], server: Any) -> None:
+    url, _ = hosted
+    client = sdk(url, CHAT_KEY)
+    client.chat.completions.create(model="upstream-m", messages=CHAT, user="ann",
+                                   temperature=0.3, top_p=0.5, max_tokens=7, stop=["\n"])
+    sent = server.requests[-1].body
+    assert (sent["temperature"], sent["top_p"], sent["stop"]) == (0.3, 0.5, ["\n"])
+    assert sent["model"] == "upstream-m" and 7 in (sent.get("max_tokens"),
+                                                   sent.get("max_completion_tokens"))
+    for status, kind, code in ((429, openai.RateLimitError, "upstream_rate_limited"),
+                               (500, openai.InternalServerError, "upstream_unavailable"),
+                               (401, openai.APIStatusError, "upstream_auth_failed")):
+        server.script(Scripted(status))
+        with pytest.raises(kind) as err:
+            client.chat.completions.create(model="upstream-m", messages=CHAT, user="ann")
+        assert err.value.code == code
+        assert "Traceback" not in err.value.message
+    server.script(Scripted(429))
+    with pytest.raises(openai.APIError) as err:  # a stream refused upstream: still a status
+        list(client.chat.completions.create(model="upstream-m", messages=CHAT, user="ann",
+                                            stream=True))
+    assert getattr(err.value, "status_code", None) == 429
+
+
+# ------------------------------------------------------------------ the profile endpoints
+
+
+def test_the_profile_endpoints_do_what_the_facade_does(hosted: tuple[str, Personalizer]
+                                                       ) -> None:
+    url, p = hosted
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    client = sdk(url, CHAT_KEY)
+    got = http.post("/v1/profiles/kim/preferences", json={
+        "prompt": "Tips?", "chosen": "Sleep.", "rejected": "Sleep well, eat well, and walk "
+        "every single day for at least half an hour."})
+    assert got.status_code == 200 and got.json()["preference_count"] == 1
+    answer = client.chat.completions.create(model="upstream-m", messages=CHAT, user="kim")
+    gid = extension(answer)["generation_id"]
+    got = http.post("/v1/profiles/kim/feedback", json={"generation_id": gid, "rating": "up"})
+    assert got.status_code == 200
+    q = http.get("/v1/profiles/kim/onboarding").json()
+    assert q["done"] is False and q["number"] == 1 and len(q["options"]) == 2
+    got = http.post("/v1/profiles/kim/onboarding", json={"question_id": q["id"], "choice": 0,
+                                                         "strength": "much"})
+    assert got.status_code == 200 and got.json()["preference_count"] == 2
+    assert http.get("/v1/profiles/kim/onboarding").json()["number"] == 2
+    exported = http.get("/v1/profiles/kim/export").json()
+    assert exported == json.loads(json.dumps(p.export_profile("kim"), default=str)) | {
+        "exported_at": exported["exported_at"]}
+    assert http.get("/v1/profiles").json()["profiles"][0]["user_id"] == "kim"
+    deleted = http.delete("/v1/profiles/kim").json()
+    assert deleted["rows_deleted"] > 0
+    assert http.get("/v1/profiles/kim").status_code == 404
+    restored = http.post("/v1/profiles/import", json=exported)
+    assert restored.status_code == 201 and p.profile("kim").preference_count == 2
+    assert http.post("/v1/profiles/import", json=exported).json()["error"]["code"] == \
+        "profile_exists"
+    assert "/v1/chat/completions" in http.get("/openapi.json").json()["paths"]
+    assert http.get("/healthz").json() == {"status": "ok"}
+    assert http.get("/readyz").json() == {"status": "ready"}
+
+
+# ------------------------------------------------------------------- keys and bad input
+
+
+def stored(p: Personalizer) -> list[dict[str, Any]]:
+    out = []
+    for prof in p.list_profiles(limit=1000).profiles:
+        data = p.export_profile(prof.user_id)
+        data.pop("exported_at")
+        out.append(data)
+    return out
+
+
+def test_keys_scopes_and_bad_input_get_the_documented_status_and_change_nothing(
+        hosted: tuple[str, Personalizer]) -> None:
+    url, p = hosted
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    httpx.put(f"{url}/v1/profiles/ann/summary", json={"summary": "short"}, headers=admin)
+    before = stored(p)
+    chat = {"model": "upstream-m", "messages": CHAT, "user": "ann"}
+    pref = {"prompt": "a", "chosen": "b", "rejected": "c"}
+    cases = [  # (method, path, key, body or raw bytes, status, code)
+        ("POST", "/v1/chat/completions", None, chat, 401, "missing_api_key"),
+        ("POST", "/v1/chat/completions", "wrong-key-0123456789", chat, 401, "invalid_api_key"),
+        ("POST", "/v1/chat/completions", READ_KEY, chat, 403, "insufficient_scope"),
+        ("GET", "/v1/profiles/ann", CHAT_KEY, None, 403, "insufficient_scope"),
+        ("DELETE", "/v1/profiles/ann", READ_KEY, None, 403, "insufficient_scope"),
+        ("GET", "/v1/profiles", READ_KEY, None, 403, "insufficient_scope"),
+        ("POST", "/v1/profiles/ann/preferences", ADMIN_KEY, b"{not json", 400, "invalid_json"),
+        ("POST", "/v1/chat/completions", ADMIN_KEY, b"[1, 2", 400, "invalid_json"),
+        ("POST", "/v1/chat/completions", ADMIN_KEY, chat | {"messages": "hi"}, 422,
+         "invalid_value"),
+        ("POST", "/v1/chat/completions", ADMIN_KEY, chat | {"temperature": "hot"}, 422,
+         "invalid_value"),
+        ("POST", "/v1/chat/completions", ADMIN_KEY,
+         chat | {"messages": [{"role": "tool", "content": "x"}]}, 400, "invalid_request"),
+        ("POST", "/v1/profiles/ann/preferences", ADMIN_KEY, pref | {"chosen": 3}, 422,
+         "invalid_value"),
+        ("POST", "/v1/profiles/ann/preferences", ADMIN_KEY, pref | {"extra": 1}, 422,
+         "invalid_value"),
+        ("POST", "/v1/profiles/bad%20id/preferences", ADMIN_KEY, pref, 400, "invalid_user"),
+        ("POST", "/v1/profiles/ann/feedback", ADMIN_KEY,
+         {"generation_id": "0" * 32, "rating": "up"}, 400, "invalid_request"),
+        ("POST", "/v1/profiles/ann/feedback", ADMIN_KEY,
+         {"generation_id": "x", "rating": "sideways"}, 422, "invalid_value"),
+        ("GET", "/v1/profiles/nobody", ADMIN_KEY, None, 404, "profile_not_found"),
+        ("DELETE", "/v1/profiles/nobody", ADMIN_KEY, None, 404, "profile_not_found"),
+        ("POST", "/v1/profiles/import", ADMIN_KEY, {"schema_version": 99}, 400, None),
+        ("POST", "/v1/profiles/ann/onboarding", ADMIN_KEY,
+         {"question_id": "nope", "choice": 0}, 400, "invalid_request"),
+        ("POST", "/v1/profiles/ann/preferences", ADMIN_KEY,
+         pref | {"chosen": "x" * 70_000}, 400, "invalid_request"),
+        ("POST", "/v1/profiles/ann/preferences", ADMIN_KEY,
+         b'{"prompt": "' + b"x" * (9 * 1024 * 1024) + b'"}', 413, "request_too_large"),
+        ("GET", "/v1/nowhere", ADMIN_KEY, None, 404, "not_found"),
+    ]
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for method, path, key, body, status, code in cases:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            if isinstance(body, bytes):
+                headers["content-type"] = "application/json"
+                reply = http.request(method, path, content=body, headers=headers)
+            else:
+                reply = http.request(method, path, json=body, headers=headers)
+            assert reply.status_code == status, (method, path, reply.text[:300])
+            if status >= 400:
+                error = reply.json()["error"]
+                assert set(error) == {"message", "type", "code", "param"}
+                assert code is None or error["code"] == code, (path, error)
+                assert "Traceback" not in reply.text and "xxxxxxxx" not in reply.text
+    assert stored(p) == before
+
+
+def test_keys_are_parsed_with_clear_errors_and_never_shown() -> None:
+    keys = ApiKeys.parse(" k1-0123456789abcdef = chat, profiles:read ; k2-0123456789abcdef=admin")
+    assert keys.scopes_of("k1-0123456789abcdef") == {"chat", "profiles:read"}
+    assert keys.scopes_of("k2-0123456789abcdef") == {"admin"}
+    assert keys.scopes_of("k1-0123456789abcdeX") is None
+    assert "0123456789" not in repr(keys)
+    from personalizer.errors import InvalidInput
+
+    for bad, said in (("", "no server keys"), ("short=chat", "shorter than 16"),
+                      ("k1-0123456789abcdef=chat,root", "'root'"),
+                      ("k1-0123456789abcdef", "key=scope"),
+                      ("k1-0123456789abcdef=chat;k1-0123456789abcdef=admin", "twice")):
+        with pytest.raises(InvalidInput, match=said) as err:
+            ApiKeys.parse(bad)
+        assert "0123456789abcdef" not in str(err.value)
