@@ -125,6 +125,22 @@ def test_demo_on_a_core_install_is_one_line_and_exit_2(bare: Path, tmp_path: Pat
     assert "Traceback" not in out.stderr + out.stdout
 
 
+def test_the_gateway_on_a_core_install_says_what_to_install(bare: Path,
+                                                           tmp_path: Path) -> None:
+    out = _run([str(bare / "personalizer"), "serve", "--port", "1"], tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "'fastapi'" in out.stderr and "pip install 'personalizer[server]'" in out.stderr
+    code = ("from personalizer import MissingDependency, Personalizer\n"
+            "from personalizer.server import create_app\n"
+            "try:\n"
+            "    create_app(Personalizer(':memory:'))\n"
+            "except MissingDependency as exc:\n"
+            "    print(exc)\n")
+    out = _run([str(bare / "python"), "-c", code], tmp_path)
+    assert out.returncode == 0 and "pip install 'personalizer[server]'" in out.stdout, \
+        out.stderr
+
+
 def test_version_flag(bare: Path, tmp_path: Path) -> None:
     import personalizer
 
