@@ -33,6 +33,7 @@ NEEDS = {
     "OpenAIGenerator": ("openai",),
     "AnthropicGenerator": ("anthropic",),
     "integrations.langchain": ("langchain_core",),
+    "personalizer.server": ("fastapi",),
 }
 LOADS_A_MODEL = ("smollm2(", "Substance(")
 
