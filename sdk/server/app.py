@@ -17,7 +17,7 @@ from personalizer import __version__
 from personalizer.errors import InvalidInput
 
 from .chat import chat_router
-from .guards import BodyLimit, access_log, error_reply, install_handlers
+from .guards import Guard, error_reply, install_handlers
 from .keys import ApiKeys
 from .problems import problem_of
 from .profile_routes import profile_router
@@ -79,8 +79,7 @@ def create_app(personalizer: Any, *, model: str = "personalizer", keys: KeysLike
                   description="OpenAI-compatible chat completions personalized per person, "
                   "and the profile endpoints.")
     install_handlers(app)
-    access_log(app)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(Guard, max_bytes=max_body_bytes)
     app.include_router(chat_router(personalizer, model, api_keys))
     app.include_router(profile_router(personalizer, api_keys))
 

@@ -37,6 +37,15 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRoute
     """The routes of the OpenAI surface for ``personalizer``, serving ``model``."""
     router = APIRouter(dependencies=[Depends(need(keys, "chat"))])
     p = personalizer
+    seen: list[Any] = [None, None, False]  # the facade's generator, as a Generator, steerable
+
+    def answerer() -> tuple[Any, bool]:
+        """The generator as a Generator and whether it steers (a runtime protocol check is
+        slow: done again only when the facade's generator was replaced)."""
+        if seen[0] is not p.generator:
+            generator = as_generator(p.generator)
+            seen[:] = [p.generator, generator, isinstance(generator, SteerableGenerator)]
+        return seen[1], seen[2]
 
     def model_card() -> dict[str, Any]:
         return {"id": model, "object": "model", "created": 0, "owned_by": "personalizer"}
@@ -61,8 +70,8 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRoute
             raise _no_model(request.model)
         request.refuse_unsupported()
         user = _user(request.user, x_personalizer_user)
-        generator = as_generator(p.generator)
-        options = chat_options(request, steerable=isinstance(generator, SteerableGenerator))
+        generator, steerable = answerer()
+        options = chat_options(request, steerable=steerable)
         messages = messages_of(request)
         ext = request.personalizer
         knobs = {} if ext is None else ext.model_dump(exclude_none=True)

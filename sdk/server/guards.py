@@ -1,13 +1,13 @@
 """What stands before every route: the API-key check (a dependency per scope), the body
-size limit (ASGI middleware), structured access logs without user text, and the error
-handlers that give every failure OpenAI's error shape."""
+size limit and structured access logs without user text (one ASGI middleware), and the
+error handlers that give every failure OpenAI's error shape."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +20,7 @@ from personalizer.errors import PersonalizerError
 from .keys import ApiKeys, allows
 from .problems import Problem, problem_of
 
-__all__ = ["BodyLimit", "access_log", "error_reply", "install_handlers", "need"]
+__all__ = ["Guard", "error_reply", "install_handlers", "need"]
 
 log = logging.getLogger("personalizer.server")
 
@@ -30,11 +30,12 @@ def error_reply(problem: Problem) -> JSONResponse:
                         headers=dict(problem.headers))
 
 
-def need(keys: ApiKeys | None, scope: str) -> Callable[[Request], None]:
+def need(keys: ApiKeys | None, scope: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency that admits a request whose ``Authorization: Bearer <key>`` has
-    ``scope`` (every request, when the gateway has no keys: loopback only)."""
+    ``scope`` (every request, when the gateway has no keys: loopback only). Async: it runs
+    on the event loop, not in a worker thread."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         if keys is None:
             return
         header = request.headers.get("authorization", "")
@@ -57,9 +58,11 @@ class _TooLarge(Exception):
     pass
 
 
-class BodyLimit:
-    """Refuse a request body over ``max_bytes`` with 413 before it is read (Content-Length)
-    or as soon as it passes the limit (a chunked body)."""
+class Guard:
+    """Pure ASGI middleware around every request: a body over ``max_bytes`` is refused
+    with 413 before it is read (Content-Length) or as soon as it passes the limit (a
+    chunked body); then one INFO line per request: method, route (its template: never a
+    user id or text), status and milliseconds."""
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -67,11 +70,9 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await self._refuse(send)
+        start = time.perf_counter()
+        status = 500
         seen = 0
-        started = False
 
         async def counted() -> dict:
             nonlocal seen
@@ -83,15 +84,26 @@ class BodyLimit:
             return message
 
         async def sending(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
         try:
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+                raise _TooLarge
             await self.app(scope, counted, sending)
         except _TooLarge:
-            if not started:
+            if status == 500:  # nothing sent yet
+                status = 413
                 await self._refuse(send)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            ms = (time.perf_counter() - start) * 1000
+            log.info("method=%s route=%s status=%d ms=%.1f", scope["method"], route or "-",
+                     status, ms, extra={"method": scope["method"], "route": route,
+                                        "status": status, "ms": round(ms, 1)})
 
     async def _refuse(self, send: Callable) -> None:
         problem = Problem(413, "invalid_request_error", "request_too_large",
@@ -103,24 +115,6 @@ class BodyLimit:
                                 (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
-
-
-def access_log(app: FastAPI) -> None:
-    """One INFO line per request: method, route (its template: never a user id or text),
-    status and milliseconds."""
-
-    @app.middleware("http")
-    async def logged(request: Request, call_next: Callable) -> Any:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", None)
-        ms = (time.perf_counter() - start) * 1000
-        log.info("method=%s route=%s status=%d ms=%.1f", request.method, path or "-",
-                 response.status_code, ms,
-                 extra={"method": request.method, "route": path,
-                        "status": response.status_code, "ms": round(ms, 1)})
-        return response
 
 
 def install_handlers(app: FastAPI) -> None:
