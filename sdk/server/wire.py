@@ -186,6 +186,11 @@ def extension(out: Generation | None, user: str | None) -> dict[str, Any]:
                             "personalized": personalized}
     if user is None:
         data["hint"] = "no user was named (the request's user field or X-Personalizer-User)"
+    elif record is not None and record.new_user:
+        data["hint"] = ("this person has told the app nothing yet, so the answer is not "
+                        "personalized; a few onboarding questions (GET and POST "
+                        "/v1/profiles/{user}/onboarding) or their choices (POST "
+                        "/v1/profiles/{user}/preferences) would let it be")
     elif record is not None and record.hint:
         data["hint"] = record.hint
     if record is not None:
