@@ -89,6 +89,9 @@ class PersonalizerSettings(BaseSettings):
     server_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1 << 31,
                                        description="The gateway refuses larger request "
                                        "bodies (413).")
+    server_max_concurrent: int | None = Field(
+        default=None, ge=1, le=100_000, description="The gateway answers at most this many "
+        "chat requests at once per worker (more get 503 with Retry-After); unset: no limit.")
     server_model: str | None = Field(
         default=None, min_length=1, max_length=256, description="The model name the gateway "
         "serves (what clients send as model); default: model, or the generator's name.")

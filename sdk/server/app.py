@@ -44,6 +44,7 @@ def _keys(keys: KeysLike) -> ApiKeys | None:
 
 def create_app(personalizer: Any, *, model: str = "personalizer", keys: KeysLike = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_concurrent: int | None = None,
                close_on_shutdown: bool = False) -> FastAPI:
     """The gateway for ``personalizer``: the OpenAI surface (``/v1/chat/completions``,
     ``/v1/models``, serving ``model``), the profile endpoints (``/v1/profiles/...``),
@@ -52,7 +53,9 @@ def create_app(personalizer: Any, *, model: str = "personalizer", keys: KeysLike
     ``keys``: the API keys and their scopes (``"key1=chat,profiles:read;key2=admin"``, a
     mapping or :class:`~personalizer.server.ApiKeys`); None admits every request, so only
     bind such an app to a loopback address (``personalizer serve`` refuses otherwise).
-    ``max_body_bytes`` refuses larger bodies with 413. ``close_on_shutdown`` closes the
+    ``max_body_bytes`` refuses larger bodies with 413. ``max_concurrent`` answers at most
+    that many chat requests at once (more get 503 with ``Retry-After``; None: no limit; a
+    local model in the process is best kept to a few). ``close_on_shutdown`` closes the
     Personalizer when the app stops (the app factory's own).
 
     Mount it into your own ASGI app with ``app.mount("/llm", create_app(p))``.
@@ -67,6 +70,10 @@ def create_app(personalizer: Any, *, model: str = "personalizer", keys: KeysLike
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) \
             or max_body_bytes < 1024:
         raise InvalidInput("max_body_bytes must be an int of at least 1024")
+    if max_concurrent is not None and (isinstance(max_concurrent, bool) or
+                                       not isinstance(max_concurrent, int) or
+                                       max_concurrent < 1):
+        raise InvalidInput("max_concurrent must be a whole number >= 1, or None")
     api_keys = _keys(keys)
 
     @asynccontextmanager
@@ -78,9 +85,9 @@ def create_app(personalizer: Any, *, model: str = "personalizer", keys: KeysLike
     app = FastAPI(title="personalizer gateway", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible chat completions personalized per person, "
                   "and the profile endpoints.")
-    install_handlers(app)
-    app.add_middleware(Guard, max_bytes=max_body_bytes)
-    app.include_router(chat_router(personalizer, model, api_keys))
+    install_handlers(app, max_body_bytes)
+    app.add_middleware(Guard, max_bytes=max_body_bytes, keys=api_keys)
+    app.include_router(chat_router(personalizer, model, api_keys, max_concurrent))
     app.include_router(profile_router(personalizer, api_keys))
 
     @app.get("/healthz", tags=["operations"])
@@ -116,6 +123,8 @@ def from_settings() -> FastAPI:
 
     settings = PersonalizerSettings.load()
     personalizer = Personalizer(**settings.arguments())
-    keys = settings.server_keys.get_secret_value() if settings.server_keys else None
+    keys = settings.server_keys.get_secret_value() if settings.server_keys is not None \
+        else None  # an empty setting is refused by the parser, never an open gateway
     return create_app(personalizer, model=settings.served_model(), keys=keys,
-                      max_body_bytes=settings.server_max_body_bytes, close_on_shutdown=True)
+                      max_body_bytes=settings.server_max_body_bytes,
+                      max_concurrent=settings.server_max_concurrent, close_on_shutdown=True)

@@ -9,12 +9,14 @@ reply's headers go out, so a refused request gets its error status, not a broken
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -24,7 +26,7 @@ from personalizer.seams import SteerableGenerator
 from personalizer.streams import AsyncStream
 
 from .guards import need
-from .keys import ApiKeys
+from .keys import ApiKeys, allows
 from .problems import Problem, problem_of
 from .wire import ChatRequest, chat_options, chunk, completion, messages_of, new_id
 
@@ -33,10 +35,14 @@ __all__ = ["chat_router"]
 log = logging.getLogger("personalizer.server")
 
 
-def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRouter:
-    """The routes of the OpenAI surface for ``personalizer``, serving ``model``."""
-    router = APIRouter(dependencies=[Depends(need(keys, "chat"))])
+def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
+                max_concurrent: int | None = None) -> APIRouter:
+    """The routes of the OpenAI surface for ``personalizer``, serving ``model``; at most
+    ``max_concurrent`` answers at once (more: 503 with ``Retry-After``)."""
+    router = APIRouter()
+    chat_key = need(keys, "chat")
     p = personalizer
+    slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
     seen: list[Any] = [None, None, False]  # the facade's generator, as a Generator, steerable
 
     def answerer() -> tuple[Any, bool]:
@@ -50,12 +56,12 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRoute
     def model_card() -> dict[str, Any]:
         return {"id": model, "object": "model", "created": 0, "owned_by": "personalizer"}
 
-    @router.get("/v1/models", tags=["openai"])
+    @router.get("/v1/models", tags=["openai"], dependencies=[Depends(chat_key)])
     async def models() -> dict[str, Any]:
         """The model this gateway serves."""
         return {"object": "list", "data": [model_card()] if p.generator is not None else []}
 
-    @router.get("/v1/models/{name:path}", tags=["openai"])
+    @router.get("/v1/models/{name:path}", tags=["openai"], dependencies=[Depends(chat_key)])
     async def one_model(name: str) -> dict[str, Any]:
         if name != model or p.generator is None:
             raise _no_model(name)
@@ -63,13 +69,36 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRoute
 
     @router.post("/v1/chat/completions", tags=["openai"], response_model=None)
     async def chat(request: ChatRequest,
-                   x_personalizer_user: str | None = Header(default=None)
+                   x_personalizer_user: Annotated[str | None, Header()] = None,
+                   # a default, not Annotated: this module's annotations are strings, and
+                   # FastAPI resolves them in the module's globals, where chat_key is not
+                   scopes: frozenset[str] = Depends(chat_key),  # noqa: B008
                    ) -> JSONResponse | StreamingResponse:
-        """A chat completion, personalized for the person named by ``user``."""
+        """A chat completion, personalized for the person named by ``user``. The reply's
+        ``personalizer`` object shows the person's weights (``why``, ``steering``) only to
+        a key that may read profiles."""
+        if slots is not None and slots.locked():
+            raise Problem(503, "server_error", "overloaded",
+                          f"the gateway is answering {max_concurrent} requests already "
+                          "(server_max_concurrent); try again shortly",
+                          headers=(("Retry-After", "1"),))
+        slot = await _Slot.take(slots)
+        try:
+            response = await answer(request, x_personalizer_user,
+                                    allows(scopes, "profiles:read"), slot)
+        except BaseException:
+            slot.release()
+            raise
+        if not isinstance(response, StreamingResponse):
+            slot.release()  # a stream releases it once written
+        return response
+
+    async def answer(request: ChatRequest, header_user: str | None, detail: bool,
+                     slot: _Slot) -> JSONResponse | StreamingResponse:
         if request.model != model or p.generator is None:
             raise _no_model(request.model)
         request.refuse_unsupported()
-        user = _user(request.user, x_personalizer_user)
+        user = _user(request.user, header_user)
         generator, steerable = answerer()
         options = chat_options(request, steerable=steerable)
         messages = messages_of(request)
@@ -88,7 +117,7 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRoute
             else:
                 out = await p.agenerate(user, messages, **knobs, **options)
             return JSONResponse(completion(out, model=model, user=user, ident=ident,
-                                           created=created))
+                                           created=created, detail=detail))
         if user is None:
             p.limits.check("chat", [(f"messages[{i}].content", m.content)
                                     for i, m in enumerate(messages)])
@@ -102,7 +131,7 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRoute
         except StopAsyncIteration:
             first = None
         events = _events(stream, pieces, first, ident=ident, model=model, created=created,
-                         user=user, usage=usage)
+                         user=user, usage=usage, detail=detail, slot=slot)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
@@ -110,10 +139,11 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None) -> APIRoute
 
 
 async def _events(stream: AsyncStream, pieces: AsyncIterator[str], first: str | None, *,
-                  ident: str, model: str, created: int, user: str | None,
-                  usage: bool) -> AsyncIterator[str]:
+                  ident: str, model: str, created: int, user: str | None, usage: bool,
+                  detail: bool, slot: _Slot) -> AsyncIterator[str]:
     """The stream's server-sent events in OpenAI's chunk format, ``[DONE]`` last; a failure
-    midway is an ``error`` event (the official SDKs raise it) and no ``[DONE]``."""
+    midway is an ``error`` event (the official SDKs raise it) and no ``[DONE]``. A client
+    that hangs up stops the generation; the clean-up runs even then (shielded)."""
     head = {"ident": ident, "model": model, "created": created}
     try:
         yield _event(chunk(**head, delta={"role": "assistant", "content": ""}))
@@ -125,7 +155,7 @@ async def _events(stream: AsyncStream, pieces: AsyncIterator[str], first: str | 
                     yield _event(chunk(**head, delta={"content": piece}))
         done = stream.generation
         finish = (done.finish_reason if done is not None else None) or "stop"
-        yield _event(chunk(**head, finish=finish, done=done, user=user))
+        yield _event(chunk(**head, finish=finish, done=done, user=user, detail=detail))
         if usage:
             yield _event(chunk(**head, done=done, usage=True))
         yield "data: [DONE]\n\n"
@@ -135,7 +165,28 @@ async def _events(stream: AsyncStream, pieces: AsyncIterator[str], first: str | 
             log.error("stream failed: %s", type(exc).__name__, exc_info=exc)
         yield _event(problem.body())
     finally:
-        await stream.aclose()
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+        slot.release()
+
+
+class _Slot:
+    """One answer's place among ``server_max_concurrent``, released once (none: no
+    limit)."""
+
+    def __init__(self, slots: asyncio.Semaphore | None) -> None:
+        self._slots = slots
+
+    @classmethod
+    async def take(cls, slots: asyncio.Semaphore | None) -> _Slot:
+        if slots is not None:
+            await slots.acquire()
+        return cls(slots)
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots, slots = None, self._slots
+            slots.release()
 
 
 def _event(data: dict[str, Any]) -> str:

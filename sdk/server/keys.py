@@ -5,9 +5,11 @@ time.
 each ``key=scope,scope``. The scopes:
 
 * ``chat``: ``/v1/chat/completions`` and ``/v1/models``;
-* ``profiles:read``: read one person's profile, summary, export and onboarding question;
-* ``profiles:write``: record choices and feedback, answer onboarding, edit summaries, import
-  and delete one person;
+* ``profiles:read``: read one person's profile, summary and export, and see the steering
+  record (``why``, ``steering``) in chat replies;
+* ``profiles:write``: record choices and feedback, onboarding (showing a question stores the
+  session's state), edit summaries, import and delete one person (the replies show the
+  profile written);
 * ``admin``: everything, listing every person included.
 
 This module imports nothing of ours but the error tree, and no web framework.
@@ -16,6 +18,7 @@ This module imports nothing of ours but the error tree, and no web framework.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -70,10 +73,12 @@ class ApiKeys:
     def _scopes(n: int, names: Iterable[str]) -> frozenset[str]:
         scopes = frozenset(s.strip() for s in names if s.strip())
         unknown = sorted(scopes - set(SCOPES))
-        if unknown or not scopes:
+        if unknown or not scopes:  # a scope is shown only when it cannot be a key: a
+            shown = [repr(u) if re.fullmatch(r"[a-z:]{1,32}", u) else "(not shown)"
+                     for u in unknown]  # missing ';' would make the next key a "scope"
             raise InvalidInput(f"server key {n + 1}: unknown or missing scope "
-                               f"{', '.join(map(repr, unknown)) or '(none)'}; use "
-                               f"{', '.join(SCOPES)}")
+                               f"{', '.join(shown) or '(none)'}; use {', '.join(SCOPES)}, "
+                               "and separate keys with ';'")
         return scopes
 
     def scopes_of(self, presented: str) -> frozenset[str] | None:

@@ -59,6 +59,31 @@ _MAP: tuple[tuple[type[BaseException], int, str, str], ...] = (
 )
 
 
+def _message(exc: BaseException, status: int) -> str:
+    """What the client is told: our own words; the upstream's only where they are about the
+    client's request (a refusal as sent, a rate limit), cut short. Failures of the gateway
+    or its upstream (the upstream's key refused, a model it does not know, no connection)
+    are the operator's to fix: the log has them, the client gets a fixed sentence."""
+    if isinstance(exc, e.InvalidUserId):  # the id may be a name: not repeated
+        return ("the user id is not valid: use 1-128 characters of A-Z a-z 0-9 . _ @ + : - "
+                "starting with a letter or digit (hash external ids, for example with "
+                "HMAC-SHA256, rather than sending names)")
+    if isinstance(exc, e.ProviderError):
+        if status in (400, 429):
+            said = exc.provider_message
+            said = said if len(said) <= _UPSTREAM_CHARS else said[:_UPSTREAM_CHARS] + "..."
+            return f"the upstream model refused the request: {said}"
+        return {502: "the upstream model could not be used (the gateway's log says why)",
+                503: "the upstream model is unavailable or overloaded; try again shortly",
+                504: "the upstream model did not answer in time; try again, or ask for fewer "
+                     "tokens"}.get(status, "the upstream model failed")
+    if isinstance(exc, e.StoreError) and status == 500:
+        return "the profile store failed; nothing was changed (the server's log has the details)"
+    if isinstance(exc, e.BackendError) and status == 500:
+        return "the model failed to answer (the server's log has the details)"
+    return str(exc)
+
+
 def problem_of(exc: BaseException) -> Problem:
     """The reply for an exception raised while serving a request: ours by class, anything
     else an opaque 500 (logged by the caller, not shown)."""
@@ -66,23 +91,10 @@ def problem_of(exc: BaseException) -> Problem:
         return exc
     for cls, status, kind, code in _MAP:
         if isinstance(exc, cls):
-            message = str(exc)
-            if isinstance(exc, e.InvalidUserId):  # the id may be a name: not repeated
-                message = ("the user id is not valid: use 1-128 characters of A-Z a-z 0-9 "
-                           ". _ @ + : - starting with a letter or digit (hash external ids, "
-                           "for example with HMAC-SHA256, rather than sending names)")
-            elif isinstance(exc, e.ProviderError):
-                said = exc.provider_message
-                said = said if len(said) <= _UPSTREAM_CHARS else said[:_UPSTREAM_CHARS] + "..."
-                message = f"the upstream model ({exc.provider}) failed: {said}{exc.hint}"
-            elif isinstance(exc, e.StoreError) and status == 500:
-                message = ("the profile store failed; nothing was changed (the server's "
-                           "log has the details)")
-            elif isinstance(exc, (e.MissingDependency, e.BackendError)) and status == 500:
-                message = ("the model failed to answer (the server's log has the details)"
-                           if not isinstance(exc, e.MissingDependency) else str(exc))
+            if isinstance(exc, e.ProviderBadRequest) and exc.status_code == 404:
+                status, kind, code = 502, "server_error", "upstream_not_found"
             headers = (("Retry-After", "1"),) if status in (429, 503) else ()
-            return Problem(status, kind, code, message, headers=headers)
+            return Problem(status, kind, code, _message(exc, status), headers=headers)
     return Problem(500, "server_error", "internal_error",
                    "the gateway failed to serve this request (the server's log has the "
                    "details)")

@@ -42,7 +42,7 @@ _UNSUPPORTED = {
 # What the gateway takes (named in every refusal).
 SUPPORTED = ("model", "messages", "user", "stream", "stream_options", "max_tokens",
              "max_completion_tokens", "temperature", "top_p", "stop", "seed", "n", "metadata",
-             "store", "personalizer")
+             "store", "service_tier", "prompt_cache_key", "safety_identifier", "personalizer")
 
 
 class Extension(BaseModel):
@@ -64,7 +64,8 @@ class StreamOptions(BaseModel):
 
 class ChatRequest(BaseModel):
     """A ``POST /v1/chat/completions`` body (fields outside :data:`SUPPORTED` are refused
-    with what works; ``metadata`` and ``store`` are accepted and ignored)."""
+    with what works; ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key`` and
+    ``safety_identifier`` are accepted and ignored: they are about OpenAI's own service)."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -82,6 +83,9 @@ class ChatRequest(BaseModel):
     n: int | None = Field(default=None, ge=1, le=128)
     metadata: dict[str, Any] | None = None
     store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
     personalizer: Extension | None = None
 
     @field_validator("max_tokens", "max_completion_tokens", "temperature", "top_p", "seed",
@@ -177,11 +181,13 @@ def _usage(out: Generation) -> dict[str, int] | None:
             "total_tokens": prompt + out.completion_tokens}
 
 
-def extension(out: Generation | None, user: str | None) -> dict[str, Any]:
+def extension(out: Generation | None, user: str | None, detail: bool) -> dict[str, Any]:
     """The reply's ``personalizer`` object: the generation id (for feedback), whether the
-    answer was personalized (and why not), the steering record and why, in words."""
+    answer was personalized (and why not); with ``detail`` (a key that may read profiles)
+    also why, in words, and the steering record, which show the person's weights."""
     record = out.steering if out is not None else None
-    personalized = user is not None and record is not None and not record.new_user
+    personalized = user is not None and record is not None and not record.new_user and \
+        (record.path != "plain" or bool(record.levers))
     data: dict[str, Any] = {"generation_id": out.id if out is not None else None,
                             "personalized": personalized}
     if user is None:
@@ -193,25 +199,26 @@ def extension(out: Generation | None, user: str | None) -> dict[str, Any]:
                         "/v1/profiles/{user}/preferences) would let it be")
     elif record is not None and record.hint:
         data["hint"] = record.hint
-    if record is not None:
+    if record is not None and detail:
         data["why"] = record.why()
         data["steering"] = record.model_dump(mode="json")
     return data
 
 
 def completion(out: Generation, *, model: str, user: str | None, ident: str,
-               created: int | None = None) -> dict[str, Any]:
+               created: int | None = None, detail: bool = True) -> dict[str, Any]:
     """A ``chat.completion`` object for ``out``."""
     return {"id": ident, "object": "chat.completion", "created": created or int(time.time()),
             "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": out.text},
                          "finish_reason": out.finish_reason or "stop", "logprobs": None}],
-            "usage": _usage(out), "personalizer": extension(out, user)}
+            "usage": _usage(out), "personalizer": extension(out, user, detail)}
 
 
 def chunk(*, ident: str, model: str, created: int, delta: dict[str, Any] | None = None,
           finish: Literal["stop", "length"] | None = None, done: Generation | None = None,
-          user: str | None = None, usage: bool = False) -> dict[str, Any]:
+          user: str | None = None, usage: bool = False, detail: bool = True
+          ) -> dict[str, Any]:
     """One ``chat.completion.chunk``: a delta, the last one (``finish`` and, with ``done``,
     the ``personalizer`` object), or the usage chunk (``usage=True``: no choices)."""
     body: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk", "created": created,
@@ -221,5 +228,5 @@ def chunk(*, ident: str, model: str, created: int, delta: dict[str, Any] | None 
     body["choices"] = [{"index": 0, "delta": delta or {}, "finish_reason": finish,
                         "logprobs": None}]
     if finish is not None:
-        body["personalizer"] = extension(done, user)
+        body["personalizer"] = extension(done, user, detail)
     return body

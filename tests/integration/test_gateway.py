@@ -11,20 +11,22 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
-import openai
 import pytest
-from support import tiny
-from support.gateway import in_thread
-from support.provider_server import Scripted, content_text
-
-from personalizer import Personalizer
-from personalizer.backends import LocalGenerator, OpenAIGenerator
-from personalizer.backends.rewards import AttributeScorer, RewardSet
-from personalizer.profiles import default_reward_set
-from personalizer.server import ApiKeys, create_app
 
 pytest.importorskip("fastapi")
+pytest.importorskip("openai")
+
+import httpx  # noqa: E402
+import openai  # noqa: E402
+from support import tiny  # noqa: E402
+from support.gateway import in_thread  # noqa: E402
+from support.provider_server import Scripted, content_text  # noqa: E402
+
+from personalizer import Personalizer  # noqa: E402
+from personalizer.backends import LocalGenerator, OpenAIGenerator  # noqa: E402
+from personalizer.backends.rewards import AttributeScorer, RewardSet  # noqa: E402
+from personalizer.profiles import default_reward_set  # noqa: E402
+from personalizer.server import ApiKeys, create_app  # noqa: E402
 
 LETTERS = RewardSet("letters", [AttributeScorer("e_count", "more e", lambda t: t.count("e"),
                                                 more="Use the letter e.")])
@@ -78,6 +80,7 @@ def test_a_local_model_is_steered_toward_the_person_and_strength_0_is_plain(
         model="tiny", messages=CHAT, max_tokens=24, user="eve",
         extra_body={"personalizer": {"strength": 0, "prompt_profile": False}})
     assert off.choices[0].message.content == plain.choices[0].message.content
+    assert extension(off)["personalized"] is False  # both levers off: nothing personalized
     assert steered.usage.completion_tokens > 0 and steered.choices[0].finish_reason in (
         "stop", "length")
 
@@ -221,19 +224,67 @@ def test_sampling_fields_reach_the_upstream_and_its_errors_come_back_in_openai_s
     assert (sent["temperature"], sent["top_p"], sent["stop"]) == (0.3, 0.5, ["\n"])
     assert sent["model"] == "upstream-m" and 7 in (sent.get("max_tokens"),
                                                    sent.get("max_completion_tokens"))
-    for status, kind, code in ((429, openai.RateLimitError, "upstream_rate_limited"),
-                               (500, openai.InternalServerError, "upstream_unavailable"),
-                               (401, openai.APIStatusError, "upstream_auth_failed")):
-        server.script(Scripted(status))
-        with pytest.raises(kind) as err:
+    for status, ours, code in ((429, 429, "upstream_rate_limited"),
+                               (500, 503, "upstream_unavailable"),
+                               (401, 502, "upstream_auth_failed"),
+                               (404, 502, "upstream_not_found"),
+                               (400, 400, "upstream_bad_request")):
+        server.script(Scripted(status, body={"error": {
+            "message": f"upstream says {status} about sk-...SECRET", "type": "x", "code": "x"}}))
+        with pytest.raises(openai.APIStatusError) as err:
             client.chat.completions.create(model="upstream-m", messages=CHAT, user="ann")
-        assert err.value.code == code
+        assert (err.value.status_code, err.value.code) == (ours, code)
         assert "Traceback" not in err.value.message
+        # the upstream's words reach the client only about its request (400, 429)
+        assert ("SECRET" in err.value.message) == (ours in (400, 429)), err.value.message
     server.script(Scripted(429))
     with pytest.raises(openai.APIError) as err:  # a stream refused upstream: still a status
         list(client.chat.completions.create(model="upstream-m", messages=CHAT, user="ann",
                                             stream=True))
     assert getattr(err.value, "status_code", None) == 429
+    server.cut_stream_after = 2  # the upstream hangs up midway: an error event, no [DONE]
+    with pytest.raises(openai.APIError) as err:
+        list(client.chat.completions.create(model="upstream-m", messages=CHAT, user="ann",
+                                            stream=True))
+    assert "upstream" in str(err.value)
+
+
+def test_a_chat_key_sees_whether_an_answer_was_personalized_but_not_the_weights(
+        hosted: tuple[str, Personalizer]) -> None:
+    url, _ = hosted
+    httpx.put(f"{url}/v1/profiles/ann/summary", json={"summary": "short answers"},
+              headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    shown = {}
+    for key in (CHAT_KEY, ADMIN_KEY):
+        out = sdk(url, key).chat.completions.create(model="upstream-m", messages=CHAT,
+                                                    user="ann")
+        shown[key] = extension(out)
+    assert shown[CHAT_KEY]["personalized"] is True and shown[CHAT_KEY]["generation_id"]
+    assert "steering" not in shown[CHAT_KEY] and "why" not in shown[CHAT_KEY]
+    assert shown[ADMIN_KEY]["steering"]["levers"] == ["prompt"]
+
+
+def test_at_most_max_concurrent_answers_at_once_then_503_with_retry_after(
+        server: Any, tmp_path: Any) -> None:
+    server.clear()
+    server.reply = system_of
+    gen = OpenAIGenerator("m", base_url=server.openai_base_url, api_key="k", max_retries=0)
+    with Personalizer(tmp_path / "p.db", generator=gen) as p, \
+            in_thread(create_app(p, model="m", max_concurrent=1)) as url:
+        server.delay_s = 2.0
+        body = {"model": "m", "messages": CHAT}
+        with ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(httpx.post, f"{url}/v1/chat/completions", json=body,
+                               timeout=30)
+            import time
+
+            time.sleep(0.5)
+            busy = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+            assert slow.result().status_code == 200
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "overloaded"
+        assert busy.headers["retry-after"] == "1"
+        server.delay_s = 0.0
+        assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
 
 
 # ------------------------------------------------------------------ the profile endpoints
@@ -303,9 +354,10 @@ def test_keys_scopes_and_bad_input_get_the_documented_status_and_change_nothing(
         ("GET", "/v1/profiles", READ_KEY, None, 403, "insufficient_scope"),
         ("POST", "/v1/profiles/ann/preferences", ADMIN_KEY, b"{not json", 400, "invalid_json"),
         ("POST", "/v1/chat/completions", ADMIN_KEY, b"[1, 2", 400, "invalid_json"),
-        ("POST", "/v1/chat/completions", ADMIN_KEY, chat | {"messages": "hi"}, 422,
+        ("POST", "/v1/chat/completions", None, b"{not json", 401, "missing_api_key"),
+        ("POST", "/v1/chat/completions", ADMIN_KEY, chat | {"messages": "hi"}, 400,
          "invalid_value"),
-        ("POST", "/v1/chat/completions", ADMIN_KEY, chat | {"temperature": "hot"}, 422,
+        ("POST", "/v1/chat/completions", ADMIN_KEY, chat | {"temperature": "hot"}, 400,
          "invalid_value"),
         ("POST", "/v1/chat/completions", ADMIN_KEY,
          chat | {"messages": [{"role": "tool", "content": "x"}]}, 400, "invalid_request"),
@@ -339,10 +391,21 @@ def test_keys_scopes_and_bad_input_get_the_documented_status_and_change_nothing(
                 reply = http.request(method, path, json=body, headers=headers)
             assert reply.status_code == status, (method, path, reply.text[:300])
             if status >= 400:
+                assert reply.headers["x-should-retry"] == "false"  # permanent: no retries
                 error = reply.json()["error"]
                 assert set(error) == {"message", "type", "code", "param"}
                 assert code is None or error["code"] == code, (path, error)
                 assert "Traceback" not in reply.text and "xxxxxxxx" not in reply.text
+        def chunked() -> Iterator[bytes]:  # no Content-Length: caught while read
+            yield b'{"prompt": "'
+            for _ in range(10):
+                yield b"x" * (1024 * 1024)
+
+        reply = http.post("/v1/profiles/ann/preferences", content=chunked(),
+                          headers={"Authorization": f"Bearer {ADMIN_KEY}",
+                                   "content-type": "application/json"})
+        assert reply.status_code == 413 and reply.json()["error"]["code"] == \
+            "request_too_large"
     assert stored(p) == before
 
 
@@ -357,6 +420,7 @@ def test_keys_are_parsed_with_clear_errors_and_never_shown() -> None:
     for bad, said in (("", "no server keys"), ("short=chat", "shorter than 16"),
                       ("k1-0123456789abcdef=chat,root", "'root'"),
                       ("k1-0123456789abcdef", "key=scope"),
+                      ("k1-0123456789abcdef=chat,k2-0123456789abcdef=admin", "not shown"),
                       ("k1-0123456789abcdef=chat;k1-0123456789abcdef=admin", "twice")):
         with pytest.raises(InvalidInput, match=said) as err:
             ApiKeys.parse(bad)

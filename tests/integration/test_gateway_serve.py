@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import openai
 import pytest
-from support.gateway import serve_process
-from support.provider_server import content_text
 
 pytest.importorskip("fastapi")
+pytest.importorskip("openai")
+
+import httpx  # noqa: E402
+import openai  # noqa: E402
+from support.gateway import serve_process  # noqa: E402
+from support.provider_server import content_text  # noqa: E402
 
 CHAT = [{"role": "user", "content": "How do I get better sleep?"}]
 KEY = "gateway-key-0123456789abcdef"
