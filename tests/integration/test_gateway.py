@@ -55,10 +55,11 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                          prompt_rewards=None)
     db = tmp_path_factory.mktemp("gateway") / "profiles.db"
     with Personalizer(db, generator=gen) as p, in_thread(create_app(p, model="tiny")) as url:
-        p.store.get_or_create("eve")  # a person who likes the letter e
-        p.store.modify("eve", lambda prof: prof.model_copy(update={
-            "coefficients": {"e_count": 3.0}, "reward_set_id": LETTERS.id,
-            "reward_set_version": LETTERS.version}))
+        for user, weight in (("eve", 3.0), ("zed", -3.0)):  # likes / dislikes the letter e
+            p.store.get_or_create(user)
+            p.store.modify(user, lambda prof, w=weight: prof.model_copy(update={
+                "coefficients": {"e_count": w}, "reward_set_id": LETTERS.id,
+                "reward_set_version": LETTERS.version}))
         yield url, p
 
 
@@ -101,6 +102,25 @@ def test_a_stream_joins_to_the_answer_and_reports_usage_and_the_record(
     assert extension(last)["personalized"] is True
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == \
         whole.usage.completion_tokens
+
+
+def test_two_people_interleaved_on_one_local_model_each_get_their_own_steering(
+        local_gateway: tuple[str, Personalizer]) -> None:
+    url, _ = local_gateway
+    client = sdk(url)
+
+    def ask(user: str) -> tuple[str, float, str]:
+        out = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=16,
+                                             user=user)
+        weight = extension(out)["steering"]["terms"][0]["coefficient"]
+        return user, weight, out.choices[0].message.content
+
+    alone = {user: ask(user)[2] for user in ("eve", "zed")}  # one at a time (greedy)
+    assert alone["eve"] != alone["zed"]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, ["eve", "zed"] * 4))
+    for user, weight, text in answers:  # side by side: each exactly their own answer
+        assert (weight > 0) == (user == "eve") and text == alone[user], answers
 
 
 async def test_the_async_sdk_streams_and_answers(local_gateway: tuple[str, Personalizer]
