@@ -117,9 +117,11 @@ async def latency(upstream: str, gateway: str, n: int, concurrency: int, users: 
     auth = {"Authorization": f"Bearer {KEY}"}
     direct, through = [], []
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        warm = [direct_body | {"user": f"user-{rng.randrange(users):05d}"} for _ in range(40)]
-        await run(client, gateway + "/v1/chat/completions", warm, concurrency, auth)
-        await run(client, upstream + "/chat/completions", warm, concurrency, {})
+        # warm every worker: new connections (one per request) reach all of them
+        warm = [direct_body | {"user": f"user-{rng.randrange(users):05d}"} for _ in range(60)]
+        await run(client, gateway + "/v1/chat/completions", warm, 4,
+                  auth | {"Connection": "close"})
+        await run(client, upstream + "/chat/completions", warm[:40], concurrency, {})
         block = max(20, concurrency)
         for start in range(0, n, block):
             k = min(block, n - start)
@@ -195,13 +197,16 @@ def main() -> None:
                     except httpx.HTTPError:
                         pass
                     time.sleep(0.1)
+                else:
+                    sys.exit("personalizer serve did not become ready in 60 s")
+                time.sleep(2)  # every worker up (one answering /readyz proves only itself)
                 groups = {"gateway": tree(serve.pid), "upstream": [up.pid],
                           "PostgreSQL": named("postgres")}
                 for concurrency in (1, 16):
                     cpu0 = cpu_s(tree(serve.pid))
                     direct, through = asyncio.run(latency(upstream, gateway, args.requests,
                                                           concurrency, args.users))
-                    cpu_ms = 1000 * (cpu_s(tree(serve.pid)) - cpu0) / (args.requests + 40)
+                    cpu_ms = 1000 * (cpu_s(tree(serve.pid)) - cpu0) / (args.requests + 60)
                     rows.append((workers, concurrency, direct, through, cpu_ms))
                 rps, shares = asyncio.run(throughput(gateway, args.requests, args.users,
                                                      groups))
