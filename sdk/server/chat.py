@@ -72,7 +72,7 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
                    x_personalizer_user: Annotated[str | None, Header()] = None,
                    # a default, not Annotated: this module's annotations are strings, and
                    # FastAPI resolves them in the module's globals, where chat_key is not
-                   scopes: frozenset[str] = Depends(chat_key),  # noqa: B008
+                   scopes: frozenset[str] = Depends(chat_key),
                    ) -> JSONResponse | StreamingResponse:
         """A chat completion, personalized for the person named by ``user``. The reply's
         ``personalizer`` object shows the person's weights (``why``, ``steering``) only to
