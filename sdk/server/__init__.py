@@ -14,7 +14,7 @@ from typing import Any
 from .._optional import require
 from .keys import SCOPES, ApiKeys
 
-__all__ = ["SCOPES", "ApiKeys", "create_app", "serve"]
+__all__ = ["ApiKeys", "SCOPES", "create_app", "serve"]
 
 
 def create_app(personalizer: Any, **options: Any) -> Any:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from personalizer.errors import InvalidInput
 
-__all__ = ["SCOPES", "ApiKeys"]
+__all__ = ["ApiKeys", "SCOPES"]
 
 SCOPES = ("chat", "profiles:read", "profiles:write", "admin")
 MIN_KEY_CHARS = 16

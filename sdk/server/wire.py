@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from personalizer.errors import InvalidInput, UnsupportedRequest
 from personalizer.types import Generation, Message
 
-__all__ = ["SUPPORTED", "ChatRequest", "Extension", "chat_options", "chunk", "completion",
+__all__ = ["ChatRequest", "Extension", "SUPPORTED", "chat_options", "chunk", "completion",
            "messages_of", "new_id"]
 
 # Fields of the OpenAI API this gateway does not honour, with what to do instead.

@@ -242,8 +242,11 @@ def test_a_mixed_row_forked_in_the_loop_keeps_its_expert_rows(setup) -> None:
         first = source.current()
         source.select([0, 0, 1])  # row 0 forked in two
         forked = source.current()
-        assert torch.allclose(forked[0], first[0]) and torch.allclose(forked[1], first[0])
-        assert torch.allclose(forked[2], first[1])
+        # equal up to float32 rounding (transformers 5.25 computes a batch of three rows
+        # one ulp away from a batch of two)
+        assert torch.allclose(forked[0], first[0], atol=1e-6)
+        assert torch.allclose(forked[1], first[0], atol=1e-6)
+        assert torch.allclose(forked[2], first[1], atol=1e-6)
         source.commit(torch.tensor([5, 9, 5]), torch.tensor([-1, -1, -1]))
         after = source.current()
         alone = _Logits(gen, [row(0, True)], None)
