@@ -401,6 +401,32 @@ def test_keys_scopes_and_bad_input_get_the_documented_status_and_change_nothing(
          b'{"prompt": "' + b"x" * (9 * 1024 * 1024) + b'"}', 413, "request_too_large"),
         ("GET", "/v1/nowhere", ADMIN_KEY, None, 404, "not_found"),
     ]
+    # every endpoint: no key, a key without its scope, and (with a body) malformed JSON and
+    # a body of the wrong type
+    endpoints = [  # (method, path, scope its key needs, body or None, wrong type's status)
+        ("POST", "/v1/chat/completions", "chat", chat, 400),
+        ("GET", "/v1/models", "chat", None, 0),
+        ("GET", "/v1/profiles", "admin", None, 0),
+        ("POST", "/v1/profiles/import", "profiles:write", {"profile": {}}, 422),
+        ("GET", "/v1/profiles/ann", "profiles:read", None, 0),
+        ("GET", "/v1/profiles/ann/export", "profiles:read", None, 0),
+        ("DELETE", "/v1/profiles/ann", "profiles:write", None, 0),
+        ("POST", "/v1/profiles/ann/preferences", "profiles:write", pref, 422),
+        ("POST", "/v1/profiles/ann/feedback", "profiles:write", {"generation_id": "x"}, 422),
+        ("GET", "/v1/profiles/ann/summary", "profiles:read", None, 0),
+        ("PUT", "/v1/profiles/ann/summary", "profiles:write", {"summary": "x"}, 422),
+        ("GET", "/v1/profiles/ann/onboarding", "profiles:write", None, 0),
+        ("POST", "/v1/profiles/ann/onboarding", "profiles:write",
+         {"question_id": "q", "choice": 0}, 422),
+    ]
+    without = {"chat": READ_KEY, "profiles:read": CHAT_KEY, "profiles:write": READ_KEY,
+               "admin": READ_KEY}
+    for method, path, scope, body, wrong in endpoints:
+        cases += [(method, path, None, body, 401, "missing_api_key"),
+                  (method, path, without[scope], body, 403, "insufficient_scope")]
+        if body is not None:
+            cases += [(method, path, ADMIN_KEY, b"{,", 400, "invalid_json"),
+                      (method, path, ADMIN_KEY, [1, 2], wrong, "invalid_value")]
     with httpx.Client(base_url=url, timeout=30) as http:
         for method, path, key, body, status, code in cases:
             headers = {"Authorization": f"Bearer {key}"} if key else {}
