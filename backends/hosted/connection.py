@@ -158,6 +158,8 @@ def sdk_arguments(endpoint: Callable[..., Any], request: dict[str, Any]) -> dict
         known = _parameters(endpoint)
     except (TypeError, ValueError):  # no signature: send everything as named arguments
         return request
+    if known is None:  # it takes any keyword: the request as it is
+        return request
     extra = {k: v for k, v in request.items() if k not in known}
     if not extra:
         return request
@@ -165,9 +167,13 @@ def sdk_arguments(endpoint: Callable[..., Any], request: dict[str, Any]) -> dict
 
 
 @functools.lru_cache(maxsize=32)
-def _parameters_of(func: Callable[..., Any]) -> frozenset[str]:
-    return frozenset(inspect.signature(func).parameters)
+def _parameters_of(func: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword parameters ``func`` names; None when it takes any (``**kwargs``)."""
+    parameters = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(parameters)
 
 
-def _parameters(endpoint: Callable[..., Any]) -> frozenset[str]:
+def _parameters(endpoint: Callable[..., Any]) -> frozenset[str] | None:
     return _parameters_of(getattr(endpoint, "__func__", endpoint))
