@@ -274,12 +274,16 @@ class LocalGenerator:
 
     async def agenerate(self, messages: MessagesLike, *, steering: Steering | None = None,
                         proxy: ProxyTuning | None = None, **options: Any) -> Generation:
-        """:meth:`generate` without blocking the event loop."""
+        """:meth:`generate` without blocking the event loop: planning (the chat template,
+        tokenizing), decoding and the answer's record (its quality and reward scores) all
+        run in one worker thread."""
         import asyncio
 
-        run = self._run(messages, steering, proxy, options)
-        text = await asyncio.to_thread(lambda: "".join(run))
-        return run.result(text)
+        def answer() -> Generation:
+            run = self._run(messages, steering, proxy, options)
+            return run.result("".join(run))
+
+        return await asyncio.to_thread(answer)
 
     def generate_batch(self, requests: Unchecked[Sequence[tuple[MessagesLike, Steering | None]]],
                        *,
