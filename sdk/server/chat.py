@@ -121,7 +121,9 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
         if user is None:
             p.limits.check("chat", [(f"messages[{i}].content", m.content)
                                     for i, m in enumerate(messages)])
-            stream = generator.astream(messages, steering=None, **options)
+            # started in a worker thread: a local model plans (tokenizes) as it starts
+            stream = await asyncio.to_thread(generator.astream, messages, steering=None,
+                                             **options)
         else:
             stream = p.astream(user, messages, **knobs, **options)
         usage = request.stream_options is not None and request.stream_options.include_usage

@@ -102,6 +102,11 @@ def test_a_stream_joins_to_the_answer_and_reports_usage_and_the_record(
     assert extension(last)["personalized"] is True
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == \
         whole.usage.completion_tokens
+    plain = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=20)
+    anonymous = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=20,
+                                               stream=True)
+    pieces = [c.choices[0].delta.content or "" for c in anonymous if c.choices]
+    assert "".join(pieces) == plain.choices[0].message.content  # no user: the plain answer
 
 
 def test_two_people_interleaved_on_one_local_model_each_get_their_own_steering(
