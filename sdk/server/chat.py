@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -134,6 +135,8 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
             first = None
         events = _events(stream, pieces, first, ident=ident, model=model, created=created,
                          user=user, usage=usage, detail=detail, slot=slot)
+        # a reply never started (the client left first) still gives its place back
+        weakref.finalize(events, slot.release)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 

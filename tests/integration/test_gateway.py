@@ -315,6 +315,56 @@ def test_at_most_max_concurrent_answers_at_once_then_503_with_retry_after(
 # ------------------------------------------------------------------ the profile endpoints
 
 
+def test_a_stream_whose_client_left_before_the_reply_gives_its_place_back(
+        server: Any, tmp_path: Any) -> None:
+    """Driven as ASGI: the client is gone when the reply starts (send fails), so the
+    stream's events are never iterated; with max_concurrent=1 the next request is still
+    served, not refused as overloaded."""
+    import gc
+
+    server.clear()
+    server.reply = system_of
+    gen = OpenAIGenerator("m", base_url=server.openai_base_url, api_key="k", max_retries=0)
+    body = json.dumps({"model": "m", "messages": CHAT, "stream": True}).encode()
+
+    async def call(app: Any, fail: bool) -> list[dict]:
+        sent: list[dict] = []
+        read = []
+
+        async def receive() -> dict:
+            if not read:  # the body once; then the client is gone, or waits for the reply
+                read.append(True)
+                return {"type": "http.request", "body": body, "more_body": False}
+            if fail:
+                return {"type": "http.disconnect"}
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        async def send(message: dict) -> None:
+            if fail and message["type"] == "http.response.start":
+                raise OSError("the client hung up")
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                 "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+                 "root_path": "", "query_string": b"", "server": ("127.0.0.1", 80),
+                 "client": ("127.0.0.1", 1), "headers": [(b"content-type",
+                                                          b"application/json")]}
+        try:
+            await app(scope, receive, send)
+        except Exception:  # noqa: BLE001 - the server's own reaction to the hang-up
+            assert fail
+        return sent
+
+    with Personalizer(tmp_path / "p.db", generator=gen) as p:
+        app = create_app(p, model="m", max_concurrent=1)
+        asyncio.run(call(app, fail=True))
+        gc.collect()
+        sent = asyncio.run(call(app, fail=False))
+    assert sent[0]["status"] == 200, sent[:2]
+
+
 def test_the_profile_endpoints_do_what_the_facade_does(hosted: tuple[str, Personalizer]
                                                        ) -> None:
     url, p = hosted
