@@ -41,6 +41,15 @@ def sdk(url: str, key: str = ADMIN_KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
 
 
+def wait_for(condition: Any, timeout_s: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
 def extension(obj: Any) -> dict[str, Any]:
     """The reply's ``personalizer`` object, as the official SDK exposes an extra field."""
     return obj.model_extra["personalizer"]
@@ -301,9 +310,7 @@ def test_at_most_max_concurrent_answers_at_once_then_503_with_retry_after(
         with ThreadPoolExecutor(2) as pool:
             slow = pool.submit(httpx.post, f"{url}/v1/chat/completions", json=body,
                                timeout=30)
-            import time
-
-            time.sleep(0.5)
+            wait_for(lambda: len(server.requests) == 1)  # it holds the one place now
             busy = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
             assert slow.result().status_code == 200
         assert busy.status_code == 503 and busy.json()["error"]["code"] == "overloaded"

@@ -80,7 +80,7 @@ def test_two_workers_serve_and_a_stop_lets_the_stream_in_flight_finish(
             out = client.chat.completions.create(model="upstream-m", messages=CHAT,
                                                  user=f"u{i % 3}")
             assert out.choices[0].finish_reason == "stop"
-        upstream.delay_s = 1.5  # the next answer is slow: stop the server meanwhile
+        upstream.delay_s = 2.0  # the next answer is slow: stop the server meanwhile
         pieces: list[str] = []
 
         def read() -> None:
@@ -89,9 +89,13 @@ def test_two_workers_serve_and_a_stop_lets_the_stream_in_flight_finish(
                 if c.choices:
                     pieces.append(c.choices[0].delta.content or "")
 
+        asked = len(upstream.requests)
         reader = threading.Thread(target=read)
         reader.start()
-        time.sleep(0.7)
+        deadline = time.monotonic() + 30
+        while len(upstream.requests) == asked:  # the answer is in flight upstream now
+            assert time.monotonic() < deadline and reader.is_alive()
+            time.sleep(0.01)
         pids = _serve_pids(tmp_path / "w.log")
         assert pids, "the serve process was not found"
         for pid in pids:
