@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -135,10 +134,7 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
             first = None
         events = _events(stream, pieces, first, ident=ident, model=model, created=created,
                          user=user, usage=usage, detail=detail, slot=slot)
-        # a reply never started (the client left first) still gives its place back
-        weakref.finalize(events, slot.release)
-        return StreamingResponse(events, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return _EventStream(events, stream, slot)
 
     return router
 
@@ -173,6 +169,26 @@ async def _events(stream: AsyncStream, pieces: AsyncIterator[str], first: str | 
         with anyio.CancelScope(shield=True):
             await stream.aclose()
         slot.release()
+
+
+class _EventStream(StreamingResponse):
+    """The events as a server-sent-event reply that, however it ends (written, the client
+    gone before it started or midway), closes the answer's stream and gives its
+    concurrency place back."""
+
+    def __init__(self, events: AsyncIterator[str], stream: AsyncStream, slot: _Slot) -> None:
+        super().__init__(events, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache"})
+        self._events, self._stream, self._slot = events, stream, slot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._events.aclose()  # type: ignore[attr-defined]
+                await self._stream.aclose()
+            self._slot.release()
 
 
 class _Slot:
