@@ -279,11 +279,8 @@ class LocalGenerator:
         run in one worker thread."""
         import asyncio
 
-        def answer() -> Generation:
-            run = self._run(messages, steering, proxy, options)
-            return run.result("".join(run))
-
-        return await asyncio.to_thread(answer)
+        return await asyncio.to_thread(self.generate, messages, steering=steering,
+                                       proxy=proxy, **options)
 
     def generate_batch(self, requests: Unchecked[Sequence[tuple[MessagesLike, Steering | None]]],
                        *,

@@ -108,19 +108,18 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
             raise Problem(400, "invalid_request_error", "invalid_request",
                           "personalizer options need a person: set the request's user field",
                           param="personalizer")
+        if user is None:  # the facade checks a person's request itself
+            p.limits.check("chat", [(f"messages[{i}].content", m.content)
+                                    for i, m in enumerate(messages)])
         ident, created = new_id(), int(time.time())
         if not request.stream:
             if user is None:
-                p.limits.check("chat", [(f"messages[{i}].content", m.content)
-                                        for i, m in enumerate(messages)])
                 out = await generator.agenerate(messages, steering=None, **options)
             else:
                 out = await p.agenerate(user, messages, **knobs, **options)
             return JSONResponse(completion(out, model=model, user=user, ident=ident,
                                            created=created, detail=detail))
         if user is None:
-            p.limits.check("chat", [(f"messages[{i}].content", m.content)
-                                    for i, m in enumerate(messages)])
             # started in a worker thread: a local model plans (tokenizes) as it starts
             stream = await asyncio.to_thread(generator.astream, messages, steering=None,
                                              **options)
@@ -133,7 +132,7 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
         except StopAsyncIteration:
             first = None
         events = _events(stream, pieces, first, ident=ident, model=model, created=created,
-                         user=user, usage=usage, detail=detail, slot=slot)
+                         user=user, usage=usage, detail=detail)
         return _EventStream(events, stream, slot)
 
     return router
@@ -141,10 +140,10 @@ def chat_router(personalizer: Any, model: str, keys: ApiKeys | None,
 
 async def _events(stream: AsyncStream, pieces: AsyncIterator[str], first: str | None, *,
                   ident: str, model: str, created: int, user: str | None, usage: bool,
-                  detail: bool, slot: _Slot) -> AsyncIterator[str]:
+                  detail: bool) -> AsyncIterator[str]:
     """The stream's server-sent events in OpenAI's chunk format, ``[DONE]`` last; a failure
-    midway is an ``error`` event (the official SDKs raise it) and no ``[DONE]``. A client
-    that hangs up stops the generation; the clean-up runs even then (shielded)."""
+    midway is an ``error`` event (the official SDKs raise it) and no ``[DONE]``. The reply
+    (:class:`_EventStream`) closes the stream and gives the place back."""
     head = {"ident": ident, "model": model, "created": created}
     try:
         yield _event(chunk(**head, delta={"role": "assistant", "content": ""}))
@@ -165,10 +164,6 @@ async def _events(stream: AsyncStream, pieces: AsyncIterator[str], first: str | 
         if problem.status >= 500:
             log.error("stream failed: %s", type(exc).__name__, exc_info=exc)
         yield _event(problem.body())
-    finally:
-        with anyio.CancelScope(shield=True):
-            await stream.aclose()
-        slot.release()
 
 
 class _EventStream(StreamingResponse):
